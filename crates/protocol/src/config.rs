@@ -1,0 +1,267 @@
+//! memsrv's build-time configuration and the capability layout both ends rely on.
+//!
+//! The image composer reads `system.xml`, builds a [`Config`], and writes its
+//! [`Config::encode`]d words into memsrv's `capbuf_config` symbol. memsrv
+//! decodes and validates it at start. The layout constants say where the
+//! composer puts the capabilities memsrv and clients need.
+
+use crate::{MAX_CHANNEL, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
+
+/// First word of an encoded configuration ("capbufcf").
+pub const CONFIG_MAGIC: u64 = u64::from_le_bytes(*b"capbufcf");
+/// Version of the configuration encoding.
+pub const CONFIG_VERSION: u64 = 1;
+/// Words in an encoded configuration.
+pub const CONFIG_WORDS: usize = HEADER_WORDS + MAX_POOLS * POOL_WORDS + MAX_CLIENTS * CLIENT_WORDS;
+const HEADER_WORDS: usize = 5;
+const POOL_WORDS: usize = 2;
+const CLIENT_WORDS: usize = 6;
+
+/// Slot of memsrv's root CNode that holds its bookkeeping CNode ("table"),
+/// guarded so that capability pointer `(1 << 58) | i` names table slot `i`.
+pub const MEMSRV_TABLE_ROOT_SLOT: u64 = 1;
+/// Microkit-CNode slot (a capability pointer) in memsrv holding a capability
+/// to the table CNode itself, guard 0, for use as the root of CNode and
+/// retype invocations.
+pub const MEMSRV_TABLE_CPTR: u64 = 458;
+/// Microkit-CNode slot (a capability pointer) in each client holding a
+/// capability to the client's own root CNode, guard 0: the receive path.
+pub const CLIENT_ROOT_CPTR: u64 = 458;
+/// Radix of a Microkit protection domain's root CNode.
+pub const ROOT_CNODE_BITS: u64 = 6;
+/// Bits a root CNode slot index is shifted by in a capability pointer.
+pub const ROOT_SLOT_SHIFT: u64 = 64 - ROOT_CNODE_BITS;
+/// Root CNode slots a client library receives attachments into.
+pub const CLIENT_RECEIVE_SLOTS: core::ops::Range<u64> = 32..64;
+/// Virtual address window in which client libraries map attachments. The
+/// composer refuses a client whose own mappings overlap it. It lies in the
+/// first GiB, whose level-2 page table every Microkit PD already has.
+pub const CLIENT_WINDOW: core::ops::Range<u64> = 0x2000_0000..0x4000_0000;
+
+/// One pool: a physically contiguous untyped region, naturally aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Physical base address.
+    pub physical_address: u64,
+    /// Size as a power of two.
+    pub size_bits: u64,
+}
+
+/// One client: which channel reaches memsrv, its id and quotas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// memsrv's end of the client's PPC channel: how memsrv knows the caller.
+    pub channel: u64,
+    /// Id other clients use to name this client in grants.
+    pub client_id: u64,
+    /// Bytes of buffers the client may own at once.
+    pub quota_bytes: u64,
+    /// Buffers the client may own at once.
+    pub quota_buffers: u64,
+    /// Attachments the client may hold at once.
+    pub quota_attachments: u64,
+    /// May see physical addresses (drives DMA).
+    pub dma: bool,
+}
+
+/// memsrv's whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Radix of memsrv's table CNode. Pool `i`'s untyped capability is in table slot `i`.
+    pub table_bits: u64,
+    /// Pools, in `system.xml` order.
+    pub pools: [Option<PoolConfig>; MAX_POOLS],
+    /// Clients, in `system.xml` order.
+    pub clients: [Option<ClientConfig>; MAX_CLIENTS],
+}
+
+/// Why a configuration was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Wrong magic or version: the composer did not patch memsrv.
+    NotPatched,
+    /// The table CNode radix is outside 4..=16.
+    TableBits,
+    /// No pool, or a pool size below a page or above 2^40.
+    PoolSize,
+    /// A pool's base is not aligned to its size.
+    PoolAlignment,
+    /// Two pools overlap.
+    PoolsOverlap,
+    /// A channel id above Microkit's limit.
+    Channel,
+    /// Two clients share a channel or an id.
+    Duplicate,
+    /// An entry present after an absent one.
+    Gap,
+}
+
+impl Config {
+    /// Number of configured pools.
+    pub fn pool_count(&self) -> usize {
+        self.pools.iter().take_while(|p| p.is_some()).count()
+    }
+
+    /// Client configured for memsrv's channel `channel`.
+    pub fn client_by_channel(&self, channel: u64) -> Option<(usize, &ClientConfig)> {
+        self.clients.iter().enumerate().find_map(|(i, c)| c.as_ref().filter(|c| c.channel == channel).map(|c| (i, c)))
+    }
+
+    /// Client with id `client_id`.
+    pub fn client_by_id(&self, client_id: u64) -> Option<(usize, &ClientConfig)> {
+        self.clients.iter().enumerate().find_map(|(i, c)| c.as_ref().filter(|c| c.client_id == client_id).map(|c| (i, c)))
+    }
+
+    /// Check everything memsrv relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(4..=16).contains(&self.table_bits) {
+            return Err(ConfigError::TableBits);
+        }
+        let pools = self.pool_count();
+        if pools == 0 {
+            return Err(ConfigError::PoolSize);
+        }
+        if self.pools[pools..].iter().any(Option::is_some) {
+            return Err(ConfigError::Gap);
+        }
+        for (i, pool) in self.pools.iter().flatten().enumerate() {
+            if pool.size_bits < PAGE_BITS as u64 || pool.size_bits > 40 {
+                return Err(ConfigError::PoolSize);
+            }
+            if pool.physical_address & ((1 << pool.size_bits) - 1) != 0 {
+                return Err(ConfigError::PoolAlignment);
+            }
+            for other in self.pools.iter().flatten().skip(i + 1) {
+                let (a, b) = (pool.physical_address, other.physical_address);
+                if a < b + (1 << other.size_bits) && b < a + (1 << pool.size_bits) {
+                    return Err(ConfigError::PoolsOverlap);
+                }
+            }
+        }
+        let clients = self.clients.iter().take_while(|c| c.is_some()).count();
+        if self.clients[clients..].iter().any(Option::is_some) {
+            return Err(ConfigError::Gap);
+        }
+        for (i, client) in self.clients.iter().flatten().enumerate() {
+            if client.channel > MAX_CHANNEL {
+                return Err(ConfigError::Channel);
+            }
+            for other in self.clients.iter().flatten().skip(i + 1) {
+                if client.channel == other.channel || client.client_id == other.client_id {
+                    return Err(ConfigError::Duplicate);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The words the composer writes into memsrv.
+    pub fn encode(&self) -> [u64; CONFIG_WORDS] {
+        let mut words = [0; CONFIG_WORDS];
+        words[0] = CONFIG_MAGIC;
+        words[1] = CONFIG_VERSION;
+        words[2] = self.table_bits;
+        words[3] = self.pool_count() as u64;
+        words[4] = self.clients.iter().flatten().count() as u64;
+        for (i, pool) in self.pools.iter().flatten().enumerate() {
+            let at = HEADER_WORDS + i * POOL_WORDS;
+            words[at..at + POOL_WORDS].copy_from_slice(&[pool.physical_address, pool.size_bits]);
+        }
+        for (i, client) in self.clients.iter().flatten().enumerate() {
+            let at = HEADER_WORDS + MAX_POOLS * POOL_WORDS + i * CLIENT_WORDS;
+            words[at..at + CLIENT_WORDS].copy_from_slice(&[
+                client.channel,
+                client.client_id,
+                client.quota_bytes,
+                client.quota_buffers,
+                client.quota_attachments,
+                client.dma as u64,
+            ]);
+        }
+        words
+    }
+
+    /// Read and validate the words memsrv finds in its `capbuf_config` symbol.
+    pub fn decode(words: &[u64; CONFIG_WORDS]) -> Result<Config, ConfigError> {
+        if words[0] != CONFIG_MAGIC || words[1] != CONFIG_VERSION {
+            return Err(ConfigError::NotPatched);
+        }
+        let pools = words[3] as usize;
+        let clients = words[4] as usize;
+        if pools > MAX_POOLS || clients > MAX_CLIENTS {
+            return Err(ConfigError::Gap);
+        }
+        let mut config = Config { table_bits: words[2], pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
+        for i in 0..pools {
+            let at = HEADER_WORDS + i * POOL_WORDS;
+            config.pools[i] = Some(PoolConfig { physical_address: words[at], size_bits: words[at + 1] });
+        }
+        for i in 0..clients {
+            let at = HEADER_WORDS + MAX_POOLS * POOL_WORDS + i * CLIENT_WORDS;
+            config.clients[i] = Some(ClientConfig {
+                channel: words[at],
+                client_id: words[at + 1],
+                quota_bytes: words[at + 2],
+                quota_buffers: words[at + 3],
+                quota_attachments: words[at + 4],
+                dma: words[at + 5] != 0,
+            });
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Config {
+        let mut config = Config { table_bits: 12, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
+        config.pools[0] = Some(PoolConfig { physical_address: 0x1_0000_0000 >> 2, size_bits: 24 });
+        config.pools[1] = Some(PoolConfig { physical_address: 0x5000_0000, size_bits: 20 });
+        config.clients[0] = Some(ClientConfig {
+            channel: 0,
+            client_id: 1,
+            quota_bytes: 1 << 22,
+            quota_buffers: 4,
+            quota_attachments: 8,
+            dma: false,
+        });
+        config.clients[1] = Some(ClientConfig { channel: 5, client_id: 7, dma: true, ..config.clients[0].unwrap() });
+        config
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let config = example();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(Config::decode(&config.encode()), Ok(config.clone()));
+        assert_eq!(config.client_by_channel(5).map(|(i, c)| (i, c.client_id)), Some((1, 7)));
+        assert_eq!(config.client_by_id(1).map(|(i, _)| i), Some(0));
+        assert!(config.client_by_channel(6).is_none());
+    }
+
+    #[test]
+    fn unpatched_and_invalid_configurations_are_refused() {
+        assert_eq!(Config::decode(&[0; CONFIG_WORDS]), Err(ConfigError::NotPatched));
+        let mut c = example();
+        c.pools[1] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 30 });
+        assert_eq!(c.validate(), Err(ConfigError::PoolsOverlap));
+        let mut c = example();
+        c.pools[1] = Some(PoolConfig { physical_address: 0x5000_1000, size_bits: 20 });
+        assert_eq!(c.validate(), Err(ConfigError::PoolAlignment));
+        let mut c = example();
+        c.clients[1].as_mut().unwrap().channel = 0;
+        assert_eq!(c.validate(), Err(ConfigError::Duplicate));
+        let mut c = example();
+        c.clients[1].as_mut().unwrap().channel = 63;
+        assert_eq!(c.validate(), Err(ConfigError::Channel));
+        let mut c = example();
+        c.table_bits = 20;
+        assert_eq!(c.validate(), Err(ConfigError::TableBits));
+        let mut c = example();
+        c.pools[0] = None;
+        assert_eq!(c.validate(), Err(ConfigError::PoolSize));
+    }
+}

@@ -1,0 +1,181 @@
+//! Error codes: the label of a failed reply.
+
+/// Why memsrv refused a request. `0` (success) is not an error; domain errors
+/// count from 1; errors about the message itself live in their own high range
+/// starting at [`Error::DECODE_BASE`]. A refused request leaves memsrv's state
+/// unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Error {
+    /// Size 0.
+    ZeroSize = 1,
+    /// Larger than the pool or than [`crate::MAX_BUFFER_BITS`].
+    TooLarge = 2,
+    /// Alignment above [`crate::MAX_ALIGN_BITS`] or above the pool size.
+    InvalidAlignment = 3,
+    /// No pool with that index.
+    InvalidPool = 4,
+    /// Unknown allocation flag bits.
+    InvalidFlags = 5,
+    /// Rights value is not read-only or read-write.
+    InvalidRights = 6,
+    /// No buffer with that id has ever existed.
+    UnknownBuffer = 7,
+    /// The buffer was freed (this also reports a double free).
+    StaleBuffer = 8,
+    /// Only the owner may do this.
+    NotOwner = 9,
+    /// The caller neither owns the buffer nor was granted it.
+    NotGranted = 10,
+    /// More rights than the caller holds or the buffer allows.
+    RightsEscalation = 11,
+    /// The caller is already attached to this buffer.
+    AlreadyAttached = 12,
+    /// The caller is not attached to this buffer.
+    NotAttached = 13,
+    /// The caller's byte quota would be exceeded.
+    QuotaBytes = 14,
+    /// The caller's buffer-count quota would be exceeded.
+    QuotaBuffers = 15,
+    /// The caller's attachment quota would be exceeded.
+    QuotaAttachments = 16,
+    /// No contiguous block of that size and alignment is free in the pool.
+    OutOfMemory = 17,
+    /// memsrv's buffer table is full.
+    TooManyBuffers = 18,
+    /// Grant target is not a configured client, or is the caller itself.
+    InvalidGrantee = 19,
+    /// The grantee has no grant to withdraw.
+    NotGrantee = 20,
+    /// memsrv ran out of capability slots for bookkeeping.
+    OutOfSlots = 21,
+    /// The kernel refused an operation memsrv expected to succeed. A bug in memsrv.
+    Kernel = 22,
+    /// The label is not an [`crate::Op`].
+    UnknownOp = 0xFFFF_FE00,
+    /// The message has the wrong number of message registers for its op.
+    WrongLength = 0xFFFF_FE01,
+    /// The request carried capabilities; none is expected.
+    UnexpectedCaps = 0xFFFF_FE02,
+    /// The caller is not a configured client of memsrv.
+    UnknownCaller = 0xFFFF_FE03,
+}
+
+impl Error {
+    /// First value of the message-decoding range.
+    pub const DECODE_BASE: u64 = 0xFFFF_FE00;
+
+    /// Every error, for tables and generated headers.
+    pub const ALL: [Error; 26] = [
+        Error::ZeroSize,
+        Error::TooLarge,
+        Error::InvalidAlignment,
+        Error::InvalidPool,
+        Error::InvalidFlags,
+        Error::InvalidRights,
+        Error::UnknownBuffer,
+        Error::StaleBuffer,
+        Error::NotOwner,
+        Error::NotGranted,
+        Error::RightsEscalation,
+        Error::AlreadyAttached,
+        Error::NotAttached,
+        Error::QuotaBytes,
+        Error::QuotaBuffers,
+        Error::QuotaAttachments,
+        Error::OutOfMemory,
+        Error::TooManyBuffers,
+        Error::InvalidGrantee,
+        Error::NotGrantee,
+        Error::OutOfSlots,
+        Error::Kernel,
+        Error::UnknownOp,
+        Error::WrongLength,
+        Error::UnexpectedCaps,
+        Error::UnknownCaller,
+    ];
+
+    /// Name in `SCREAMING_SNAKE_CASE`, as the C header spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Error::ZeroSize => "ZERO_SIZE",
+            Error::TooLarge => "TOO_LARGE",
+            Error::InvalidAlignment => "INVALID_ALIGNMENT",
+            Error::InvalidPool => "INVALID_POOL",
+            Error::InvalidFlags => "INVALID_FLAGS",
+            Error::InvalidRights => "INVALID_RIGHTS",
+            Error::UnknownBuffer => "UNKNOWN_BUFFER",
+            Error::StaleBuffer => "STALE_BUFFER",
+            Error::NotOwner => "NOT_OWNER",
+            Error::NotGranted => "NOT_GRANTED",
+            Error::RightsEscalation => "RIGHTS_ESCALATION",
+            Error::AlreadyAttached => "ALREADY_ATTACHED",
+            Error::NotAttached => "NOT_ATTACHED",
+            Error::QuotaBytes => "QUOTA_BYTES",
+            Error::QuotaBuffers => "QUOTA_BUFFERS",
+            Error::QuotaAttachments => "QUOTA_ATTACHMENTS",
+            Error::OutOfMemory => "OUT_OF_MEMORY",
+            Error::TooManyBuffers => "TOO_MANY_BUFFERS",
+            Error::InvalidGrantee => "INVALID_GRANTEE",
+            Error::NotGrantee => "NOT_GRANTEE",
+            Error::OutOfSlots => "OUT_OF_SLOTS",
+            Error::Kernel => "KERNEL",
+            Error::UnknownOp => "UNKNOWN_OP",
+            Error::WrongLength => "WRONG_LENGTH",
+            Error::UnexpectedCaps => "UNEXPECTED_CAPS",
+            Error::UnknownCaller => "UNKNOWN_CALLER",
+        }
+    }
+
+    /// The code as it travels in a reply label.
+    pub const fn code(self) -> u64 {
+        self as u64
+    }
+}
+
+impl TryFrom<u64> for Error {
+    type Error = u64;
+
+    fn try_from(code: u64) -> Result<Self, u64> {
+        Error::ALL.into_iter().find(|error| error.code() == code).ok_or(code)
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "capbuf error {} ({})", self.code(), self.name())
+    }
+}
+
+const _: () = assert!(Error::Kernel as u64 == 22, "domain errors are numbered 1..=22 without gaps");
+const _: () = assert!(Error::UnknownOp as u64 == Error::DECODE_BASE);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_round_trip() {
+        for (i, a) in Error::ALL.iter().enumerate() {
+            assert_ne!(a.code(), 0, "0 means success");
+            assert_eq!(Error::try_from(a.code()), Ok(*a));
+            for b in &Error::ALL[i + 1..] {
+                assert_ne!(a.code(), b.code());
+                assert_ne!(a.name(), b.name());
+            }
+        }
+        assert_eq!(Error::try_from(0), Err(0));
+        assert_eq!(Error::try_from(23), Err(23));
+    }
+
+    #[test]
+    fn decode_errors_live_in_their_own_range() {
+        for error in Error::ALL {
+            let is_decode = matches!(
+                error,
+                Error::UnknownOp | Error::WrongLength | Error::UnexpectedCaps | Error::UnknownCaller
+            );
+            assert_eq!(error.code() >= Error::DECODE_BASE, is_decode, "{error:?}");
+        }
+    }
+}

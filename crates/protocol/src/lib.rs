@@ -1,0 +1,69 @@
+//! The capbuf wire ABI: everything memsrv and its clients must agree on.
+//!
+//! A request is a protected procedure call (PPC) to memsrv. Its message label
+//! is the [`Op`] number and its message registers hold the arguments in the
+//! order given by [`Request`]. The reply's label is `0` on success or an
+//! [`Error`] code, and on success its message registers hold the [`Reply`]
+//! fields. Only the reply to [`Op::Attach`] carries a capability: one CNode
+//! capability holding the buffer's frames (see [`AttachReply`]).
+//!
+//! This crate has no seL4 dependency so that both ends, the host model and the
+//! C header generator use the same definitions. Every number here is part of
+//! the ABI: ops and errors carry explicit values, never declaration order.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod id;
+mod message;
+mod op;
+mod rights;
+
+pub use config::{
+    ClientConfig, Config, ConfigError, PoolConfig, CLIENT_RECEIVE_SLOTS, CLIENT_ROOT_CPTR, CLIENT_WINDOW, CONFIG_MAGIC,
+    CONFIG_VERSION, CONFIG_WORDS, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, ROOT_CNODE_BITS, ROOT_SLOT_SHIFT,
+};
+pub use error::Error;
+pub use id::BufferId;
+pub use message::{
+    AttachReply, DecodeError, HelloReply, InfoReply, PoolInfoReply, Reply, Request, MAX_MESSAGE_WORDS,
+};
+pub use op::Op;
+pub use rights::{AllocFlags, Rights};
+
+/// Protocol version. A client refuses to run against a memsrv whose version
+/// differs: the major number is the high 32 bits, the minor the low 32 bits,
+/// and only the major number must match.
+pub const PROTOCOL_VERSION: u64 = 1 << 32;
+
+/// The major part of a protocol version.
+pub const fn version_major(version: u64) -> u32 {
+    (version >> 32) as u32
+}
+
+/// Smallest unit memsrv hands out: one 4 KiB small page (AArch64 `seL4_PageBits`).
+pub const PAGE_BITS: u32 = 12;
+/// Size of a small page in bytes.
+pub const PAGE_SIZE: u64 = 1 << PAGE_BITS;
+/// AArch64 large page (`seL4_LargePageBits`): buffers use it wherever a piece
+/// of the buffer is a naturally aligned 2 MiB block.
+pub const LARGE_PAGE_BITS: u32 = 21;
+/// Largest alignment a client may ask for, as a power of two (1 GiB).
+pub const MAX_ALIGN_BITS: u32 = 30;
+/// Largest buffer, as a power of two (1 GiB): one buffer must fit the
+/// client's mapping window.
+pub const MAX_BUFFER_BITS: u32 = 30;
+/// Value of [`InfoReply::physical_address`] when the caller may not see
+/// physical addresses (it is not configured as a DMA-capable client).
+pub const PADDR_HIDDEN: u64 = u64::MAX;
+/// Highest number of pools a memsrv can be configured with.
+pub const MAX_POOLS: usize = 4;
+/// Highest number of clients a memsrv can be configured with.
+pub const MAX_CLIENTS: usize = 16;
+/// Highest channel id Microkit allows (`MICROKIT_MAX_CHANNELS` - 1).
+pub const MAX_CHANNEL: u64 = 62;
+
+const _: () = assert!(PAGE_BITS < LARGE_PAGE_BITS);
+const _: () = assert!(MAX_BUFFER_BITS <= MAX_ALIGN_BITS);
+const _: () = assert!(MAX_MESSAGE_WORDS <= 64, "fits the seL4 IPC buffer's message registers");

@@ -1,0 +1,127 @@
+//! Operation numbers: the message label of a request.
+
+/// One capbuf operation. The value is the PPC message label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Op {
+    /// Protocol version, the caller's client id and its quotas. Clients call it first.
+    Hello = 1,
+    /// Allocate a zeroed, physically contiguous buffer owned by the caller.
+    Alloc = 2,
+    /// Attach to a buffer the caller owns or was granted: the reply carries its frames.
+    Attach = 3,
+    /// Owner lets another client attach, with rights no larger than the buffer allows.
+    Grant = 4,
+    /// Size, physical address (if allowed), page size, rights and reference count.
+    Info = 5,
+    /// Drop the caller's attachment; its mapping disappears.
+    Detach = 6,
+    /// Owner frees the buffer: every attachment and capability derived from it is revoked.
+    Free = 7,
+    /// Owner withdraws a grant; the grantee's attachment, if any, is revoked.
+    Ungrant = 8,
+    /// Total, free and largest free block of one pool.
+    PoolInfo = 9,
+}
+
+impl Op {
+    /// Every op, for tables and generated headers.
+    pub const ALL: [Op; 9] = [
+        Op::Hello,
+        Op::Alloc,
+        Op::Attach,
+        Op::Grant,
+        Op::Info,
+        Op::Detach,
+        Op::Free,
+        Op::Ungrant,
+        Op::PoolInfo,
+    ];
+
+    /// Name in `SCREAMING_SNAKE_CASE`, as the C header spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Op::Hello => "HELLO",
+            Op::Alloc => "ALLOC",
+            Op::Attach => "ATTACH",
+            Op::Grant => "GRANT",
+            Op::Info => "INFO",
+            Op::Detach => "DETACH",
+            Op::Free => "FREE",
+            Op::Ungrant => "UNGRANT",
+            Op::PoolInfo => "POOL_INFO",
+        }
+    }
+
+    /// Number of message registers the request carries.
+    pub const fn request_words(self) -> usize {
+        match self {
+            Op::Hello => 0,
+            Op::Alloc => 4,
+            Op::Attach => 2,
+            Op::Grant => 3,
+            Op::Info => 1,
+            Op::Detach => 1,
+            Op::Free => 1,
+            Op::Ungrant => 2,
+            Op::PoolInfo => 1,
+        }
+    }
+
+    /// Number of message registers a successful reply carries.
+    pub const fn reply_words(self) -> usize {
+        match self {
+            Op::Hello => 6,
+            Op::Alloc => 1,
+            Op::Attach => 7,
+            Op::Grant => 0,
+            Op::Info => 8,
+            Op::Detach => 0,
+            Op::Free => 0,
+            Op::Ungrant => 0,
+            Op::PoolInfo => 3,
+        }
+    }
+
+    /// Number of capabilities a successful reply carries.
+    pub const fn reply_caps(self) -> usize {
+        match self {
+            Op::Attach => 1,
+            _ => 0,
+        }
+    }
+}
+
+impl TryFrom<u64> for Op {
+    type Error = u64;
+
+    fn try_from(label: u64) -> Result<Self, u64> {
+        Op::ALL.into_iter().find(|op| *op as u64 == label).ok_or(label)
+    }
+}
+
+const _: () = assert!(Op::ALL.len() == Op::PoolInfo as usize, "ops are numbered 1..=N without gaps");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip_and_unknown_labels_are_rejected() {
+        for op in Op::ALL {
+            assert_eq!(Op::try_from(op as u64), Ok(op));
+        }
+        assert_eq!(Op::try_from(0), Err(0));
+        assert_eq!(Op::try_from(10), Err(10));
+        assert_eq!(Op::try_from(u64::MAX), Err(u64::MAX));
+    }
+
+    #[test]
+    fn fixed_numbers_never_move() {
+        assert_eq!(Op::Hello as u64, 1);
+        assert_eq!(Op::Alloc as u64, 2);
+        assert_eq!(Op::Attach as u64, 3);
+        assert_eq!(Op::Free as u64, 7);
+        assert_eq!(Op::PoolInfo as u64, 9);
+    }
+}
