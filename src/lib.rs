@@ -9,3 +9,4 @@
 
 pub use capbuf_pool as pool;
 pub use capbuf_protocol as protocol;
+pub use capbuf_server as server;

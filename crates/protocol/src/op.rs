@@ -53,34 +53,39 @@ impl Op {
         }
     }
 
+    /// Names of the request's message registers, in order.
+    pub const fn request_fields(self) -> &'static [&'static str] {
+        match self {
+            Op::Hello => &[],
+            Op::Alloc => &["SIZE", "ALIGN_BITS", "POOL", "FLAGS"],
+            Op::Attach => &["ID", "RIGHTS"],
+            Op::Grant => &["ID", "GRANTEE", "RIGHTS"],
+            Op::Info | Op::Detach | Op::Free => &["ID"],
+            Op::Ungrant => &["ID", "GRANTEE"],
+            Op::PoolInfo => &["POOL"],
+        }
+    }
+
+    /// Names of a successful reply's message registers, in order.
+    pub const fn reply_fields(self) -> &'static [&'static str] {
+        match self {
+            Op::Hello => &["VERSION", "CLIENT_ID", "POOLS", "QUOTA_BYTES", "QUOTA_BUFFERS", "QUOTA_ATTACHMENTS"],
+            Op::Alloc => &["ID"],
+            Op::Attach => &["SIZE", "LARGE_FRAMES", "SMALL_FRAMES", "PAGE_TABLES", "RIGHTS", "FLAGS", "CNODE_RADIX"],
+            Op::Info => &["SIZE", "PADDR", "PAGE_BITS", "RIGHTS", "ATTACHMENTS", "FLAGS", "POOL", "OWNER"],
+            Op::PoolInfo => &["TOTAL", "FREE", "LARGEST_FREE"],
+            Op::Grant | Op::Detach | Op::Free | Op::Ungrant => &[],
+        }
+    }
+
     /// Number of message registers the request carries.
     pub const fn request_words(self) -> usize {
-        match self {
-            Op::Hello => 0,
-            Op::Alloc => 4,
-            Op::Attach => 2,
-            Op::Grant => 3,
-            Op::Info => 1,
-            Op::Detach => 1,
-            Op::Free => 1,
-            Op::Ungrant => 2,
-            Op::PoolInfo => 1,
-        }
+        self.request_fields().len()
     }
 
     /// Number of message registers a successful reply carries.
     pub const fn reply_words(self) -> usize {
-        match self {
-            Op::Hello => 6,
-            Op::Alloc => 1,
-            Op::Attach => 7,
-            Op::Grant => 0,
-            Op::Info => 8,
-            Op::Detach => 0,
-            Op::Free => 0,
-            Op::Ungrant => 0,
-            Op::PoolInfo => 3,
-        }
+        self.reply_fields().len()
     }
 
     /// Number of capabilities a successful reply carries.

@@ -1,0 +1,79 @@
+//! The kernel operations memsrv needs, as a trait the real PD and the host model implement.
+
+use capbuf_protocol::Rights;
+
+/// A slot of memsrv's table CNode (capability pointer `(1 << 58) | slot` in memsrv).
+pub type Slot = u32;
+
+/// An object memsrv creates by retyping untyped memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object {
+    /// An untyped region of `2^size_bits` bytes.
+    Untyped { size_bits: u32 },
+    /// A 4 KiB frame (`seL4_ARM_SmallPageObject`).
+    SmallFrame,
+    /// A 2 MiB frame (`seL4_ARM_LargePageObject`).
+    LargeFrame,
+    /// A page table (`seL4_ARM_PageTableObject`), 4 KiB.
+    PageTable,
+    /// A CNode of `2^radix` slots (`seL4_CapTableObject`).
+    CNode { radix: u32 },
+}
+
+impl Object {
+    /// Size of the object as a power of two, in bytes, on AArch64.
+    pub const fn size_bits(self) -> u32 {
+        match self {
+            Object::Untyped { size_bits } => size_bits,
+            Object::SmallFrame | Object::PageTable => 12,
+            Object::LargeFrame => 21,
+            Object::CNode { radix } => radix + SLOT_BITS,
+        }
+    }
+}
+
+/// `seL4_SlotBits` on 64-bit seL4: a CNode slot is 32 bytes.
+pub const SLOT_BITS: u32 = 5;
+/// `CONFIG_RETYPE_FAN_OUT_LIMIT`: most objects one retype may create.
+pub const RETYPE_FAN_OUT_LIMIT: u32 = 256;
+/// Bits a capability pointer has (`seL4_WordBits`).
+pub const WORD_BITS: u32 = 64;
+
+/// Where a capability is: a table slot, or a slot of a CNode whose capability is in a table slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapRef {
+    /// A table slot.
+    Table(Slot),
+    /// Slot `index` of the CNode in table slot `node`.
+    InNode { node: Slot, index: u32 },
+}
+
+/// The kernel refused an operation. memsrv never expects this: it validates
+/// requests first, so this reports a bug as [`capbuf_protocol::Error::Kernel`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelError(pub u64);
+
+/// The kernel effects memsrv uses. Each method names the seL4 call it corresponds to.
+pub trait Kernel {
+    /// Corresponds to `seL4_Untyped_Retype`: create `count` objects from the
+    /// untyped in table slot `untyped`, their capabilities at `dest` and the
+    /// `count - 1` slots after it. `count` is at most [`RETYPE_FAN_OUT_LIMIT`].
+    fn retype(&mut self, untyped: Slot, object: Object, dest: CapRef, count: u32) -> Result<(), KernelError>;
+
+    /// Corresponds to `seL4_CNode_Mint` with a rights mask and no badge:
+    /// derive a copy of the frame capability at `source` with `rights` at `dest`.
+    fn copy(&mut self, source: CapRef, dest: CapRef, rights: Rights) -> Result<(), KernelError>;
+
+    /// Corresponds to `seL4_CNode_Mint` of a CNode capability with
+    /// `seL4_CNode_CapData_new(0, guard_bits)`: a copy the receiver can
+    /// address with its slot index shifted into the top bits.
+    fn mint_cnode(&mut self, source: Slot, dest: Slot, guard_bits: u32) -> Result<(), KernelError>;
+
+    /// Corresponds to `seL4_CNode_Revoke`: delete every capability derived from
+    /// the one in `slot`, in every CSpace. For an untyped, every object retyped
+    /// from it is destroyed and its next retype starts afresh.
+    fn revoke(&mut self, slot: Slot) -> Result<(), KernelError>;
+
+    /// Corresponds to `seL4_CNode_Delete`.
+    fn delete(&mut self, slot: Slot) -> Result<(), KernelError>;
+}

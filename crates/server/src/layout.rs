@@ -1,0 +1,122 @@
+//! How a buffer of a given size is made of frames, and what kernel objects an
+//! attachment needs. Pure arithmetic, shared with clients through the attach reply.
+
+use capbuf_protocol::{LARGE_PAGE_BITS, PAGE_BITS};
+
+use crate::kernel::{Object, SLOT_BITS};
+
+/// Small pages in a large page.
+const SMALL_PER_LARGE: u64 = 1 << (LARGE_PAGE_BITS - PAGE_BITS);
+
+/// The frames of a buffer of `pages` pages. An allocation's leaves come in
+/// decreasing size from a naturally aligned start, so every whole 2 MiB at
+/// its start is an aligned 2 MiB leaf (or part of a larger one) and the
+/// remainder, under 2 MiB, is made of small pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLayout {
+    /// 2 MiB frames, first.
+    pub large: u64,
+    /// 4 KiB frames, after them.
+    pub small: u64,
+}
+
+impl FrameLayout {
+    /// Layout for a buffer of `pages` small pages.
+    pub const fn for_pages(pages: u64) -> FrameLayout {
+        FrameLayout { large: pages / SMALL_PER_LARGE, small: pages % SMALL_PER_LARGE }
+    }
+
+    /// Number of frames.
+    pub const fn frames(self) -> u64 {
+        self.large + self.small
+    }
+
+    /// Page tables a client needs to map the small frames: they all fall in one
+    /// 2 MiB slot of its window, so one at most.
+    pub const fn page_tables(self) -> u64 {
+        (self.small > 0) as u64
+    }
+
+    /// Size bits of the largest page.
+    pub const fn page_bits(self) -> u32 {
+        if self.large > 0 {
+            LARGE_PAGE_BITS
+        } else {
+            PAGE_BITS
+        }
+    }
+
+    /// Radix of the CNode that holds the buffer's own frame capabilities.
+    pub const fn master_radix(self) -> u32 {
+        radix_for(self.frames())
+    }
+
+    /// Radix of an attachment's CNode: frames, then page tables.
+    pub const fn attachment_radix(self) -> u32 {
+        radix_for(self.frames() + self.page_tables())
+    }
+
+    /// Pages (a power of two) of the untyped block holding an attachment's CNode and page table.
+    pub const fn attachment_pages(self) -> u64 {
+        let cnode = 1u64 << (self.attachment_radix() + SLOT_BITS);
+        let tables = self.page_tables() << PAGE_BITS;
+        block_pages(cnode + tables)
+    }
+
+    /// Pages (a power of two) of the untyped block holding the master CNode.
+    pub const fn master_pages(self) -> u64 {
+        block_pages(1u64 << (self.master_radix() + SLOT_BITS))
+    }
+
+    /// The CNode of an attachment. It is retyped first (the page table goes
+    /// into it), at the block's start; the page table follows at the next 4 KiB
+    /// boundary, which [`Self::attachment_pages`] leaves room for.
+    pub const fn attachment_cnode(self) -> Object {
+        Object::CNode { radix: self.attachment_radix() }
+    }
+}
+
+/// Smallest radix (at least 1) whose CNode holds `slots` slots.
+const fn radix_for(slots: u64) -> u32 {
+    if slots <= 2 {
+        1
+    } else {
+        64 - (slots - 1).leading_zeros()
+    }
+}
+
+/// Smallest power-of-two number of pages holding `bytes`.
+const fn block_pages(bytes: u64) -> u64 {
+    let pages = bytes.div_ceil(1 << PAGE_BITS);
+    pages.next_power_of_two()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_use_large_pages_for_every_whole_two_mebibytes() {
+        let l = FrameLayout::for_pages(4096); // 16 MiB
+        assert_eq!((l.large, l.small, l.page_tables()), (8, 0, 0));
+        assert_eq!(l.attachment_radix(), 3);
+        assert_eq!(l.attachment_pages(), 1);
+        let l = FrameLayout::for_pages(768); // 3 MiB
+        assert_eq!((l.large, l.small, l.page_tables(), l.page_bits()), (1, 256, 1, 21));
+        assert_eq!(l.attachment_radix(), 9);
+        assert_eq!(l.attachment_pages(), 8, "16 KiB CNode + 4 KiB page table in a 32 KiB block");
+        let l = FrameLayout::for_pages(1);
+        assert_eq!((l.large, l.small, l.page_tables()), (0, 1, 1));
+        assert_eq!((l.master_radix(), l.attachment_radix()), (1, 1));
+        assert_eq!(l.attachment_pages(), 2, "64-byte CNode, then the page table at the next 4 KiB");
+        assert_eq!(l.attachment_cnode(), Object::CNode { radix: 1 });
+        assert_eq!(l.master_pages(), 1);
+    }
+
+    #[test]
+    fn the_largest_buffer_fits_one_retype_per_leaf_chunk() {
+        let l = FrameLayout::for_pages(1 << 18); // 1 GiB
+        assert_eq!(l.large, 512);
+        assert_eq!(l.master_radix(), 9);
+    }
+}

@@ -1,0 +1,558 @@
+//! The request handler.
+
+use capbuf_pool::{Allocation, Block, Event, Pool};
+use capbuf_protocol::{
+    AllocFlags, AttachReply, BufferId, Config, ConfigError, Error, HelloReply, InfoReply, PoolInfoReply, Reply,
+    Request, Rights, MAX_ALIGN_BITS, MAX_BUFFER_BITS, MAX_CLIENTS, MAX_POOLS, PADDR_HIDDEN, PAGE_BITS,
+    PROTOCOL_VERSION, ROOT_SLOT_SHIFT,
+};
+use heapless::FnvIndexMap;
+
+use crate::kernel::{CapRef, Kernel, KernelError, Object, Slot, RETYPE_FAN_OUT_LIMIT};
+use crate::layout::FrameLayout;
+use crate::registry::{Attachment, Buffer, Registry};
+
+/// Largest table CNode radix memsrv can manage.
+pub const MAX_TABLE_BITS: u64 = 12;
+const TABLE_CAPACITY: usize = 1 << MAX_TABLE_BITS;
+
+/// What one client holds now, checked against its quotas.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes of buffers owned.
+    pub bytes: u64,
+    /// Buffers owned.
+    pub buffers: u64,
+    /// Attachments held.
+    pub attachments: u64,
+}
+
+/// The answer to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The reply, or the error to put in the reply label.
+    pub result: Result<Reply, Error>,
+    /// Table slot of a capability to send with the reply (attach only).
+    pub cap: Option<Slot>,
+}
+
+impl Outcome {
+    fn error(error: Error) -> Outcome {
+        Outcome { result: Err(error), cap: None }
+    }
+}
+
+struct PoolState<const NODES: usize> {
+    base: u64,
+    pool: Pool<NODES>,
+}
+
+/// memsrv's whole state. `NODES` bounds each pool (twice its page count).
+pub struct Server<K, const NODES: usize> {
+    kernel: K,
+    config: Config,
+    pools: [Option<PoolState<NODES>>; MAX_POOLS],
+    registry: Registry,
+    usage: [Usage; MAX_CLIENTS],
+    /// Table slot of every untyped block that exists, by `(pool << 32) | node`.
+    blocks: FnvIndexMap<u64, Slot, TABLE_CAPACITY>,
+    free_slots: heapless::Vec<Slot, TABLE_CAPACITY>,
+}
+
+fn block_key(pool: usize, block: Block) -> u64 {
+    ((pool as u64) << 32) | block.node() as u64
+}
+
+fn kernel_error(_: KernelError) -> Error {
+    Error::Kernel
+}
+
+/// Apply pool events to the kernel: a split retypes the block into two
+/// half-size untypeds, a merge revokes the block, deleting them.
+struct Mirror<'a, K> {
+    kernel: &'a mut K,
+    blocks: &'a mut FnvIndexMap<u64, Slot, TABLE_CAPACITY>,
+    free_slots: &'a mut heapless::Vec<Slot, TABLE_CAPACITY>,
+    pool: usize,
+    failed: Option<Error>,
+}
+
+impl<K: Kernel> Mirror<'_, K> {
+    fn apply(&mut self, event: Event) {
+        if self.failed.is_none() {
+            if let Err(error) = self.try_apply(event) {
+                self.failed = Some(error);
+            }
+        }
+    }
+
+    fn try_apply(&mut self, event: Event) -> Result<(), Error> {
+        match event {
+            Event::Split(block) => {
+                let parent = *self.blocks.get(&block_key(self.pool, block)).ok_or(Error::Kernel)?;
+                let size_bits = block.order() - 1 + PAGE_BITS;
+                let (left, right) = block.children();
+                for child in [left, right] {
+                    let slot = self.free_slots.pop().ok_or(Error::OutOfSlots)?;
+                    self.kernel
+                        .retype(parent, Object::Untyped { size_bits }, CapRef::Table(slot), 1)
+                        .map_err(kernel_error)?;
+                    self.blocks.insert(block_key(self.pool, child), slot).map_err(|_| Error::OutOfSlots)?;
+                }
+            }
+            Event::Merge(block) => {
+                let parent = *self.blocks.get(&block_key(self.pool, block)).ok_or(Error::Kernel)?;
+                self.kernel.revoke(parent).map_err(kernel_error)?;
+                let (left, right) = block.children();
+                for child in [left, right] {
+                    let slot = self.blocks.remove(&block_key(self.pool, child)).ok_or(Error::Kernel)?;
+                    self.free_slots.push(slot).map_err(|_| Error::Kernel)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<K: Kernel, const NODES: usize> Server<K, NODES> {
+    /// Set up from a validated configuration. Pool `i`'s untyped capability
+    /// must be in table slot `i`; the other slots of the table must be empty.
+    pub fn new(kernel: K, config: Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        if config.table_bits > MAX_TABLE_BITS {
+            return Err(ConfigError::TableBits);
+        }
+        let mut pools = [const { None }; MAX_POOLS];
+        let mut blocks = FnvIndexMap::new();
+        for (i, pool) in config.pools.iter().flatten().enumerate() {
+            let order = (pool.size_bits as u32).checked_sub(PAGE_BITS).ok_or(ConfigError::PoolSize)?;
+            let state = Pool::new(order).ok_or(ConfigError::PoolSize)?;
+            blocks.insert(block_key(i, state.root()), i as Slot).map_err(|_| ConfigError::TableBits)?;
+            pools[i] = Some(PoolState { base: pool.physical_address, pool: state });
+        }
+        let mut free_slots = heapless::Vec::new();
+        for slot in (config.pool_count() as Slot..1 << config.table_bits).rev() {
+            free_slots.push(slot).map_err(|_| ConfigError::TableBits)?;
+        }
+        Ok(Server {
+            kernel,
+            config,
+            pools,
+            registry: Registry::default(),
+            usage: [Usage::default(); MAX_CLIENTS],
+            blocks,
+            free_slots,
+        })
+    }
+
+    /// The kernel (or model) the server drives.
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// Mutable access to the kernel, for test harnesses.
+    pub fn kernel_mut(&mut self) -> &mut K {
+        &mut self.kernel
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Live buffers.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// What client index `client` holds.
+    pub fn usage(&self, client: usize) -> Usage {
+        self.usage[client]
+    }
+
+    /// Free bytes of pool `pool` (bookkeeping blocks count as used).
+    pub fn free_bytes(&self, pool: usize) -> Option<u64> {
+        self.pools.get(pool)?.as_ref().map(|p| p.pool.free_pages() << PAGE_BITS)
+    }
+
+    /// Total bytes of pool `pool`.
+    pub fn total_bytes(&self, pool: usize) -> Option<u64> {
+        self.pools.get(pool)?.as_ref().map(|p| p.pool.pages() << PAGE_BITS)
+    }
+
+    /// Physical address of the first byte of buffer `buffer`.
+    pub fn physical_address(&self, buffer: &Buffer) -> u64 {
+        let base = self.pools[buffer.pool].as_ref().map_or(0, |p| p.base);
+        base + (buffer.data.offset << PAGE_BITS)
+    }
+
+    /// Table slots not in use.
+    pub fn free_slot_count(&self) -> usize {
+        self.free_slots.len()
+    }
+
+    /// Handle one request from the client on memsrv's channel `channel`.
+    pub fn handle(&mut self, channel: u64, label: u64, words: &[u64], extra_caps: usize) -> Outcome {
+        let Some((client, _)) = self.config.client_by_channel(channel) else {
+            return Outcome::error(Error::UnknownCaller);
+        };
+        let request = match Request::decode(label, words, extra_caps) {
+            Ok(request) => request,
+            Err(error) => return Outcome::error(error),
+        };
+        self.dispatch(client, request)
+    }
+
+    fn dispatch(&mut self, client: usize, request: Request) -> Outcome {
+        let done = |r: Result<(), Error>| Outcome { result: r.map(|()| Reply::Done), cap: None };
+        match request {
+            Request::Hello => Outcome { result: Ok(Reply::Hello(self.hello(client))), cap: None },
+            Request::Alloc { size, align_bits, pool, flags } => Outcome {
+                result: self.alloc(client, size, align_bits, pool, flags).map(Reply::Alloc),
+                cap: None,
+            },
+            Request::Attach { id, rights } => match self.attach(client, id, rights) {
+                Ok((reply, slot)) => Outcome { result: Ok(Reply::Attach(reply)), cap: Some(slot) },
+                Err(error) => Outcome::error(error),
+            },
+            Request::Grant { id, grantee, rights } => done(self.grant(client, id, grantee, rights)),
+            Request::Info { id } => Outcome { result: self.info(client, id).map(Reply::Info), cap: None },
+            Request::Detach { id } => done(self.detach(client, id)),
+            Request::Free { id } => done(self.free(client, id)),
+            Request::Ungrant { id, grantee } => done(self.ungrant(client, id, grantee)),
+            Request::PoolInfo { pool } => Outcome { result: self.pool_info(pool).map(Reply::PoolInfo), cap: None },
+        }
+    }
+
+    fn client(&self, client: usize) -> &capbuf_protocol::ClientConfig {
+        self.config.clients[client].as_ref().expect("dispatch only sees configured clients")
+    }
+
+    fn hello(&self, client: usize) -> HelloReply {
+        let c = self.client(client);
+        HelloReply {
+            version: PROTOCOL_VERSION,
+            client_id: c.client_id,
+            pools: self.config.pool_count() as u64,
+            quota_bytes: c.quota_bytes,
+            quota_buffers: c.quota_buffers,
+            quota_attachments: c.quota_attachments,
+        }
+    }
+
+    fn pool_info(&self, pool: u64) -> Result<PoolInfoReply, Error> {
+        let state = self.pool_state(pool)?;
+        Ok(PoolInfoReply {
+            total: state.pool.pages() << PAGE_BITS,
+            free: state.pool.free_pages() << PAGE_BITS,
+            largest_free: state.pool.largest_free() << PAGE_BITS,
+        })
+    }
+
+    fn pool_state(&self, pool: u64) -> Result<&PoolState<NODES>, Error> {
+        usize::try_from(pool).ok().and_then(|p| self.pools.get(p)?.as_ref()).ok_or(Error::InvalidPool)
+    }
+
+    /// Slots one pool operation may need: two per split, one split per level
+    /// on the way down and one per level while trimming, plus a few objects.
+    fn slots_needed(&self, pool: usize) -> usize {
+        let order = self.pools[pool].as_ref().map_or(0, |p| p.pool.order()) as usize;
+        4 * (order + 1) + 4
+    }
+
+    fn pool_alloc(&mut self, pool: usize, pages: u64, align_order: u32) -> Result<Allocation, Error> {
+        let Some(state) = self.pools[pool].as_mut() else { return Err(Error::InvalidPool) };
+        let mut mirror = Mirror {
+            kernel: &mut self.kernel,
+            blocks: &mut self.blocks,
+            free_slots: &mut self.free_slots,
+            pool,
+            failed: None,
+        };
+        let allocation = state.pool.alloc(pages, align_order, &mut |e| mirror.apply(e)).map_err(|e| match e {
+            capbuf_pool::AllocError::ZeroSize => Error::ZeroSize,
+            capbuf_pool::AllocError::TooLarge => Error::TooLarge,
+            capbuf_pool::AllocError::OutOfMemory => Error::OutOfMemory,
+        })?;
+        match mirror.failed {
+            Some(error) => Err(error),
+            None => Ok(allocation),
+        }
+    }
+
+    fn pool_free(&mut self, pool: usize, allocation: Allocation) -> Result<(), Error> {
+        let Some(state) = self.pools[pool].as_mut() else { return Err(Error::InvalidPool) };
+        let mut mirror = Mirror {
+            kernel: &mut self.kernel,
+            blocks: &mut self.blocks,
+            free_slots: &mut self.free_slots,
+            pool,
+            failed: None,
+        };
+        state.pool.free(allocation, &mut |e| mirror.apply(e)).map_err(|_| Error::Kernel)?;
+        mirror.failed.map_or(Ok(()), Err)
+    }
+
+    fn block_slot(&self, pool: usize, block: Block) -> Result<Slot, Error> {
+        self.blocks.get(&block_key(pool, block)).copied().ok_or(Error::Kernel)
+    }
+
+    fn pool_order(&self, pool: usize) -> u32 {
+        self.pools[pool].as_ref().map_or(0, |p| p.pool.order())
+    }
+
+    /// The single block of a power-of-two bookkeeping allocation.
+    fn meta_block(&self, pool: usize, meta: Allocation) -> Result<Slot, Error> {
+        let block = meta.blocks(self.pool_order(pool)).next().ok_or(Error::Kernel)?;
+        self.block_slot(pool, block)
+    }
+
+    fn take_slot(&mut self) -> Result<Slot, Error> {
+        self.free_slots.pop().ok_or(Error::OutOfSlots)
+    }
+
+    fn release_slot(&mut self, slot: Slot) -> Result<(), Error> {
+        self.free_slots.push(slot).map_err(|_| Error::Kernel)
+    }
+
+    fn alloc(&mut self, client: usize, size: u64, align_bits: u64, pool: u64, flags: u64) -> Result<BufferId, Error> {
+        self.pool_state(pool)?;
+        let pool = pool as usize;
+        let flags = AllocFlags::from_bits(flags).ok_or(Error::InvalidFlags)?;
+        if size == 0 {
+            return Err(Error::ZeroSize);
+        }
+        let order = self.pool_order(pool);
+        if size > 1 << MAX_BUFFER_BITS || size > 1 << (order + PAGE_BITS) {
+            return Err(Error::TooLarge);
+        }
+        if align_bits > MAX_ALIGN_BITS as u64 || align_bits > (order + PAGE_BITS) as u64 {
+            return Err(Error::InvalidAlignment);
+        }
+        let pages = size.div_ceil(1 << PAGE_BITS);
+        let bytes = pages << PAGE_BITS;
+        let quota = *self.client(client);
+        let usage = self.usage[client];
+        if usage.buffers + 1 > quota.quota_buffers {
+            return Err(Error::QuotaBuffers);
+        }
+        if usage.bytes + bytes > quota.quota_bytes {
+            return Err(Error::QuotaBytes);
+        }
+        if !self.registry.has_room() {
+            return Err(Error::TooManyBuffers);
+        }
+        if self.free_slots.len() < 2 * self.slots_needed(pool) {
+            return Err(Error::OutOfSlots);
+        }
+        let align_order = (align_bits as u32).saturating_sub(PAGE_BITS);
+        let layout = FrameLayout::for_pages(pages);
+        let data = self.pool_alloc(pool, pages, align_order)?;
+        let meta = match self.pool_alloc(pool, layout.master_pages(), 0) {
+            Ok(meta) => meta,
+            Err(error) => {
+                self.pool_free(pool, data)?;
+                return Err(error);
+            }
+        };
+        let master = self.make_frames(pool, data, meta, layout)?;
+        let id = self.registry.insert(Buffer {
+            owner: client,
+            pool,
+            data,
+            meta,
+            master,
+            flags,
+            grants: [None; MAX_CLIENTS],
+            attachments: [None; MAX_CLIENTS],
+        })?;
+        self.usage[client].buffers += 1;
+        self.usage[client].bytes += bytes;
+        Ok(id)
+    }
+
+    /// Retype the master CNode from the bookkeeping block and the frames from
+    /// the data leaves into it, large frames first.
+    fn make_frames(&mut self, pool: usize, data: Allocation, meta: Allocation, layout: FrameLayout) -> Result<Slot, Error> {
+        let meta_slot = self.meta_block(pool, meta)?;
+        let master = self.take_slot()?;
+        self.kernel
+            .retype(meta_slot, Object::CNode { radix: layout.master_radix() }, CapRef::Table(master), 1)
+            .map_err(kernel_error)?;
+        let mut index = 0u32;
+        let order = self.pool_order(pool);
+        for leaf in data.blocks(order) {
+            let leaf_slot = self.block_slot(pool, leaf)?;
+            let (object, mut count) = if leaf.order() + PAGE_BITS >= capbuf_protocol::LARGE_PAGE_BITS {
+                (Object::LargeFrame, 1u32 << (leaf.order() + PAGE_BITS - capbuf_protocol::LARGE_PAGE_BITS))
+            } else {
+                (Object::SmallFrame, 1u32 << leaf.order())
+            };
+            while count > 0 {
+                let chunk = count.min(RETYPE_FAN_OUT_LIMIT);
+                self.kernel
+                    .retype(leaf_slot, object, CapRef::InNode { node: master, index }, chunk)
+                    .map_err(kernel_error)?;
+                index += chunk;
+                count -= chunk;
+            }
+        }
+        debug_assert_eq!(index as u64, layout.frames());
+        Ok(master)
+    }
+
+    fn info(&self, client: usize, id: BufferId) -> Result<InfoReply, Error> {
+        let buffer = self.registry.get(id)?;
+        let rights = buffer.allowed(client).ok_or(Error::NotGranted)?;
+        let layout = FrameLayout::for_pages(buffer.data.pages);
+        let dma = self.client(client).dma;
+        Ok(InfoReply {
+            size: buffer.data.pages << PAGE_BITS,
+            physical_address: if dma { self.physical_address(buffer) } else { PADDR_HIDDEN },
+            page_bits: layout.page_bits() as u64,
+            rights,
+            attachments: buffer.attachment_count(),
+            flags: buffer.flags,
+            pool: buffer.pool as u64,
+            owner: self.client(buffer.owner).client_id,
+        })
+    }
+
+    fn attach(&mut self, client: usize, id: BufferId, rights: u64) -> Result<(AttachReply, Slot), Error> {
+        let buffer = self.registry.get(id)?;
+        let allowed = buffer.allowed(client).ok_or(Error::NotGranted)?;
+        let rights = Rights::try_from(rights).map_err(|_| Error::InvalidRights)?;
+        if !rights.within(allowed) {
+            return Err(Error::RightsEscalation);
+        }
+        if buffer.attachments[client].is_some() {
+            return Err(Error::AlreadyAttached);
+        }
+        if self.usage[client].attachments + 1 > self.client(client).quota_attachments {
+            return Err(Error::QuotaAttachments);
+        }
+        let (pool, pages, master, flags) = (buffer.pool, buffer.data.pages, buffer.master, buffer.flags);
+        if self.free_slots.len() < self.slots_needed(pool) {
+            return Err(Error::OutOfSlots);
+        }
+        let layout = FrameLayout::for_pages(pages);
+        let meta = self.pool_alloc(pool, layout.attachment_pages(), 0)?;
+        let meta_slot = self.meta_block(pool, meta)?;
+        let cnode = self.take_slot()?;
+        let radix = layout.attachment_radix();
+        self.kernel.retype(meta_slot, layout.attachment_cnode(), CapRef::Table(cnode), 1).map_err(kernel_error)?;
+        let frames = layout.frames() as u32;
+        if layout.page_tables() > 0 {
+            self.kernel
+                .retype(meta_slot, Object::PageTable, CapRef::InNode { node: cnode, index: frames }, 1)
+                .map_err(kernel_error)?;
+        }
+        for index in 0..frames {
+            self.kernel
+                .copy(CapRef::InNode { node: master, index }, CapRef::InNode { node: cnode, index }, rights)
+                .map_err(kernel_error)?;
+        }
+        let sent = self.take_slot()?;
+        self.kernel.mint_cnode(cnode, sent, ROOT_SLOT_SHIFT as u32 - radix).map_err(kernel_error)?;
+        // The guarded copy keeps the CNode alive; revoking the block deletes both.
+        self.kernel.delete(cnode).map_err(kernel_error)?;
+        self.release_slot(cnode)?;
+        let buffer = self.registry.get_mut(id)?;
+        buffer.attachments[client] = Some(Attachment { rights, meta, cnode: sent });
+        self.usage[client].attachments += 1;
+        let reply = AttachReply {
+            size: pages << PAGE_BITS,
+            large_frames: layout.large,
+            small_frames: layout.small,
+            page_tables: layout.page_tables(),
+            rights,
+            flags,
+            cnode_radix: radix as u64,
+        };
+        Ok((reply, sent))
+    }
+
+    /// Revoke one attachment: its block holds the CNode (so every copy of the
+    /// CNode capability, the client's included), the frame copies in it and
+    /// the page table. The kernel unmaps them all from the client.
+    fn teardown(&mut self, id: BufferId, client: usize) -> Result<(), Error> {
+        let buffer = self.registry.get_mut(id)?;
+        let pool = buffer.pool;
+        let Some(attachment) = buffer.attachments[client].take() else { return Ok(()) };
+        let meta_slot = self.meta_block(pool, attachment.meta)?;
+        self.kernel.revoke(meta_slot).map_err(kernel_error)?;
+        self.release_slot(attachment.cnode)?;
+        self.pool_free(pool, attachment.meta)?;
+        self.usage[client].attachments -= 1;
+        Ok(())
+    }
+
+    fn detach(&mut self, client: usize, id: BufferId) -> Result<(), Error> {
+        let buffer = self.registry.get(id)?;
+        if buffer.attachments[client].is_none() {
+            return Err(Error::NotAttached);
+        }
+        self.teardown(id, client)
+    }
+
+    fn free(&mut self, client: usize, id: BufferId) -> Result<(), Error> {
+        let buffer = self.registry.get(id)?;
+        if buffer.owner != client {
+            return Err(Error::NotOwner);
+        }
+        for holder in 0..MAX_CLIENTS {
+            self.teardown(id, holder)?;
+        }
+        let buffer = self.registry.remove(id)?;
+        let order = self.pool_order(buffer.pool);
+        for leaf in buffer.data.blocks(order) {
+            let slot = self.block_slot(buffer.pool, leaf)?;
+            self.kernel.revoke(slot).map_err(kernel_error)?;
+        }
+        let meta_slot = self.meta_block(buffer.pool, buffer.meta)?;
+        self.kernel.revoke(meta_slot).map_err(kernel_error)?;
+        self.release_slot(buffer.master)?;
+        self.pool_free(buffer.pool, buffer.data)?;
+        self.pool_free(buffer.pool, buffer.meta)?;
+        self.usage[client].buffers -= 1;
+        self.usage[client].bytes -= buffer.data.pages << PAGE_BITS;
+        Ok(())
+    }
+
+    fn grantee(&self, client: usize, id: BufferId, grantee: u64) -> Result<usize, Error> {
+        let buffer = self.registry.get(id)?;
+        if buffer.owner != client {
+            return Err(Error::NotOwner);
+        }
+        match self.config.client_by_id(grantee) {
+            Some((index, _)) if index != client => Ok(index),
+            _ => Err(Error::InvalidGrantee),
+        }
+    }
+
+    /// Grant or change a grant. Lowering a grantee's rights below those of
+    /// its attachment revokes the attachment: rights only ever shrink.
+    fn grant(&mut self, client: usize, id: BufferId, grantee: u64, rights: u64) -> Result<(), Error> {
+        let grantee = self.grantee(client, id, grantee)?;
+        let rights = Rights::try_from(rights).map_err(|_| Error::InvalidRights)?;
+        let buffer = self.registry.get(id)?;
+        if !rights.within(buffer.flags.max_rights()) {
+            return Err(Error::RightsEscalation);
+        }
+        if buffer.attachments[grantee].is_some_and(|a| !a.rights.within(rights)) {
+            self.teardown(id, grantee)?;
+        }
+        self.registry.get_mut(id)?.grants[grantee] = Some(rights);
+        Ok(())
+    }
+
+    fn ungrant(&mut self, client: usize, id: BufferId, grantee: u64) -> Result<(), Error> {
+        let grantee = self.grantee(client, id, grantee)?;
+        if self.registry.get(id)?.grants[grantee].is_none() {
+            return Err(Error::NotGrantee);
+        }
+        self.teardown(id, grantee)?;
+        self.registry.get_mut(id)?.grants[grantee] = None;
+        Ok(())
+    }
+}
