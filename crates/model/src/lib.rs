@@ -1,0 +1,419 @@
+//! A host model of the seL4 kernel, just large enough for capbuf, that
+//! enforces the rules the real kernel would: capabilities live in slots and
+//! form a derivation tree; retype places objects at the untyped's watermark,
+//! aligned to their size, and resets (zeroes) a childless untyped first;
+//! destination slots must be empty; copies never gain rights; revoke deletes
+//! every descendant in every CSpace; an object dies with its last capability,
+//! a CNode taking its slots' capabilities with it and a frame or page table
+//! its mappings.
+//!
+//! Clients are modelled too: a root CNode to receive capabilities into and
+//! a VSpace of page tables and frames, so tests can map what memsrv sends,
+//! read and write memory through the mappings, and see a fault where the real
+//! system would fault. Memory contents are kept per 4 KiB page.
+
+use std::collections::BTreeMap;
+
+use capbuf_protocol::{Rights, ROOT_CNODE_BITS};
+use capbuf_server::kernel::RETYPE_FAN_OUT_LIMIT;
+use capbuf_server::{CapRef, Kernel, KernelError, Object, Slot};
+
+mod client;
+pub use client::{Fault, Mapping};
+
+/// seL4 error numbers (`seL4_Error`), as the model reports them.
+pub mod error {
+    use capbuf_server::KernelError;
+    /// `seL4_InvalidArgument`
+    pub const INVALID_ARGUMENT: KernelError = KernelError(1);
+    /// `seL4_InvalidCapability`
+    pub const INVALID_CAPABILITY: KernelError = KernelError(2);
+    /// `seL4_RangeError`
+    pub const RANGE: KernelError = KernelError(4);
+    /// `seL4_FailedLookup`
+    pub const FAILED_LOOKUP: KernelError = KernelError(6);
+    /// `seL4_DeleteFirst`
+    pub const DELETE_FIRST: KernelError = KernelError(8);
+    /// `seL4_NotEnoughMemory`
+    pub const NOT_ENOUGH_MEMORY: KernelError = KernelError(10);
+}
+
+type ObjectId = usize;
+type CapId = usize;
+
+/// What kind of object, with its state.
+#[derive(Clone, Debug)]
+enum Kind {
+    Untyped { watermark: u64 },
+    Frame,
+    PageTable,
+    CNode { slots: Vec<Option<CapId>> },
+}
+
+#[derive(Clone, Debug)]
+struct ObjectState {
+    kind: Kind,
+    physical_address: u64,
+    size_bits: u32,
+    caps: usize,
+}
+
+/// Where a capability is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    Table(Slot),
+    InNode(ObjectId, u32),
+    ClientRoot(usize, u64),
+}
+
+#[derive(Clone, Debug)]
+struct Cap {
+    object: ObjectId,
+    rights: Rights,
+    guard_bits: u32,
+    parent: Option<CapId>,
+    place: Place,
+    /// Virtual address this (frame or page table) capability is mapped at, and by which client.
+    mapped: Option<(usize, u64)>,
+}
+
+/// Counts of kernel invocations, for cost estimates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// `seL4_Untyped_Retype` calls.
+    pub retype: u64,
+    /// Retypes that reset (zeroed) their untyped first.
+    pub reset: u64,
+    /// Bytes zeroed by resets.
+    pub zeroed_bytes: u64,
+    /// `seL4_CNode_Mint`/`Copy` calls.
+    pub copy: u64,
+    /// `seL4_CNode_Revoke` calls.
+    pub revoke: u64,
+    /// `seL4_CNode_Delete` calls.
+    pub delete: u64,
+}
+
+/// The model kernel.
+pub struct Model {
+    objects: Vec<Option<ObjectState>>,
+    caps: Vec<Option<Cap>>,
+    table: Vec<Option<CapId>>,
+    clients: Vec<client::ClientSpace>,
+    memory: BTreeMap<u64, u64>,
+    /// Invocation counts.
+    pub counts: Counts,
+}
+
+impl Model {
+    /// A model with a table of `2^table_bits` slots, the pools' untyped
+    /// capabilities in its first slots, and `clients` client CSpaces.
+    pub fn new(table_bits: u64, pools: &[(u64, u64)], clients: usize) -> Model {
+        let mut model = Model {
+            objects: Vec::new(),
+            caps: Vec::new(),
+            table: vec![None; 1 << table_bits],
+            clients: (0..clients).map(|_| client::ClientSpace::default()).collect(),
+            memory: BTreeMap::new(),
+            counts: Counts::default(),
+        };
+        for (i, &(physical_address, size_bits)) in pools.iter().enumerate() {
+            let object = model.new_object(Kind::Untyped { watermark: 0 }, physical_address, size_bits as u32);
+            let cap = model.new_cap(object, Rights::ReadWrite, None, Place::Table(i as Slot));
+            model.table[i] = Some(cap);
+        }
+        model
+    }
+
+    fn new_object(&mut self, kind: Kind, physical_address: u64, size_bits: u32) -> ObjectId {
+        self.objects.push(Some(ObjectState { kind, physical_address, size_bits, caps: 0 }));
+        self.objects.len() - 1
+    }
+
+    fn new_cap(&mut self, object: ObjectId, rights: Rights, parent: Option<CapId>, place: Place) -> CapId {
+        self.objects[object].as_mut().expect("live object").caps += 1;
+        self.caps.push(Some(Cap { object, rights, guard_bits: 0, parent, place, mapped: None }));
+        self.caps.len() - 1
+    }
+
+    fn object(&self, id: ObjectId) -> &ObjectState {
+        self.objects[id].as_ref().expect("live object")
+    }
+
+    fn cap(&self, id: CapId) -> &Cap {
+        self.caps[id].as_ref().expect("live cap")
+    }
+
+    fn place_of(&self, at: CapRef) -> Result<Place, KernelError> {
+        match at {
+            CapRef::Table(slot) => {
+                if (slot as usize) < self.table.len() {
+                    Ok(Place::Table(slot))
+                } else {
+                    Err(error::RANGE)
+                }
+            }
+            CapRef::InNode { node, index } => {
+                let cap = self.lookup(CapRef::Table(node))?.ok_or(error::FAILED_LOOKUP)?;
+                let object = self.cap(cap).object;
+                match &self.object(object).kind {
+                    Kind::CNode { slots } if (index as usize) < slots.len() => Ok(Place::InNode(object, index)),
+                    Kind::CNode { .. } => Err(error::RANGE),
+                    _ => Err(error::FAILED_LOOKUP),
+                }
+            }
+        }
+    }
+
+    fn slot(&self, place: Place) -> Option<CapId> {
+        match place {
+            Place::Table(slot) => self.table[slot as usize],
+            Place::InNode(object, index) => match &self.object(object).kind {
+                Kind::CNode { slots } => slots[index as usize],
+                _ => None,
+            },
+            Place::ClientRoot(client, slot) => self.clients[client].root[slot as usize],
+        }
+    }
+
+    fn set_slot(&mut self, place: Place, cap: Option<CapId>) {
+        match place {
+            Place::Table(slot) => self.table[slot as usize] = cap,
+            Place::InNode(object, index) => {
+                if let Some(Kind::CNode { slots }) = self.objects[object].as_mut().map(|o| &mut o.kind) {
+                    slots[index as usize] = cap;
+                }
+            }
+            Place::ClientRoot(client, slot) => self.clients[client].root[slot as usize] = cap,
+        }
+    }
+
+    fn lookup(&self, at: CapRef) -> Result<Option<CapId>, KernelError> {
+        Ok(self.slot(self.place_of(at)?))
+    }
+
+    fn children(&self, cap: CapId) -> Vec<CapId> {
+        (0..self.caps.len()).filter(|&c| self.caps[c].as_ref().is_some_and(|c| c.parent == Some(cap))).collect()
+    }
+
+    fn has_descendants(&self, cap: CapId) -> bool {
+        self.caps.iter().flatten().any(|c| c.parent == Some(cap))
+    }
+
+    /// Delete one capability: its children move up to its parent (as in the
+    /// kernel's derivation list), its mapping goes, and the object dies if
+    /// this was its last capability.
+    fn delete_cap(&mut self, cap: CapId) {
+        let Some(state) = self.caps[cap].take() else { return };
+        for child in self.caps.iter_mut().flatten() {
+            if child.parent == Some(cap) {
+                child.parent = state.parent;
+            }
+        }
+        self.set_slot(state.place, None);
+        if let Some((client, vaddr)) = state.mapped {
+            self.clients[client].unmap(vaddr, cap);
+        }
+        let object = self.objects[state.object].as_mut().expect("live object");
+        object.caps -= 1;
+        if object.caps == 0 {
+            let object = self.objects[state.object].take().expect("live object");
+            match object.kind {
+                Kind::CNode { slots } => {
+                    for inner in slots.into_iter().flatten() {
+                        self.delete_cap(inner);
+                    }
+                }
+                Kind::PageTable => {
+                    for client in 0..self.clients.len() {
+                        for (vaddr, frame_cap) in self.clients[client].drop_page_table(state.object) {
+                            if let Some(frame) = self.caps[frame_cap].as_mut() {
+                                debug_assert_eq!(frame.mapped, Some((client, vaddr)));
+                                frame.mapped = None;
+                            }
+                        }
+                    }
+                }
+                Kind::Untyped { .. } | Kind::Frame => {}
+            }
+        }
+    }
+
+    fn revoke_cap(&mut self, cap: CapId) {
+        while let Some(&child) = self.children(cap).first() {
+            self.revoke_cap(child);
+            self.delete_cap(child);
+        }
+    }
+
+    /// Every physical page any live frame covers, with the frame's object id.
+    fn frame_objects(&self) -> impl Iterator<Item = (ObjectId, &ObjectState)> {
+        self.objects.iter().enumerate().filter_map(|(i, o)| o.as_ref().filter(|o| matches!(o.kind, Kind::Frame)).map(|o| (i, o)))
+    }
+
+    /// Number of live objects of each kind: (untyped, frames, page tables, CNodes).
+    pub fn live_objects(&self) -> (usize, usize, usize, usize) {
+        let mut counts = (0, 0, 0, 0);
+        for object in self.objects.iter().flatten() {
+            match object.kind {
+                Kind::Untyped { .. } => counts.0 += 1,
+                Kind::Frame => counts.1 += 1,
+                Kind::PageTable => counts.2 += 1,
+                Kind::CNode { .. } => counts.3 += 1,
+            }
+        }
+        counts
+    }
+
+    /// Table slots that hold a capability.
+    pub fn used_table_slots(&self) -> usize {
+        self.table.iter().flatten().count()
+    }
+
+    /// Physical ranges of live frames that overlap each other (must never happen).
+    pub fn overlapping_frames(&self) -> Vec<(u64, u64)> {
+        let mut ranges: Vec<(u64, u64)> =
+            self.frame_objects().map(|(_, o)| (o.physical_address, o.physical_address + (1 << o.size_bits))).collect();
+        ranges.sort();
+        ranges.windows(2).filter(|w| w[0].1 > w[1].0).map(|w| w[1]).collect()
+    }
+
+    /// Nonzero memory pages in `[start, end)`.
+    pub fn dirty_pages(&self, start: u64, end: u64) -> usize {
+        self.memory.range(start..end).filter(|(_, v)| **v != 0).count()
+    }
+}
+
+impl Kernel for Model {
+    fn retype(&mut self, untyped: Slot, object: Object, dest: CapRef, count: u32) -> Result<(), KernelError> {
+        self.counts.retype += 1;
+        if count == 0 || count > RETYPE_FAN_OUT_LIMIT {
+            return Err(error::RANGE);
+        }
+        let parent = self.lookup(CapRef::Table(untyped))?.ok_or(error::FAILED_LOOKUP)?;
+        let parent_object = self.cap(parent).object;
+        let (base, region_bits, mut watermark) = match self.object(parent_object) {
+            ObjectState { kind: Kind::Untyped { watermark }, physical_address, size_bits, .. } => {
+                (*physical_address, *size_bits, *watermark)
+            }
+            _ => return Err(error::INVALID_CAPABILITY),
+        };
+        let size_bits = object.size_bits();
+        match object {
+            Object::CNode { radix } if radix == 0 => return Err(error::INVALID_ARGUMENT),
+            Object::Untyped { size_bits } if !(4..=47).contains(&size_bits) => return Err(error::RANGE),
+            _ => {}
+        }
+        // Destination slots must exist and be empty before anything changes.
+        let first = self.place_of(dest)?;
+        let places: Vec<Place> = (0..count)
+            .map(|i| match first {
+                Place::Table(s) => {
+                    if (s + i) as usize >= self.table.len() { Err(error::RANGE) } else { Ok(Place::Table(s + i)) }
+                }
+                Place::InNode(o, index) => match &self.object(o).kind {
+                    Kind::CNode { slots } if ((index + i) as usize) < slots.len() => Ok(Place::InNode(o, index + i)),
+                    _ => Err(error::RANGE),
+                },
+                Place::ClientRoot(..) => unreachable!(),
+            })
+            .collect::<Result<_, _>>()?;
+        if places.iter().any(|p| self.slot(*p).is_some()) {
+            return Err(error::DELETE_FIRST);
+        }
+        let reset = !self.has_descendants(parent);
+        if reset {
+            watermark = 0;
+        }
+        let aligned = watermark.next_multiple_of(1 << size_bits);
+        let end = aligned + ((count as u64) << size_bits);
+        if end > 1 << region_bits {
+            return Err(error::NOT_ENOUGH_MEMORY);
+        }
+        if reset {
+            let old = match self.object(parent_object).kind {
+                Kind::Untyped { watermark } => watermark,
+                _ => 0,
+            };
+            if old > 0 {
+                self.counts.reset += 1;
+                self.counts.zeroed_bytes += old;
+                let pages: Vec<u64> = self.memory.range(base..base + old).map(|(k, _)| *k).collect();
+                for page in pages {
+                    self.memory.remove(&page);
+                }
+            }
+        }
+        if let Some(ObjectState { kind: Kind::Untyped { watermark }, .. }) = self.objects[parent_object].as_mut() {
+            *watermark = end;
+        }
+        for (i, place) in places.into_iter().enumerate() {
+            let physical_address = base + aligned + ((i as u64) << size_bits);
+            let kind = match object {
+                Object::Untyped { .. } => Kind::Untyped { watermark: 0 },
+                Object::SmallFrame | Object::LargeFrame => Kind::Frame,
+                Object::PageTable => Kind::PageTable,
+                Object::CNode { radix } => Kind::CNode { slots: vec![None; 1 << radix] },
+            };
+            let new = self.new_object(kind, physical_address, size_bits);
+            let cap = self.new_cap(new, Rights::ReadWrite, Some(parent), place);
+            self.set_slot(place, Some(cap));
+        }
+        Ok(())
+    }
+
+    fn copy(&mut self, source: CapRef, dest: CapRef, rights: Rights) -> Result<(), KernelError> {
+        self.counts.copy += 1;
+        let src = self.lookup(source)?.ok_or(error::FAILED_LOOKUP)?;
+        let place = self.place_of(dest)?;
+        if self.slot(place).is_some() {
+            return Err(error::DELETE_FIRST);
+        }
+        let state = self.cap(src).clone();
+        if matches!(self.object(state.object).kind, Kind::Untyped { .. }) {
+            return Err(error::INVALID_CAPABILITY);
+        }
+        let cap = self.new_cap(state.object, state.rights.min(rights), Some(src), place);
+        self.set_slot(place, Some(cap));
+        Ok(())
+    }
+
+    fn mint_cnode(&mut self, source: Slot, dest: Slot, guard_bits: u32) -> Result<(), KernelError> {
+        self.counts.copy += 1;
+        let src = self.lookup(CapRef::Table(source))?.ok_or(error::FAILED_LOOKUP)?;
+        let place = self.place_of(CapRef::Table(dest))?;
+        if self.slot(place).is_some() {
+            return Err(error::DELETE_FIRST);
+        }
+        let object = self.cap(src).object;
+        let radix = match &self.object(object).kind {
+            Kind::CNode { slots } => slots.len().trailing_zeros(),
+            _ => return Err(error::INVALID_CAPABILITY),
+        };
+        if guard_bits + radix > 64 {
+            return Err(error::RANGE);
+        }
+        let cap = self.new_cap(object, Rights::ReadWrite, Some(src), place);
+        self.caps[cap].as_mut().expect("new cap").guard_bits = guard_bits;
+        self.set_slot(place, Some(cap));
+        Ok(())
+    }
+
+    fn revoke(&mut self, slot: Slot) -> Result<(), KernelError> {
+        self.counts.revoke += 1;
+        let cap = self.lookup(CapRef::Table(slot))?.ok_or(error::FAILED_LOOKUP)?;
+        self.revoke_cap(cap);
+        Ok(())
+    }
+
+    fn delete(&mut self, slot: Slot) -> Result<(), KernelError> {
+        self.counts.delete += 1;
+        if let Some(cap) = self.lookup(CapRef::Table(slot))? {
+            self.delete_cap(cap);
+        }
+        Ok(())
+    }
+}
+
+/// Root CNode slots of a client, as in a Microkit PD.
+pub const CLIENT_ROOT_SLOTS: usize = 1 << ROOT_CNODE_BITS;

@@ -1,0 +1,134 @@
+//! A whole capbuf system on the host: the real server state machine and the
+//! real client library, joined through the seL4 model.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use capbuf_client::{Client, RawReply, Sys};
+use capbuf_model::Model;
+use capbuf_protocol::{ClientConfig, Config, PoolConfig, Rights, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS};
+use capbuf_server::Server;
+
+/// Pools up to 2^10 pages (4 MiB) in tests.
+pub const NODES: usize = 2 << 10;
+pub type TestServer = Server<Model, NODES>;
+pub type World = Rc<RefCell<TestServer>>;
+
+/// Pool 0: 4 MiB at 0x4000_0000; pool 1: 1 MiB at 0x5000_0000.
+pub const POOLS: [(u64, u64); 2] = [(0x4000_0000, 22), (0x5000_0000, 20)];
+
+/// Three clients on memsrv channels 0, 1, 2 with ids 10, 11, 12; client 2 may see physical addresses.
+pub fn config(quota_bytes: u64, quota_buffers: u64, quota_attachments: u64) -> Config {
+    let mut config = Config { table_bits: 12, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
+    for (i, &(physical_address, size_bits)) in POOLS.iter().enumerate() {
+        config.pools[i] = Some(PoolConfig { physical_address, size_bits });
+    }
+    for i in 0..3 {
+        config.clients[i] = Some(ClientConfig {
+            channel: i as u64,
+            client_id: 10 + i as u64,
+            quota_bytes,
+            quota_buffers,
+            quota_attachments,
+            dma: i == 2,
+        });
+    }
+    config
+}
+
+pub fn world_with(config: Config) -> World {
+    let model = Model::new(config.table_bits, &POOLS, 3);
+    Rc::new(RefCell::new(Server::new(model, config).expect("valid config")))
+}
+
+pub fn world() -> World {
+    world_with(config(8 << 20, 16, 16))
+}
+
+/// One client's kernel interface: PPCs go to the server, capabilities and
+/// mappings to the model.
+pub struct Port {
+    pub world: World,
+    pub client: usize,
+}
+
+impl Sys for Port {
+    fn call(&mut self, label: u64, words: &[u64], receive_slot: Option<u64>) -> RawReply {
+        let mut server = self.world.borrow_mut();
+        let outcome = server.handle(self.client as u64, label, words, 0);
+        let mut raw = RawReply { label: 0, words: [0; MAX_MESSAGE_WORDS], length: 0, caps: 0 };
+        match outcome.result {
+            Ok(reply) => raw.length = reply.encode(&mut raw.words),
+            Err(error) => raw.label = error.code(),
+        }
+        if let (Some(cap), Some(slot)) = (outcome.cap, receive_slot) {
+            if server.kernel_mut().receive(self.client, slot, cap).is_ok() {
+                raw.caps = 1;
+            }
+        }
+        raw
+    }
+
+    fn map_page_table(&mut self, cptr: u64, vaddr: u64) -> Result<(), u64> {
+        let (slot, index) = split(cptr);
+        self.world.borrow_mut().kernel_mut().client_map_page_table(self.client, slot, index, vaddr).map_err(|e| e.0)
+    }
+
+    fn map_frame(&mut self, cptr: u64, vaddr: u64, rights: Rights, _cached: bool) -> Result<(), u64> {
+        let (slot, index) = split(cptr);
+        self.world.borrow_mut().kernel_mut().client_map_frame(self.client, slot, index, vaddr, rights).map_err(|e| e.0)
+    }
+
+    fn delete_root_slot(&mut self, slot: u64) {
+        self.world.borrow_mut().kernel_mut().client_delete(self.client, slot);
+    }
+}
+
+fn split(cptr: u64) -> (u64, u64) {
+    (cptr >> capbuf_protocol::ROOT_SLOT_SHIFT, cptr & ((1 << capbuf_protocol::ROOT_SLOT_SHIFT) - 1))
+}
+
+pub fn client(world: &World, index: usize) -> Client<Port> {
+    Client::new(Port { world: world.clone(), client: index }).expect("hello")
+}
+
+/// Everything observable about the server's state, to show an error changed nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    buffers: usize,
+    free: Vec<u64>,
+    usage: Vec<capbuf_server::Usage>,
+    objects: (usize, usize, usize, usize),
+    slots: usize,
+    attachments: Vec<u64>,
+}
+
+pub fn snapshot(world: &World) -> Snapshot {
+    let server = world.borrow();
+    Snapshot {
+        buffers: server.registry().len(),
+        free: (0..POOLS.len()).map(|p| server.free_bytes(p).unwrap()).collect(),
+        usage: (0..3).map(|c| server.usage(c)).collect(),
+        objects: server.kernel().live_objects(),
+        slots: server.kernel().used_table_slots(),
+        attachments: server.registry().iter().map(|(_, b)| b.attachment_count()).collect(),
+    }
+}
+
+/// The system is back to its first state: every pool one free block, no
+/// object but the pools' untypeds, no capability but theirs.
+pub fn assert_pristine(world: &World) {
+    let server = world.borrow();
+    assert!(server.registry().is_empty());
+    for (p, &(_, bits)) in POOLS.iter().enumerate() {
+        assert_eq!(server.free_bytes(p), Some(1 << bits), "pool {p} is whole again");
+    }
+    assert_eq!(server.kernel().live_objects(), (POOLS.len(), 0, 0, 0), "only the pools' untypeds remain");
+    assert_eq!(server.kernel().used_table_slots(), POOLS.len());
+    for c in 0..3 {
+        assert_eq!(server.usage(c), Default::default());
+        assert!(server.kernel().client_reachable_frames(c).is_empty());
+        assert!(server.kernel().client_mappings(c).is_empty());
+    }
+}

@@ -1,0 +1,196 @@
+//! The real server state machine and client library on the seL4 model:
+//! the scenarios the demo system runs, checked in detail on the host.
+
+mod common;
+
+use capbuf_client::ClientError;
+use capbuf_model::Fault;
+use capbuf_protocol::{AllocFlags, Error, Rights, PADDR_HIDDEN};
+use common::*;
+
+const PAGE: u64 = 4096;
+
+fn pages(view: &capbuf_client::View) -> impl Iterator<Item = u64> {
+    let (start, size) = (view.vaddr, view.size);
+    (0..size / PAGE).map(move |i| start + i * PAGE)
+}
+
+#[test]
+fn producer_shares_read_only_and_free_revokes_everyone() {
+    let world = world();
+    let (mut producer, mut consumer, mut driver) = (client(&world, 0), client(&world, 1), client(&world, 2));
+    assert_eq!(producer.hello().client_id, 10);
+
+    let id = producer.alloc(60 * 1024, 0, 0, 0).unwrap();
+    let view = producer.attach(id, Rights::ReadWrite).unwrap();
+    assert_eq!(view.size, 60 * 1024, "exactly the pages asked for");
+    for (i, page) in pages(&view).enumerate() {
+        assert_eq!(world.borrow().kernel().client_read(0, page), Ok(0), "zero when handed out");
+        world.borrow_mut().kernel_mut().client_write(0, page, 0xc0ffee + i as u64).unwrap();
+    }
+
+    assert_eq!(consumer.attach(id, Rights::ReadOnly), Err(ClientError::Server(Error::NotGranted)));
+    producer.grant(id, 11, Rights::ReadOnly).unwrap();
+    assert_eq!(consumer.attach(id, Rights::ReadWrite), Err(ClientError::Server(Error::RightsEscalation)));
+    let seen = consumer.attach(id, Rights::ReadOnly).unwrap();
+    for (i, page) in pages(&seen).enumerate() {
+        assert_eq!(world.borrow().kernel().client_read(1, page), Ok(0xc0ffee + i as u64));
+    }
+    assert_eq!(
+        world.borrow_mut().kernel_mut().client_write(1, seen.vaddr, 1),
+        Err(Fault { vaddr: seen.vaddr, write: true }),
+        "a read-only grant cannot be written"
+    );
+    let info = consumer.info(id).unwrap();
+    assert_eq!((info.rights, info.attachments, info.physical_address, info.owner), (Rights::ReadOnly, 2, PADDR_HIDDEN, 10));
+    assert_eq!(driver.info(id), Err(ClientError::Server(Error::NotGranted)));
+    producer.grant(id, 12, Rights::ReadOnly).unwrap();
+    let info = driver.info(id).unwrap();
+    assert_eq!(info.physical_address % PAGE, 0);
+    assert!((POOLS[0].0..POOLS[0].0 + (1 << POOLS[0].1)).contains(&info.physical_address), "DMA client sees the address");
+
+    consumer.detach(id).unwrap();
+    assert_eq!(world.borrow().kernel().client_read(1, seen.vaddr), Err(Fault { vaddr: seen.vaddr, write: false }));
+    producer.free(id).unwrap();
+    assert!(world.borrow().kernel().client_read(0, view.vaddr).is_err(), "the owner's own mapping is gone too");
+    assert_pristine(&world);
+}
+
+#[test]
+fn a_buffer_freed_under_a_client_is_gone_not_stale() {
+    let world = world();
+    let (mut owner, mut victim) = (client(&world, 0), client(&world, 1));
+    let id = owner.alloc(3 << 20, 0, 0, 0).unwrap();
+    owner.grant(id, 11, Rights::ReadWrite).unwrap();
+    let view = victim.attach(id, Rights::ReadWrite).unwrap();
+    assert_eq!(world.borrow().kernel().client_mappings(1).len(), 1 + 256, "one 2 MiB frame and 256 small ones");
+    world.borrow_mut().kernel_mut().client_write(1, view.vaddr + (3 << 20) - PAGE, 7).unwrap();
+    owner.free(id).unwrap();
+    let kernel = world.borrow();
+    assert!(kernel.kernel().client_mappings(1).is_empty());
+    assert!(kernel.kernel().client_reachable_frames(1).is_empty(), "no capability to the reused memory either");
+    assert!(kernel.kernel().client_read(1, view.vaddr).is_err());
+    drop(kernel);
+    assert_eq!(victim.detach(id), Err(ClientError::Server(Error::StaleBuffer)));
+    assert!(victim.view(id).is_none(), "the library released its slots anyway");
+    // The next buffer reuses the memory, zeroed.
+    let again = owner.alloc(3 << 20, 0, 0, 0).unwrap();
+    let view = owner.attach(again, Rights::ReadWrite).unwrap();
+    assert_eq!(world.borrow().kernel().client_read(0, view.vaddr + (3 << 20) - PAGE), Ok(0));
+    owner.free(again).unwrap();
+    assert_pristine(&world);
+}
+
+#[test]
+fn reused_memory_is_zero_when_handed_out() {
+    let world = world();
+    let mut dma = client(&world, 2);
+    let first = dma.alloc(PAGE * 5, 0, 1, 0).unwrap();
+    let address = dma.info(first).unwrap().physical_address;
+    let view = dma.attach(first, Rights::ReadWrite).unwrap();
+    for page in pages(&view) {
+        world.borrow_mut().kernel_mut().client_write(2, page, u64::MAX).unwrap();
+    }
+    dma.free(first).unwrap();
+    assert!(world.borrow().kernel().dirty_pages(POOLS[1].0, POOLS[1].0 + (1 << POOLS[1].1)) > 0, "memory is not zeroed eagerly");
+    let second = dma.alloc(PAGE * 5, 0, 1, 0).unwrap();
+    assert_eq!(dma.info(second).unwrap().physical_address, address, "same memory handed out again");
+    let view = dma.attach(second, Rights::ReadWrite).unwrap();
+    for page in pages(&view) {
+        assert_eq!(world.borrow().kernel().client_read(2, page), Ok(0));
+    }
+    assert!(world.borrow().kernel().counts.reset > 0, "the kernel's reset did the zeroing");
+    dma.free(second).unwrap();
+    assert_pristine(&world);
+}
+
+#[test]
+fn uncached_and_read_only_flags_hold_for_everyone() {
+    let world = world();
+    let (mut owner, mut other) = (client(&world, 0), client(&world, 1));
+    let flags = AllocFlags::UNCACHED | AllocFlags::READ_ONLY;
+    let id = owner.alloc(PAGE, 0, 0, flags).unwrap();
+    assert_eq!(owner.attach(id, Rights::ReadWrite), Err(ClientError::Server(Error::RightsEscalation)));
+    let view = owner.attach(id, Rights::ReadOnly).unwrap();
+    assert!(view.flags.uncached());
+    assert_eq!(owner.grant(id, 11, Rights::ReadWrite), Err(ClientError::Server(Error::RightsEscalation)));
+    owner.grant(id, 11, Rights::ReadOnly).unwrap();
+    other.attach(id, Rights::ReadOnly).unwrap();
+    owner.free(id).unwrap();
+    assert_pristine(&world);
+}
+
+#[test]
+fn lowering_or_withdrawing_a_grant_revokes_the_attachment() {
+    let world = world();
+    let (mut owner, mut other) = (client(&world, 0), client(&world, 1));
+    let id = owner.alloc(PAGE * 2, 0, 0, 0).unwrap();
+    owner.grant(id, 11, Rights::ReadWrite).unwrap();
+    let view = other.attach(id, Rights::ReadWrite).unwrap();
+    world.borrow_mut().kernel_mut().client_write(1, view.vaddr, 1).unwrap();
+    owner.grant(id, 11, Rights::ReadOnly).unwrap();
+    assert!(world.borrow().kernel().client_read(1, view.vaddr).is_err(), "write access gone at once");
+    assert_eq!(other.detach(id), Err(ClientError::Server(Error::NotAttached)));
+    let view = other.attach(id, Rights::ReadOnly).unwrap();
+    assert_eq!(world.borrow().kernel().client_read(1, view.vaddr), Ok(1));
+    owner.ungrant(id, 11).unwrap();
+    assert!(world.borrow().kernel().client_read(1, view.vaddr).is_err());
+    assert_eq!(other.detach(id), Err(ClientError::Server(Error::NotAttached)), "tidies the library's view");
+    assert_eq!(other.attach(id, Rights::ReadOnly), Err(ClientError::Server(Error::NotGranted)));
+    assert_eq!(owner.ungrant(id, 11), Err(ClientError::Server(Error::NotGrantee)));
+    owner.free(id).unwrap();
+    assert_eq!(other.detach(id), Err(ClientError::Server(Error::StaleBuffer)));
+    assert_pristine(&world);
+}
+
+#[test]
+fn a_sixteen_mebibyte_buffer_attaches_in_one_call_with_eight_frames() {
+    let mut config = config(64 << 20, 4, 4);
+    config.pools[0] = Some(capbuf_protocol::PoolConfig { physical_address: 0x4000_0000, size_bits: 25 });
+    let model = capbuf_model::Model::new(12, &[(0x4000_0000, 25)], 3);
+    let mut config_one_pool = config.clone();
+    config_one_pool.pools[1] = None;
+    let world = std::rc::Rc::new(std::cell::RefCell::new(
+        capbuf_server::Server::<_, { 2 << 13 }>::new(model, config_one_pool).unwrap(),
+    ));
+    let mut port = Port2 { world: world.clone() };
+    let mut c = capbuf_client::Client::new(&mut port).unwrap();
+    let id = c.alloc(16 << 20, 0, 0, 0).unwrap();
+    let before = world.borrow().kernel().counts;
+    let view = c.attach(id, Rights::ReadWrite).unwrap();
+    let after = world.borrow().kernel().counts;
+    assert_eq!(view.size, 16 << 20);
+    assert_eq!(world.borrow().kernel().client_mappings(0).len(), 8);
+    assert_eq!(after.copy - before.copy, 8 + 1, "eight frame copies and the guarded CNode");
+    c.free(id).unwrap();
+}
+
+/// A port for a server with a bigger pool than the common one.
+struct Port2 {
+    world: std::rc::Rc<std::cell::RefCell<capbuf_server::Server<capbuf_model::Model, { 2 << 13 }>>>,
+}
+
+impl capbuf_client::Sys for &mut Port2 {
+    fn call(&mut self, label: u64, words: &[u64], receive_slot: Option<u64>) -> capbuf_client::RawReply {
+        let mut server = self.world.borrow_mut();
+        let outcome = server.handle(0, label, words, 0);
+        let mut raw = capbuf_client::RawReply { label: 0, words: [0; 8], length: 0, caps: 0 };
+        match outcome.result {
+            Ok(reply) => raw.length = reply.encode(&mut raw.words),
+            Err(error) => raw.label = error.code(),
+        }
+        if let (Some(cap), Some(slot)) = (outcome.cap, receive_slot) {
+            raw.caps = server.kernel_mut().receive(0, slot, cap).is_ok() as usize;
+        }
+        raw
+    }
+    fn map_page_table(&mut self, cptr: u64, vaddr: u64) -> Result<(), u64> {
+        self.world.borrow_mut().kernel_mut().client_map_page_table(0, cptr >> 58, cptr & ((1 << 58) - 1), vaddr).map_err(|e| e.0)
+    }
+    fn map_frame(&mut self, cptr: u64, vaddr: u64, rights: Rights, _: bool) -> Result<(), u64> {
+        self.world.borrow_mut().kernel_mut().client_map_frame(0, cptr >> 58, cptr & ((1 << 58) - 1), vaddr, rights).map_err(|e| e.0)
+    }
+    fn delete_root_slot(&mut self, slot: u64) {
+        self.world.borrow_mut().kernel_mut().client_delete(0, slot);
+    }
+}
