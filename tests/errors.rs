@@ -1,0 +1,139 @@
+//! Every error code a client can provoke, each leaving memsrv's state unchanged.
+
+mod common;
+
+use capbuf_protocol::{AllocFlags, BufferId, Error, Op, Reply, Rights};
+use common::*;
+
+/// Send a raw request from the client on `channel` and return the error, checking nothing changed.
+fn refused(world: &World, channel: u64, label: u64, words: &[u64], caps: usize) -> Error {
+    let before = snapshot(world);
+    let outcome = world.borrow_mut().handle(channel, label, words, caps);
+    assert_eq!(outcome.cap, None);
+    assert_eq!(snapshot(world), before, "a refused request changed state");
+    outcome.result.expect_err("expected a refusal")
+}
+
+fn ok(world: &World, channel: u64, op: Op, words: &[u64]) -> Reply {
+    let outcome = world.borrow_mut().handle(channel, op as u64, words, 0);
+    outcome.result.expect("expected success")
+}
+
+fn alloc(world: &World, channel: u64, size: u64, pool: u64, flags: u64) -> BufferId {
+    match ok(world, channel, Op::Alloc, &[size, 0, pool, flags]) {
+        Reply::Alloc(id) => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+const RO: u64 = Rights::ReadOnly as u64;
+const RW: u64 = Rights::ReadWrite as u64;
+
+#[test]
+fn malformed_messages() {
+    let w = world();
+    assert_eq!(refused(&w, 0, 0, &[], 0), Error::UnknownOp);
+    assert_eq!(refused(&w, 0, 10, &[1], 0), Error::UnknownOp);
+    assert_eq!(refused(&w, 0, Op::Alloc as u64, &[4096, 0, 0], 0), Error::WrongLength);
+    assert_eq!(refused(&w, 0, Op::Hello as u64, &[0], 0), Error::WrongLength);
+    assert_eq!(refused(&w, 0, Op::Free as u64, &[1], 1), Error::UnexpectedCaps);
+    assert_eq!(refused(&w, 9, Op::Hello as u64, &[], 0), Error::UnknownCaller);
+}
+
+#[test]
+fn allocation_arguments() {
+    let w = world();
+    let alloc = Op::Alloc as u64;
+    assert_eq!(refused(&w, 0, alloc, &[0, 0, 0, 0], 0), Error::ZeroSize);
+    assert_eq!(refused(&w, 0, alloc, &[(1 << 20) + 1, 0, 1, 0], 0), Error::TooLarge, "beyond pool 1");
+    assert_eq!(refused(&w, 0, alloc, &[u64::MAX, 0, 0, 0], 0), Error::TooLarge);
+    assert_eq!(refused(&w, 0, alloc, &[4096, 31, 0, 0], 0), Error::InvalidAlignment);
+    assert_eq!(refused(&w, 0, alloc, &[4096, 21, 1, 0], 0), Error::InvalidAlignment, "beyond pool 1");
+    assert_eq!(refused(&w, 0, alloc, &[4096, u64::MAX, 0, 0], 0), Error::InvalidAlignment);
+    assert_eq!(refused(&w, 0, alloc, &[4096, 0, 2, 0], 0), Error::InvalidPool);
+    assert_eq!(refused(&w, 0, alloc, &[4096, 0, u64::MAX, 0], 0), Error::InvalidPool);
+    assert_eq!(refused(&w, 0, alloc, &[4096, 0, 0, 4], 0), Error::InvalidFlags);
+    assert_eq!(refused(&w, 0, Op::PoolInfo as u64, &[7], 0), Error::InvalidPool);
+}
+
+#[test]
+fn ids_rights_and_ownership() {
+    let w = world();
+    let id = alloc(&w, 0, 8192, 0, 0);
+    let raw = id.raw();
+    let attach = Op::Attach as u64;
+    assert_eq!(refused(&w, 0, attach, &[raw, 2], 0), Error::InvalidRights);
+    assert_eq!(refused(&w, 0, attach, &[raw, 0], 0), Error::InvalidRights);
+    assert_eq!(refused(&w, 0, attach, &[BufferId::new(99, 1).raw(), RW], 0), Error::UnknownBuffer);
+    assert_eq!(refused(&w, 0, attach, &[BufferId::new(id.index(), 2).raw(), RW], 0), Error::UnknownBuffer);
+    assert_eq!(refused(&w, 0, attach, &[BufferId::new(100_000, 1).raw(), RW], 0), Error::UnknownBuffer);
+    assert_eq!(refused(&w, 1, attach, &[raw, RO], 0), Error::NotGranted);
+    assert_eq!(refused(&w, 1, Op::Info as u64, &[raw], 0), Error::NotGranted);
+    assert_eq!(refused(&w, 1, Op::Free as u64, &[raw], 0), Error::NotOwner);
+    assert_eq!(refused(&w, 1, Op::Grant as u64, &[raw, 12, RO], 0), Error::NotOwner);
+    assert_eq!(refused(&w, 0, Op::Grant as u64, &[raw, 10, RO], 0), Error::InvalidGrantee, "self");
+    assert_eq!(refused(&w, 0, Op::Grant as u64, &[raw, 77, RO], 0), Error::InvalidGrantee);
+    assert_eq!(refused(&w, 0, Op::Grant as u64, &[raw, 11, 5], 0), Error::InvalidRights);
+    assert_eq!(refused(&w, 0, Op::Ungrant as u64, &[raw, 11], 0), Error::NotGrantee);
+    ok(&w, 0, Op::Grant, &[raw, 11, RO]);
+    assert_eq!(refused(&w, 1, attach, &[raw, RW], 0), Error::RightsEscalation);
+    assert_eq!(refused(&w, 1, Op::Detach as u64, &[raw], 0), Error::NotAttached);
+    assert!(w.borrow_mut().handle(1, attach, &[raw, RO], 0).cap.is_some());
+    assert_eq!(refused(&w, 1, attach, &[raw, RO], 0), Error::AlreadyAttached);
+    let read_only = alloc(&w, 0, 4096, 0, AllocFlags::READ_ONLY);
+    assert_eq!(refused(&w, 0, Op::Grant as u64, &[read_only.raw(), 11, RW], 0), Error::RightsEscalation);
+    assert_eq!(refused(&w, 0, attach, &[read_only.raw(), RW], 0), Error::RightsEscalation);
+    ok(&w, 0, Op::Free, &[raw]);
+    assert_eq!(refused(&w, 0, Op::Free as u64, &[raw], 0), Error::StaleBuffer, "double free");
+    assert_eq!(refused(&w, 1, attach, &[raw, RO], 0), Error::StaleBuffer);
+    assert_eq!(refused(&w, 1, Op::Detach as u64, &[raw], 0), Error::StaleBuffer);
+    ok(&w, 0, Op::Free, &[read_only.raw()]);
+    assert_pristine(&w);
+}
+
+#[test]
+fn quotas() {
+    let w = world_with(config(64 * 1024, 2, 1));
+    assert_eq!(refused(&w, 0, Op::Alloc as u64, &[64 * 1024 + 1, 0, 0, 0], 0), Error::QuotaBytes);
+    let a = alloc(&w, 0, 32 * 1024, 0, 0);
+    let b = alloc(&w, 0, 4096, 0, 0);
+    assert_eq!(refused(&w, 0, Op::Alloc as u64, &[4096, 0, 0, 0], 0), Error::QuotaBuffers);
+    assert!(w.borrow_mut().handle(0, Op::Attach as u64, &[a.raw(), RW], 0).cap.is_some());
+    assert_eq!(refused(&w, 0, Op::Attach as u64, &[b.raw(), RW], 0), Error::QuotaAttachments);
+    ok(&w, 0, Op::Free, &[b.raw()]);
+    assert_eq!(refused(&w, 0, Op::Alloc as u64, &[32 * 1024 + 1, 0, 0, 0], 0), Error::QuotaBytes);
+    alloc(&w, 0, 32 * 1024, 0, 0);
+    // Other clients have quotas of their own.
+    alloc(&w, 1, 64 * 1024, 0, 0);
+}
+
+#[test]
+fn out_of_memory_and_table_limits() {
+    let w = world_with(config(1 << 30, 1000, 1000));
+    alloc(&w, 0, 512 * 1024, 1, 0);
+    assert_eq!(refused(&w, 0, Op::Alloc as u64, &[512 * 1024, 0, 1, 0], 0), Error::OutOfMemory, "the master CNode needs a page too");
+    let mut ids = Vec::new();
+    while let Ok(Reply::Alloc(id)) = w.borrow_mut().handle(1, Op::Alloc as u64, &[4096, 0, 0, 0], 0).result {
+        ids.push(id);
+    }
+    assert_eq!(ids.len(), capbuf_server::MAX_BUFFERS - 1);
+    assert_eq!(refused(&w, 1, Op::Alloc as u64, &[4096, 0, 0, 0], 0), Error::TooManyBuffers);
+
+    let mut small = config(1 << 30, 1000, 1000);
+    small.table_bits = 7;
+    let w = world_with(small);
+    let mut error = None;
+    for _ in 0..64 {
+        let before = snapshot(&w);
+        match w.borrow_mut().handle(0, Op::Alloc as u64, &[4096, 0, 0, 0], 0).result {
+            Ok(_) => {}
+            Err(e) => {
+                error = Some(e);
+                drop(before);
+                break;
+            }
+        }
+    }
+    assert_eq!(error, Some(Error::OutOfSlots));
+    assert_eq!(refused(&w, 0, Op::Alloc as u64, &[4096, 0, 0, 0], 0), Error::OutOfSlots);
+}

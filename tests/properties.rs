@@ -1,0 +1,173 @@
+//! Random operation sequences from three clients, through the real client
+//! library and server state machine, against the seL4 model. After every
+//! step: no two frames overlap, pool bytes are conserved, usage matches the
+//! registry and stays within quota, and no client holds a capability or a
+//! mapping to memory it is not attached to with at least those rights.
+//! At the end everything is freed and the system must be exactly as it started.
+
+mod common;
+
+use capbuf_client::ClientError;
+use capbuf_protocol::{Error, Rights, PAGE_BITS};
+use common::*;
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Step {
+    Alloc { client: usize, pages: u64, pool: u64, flags: u64 },
+    Attach { client: usize, buffer: usize, write: bool },
+    Grant { client: usize, buffer: usize, grantee: usize, write: bool },
+    Ungrant { client: usize, buffer: usize, grantee: usize },
+    Detach { client: usize, buffer: usize },
+    Free { client: usize, buffer: usize },
+    Touch { client: usize, buffer: usize, page: u64 },
+    Stale { client: usize, which: usize },
+    Garbage { client: usize, label: u64, words: Vec<u64> },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let c = 0usize..3;
+    let b = any::<usize>();
+    prop_oneof![
+        4 => (c.clone(), prop_oneof![1u64..20, 500u64..700], 0u64..2, 0u64..4)
+            .prop_map(|(client, pages, pool, flags)| Step::Alloc { client, pages, pool, flags }),
+        4 => (c.clone(), b.clone(), any::<bool>()).prop_map(|(client, buffer, write)| Step::Attach { client, buffer, write }),
+        3 => (c.clone(), b.clone(), c.clone(), any::<bool>())
+            .prop_map(|(client, buffer, grantee, write)| Step::Grant { client, buffer, grantee, write }),
+        1 => (c.clone(), b.clone(), c.clone()).prop_map(|(client, buffer, grantee)| Step::Ungrant { client, buffer, grantee }),
+        2 => (c.clone(), b.clone()).prop_map(|(client, buffer)| Step::Detach { client, buffer }),
+        2 => (c.clone(), b.clone()).prop_map(|(client, buffer)| Step::Free { client, buffer }),
+        4 => (c.clone(), b.clone(), 0u64..700).prop_map(|(client, buffer, page)| Step::Touch { client, buffer, page }),
+        1 => (c.clone(), b.clone()).prop_map(|(client, which)| Step::Stale { client, which }),
+        1 => (c, 0u64..12, prop::collection::vec(any::<u64>(), 0..9))
+            .prop_map(|(client, label, words)| Step::Garbage { client, label, words }),
+    ]
+}
+
+fn check_invariants(world: &World) -> Result<(), TestCaseError> {
+    let server = world.borrow();
+    let model = server.kernel();
+    prop_assert!(model.overlapping_frames().is_empty(), "frames overlap");
+    for (p, &(_, bits)) in POOLS.iter().enumerate() {
+        let mut used = 0;
+        for (_, b) in server.registry().iter().filter(|(_, b)| b.pool == p) {
+            used += b.data.pages + b.meta.pages;
+            used += b.attachments.iter().flatten().map(|a| a.meta.pages).sum::<u64>();
+        }
+        prop_assert_eq!(server.free_bytes(p).unwrap() + (used << PAGE_BITS), 1 << bits, "pool {} bytes conserved", p);
+    }
+    for c in 0..3 {
+        let quota = server.config().clients[c].unwrap();
+        let usage = server.usage(c);
+        let owned: Vec<_> = server.registry().iter().filter(|(_, b)| b.owner == c).collect();
+        prop_assert_eq!(usage.buffers, owned.len() as u64);
+        prop_assert_eq!(usage.bytes, owned.iter().map(|(_, b)| b.data.pages << PAGE_BITS).sum::<u64>());
+        let attached = server.registry().iter().filter(|(_, b)| b.attachments[c].is_some()).count() as u64;
+        prop_assert_eq!(usage.attachments, attached);
+        prop_assert!(usage.bytes <= quota.quota_bytes && usage.buffers <= quota.quota_buffers);
+        prop_assert!(usage.attachments <= quota.quota_attachments);
+        let allowed = |address: u64, size_bits: u32, rights: Rights| {
+            server.registry().iter().any(|(_, b)| {
+                let start = server.physical_address(b);
+                let end = start + (b.data.pages << PAGE_BITS);
+                b.attachments[c].is_some_and(|a| rights.within(a.rights))
+                    && address >= start
+                    && address + (1 << size_bits) <= end
+            })
+        };
+        for (address, size_bits, rights) in model.client_reachable_frames(c) {
+            prop_assert!(allowed(address, size_bits, rights), "client {} holds a frame cap at {:#x} it may not", c, address);
+        }
+        for m in model.client_mappings(c) {
+            prop_assert!(allowed(m.physical_address, m.size_bits, m.rights), "client {} maps {:#x} it may not", c, m.physical_address);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_clients_never_break_the_invariants(steps in prop::collection::vec(step(), 1..120)) {
+        let world = world_with(config(6 << 20, 6, 6));
+        let mut clients = [client(&world, 0), client(&world, 1), client(&world, 2)];
+        let mut buffers: Vec<(capbuf_protocol::BufferId, usize)> = Vec::new();
+        let mut freed = Vec::new();
+        for step in steps {
+            let pick = |i: usize| if buffers.is_empty() { None } else { Some(buffers[i % buffers.len()]) };
+            match step {
+                Step::Alloc { client, pages, pool, flags } => {
+                    if let Ok(id) = clients[client].alloc(pages << PAGE_BITS, 0, pool, flags) {
+                        buffers.push((id, client));
+                        // A fresh buffer is zero, whatever the memory held before.
+                        let view = clients[client].attach(id, Rights::ReadOnly).unwrap();
+                        for page in 0..pages {
+                            prop_assert_eq!(world.borrow().kernel().client_read(client, view.vaddr + (page << PAGE_BITS)), Ok(0));
+                        }
+                        clients[client].detach(id).unwrap();
+                    }
+                }
+                Step::Attach { client, buffer, write } => if let Some((id, _)) = pick(buffer) {
+                    let rights = if write { Rights::ReadWrite } else { Rights::ReadOnly };
+                    match clients[client].attach(id, rights) {
+                        Ok(view) => prop_assert!(view.rights.within(rights)),
+                        Err(ClientError::Server(_)) => {}
+                        Err(other) => prop_assert!(false, "library failure {:?}", other),
+                    }
+                },
+                Step::Grant { client, buffer, grantee, write } => if let Some((id, _)) = pick(buffer) {
+                    let rights = if write { Rights::ReadWrite } else { Rights::ReadOnly };
+                    let _ = clients[client].grant(id, 10 + grantee as u64, rights);
+                },
+                Step::Ungrant { client, buffer, grantee } => if let Some((id, _)) = pick(buffer) {
+                    let _ = clients[client].ungrant(id, 10 + grantee as u64);
+                },
+                Step::Detach { client, buffer } => if let Some((id, _)) = pick(buffer) {
+                    let _ = clients[client].detach(id);
+                },
+                Step::Free { client, buffer } => if let Some((id, owner)) = pick(buffer) {
+                    let result = clients[client].free(id);
+                    if client == owner {
+                        prop_assert_eq!(result, Ok(()));
+                        buffers.retain(|(b, _)| *b != id);
+                        freed.push(id);
+                    } else {
+                        prop_assert_eq!(result, Err(ClientError::Server(Error::NotOwner)));
+                    }
+                },
+                Step::Touch { client, buffer, page } => if let Some((id, _)) = pick(buffer) {
+                    if let Some(view) = clients[client].view(id) {
+                        let vaddr = view.vaddr + ((page << PAGE_BITS) % view.size);
+                        let result = world.borrow_mut().kernel_mut().client_write(client, vaddr, id.raw());
+                        let live = world.borrow().registry().get(id).ok().and_then(|b| b.attachments[client]);
+                        match live {
+                            Some(a) => prop_assert_eq!(result.is_ok(), a.rights.can_write()),
+                            None => prop_assert!(result.is_err(), "wrote through a revoked mapping"),
+                        }
+                    }
+                },
+                Step::Stale { client, which } => if !freed.is_empty() {
+                    let id = freed[which % freed.len()];
+                    prop_assert_eq!(clients[client].info(id), Err(ClientError::Server(Error::StaleBuffer)));
+                    prop_assert_eq!(clients[client].free(id), Err(ClientError::Server(Error::StaleBuffer)));
+                },
+                Step::Garbage { client, label, words } => {
+                    let _ = world.borrow_mut().handle(client as u64, label, &words, 0);
+                },
+            }
+            check_invariants(&world)?;
+        }
+        for (id, owner) in buffers {
+            clients[owner].free(id).unwrap();
+        }
+        for (c, client) in clients.iter_mut().enumerate() {
+            for id in freed.iter() {
+                if client.view(*id).is_some() {
+                    prop_assert_eq!(client.detach(*id), Err(ClientError::Server(Error::StaleBuffer)), "client {}", c);
+                }
+            }
+        }
+        assert_pristine(&world);
+    }
+}
