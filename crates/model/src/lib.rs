@@ -153,10 +153,14 @@ impl Model {
                     Err(error::RANGE)
                 }
             }
-            CapRef::InNode { node, index } => {
+            CapRef::InNode { node, radix, index } => {
                 let cap = self.lookup(CapRef::Table(node))?.ok_or(error::FAILED_LOOKUP)?;
                 let object = self.cap(cap).object;
                 match &self.object(object).kind {
+                    // The kernel resolves `radix` bits through a guard-0 CNode: any other depth misses.
+                    Kind::CNode { slots } if slots.len() != 1 << radix || self.cap(cap).guard_bits != 0 => {
+                        Err(error::FAILED_LOOKUP)
+                    }
                     Kind::CNode { slots } if (index as usize) < slots.len() => Ok(Place::InNode(object, index)),
                     Kind::CNode { .. } => Err(error::RANGE),
                     _ => Err(error::FAILED_LOOKUP),

@@ -44,8 +44,9 @@ pub const WORD_BITS: u32 = 64;
 pub enum CapRef {
     /// A table slot.
     Table(Slot),
-    /// Slot `index` of the CNode in table slot `node`.
-    InNode { node: Slot, index: u32 },
+    /// Slot `index` of the CNode of `2^radix` slots (guard 0) whose capability
+    /// is in table slot `node`. The radix is the lookup depth the kernel needs.
+    InNode { node: Slot, radix: u32, index: u32 },
 }
 
 /// The kernel refused an operation. memsrv never expects this: it validates

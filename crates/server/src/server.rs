@@ -391,7 +391,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             while count > 0 {
                 let chunk = count.min(RETYPE_FAN_OUT_LIMIT);
                 self.kernel
-                    .retype(leaf_slot, object, CapRef::InNode { node: master, index }, chunk)
+                    .retype(leaf_slot, object, CapRef::InNode { node: master, radix: layout.master_radix(), index }, chunk)
                     .map_err(kernel_error)?;
                 index += chunk;
                 count -= chunk;
@@ -444,12 +444,16 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         let frames = layout.frames() as u32;
         if layout.page_tables() > 0 {
             self.kernel
-                .retype(meta_slot, Object::PageTable, CapRef::InNode { node: cnode, index: frames }, 1)
+                .retype(meta_slot, Object::PageTable, CapRef::InNode { node: cnode, radix, index: frames }, 1)
                 .map_err(kernel_error)?;
         }
         for index in 0..frames {
             self.kernel
-                .copy(CapRef::InNode { node: master, index }, CapRef::InNode { node: cnode, index }, rights)
+                .copy(
+                    CapRef::InNode { node: master, radix: layout.master_radix(), index },
+                    CapRef::InNode { node: cnode, radix, index },
+                    rights,
+                )
                 .map_err(kernel_error)?;
         }
         let sent = self.take_slot()?;

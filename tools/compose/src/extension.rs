@@ -1,0 +1,264 @@
+//! The `<capbuf>` element of `system.xml`: what memsrv owns and who its clients are.
+//!
+//! ```xml
+//! <capbuf server="memsrv" table_bits="12">
+//!     <pool name="main" phys_addr="0xa0000000" size="0x1000000" />
+//!     <client pd="producer" id="1" quota_bytes="0x800000" quota_buffers="8" quota_attachments="8" dma="false" />
+//! </capbuf>
+//! ```
+//!
+//! Microkit's parser knows nothing of it, so the element is blanked out (with
+//! spaces, keeping line numbers) before the rest is handed to Microkit.
+
+use std::ops::Range;
+
+use capbuf_protocol::{ClientConfig, Config, PoolConfig, CLIENT_WINDOW, MAX_CLIENTS, MAX_POOLS, MAX_POOL_BITS, PAGE_BITS};
+use microkit_tool::sdf::{SysMemoryRegionPaddr, SystemDescription};
+
+/// One pool as written.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub name: String,
+    pub physical_address: u64,
+    pub size_bits: u64,
+}
+
+/// One client as written.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub pd: String,
+    pub id: u64,
+    pub quota_bytes: u64,
+    pub quota_buffers: u64,
+    pub quota_attachments: u64,
+    pub dma: bool,
+}
+
+/// The parsed element.
+#[derive(Debug, Clone)]
+pub struct Extension {
+    pub server: String,
+    pub table_bits: u64,
+    pub pools: Vec<Pool>,
+    pub clients: Vec<Client>,
+    range: Range<usize>,
+}
+
+/// The element checked against the rest of the system.
+pub struct Resolved {
+    /// Index of memsrv in Microkit's protection domain list.
+    pub server: usize,
+    /// Indices of the client protection domains, in `<client>` order.
+    pub clients: Vec<usize>,
+    /// What memsrv is told.
+    pub config: Config,
+    pub pools: Vec<Pool>,
+}
+
+fn location(xml: &str, node: &roxmltree::Node) -> String {
+    let pos = node.document().text_pos_at(node.range().start);
+    let _ = xml;
+    format!("line {}, column {}", pos.row, pos.col)
+}
+
+fn number(xml: &str, node: &roxmltree::Node, name: &str, default: Option<u64>) -> Result<u64, String> {
+    match node.attribute(name) {
+        None => default.ok_or_else(|| format!("system.xml {}: <{}> needs attribute '{name}'", location(xml, node), node.tag_name().name())),
+        Some(text) => {
+            let text = text.trim().replace('_', "");
+            let parsed = match text.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => text.parse(),
+            };
+            parsed.map_err(|_| format!("system.xml {}: '{name}' is not a number: '{text}'", location(xml, node)))
+        }
+    }
+}
+
+fn check_attributes(xml: &str, node: &roxmltree::Node, allowed: &[&str]) -> Result<(), String> {
+    for attribute in node.attributes() {
+        if !allowed.contains(&attribute.name()) {
+            return Err(format!(
+                "system.xml {}: <{}> has no attribute '{}' (allowed: {})",
+                location(xml, node),
+                node.tag_name().name(),
+                attribute.name(),
+                allowed.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Find and parse the `<capbuf>` element, if there is one.
+pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
+    let document = roxmltree::Document::parse(xml).map_err(|e| format!("system.xml: {e}"))?;
+    let root = document.root_element();
+    let mut elements = root.children().filter(|n| n.is_element() && n.tag_name().name() == "capbuf");
+    let Some(node) = elements.next() else { return Ok(None) };
+    if let Some(second) = elements.next() {
+        return Err(format!("system.xml {}: only one <capbuf> element is allowed", location(xml, &second)));
+    }
+    check_attributes(xml, &node, &["server", "table_bits"])?;
+    let server = node
+        .attribute("server")
+        .ok_or_else(|| format!("system.xml {}: <capbuf> needs attribute 'server'", location(xml, &node)))?
+        .to_string();
+    let table_bits = number(xml, &node, "table_bits", Some(12))?;
+    let mut pools = Vec::new();
+    let mut clients = Vec::new();
+    for child in node.children().filter(|n| n.is_element()) {
+        match child.tag_name().name() {
+            "pool" => {
+                check_attributes(xml, &child, &["name", "phys_addr", "size"])?;
+                let size = number(xml, &child, "size", None)?;
+                if !size.is_power_of_two() || size < 1 << PAGE_BITS || size > 1 << MAX_POOL_BITS {
+                    return Err(format!(
+                        "system.xml {}: pool size {size:#x} must be a power of two from 4 KiB to {} MiB",
+                        location(xml, &child),
+                        (1u64 << MAX_POOL_BITS) >> 20
+                    ));
+                }
+                pools.push(Pool {
+                    name: child.attribute("name").unwrap_or("pool").to_string(),
+                    physical_address: number(xml, &child, "phys_addr", None)?,
+                    size_bits: size.trailing_zeros() as u64,
+                });
+            }
+            "client" => {
+                check_attributes(xml, &child, &["pd", "id", "quota_bytes", "quota_buffers", "quota_attachments", "dma"])?;
+                let dma = match child.attribute("dma") {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(other) => return Err(format!("system.xml {}: dma must be true or false, not '{other}'", location(xml, &child))),
+                };
+                clients.push(Client {
+                    pd: child
+                        .attribute("pd")
+                        .ok_or_else(|| format!("system.xml {}: <client> needs attribute 'pd'", location(xml, &child)))?
+                        .to_string(),
+                    id: number(xml, &child, "id", None)?,
+                    quota_bytes: number(xml, &child, "quota_bytes", Some(16 << 20))?,
+                    quota_buffers: number(xml, &child, "quota_buffers", Some(16))?,
+                    quota_attachments: number(xml, &child, "quota_attachments", Some(16))?,
+                    dma,
+                });
+            }
+            other => return Err(format!("system.xml {}: unknown element <{other}> in <capbuf>", location(xml, &child))),
+        }
+    }
+    Ok(Some(Extension { server, table_bits, pools, clients, range: node.range() }))
+}
+
+/// The document with the `<capbuf>` element blanked out, line breaks kept.
+pub fn strip(xml: &str, extension: &Extension) -> String {
+    let mut out = String::with_capacity(xml.len());
+    out.push_str(&xml[..extension.range.start]);
+    out.extend(xml[extension.range.clone()].chars().map(|c| if c == '\n' { '\n' } else { ' ' }));
+    out.push_str(&xml[extension.range.end..]);
+    out
+}
+
+fn overlaps(a: Range<u64>, b: Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// Check the element against the parsed system and the board's memory.
+pub fn resolve(
+    extension: &Extension,
+    system: &SystemDescription,
+    normal_memory: &[Range<u64>],
+) -> Result<Resolved, String> {
+    let pd_index = |name: &str, role: &str| {
+        system
+            .protection_domains
+            .iter()
+            .position(|pd| pd.name == name)
+            .ok_or_else(|| format!("capbuf: {role} '{name}' is not a protection domain in system.xml"))
+    };
+    let server = pd_index(&extension.server, "server")?;
+    if extension.pools.is_empty() || extension.pools.len() > MAX_POOLS {
+        return Err(format!("capbuf: memsrv needs 1 to {MAX_POOLS} pools, system.xml declares {}", extension.pools.len()));
+    }
+    if extension.clients.len() > MAX_CLIENTS {
+        return Err(format!("capbuf: at most {MAX_CLIENTS} clients, system.xml declares {}", extension.clients.len()));
+    }
+    let mut config = Config { table_bits: extension.table_bits, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
+    let mut taken: Vec<(String, Range<u64>)> = system
+        .memory_regions
+        .iter()
+        .filter_map(|mr| match mr.phys_addr {
+            SysMemoryRegionPaddr::Specified(paddr) => Some((format!("memory region '{}'", mr.name), paddr..paddr + mr.size)),
+            _ => None,
+        })
+        .collect();
+    for (i, pool) in extension.pools.iter().enumerate() {
+        let range = pool.physical_address..pool.physical_address + (1 << pool.size_bits);
+        if pool.physical_address % (1 << pool.size_bits) != 0 {
+            return Err(format!(
+                "capbuf: pool '{}' at {:#x} is not aligned to its size {:#x} (seL4 untyped objects are naturally aligned)",
+                pool.name, pool.physical_address, 1u64 << pool.size_bits
+            ));
+        }
+        if !normal_memory.iter().any(|m| m.start <= range.start && range.end <= m.end) {
+            let memory: Vec<String> = normal_memory.iter().map(|m| format!("[{:#x}..{:#x})", m.start, m.end)).collect();
+            return Err(format!(
+                "capbuf: pool '{}' [{:#x}..{:#x}) is not inside the board's memory: {}",
+                pool.name, range.start, range.end, memory.join(", ")
+            ));
+        }
+        if let Some((what, _)) = taken.iter().find(|(_, other)| overlaps(range.clone(), other.clone())) {
+            return Err(format!("capbuf: pool '{}' [{:#x}..{:#x}) overlaps {what}", pool.name, range.start, range.end));
+        }
+        taken.push((format!("pool '{}'", pool.name), range));
+        config.pools[i] = Some(PoolConfig { physical_address: pool.physical_address, size_bits: pool.size_bits });
+    }
+    let mut clients = Vec::new();
+    for (i, client) in extension.clients.iter().enumerate() {
+        let pd = pd_index(&client.pd, "client")?;
+        if pd == server {
+            return Err(format!("capbuf: the server '{}' cannot be its own client", client.pd));
+        }
+        let channel = system
+            .channels
+            .iter()
+            .find_map(|ch| {
+                if ch.end_a.pd == pd && ch.end_b.pd == server && ch.end_a.pp {
+                    Some(ch.end_b.id)
+                } else if ch.end_b.pd == pd && ch.end_a.pd == server && ch.end_b.pp {
+                    Some(ch.end_a.id)
+                } else {
+                    None
+                }
+            })
+            .ok_or_else(|| {
+                format!(
+                    "capbuf: client '{}' has no channel to '{}' with pp=\"true\" on the client's end",
+                    client.pd, extension.server
+                )
+            })?;
+        for map in &system.protection_domains[pd].maps {
+            let region = system.memory_regions.iter().find(|mr| mr.name == map.mr).map_or(0, |mr| mr.size);
+            if overlaps(map.vaddr..map.vaddr + region, CLIENT_WINDOW) {
+                return Err(format!(
+                    "capbuf: client '{}' maps '{}' at {:#x}, inside capbuf's mapping window [{:#x}..{:#x})",
+                    client.pd, map.mr, map.vaddr, CLIENT_WINDOW.start, CLIENT_WINDOW.end
+                ));
+            }
+        }
+        config.clients[i] = Some(ClientConfig {
+            channel,
+            client_id: client.id,
+            quota_bytes: client.quota_bytes,
+            quota_buffers: client.quota_buffers,
+            quota_attachments: client.quota_attachments,
+            dma: client.dma,
+        });
+        clients.push(pd);
+    }
+    config.validate().map_err(|e| format!("capbuf: invalid configuration: {e:?} (duplicate client ids or channels, or table_bits outside 4..=12)"))?;
+    if config.table_bits > 12 {
+        return Err("capbuf: table_bits must be at most 12".into());
+    }
+    Ok(Resolved { server, clients, config, pools: extension.pools.clone() })
+}

@@ -1,0 +1,133 @@
+//! What capbuf adds to the CapDL spec Microkit built, and the re-sort the
+//! CapDL initialiser needs afterwards.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use capbuf_protocol::{CLIENT_ROOT_CPTR, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, ROOT_SLOT_SHIFT};
+use microkit_tool::capdl::spec::capdl_obj_physical_size_bits;
+use microkit_tool::capdl::{CapDLNamedObject, CapDLSpecContainer};
+use microkit_tool::sdf::SystemDescription;
+use microkit_tool::sel4::Config;
+use sel4_capdl_initializer_types::{cap, object, Cap, CapSlot, CapTableEntry, NamedObject, Object, ObjectId, Word};
+
+use crate::extension::Resolved;
+
+fn find(container: &CapDLSpecContainer, name: &str) -> Result<ObjectId, String> {
+    container
+        .spec
+        .objects
+        .iter()
+        .position(|o| o.name.as_deref() == Some(name))
+        .map(ObjectId::from)
+        .ok_or_else(|| format!("capbuf: the Microkit spec has no object '{name}' (unexpected Microkit version?)"))
+}
+
+fn insert(container: &mut CapDLSpecContainer, cnode: ObjectId, slot: u64, new: Cap, what: &str) -> Result<(), String> {
+    let node = &mut container.spec.objects[usize::from(cnode)];
+    let name = node.name.clone().unwrap_or_default();
+    let slots = match &mut node.object {
+        Object::CNode(c) => &mut c.slots,
+        _ => return Err(format!("capbuf: '{name}' is not a CNode")),
+    };
+    if slots.iter().any(|entry| entry.slot.0 as u64 == slot) {
+        return Err(format!("capbuf: slot {slot} of '{name}' is already used; it is reserved for {what}"));
+    }
+    slots.push(CapTableEntry { slot: CapSlot(slot as _), cap: new });
+    slots.sort_by_key(|entry| entry.slot.0);
+    Ok(())
+}
+
+fn cnode_cap(object: ObjectId, guard_size: u64) -> Cap {
+    Cap::CNode(cap::CNode { object, guard: Word(0), guard_size: guard_size as u8 })
+}
+
+/// Give memsrv its pools and table, and every client its receive path.
+///
+/// memsrv: an untyped object per pool, all in a new table CNode (pool `i` at
+/// slot `i`); the table in root CNode slot 1, guarded so that capability
+/// pointer `(1 << 58) | i` names table slot `i`, and unguarded in Microkit-CNode
+/// slot 458 for use as an invocation root. Each client: a capability to its
+/// own root CNode in Microkit-CNode slot 458. Nothing else: no client gets
+/// memory or any capability it could use to reach another protection domain.
+pub fn extend(container: &mut CapDLSpecContainer, system: &SystemDescription, resolved: &Resolved) -> Result<(), String> {
+    let server = &system.protection_domains[resolved.server].name;
+    let table_bits = resolved.config.table_bits;
+    let mut slots = Vec::new();
+    for (i, pool) in resolved.pools.iter().enumerate() {
+        let id = container.add_root_object(NamedObject {
+            name: Some(format!("capbuf_pool_{}", pool.name)),
+            object: Object::Untyped(object::Untyped {
+                size_bits: pool.size_bits as u8,
+                paddr: Some(Word(pool.physical_address)),
+            }),
+        });
+        slots.push(CapTableEntry { slot: CapSlot(i as _), cap: Cap::Untyped(cap::Untyped { object: id }) });
+    }
+    let table = container.add_root_object(NamedObject {
+        name: Some(format!("capbuf_table_{server}")),
+        object: Object::CNode(object::CNode { size_bits: table_bits as u8, slots }),
+    });
+    let server_root = find(container, &format!("cnode_{server}_root"))?;
+    let server_microkit = find(container, &format!("cnode_{server}"))?;
+    let guard = ROOT_SLOT_SHIFT - table_bits;
+    insert(container, server_root, MEMSRV_TABLE_ROOT_SLOT, cnode_cap(table, guard), "memsrv's table")?;
+    insert(container, server_microkit, MEMSRV_TABLE_CPTR, cnode_cap(table, 0), "memsrv's table root")?;
+    for &pd in &resolved.clients {
+        let name = &system.protection_domains[pd].name;
+        let root = find(container, &format!("cnode_{name}_root"))?;
+        let microkit = find(container, &format!("cnode_{name}"))?;
+        insert(container, microkit, CLIENT_ROOT_CPTR, cnode_cap(root, 0), "the capbuf receive path")?;
+    }
+    Ok(())
+}
+
+/// Objects' physical size as the initialiser allocates them. Microkit's size
+/// function says 0 for untyped objects; they are as large as their size bits.
+fn size_bits(object: &CapDLNamedObject, config: &Config) -> u64 {
+    match &object.object {
+        Object::Untyped(u) => u.size_bits as u64,
+        other => capdl_obj_physical_size_bits(other, config),
+    }
+}
+
+/// Restore the order the initialiser requires: objects with a physical
+/// address first, ascending; then by size, descending; ties by name. Every
+/// object id in capabilities, IRQs and ASID slots is renumbered to match.
+pub fn sort(container: &mut CapDLSpecContainer, config: &Config) {
+    let objects = &container.spec.objects;
+    let mut order: Vec<usize> = (0..objects.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&objects[a], &objects[b]);
+        match (a.object.paddr(), b.object.paddr()) {
+            (Some(_), None) => return Ordering::Less,
+            (None, Some(_)) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.0 != y.0 => return x.0.cmp(&y.0),
+            _ => {}
+        }
+        size_bits(b, config).cmp(&size_bits(a, config)).then_with(|| a.name.cmp(&b.name))
+    });
+    let mut new_id = vec![0usize; order.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_id[old] = new;
+    }
+    let map = |id: ObjectId| ObjectId::from(new_id[usize::from(id)]);
+    let mut old: Vec<Option<CapDLNamedObject>> = std::mem::take(&mut container.spec.objects).into_iter().map(Some).collect();
+    container.spec.objects = order.iter().map(|&i| old[i].take().expect("each object once")).collect();
+    for object in &mut container.spec.objects {
+        if let Some(slots) = object.object.slots_mut() {
+            for entry in slots {
+                let id = entry.cap.obj();
+                entry.cap.set_obj(map(id));
+            }
+        }
+    }
+    for irq in &mut container.spec.irqs {
+        irq.handler = map(irq.handler);
+    }
+    for slot in &mut container.spec.asid_slots {
+        *slot = map(*slot);
+    }
+    let allocations: HashMap<_, _> = container.expected_allocations.drain().map(|(k, v)| (map(k), v)).collect();
+    container.expected_allocations = allocations;
+}
