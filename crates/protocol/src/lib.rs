@@ -61,9 +61,9 @@ pub const PADDR_HIDDEN: u64 = u64::MAX;
 pub const MAX_POOLS: usize = 4;
 /// Highest number of clients a memsrv can be configured with.
 pub const MAX_CLIENTS: usize = 16;
-/// Largest pool memsrv is built for, as a power of two (256 MiB): its pool
+/// Largest pool memsrv is built for, as a power of two (64 MiB): its pool
 /// trees are sized for it at compile time (2 bytes per page).
-pub const MAX_POOL_BITS: u32 = 28;
+pub const MAX_POOL_BITS: u32 = 26;
 /// Highest channel id Microkit allows (`MICROKIT_MAX_CHANNELS` - 1).
 pub const MAX_CHANNEL: u64 = 62;
 

@@ -1,0 +1,112 @@
+//! capbuf for Rust Microkit protection domains.
+//!
+//! ```ignore
+//! let mut capbuf = capbuf_microkit::connect(Channel::new(0))?;   // checks the protocol version
+//! let id = capbuf.alloc(64 * 1024, 0, 0, 0)?;
+//! let buffer = capbuf.attach(id, Rights::ReadWrite)?;            // one PPC, mapped
+//! buffer.words_mut().unwrap().index(0).write(42);
+//! capbuf.grant(id, CONSUMER_ID, Rights::ReadOnly)?;
+//! capbuf.free(id)?;                                                // revoked everywhere
+//! ```
+//!
+//! The protocol logic lives in `capbuf-client` (host-tested); this crate is the
+//! seL4 glue: the PPC with a capability receive path, and the page table and
+//! frame mappings into the caller's own VSpace.
+#![no_std]
+
+use capbuf_client::{RawReply, Sys};
+use capbuf_protocol::{Rights, CLIENT_ROOT_CPTR, MAX_MESSAGE_WORDS, ROOT_CNODE_BITS};
+use core::ptr::NonNull;
+use sel4_microkit::{Channel, MessageInfo};
+use sel4_shared_memory::{access::ReadOnly, SharedMemoryRef};
+
+pub use capbuf_client::{ClientError, View};
+pub use capbuf_protocol::{AllocFlags, BufferId, Error, InfoReply, PoolInfoReply};
+
+/// Microkit-CNode slot of a protection domain's own VSpace.
+const VSPACE_CPTR: u64 = 3;
+
+/// The kernel side of the client library: one PPC channel to memsrv.
+pub struct MicrokitSys {
+    channel: Channel,
+}
+
+fn root_cnode() -> sel4::cap::CNode {
+    sel4::cap::CNode::from_bits(CLIENT_ROOT_CPTR)
+}
+
+fn cap_rights(rights: Rights) -> sel4::CapRights {
+    match rights {
+        Rights::ReadOnly => sel4::CapRights::read_only(),
+        Rights::ReadWrite => sel4::CapRights::read_write(),
+    }
+}
+
+impl Sys for MicrokitSys {
+    fn call(&mut self, label: u64, words: &[u64], receive_slot: Option<u64>) -> RawReply {
+        sel4::with_ipc_buffer_mut(|ipc| {
+            ipc.msg_regs_mut()[..words.len()].copy_from_slice(words);
+            if let Some(slot) = receive_slot {
+                let path = root_cnode().absolute_cptr_from_bits_with_depth(slot, ROOT_CNODE_BITS as usize);
+                ipc.set_recv_slot(&path);
+            }
+        });
+        let request = sel4::MessageInfo::new(label, 0, 0, words.len());
+        let reply = self.channel.pp_call(MessageInfo::from_inner(request));
+        let inner = reply.inner();
+        let length = inner.length().min(MAX_MESSAGE_WORDS);
+        let mut raw = RawReply { label: inner.label(), words: [0; MAX_MESSAGE_WORDS], length: inner.length(), caps: inner.extra_caps() };
+        sel4::with_ipc_buffer(|ipc| raw.words[..length].copy_from_slice(&ipc.msg_regs()[..length]));
+        raw
+    }
+
+    fn map_page_table(&mut self, cptr: u64, vaddr: u64) -> Result<(), u64> {
+        let vspace = sel4::cap::VSpace::from_bits(VSPACE_CPTR);
+        sel4::cap::PT::from_bits(cptr)
+            .pt_map(vspace, vaddr as usize, sel4::VmAttributes::default())
+            .map_err(|e| e as u64)
+    }
+
+    fn map_frame(&mut self, cptr: u64, vaddr: u64, rights: Rights, cached: bool) -> Result<(), u64> {
+        let vspace = sel4::cap::VSpace::from_bits(VSPACE_CPTR);
+        let attributes = if cached { sel4::VmAttributes::default() } else { sel4::VmAttributes::NONE };
+        // The frame may be small or large: the map invocation is the same for both.
+        sel4::cap::SmallPage::from_bits(cptr)
+            .frame_map(vspace, vaddr as usize, cap_rights(rights), attributes | sel4::VmAttributes::EXECUTE_NEVER)
+            .map_err(|e| e as u64)
+    }
+
+    fn delete_root_slot(&mut self, slot: u64) {
+        let _ = root_cnode().absolute_cptr_from_bits_with_depth(slot, ROOT_CNODE_BITS as usize).delete();
+    }
+}
+
+/// The client library as Rust protection domains use it.
+pub type Capbuf = capbuf_client::Client<MicrokitSys>;
+
+/// Greet memsrv on PPC channel `channel` and check its protocol version.
+pub fn connect(channel: Channel) -> Result<Capbuf, ClientError> {
+    capbuf_client::Client::new(MicrokitSys { channel })
+}
+
+/// Volatile access to an attached buffer, as 64-bit words. Another protection
+/// domain or a device may write the memory at any time, so every access is a
+/// volatile read or write. The view is valid until the buffer is detached or
+/// freed; after that, an access faults (the mapping is gone).
+pub fn words(view: &View) -> SharedMemoryRef<'static, [u64], ReadOnly> {
+    let pointer = core::ptr::slice_from_raw_parts_mut(view.vaddr as *mut u64, (view.size / 8) as usize);
+    // SAFETY: the client library mapped `view.size` bytes at `view.vaddr` in
+    // this protection domain's VSpace, inside capbuf's window that nothing else
+    // maps, and all access goes through volatile operations.
+    unsafe { SharedMemoryRef::new(NonNull::new(pointer).expect("window is not at 0")) }.read_only()
+}
+
+/// Writable volatile access, or `None` if the attachment is read-only.
+pub fn words_mut(view: &View) -> Option<SharedMemoryRef<'static, [u64]>> {
+    if !view.rights.can_write() {
+        return None;
+    }
+    let pointer = core::ptr::slice_from_raw_parts_mut(view.vaddr as *mut u64, (view.size / 8) as usize);
+    // SAFETY: as for `words`, and the mapping is writable.
+    Some(unsafe { SharedMemoryRef::new(NonNull::new(pointer).expect("window is not at 0")) })
+}

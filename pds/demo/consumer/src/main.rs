@@ -1,0 +1,41 @@
+//! Demo consumer: attaches the producer's buffer read-only, checks its
+//! contents and info, detaches, attaches again and then tries to write, which
+//! must fault (its supervisor reports the fault; memsrv keeps serving).
+#![no_std]
+#![no_main]
+
+use capbuf_microkit::{words, BufferId};
+use capbuf_protocol::{Rights, PADDR_HIDDEN};
+use sel4_microkit::{debug_println, protection_domain, Channel, NullHandler};
+
+const MEMSRV: Channel = Channel::new(0);
+/// The producer's first buffer: index 0, generation 1.
+const SHARED: BufferId = BufferId::new(0, 1);
+
+#[protection_domain]
+fn init() -> NullHandler {
+    let mut capbuf = capbuf_microkit::connect(MEMSRV).expect("memsrv");
+    match capbuf.attach(SHARED, Rights::ReadWrite) {
+        Err(capbuf_microkit::ClientError::Server(capbuf_microkit::Error::RightsEscalation)) => {
+            debug_println!("consumer: read-write attach refused (RIGHTS_ESCALATION), as it must be")
+        }
+        other => debug_println!("consumer: FAIL: read-write attach gave {other:?}"),
+    }
+    let view = capbuf.attach(SHARED, Rights::ReadOnly).expect("attach read-only");
+    let memory = words(&view);
+    let good = (0..memory.as_ptr().len()).all(|i| memory.as_ptr().index(i).read() == 0xcafe_0000_0000_0000 | i as u64);
+    let info = capbuf.info(SHARED).expect("info");
+    if good && info.rights == Rights::ReadOnly && info.attachments == 2 && info.physical_address == PADDR_HIDDEN {
+        debug_println!("consumer: verified {} bytes at {:#x}; rights read-only, 2 attachments, physical address hidden", view.size, view.vaddr);
+    } else {
+        debug_println!("consumer: FAIL: contents ok={good}, info {info:?}");
+    }
+    capbuf.detach(SHARED).expect("detach");
+    let view = capbuf.attach(SHARED, Rights::ReadOnly).expect("attach again");
+    debug_println!("consumer: writing to the read-only buffer at {:#x}: this must fault", view.vaddr);
+    // SAFETY: deliberately writes through a read-only mapping to show the
+    // kernel refuses it; the write faults and this thread never resumes.
+    unsafe { core::ptr::write_volatile(view.vaddr as *mut u64, 1) };
+    debug_println!("consumer: FAIL: the write to a read-only buffer went through");
+    NullHandler::new()
+}

@@ -1,0 +1,113 @@
+//! Demo driver: allocates an uncached buffer, gets its physical address for
+//! DMA, maps and uses it; attaches a 16 MiB buffer in one call; then behaves
+//! like a careless or hostile client and checks memsrv refuses each mistake
+//! with its own error code and keeps serving.
+#![no_std]
+#![no_main]
+
+use capbuf_microkit::{words, words_mut, AllocFlags, BufferId, Capbuf, ClientError, Error};
+use capbuf_protocol::{Op, Rights, PAGE_SIZE};
+use sel4_microkit::{debug_println, protection_domain, Channel, MessageInfo, NullHandler};
+
+const MEMSRV: Channel = Channel::new(0);
+const PRODUCER: Channel = Channel::new(1);
+const POOL_BASE: u64 = 0xa000_0000;
+const POOL_SIZE: u64 = 64 << 20;
+
+fn expect(what: &str, got: Result<impl core::fmt::Debug, ClientError>, want: Error) -> bool {
+    match got {
+        Err(ClientError::Server(e)) if e == want => {
+            debug_println!("driver: {what}: refused with {} ({})", e.name(), e.code());
+            true
+        }
+        other => {
+            debug_println!("driver: FAIL: {what}: got {other:?}, want {}", want.name());
+            false
+        }
+    }
+}
+
+/// A raw PPC, bypassing the library, as a hostile client would send it.
+fn raw(label: u64, length: usize) -> u64 {
+    let reply = MEMSRV.pp_call(MessageInfo::new(label, length));
+    reply.label()
+}
+
+fn dma(capbuf: &mut Capbuf) -> bool {
+    let id = capbuf.alloc(64 * 1024, 16, 0, AllocFlags::UNCACHED).expect("alloc dma");
+    let info = capbuf.info(id).expect("info");
+    let view = capbuf.attach(id, Rights::ReadWrite).expect("attach");
+    let in_pool = (POOL_BASE..POOL_BASE + POOL_SIZE).contains(&info.physical_address);
+    let aligned = info.physical_address % (1 << 16) == 0;
+    let mut memory = words_mut(&view).expect("writable");
+    let zero = (0..memory.as_ptr().len()).all(|i| memory.as_ptr().index(i).read() == 0);
+    memory.as_mut_ptr().index(0).write(0xd1a);
+    let ok = in_pool && aligned && zero && view.flags.uncached() && memory.as_ptr().index(0).read() == 0xd1a;
+    debug_println!(
+        "driver: DMA buffer {id}: physical {:#x} (64 KiB aligned: {aligned}), mapped uncached at {:#x}, zeroed: {zero}",
+        info.physical_address,
+        view.vaddr
+    );
+    capbuf.free(id).expect("free dma");
+    ok
+}
+
+fn large(capbuf: &mut Capbuf) -> bool {
+    let id = capbuf.alloc(16 << 20, 0, 0, 0).expect("alloc 16 MiB");
+    let view = capbuf.attach(id, Rights::ReadWrite).expect("attach 16 MiB");
+    let mut memory = words_mut(&view).expect("writable");
+    let last = memory.as_ptr().len() - 1;
+    memory.as_mut_ptr().index(last).write(16);
+    let ok = words(&view).as_ptr().index(last).read() == 16 && view.size == 16 << 20;
+    let info = capbuf.info(id).expect("info");
+    debug_println!("driver: 16 MiB buffer attached with one call, page size 2^{}, last word written and read back", info.page_bits);
+    capbuf.free(id).expect("free 16 MiB");
+    ok && info.page_bits == 21
+}
+
+fn hostile(capbuf: &mut Capbuf) -> bool {
+    let mut ok = true;
+    ok &= expect("zero-size alloc", capbuf.alloc(0, 0, 0, 0), Error::ZeroSize);
+    ok &= expect("alloc larger than the pool", capbuf.alloc(POOL_SIZE * 2, 0, 0, 0), Error::TooLarge);
+    ok &= expect("alloc from pool 7", capbuf.alloc(PAGE_SIZE, 0, 7, 0), Error::InvalidPool);
+    ok &= expect("alloc with unknown flags", capbuf.alloc(PAGE_SIZE, 0, 0, 1 << 9), Error::InvalidFlags);
+    ok &= expect("alloc aligned to 2^40", capbuf.alloc(PAGE_SIZE, 40, 0, 0), Error::InvalidAlignment);
+    ok &= expect("attach to a buffer not granted", capbuf.attach(BufferId::new(0, 1), Rights::ReadOnly), Error::NotGranted);
+    ok &= expect("free someone else's buffer", capbuf.free(BufferId::new(0, 1)), Error::NotOwner);
+    ok &= expect("info on a never-issued id", capbuf.info(BufferId::new(99, 1)), Error::UnknownBuffer);
+    let id = capbuf.alloc(PAGE_SIZE, 0, 0, 0).expect("alloc");
+    ok &= expect("grant to an unknown client", capbuf.grant(id, 99, Rights::ReadOnly), Error::InvalidGrantee);
+    ok &= expect("detach without attach", capbuf.detach(id), Error::NotAttached);
+    capbuf.free(id).expect("free");
+    ok &= expect("double free", capbuf.free(id), Error::StaleBuffer);
+    ok &= expect("attach a freed buffer", capbuf.attach(id, Rights::ReadOnly), Error::StaleBuffer);
+    let mut check_raw = |what: &str, label: u64, length: usize, want: Error| {
+        let got = raw(label, length);
+        if got == want.code() {
+            debug_println!("driver: {what}: refused with {} ({got:#x})", want.name());
+        } else {
+            debug_println!("driver: FAIL: {what}: reply label {got:#x}, want {}", want.name());
+            ok = false;
+        }
+    };
+    check_raw("unknown op 77", 77, 0, Error::UnknownOp);
+    check_raw("alloc with 2 words instead of 4", Op::Alloc as u64, 2, Error::WrongLength);
+    check_raw("hello with 40 words", Op::Hello as u64, 40, Error::WrongLength);
+    ok
+}
+
+#[protection_domain]
+fn init() -> NullHandler {
+    let mut capbuf = capbuf_microkit::connect(MEMSRV).expect("memsrv");
+    let dma_ok = dma(&mut capbuf);
+    let large_ok = large(&mut capbuf);
+    let hostile_ok = hostile(&mut capbuf);
+    let alive = capbuf.pool_info(0).is_ok();
+    if dma_ok && large_ok && hostile_ok && alive {
+        debug_println!("driver: all checks passed; memsrv still serving");
+    } else {
+        debug_println!("driver: FAIL: dma {dma_ok}, large {large_ok}, hostile {hostile_ok}, memsrv alive {alive}");
+    }
+    PRODUCER.notify();
+    NullHandler::new()
+}

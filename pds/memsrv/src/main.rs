@@ -1,0 +1,188 @@
+//! memsrv: the capbuf memory server protection domain.
+//!
+//! All decisions are made by `capbuf-server` (host-tested against a model of
+//! seL4). This file is the glue: it implements the server's `Kernel` trait
+//! with seL4 invocations on memsrv's table CNode, reads requests from the
+//! message registers and replies, with one capability for an attach.
+//!
+//! memsrv is passive (`passive="true"` in system.xml): it runs on its
+//! clients' scheduling contexts, so each client pays for its own requests and
+//! memsrv holds no CPU budget of its own.
+#![no_std]
+#![no_main]
+#![feature(used_with_arg)]
+
+use capbuf_protocol::{
+    Config, Rights, CONFIG_WORDS, MAX_MESSAGE_WORDS, MAX_POOL_BITS, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, PAGE_BITS,
+    ROOT_SLOT_SHIFT,
+};
+use capbuf_server::{CapRef, Kernel, KernelError, Object, Server, Slot};
+use sel4_microkit::{debug_println, protection_domain, var, Channel, ChannelSet, Child, Handler, Infallible, MessageInfo};
+
+/// Pool trees sized for the largest pool memsrv accepts (2 bytes per page).
+const NODES: usize = 2 << (MAX_POOL_BITS - PAGE_BITS);
+
+/// memsrv's configuration, written into the `capbuf_config` symbol by
+/// capbuf-compose from the `<capbuf>` element of system.xml.
+fn config_words() -> &'static [u64; CONFIG_WORDS] {
+    var!(#[used(linker)] capbuf_config: [u64; CONFIG_WORDS] = [0; CONFIG_WORDS])
+}
+
+/// The seL4 side of the server: memsrv's table CNode and what it holds.
+struct SeL4 {
+    table_bits: usize,
+}
+
+/// Capability pointer of table slot `slot`: root CNode slot 1, then the table.
+fn table_cptr(slot: Slot) -> u64 {
+    (MEMSRV_TABLE_ROOT_SLOT << ROOT_SLOT_SHIFT) | slot as u64
+}
+
+fn table() -> sel4::cap::CNode {
+    sel4::cap::CNode::from_bits(MEMSRV_TABLE_CPTR)
+}
+
+fn error(e: sel4::Error) -> KernelError {
+    KernelError(e as u64)
+}
+
+impl SeL4 {
+    fn path(&self, at: CapRef) -> sel4::AbsoluteCPtr {
+        match at {
+            CapRef::Table(slot) => table().absolute_cptr_from_bits_with_depth(slot as u64, self.table_bits),
+            CapRef::InNode { node, radix, index } => {
+                sel4::cap::CNode::from_bits(table_cptr(node)).absolute_cptr_from_bits_with_depth(index as u64, radix as usize)
+            }
+        }
+    }
+}
+
+impl Kernel for SeL4 {
+    fn retype(&mut self, untyped: Slot, object: Object, dest: CapRef, count: u32) -> Result<(), KernelError> {
+        use sel4::{ObjectBlueprint as B, ObjectBlueprintArm as Arm};
+        let blueprint = match object {
+            Object::Untyped { size_bits } => B::Untyped { size_bits: size_bits as usize },
+            Object::SmallFrame => B::Arch(Arm::SmallPage),
+            Object::LargeFrame => B::Arch(Arm::LargePage),
+            Object::PageTable => B::Arch(Arm::PT),
+            Object::CNode { radix } => B::CNode { size_bits: radix as usize },
+        };
+        let (node, offset) = match dest {
+            CapRef::Table(slot) => (table().absolute_cptr_for_self(), slot),
+            CapRef::InNode { node, index, .. } => (self.path(CapRef::Table(node)), index),
+        };
+        sel4::cap::Untyped::from_bits(table_cptr(untyped))
+            .untyped_retype(&blueprint, &node, offset as usize, count as usize)
+            .map_err(error)
+    }
+
+    fn copy(&mut self, source: CapRef, dest: CapRef, rights: Rights) -> Result<(), KernelError> {
+        let rights = match rights {
+            Rights::ReadOnly => sel4::CapRights::read_only(),
+            Rights::ReadWrite => sel4::CapRights::read_write(),
+        };
+        self.path(dest).copy(&self.path(source), rights).map_err(error)
+    }
+
+    fn mint_cnode(&mut self, source: Slot, dest: Slot, guard_bits: u32) -> Result<(), KernelError> {
+        let guard = sel4::CNodeCapData::new(0, guard_bits as usize).into_word();
+        self.path(CapRef::Table(dest))
+            .mint(&self.path(CapRef::Table(source)), sel4::CapRights::all(), guard)
+            .map_err(error)
+    }
+
+    fn revoke(&mut self, slot: Slot) -> Result<(), KernelError> {
+        self.path(CapRef::Table(slot)).revoke().map_err(error)
+    }
+
+    fn delete(&mut self, slot: Slot) -> Result<(), KernelError> {
+        self.path(CapRef::Table(slot)).delete().map_err(error)
+    }
+}
+
+struct Memsrv {
+    server: Option<Server<SeL4, NODES>>,
+}
+
+impl Memsrv {
+    fn report_pools(&self, when: &str) {
+        let Some(server) = &self.server else { return };
+        for pool in 0..server.config().pool_count() {
+            let (free, total) = (server.free_bytes(pool).unwrap_or(0), server.total_bytes(pool).unwrap_or(0));
+            debug_println!("memsrv: {when}: pool {pool} free {free} of {total} bytes");
+        }
+    }
+}
+
+#[protection_domain]
+fn init() -> Memsrv {
+    let config = match Config::decode(config_words()) {
+        Ok(config) => config,
+        Err(e) => {
+            debug_println!("memsrv: ERROR: configuration refused ({e:?}); answering every request with UNKNOWN_CALLER");
+            return Memsrv { server: None };
+        }
+    };
+    let kernel = SeL4 { table_bits: config.table_bits as usize };
+    let clients = config.clients.iter().flatten().count();
+    match Server::new(kernel, config) {
+        Ok(server) => {
+            debug_println!("memsrv: serving {clients} clients, protocol version {:#x}", capbuf_protocol::PROTOCOL_VERSION);
+            let memsrv = Memsrv { server: Some(server) };
+            memsrv.report_pools("start");
+            memsrv
+        }
+        Err(e) => {
+            debug_println!("memsrv: ERROR: cannot start ({e:?})");
+            Memsrv { server: None }
+        }
+    }
+}
+
+impl Handler for Memsrv {
+    type Error = Infallible;
+
+    fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        let info = msg_info.inner();
+        // Read no more registers than a request may have; a longer message is
+        // refused by length, never read past.
+        let count = info.length().min(MAX_MESSAGE_WORDS + 1);
+        let mut words = [0u64; MAX_MESSAGE_WORDS + 1];
+        sel4::with_ipc_buffer(|ipc| words[..count].copy_from_slice(&ipc.msg_regs()[..count]));
+        let Some(server) = self.server.as_mut() else {
+            let error = capbuf_protocol::Error::UnknownCaller.code();
+            return Ok(MessageInfo::from_inner(sel4::MessageInfo::new(error, 0, 0, 0)));
+        };
+        let outcome = server.handle(channel.index() as u64, info.label(), &words[..count], info.extra_caps());
+        let freed_all = matches!(outcome.result, Ok(_)) && info.label() == capbuf_protocol::Op::Free as u64 && server.registry().is_empty();
+        let reply = match outcome.result {
+            Ok(reply) => {
+                let mut out = [0u64; MAX_MESSAGE_WORDS];
+                let length = reply.encode(&mut out);
+                let caps = outcome.cap.is_some() as usize;
+                sel4::with_ipc_buffer_mut(|ipc| {
+                    ipc.msg_regs_mut()[..length].copy_from_slice(&out[..length]);
+                    if let Some(slot) = outcome.cap {
+                        ipc.caps_or_badges_mut()[0] = table_cptr(slot);
+                    }
+                });
+                sel4::MessageInfo::new(0, 0, caps, length)
+            }
+            Err(error) => sel4::MessageInfo::new(error.code(), 0, 0, 0),
+        };
+        if freed_all {
+            self.report_pools("all buffers freed");
+        }
+        Ok(MessageInfo::from_inner(reply))
+    }
+
+    fn notified(&mut self, channels: ChannelSet) -> Result<(), Self::Error> {
+        debug_println!("memsrv: ignoring unexpected notification {}", channels.display());
+        Ok(())
+    }
+
+    fn fault(&mut self, child: Child, _msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
+        debug_println!("memsrv: ignoring fault of child {} (memsrv has no children)", child.index());
+        Ok(None)
+    }
+}
