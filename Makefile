@@ -5,6 +5,7 @@
 #   make image       build the demo system image (needs the SDK)
 #   make run         boot the demo in QEMU (Ctrl-A X quits)
 #   make qemu-test   boot the demo, wait for the success line, fail on any fault or panic
+#   make compose-test  check capbuf-compose refuses broken system.xml variants
 #   make bench       allocator benchmark table
 #   make header      regenerate include/capbuf.h after changing the protocol
 #
@@ -52,7 +53,7 @@ IMAGE := $(OUT)/loader.img
 PD_FLAGS := -Z build-std=core,alloc,compiler_builtins -Z build-std-features=compiler-builtins-mem \
             -Z unstable-options -Z json-target-spec --target support/aarch64-sel4-microkit.json --release
 
-.PHONY: all test host-test bench header image run qemu-test pds compose check-sdk clean
+.PHONY: all test host-test bench header image run qemu-test compose-test pds compose check-sdk clean
 all: host-test
 
 host-test:
@@ -66,7 +67,7 @@ header:
 
 test: host-test
 	@if [ -d "$(SDK_CONFIG_DIR)" ]; then \
-		$(MAKE) --no-print-directory qemu-test; \
+		$(MAKE) --no-print-directory compose-test qemu-test; \
 	else \
 		echo; \
 		echo "=================================================================="; \
@@ -101,6 +102,9 @@ run: image
 
 qemu-test: image
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-test $(IMAGE) $(OUT)/qemu.log
+
+compose-test: pds compose
+	MICROKIT_SDK=$(MICROKIT_SDK) scripts/compose-test $(COMPOSE) $(PD_ELF_DIR) $(MICROKIT_BOARD) $(MICROKIT_CONFIG)
 
 clean:
 	rm -rf $(BUILD_DIR) target pds/target tools/compose/target

@@ -139,6 +139,9 @@ fn kernel_config(dir: &Path, config_name: &str) -> Result<Config, String> {
 
 fn run() -> Result<(), String> {
     let args = parse_args()?;
+    if std::env::var_os("MICROKIT_SDK").is_none() {
+        return Err("set MICROKIT_SDK to the Microkit 2.3.0 SDK directory".into());
+    }
     let sdk = Sdk::discover().map_err(|e| format!("cannot find the Microkit SDK (set MICROKIT_SDK): {e}"))?;
     let selected = sdk.select(&args.board, &args.config).ok_or_else(|| {
         format!("the SDK has no board '{}' with config '{}'", args.board, args.config)
