@@ -111,7 +111,11 @@ fn quotas() {
 fn out_of_memory_and_table_limits() {
     let w = world_with(config(1 << 30, 1000, 1000));
     alloc(&w, 0, 512 * 1024, 1, 0);
-    assert_eq!(refused(&w, 0, Op::Alloc as u64, &[512 * 1024, 0, 1, 0], 0), Error::OutOfMemory, "the master CNode needs a page too");
+    assert_eq!(
+        refused(&w, 0, Op::Alloc as u64, &[512 * 1024, 0, 1, 0], 0),
+        Error::OutOfMemory,
+        "the master CNode needs a page too"
+    );
     let mut ids = Vec::new();
     while let Ok(Reply::Alloc(id)) = w.borrow_mut().handle(1, Op::Alloc as u64, &[4096, 0, 0, 0], 0).result {
         ids.push(id);

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use capbuf_protocol::{Error, Op, AllocFlags, Rights};
+use capbuf_protocol::{AllocFlags, Error, Op, Rights};
 
 #[test]
 fn c_header_compiles_and_matches_the_rust_definitions() {

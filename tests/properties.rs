@@ -31,14 +31,14 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (c.clone(), prop_oneof![1u64..20, 500u64..700], 0u64..2, 0u64..4)
             .prop_map(|(client, pages, pool, flags)| Step::Alloc { client, pages, pool, flags }),
-        4 => (c.clone(), b.clone(), any::<bool>()).prop_map(|(client, buffer, write)| Step::Attach { client, buffer, write }),
-        3 => (c.clone(), b.clone(), c.clone(), any::<bool>())
+        4 => (c.clone(), b, any::<bool>()).prop_map(|(client, buffer, write)| Step::Attach { client, buffer, write }),
+        3 => (c.clone(), b, c.clone(), any::<bool>())
             .prop_map(|(client, buffer, grantee, write)| Step::Grant { client, buffer, grantee, write }),
-        1 => (c.clone(), b.clone(), c.clone()).prop_map(|(client, buffer, grantee)| Step::Ungrant { client, buffer, grantee }),
-        2 => (c.clone(), b.clone()).prop_map(|(client, buffer)| Step::Detach { client, buffer }),
-        2 => (c.clone(), b.clone()).prop_map(|(client, buffer)| Step::Free { client, buffer }),
-        4 => (c.clone(), b.clone(), 0u64..700).prop_map(|(client, buffer, page)| Step::Touch { client, buffer, page }),
-        1 => (c.clone(), b.clone()).prop_map(|(client, which)| Step::Stale { client, which }),
+        1 => (c.clone(), b, c.clone()).prop_map(|(client, buffer, grantee)| Step::Ungrant { client, buffer, grantee }),
+        2 => (c.clone(), b).prop_map(|(client, buffer)| Step::Detach { client, buffer }),
+        2 => (c.clone(), b).prop_map(|(client, buffer)| Step::Free { client, buffer }),
+        4 => (c.clone(), b, 0u64..700).prop_map(|(client, buffer, page)| Step::Touch { client, buffer, page }),
+        1 => (c.clone(), b).prop_map(|(client, which)| Step::Stale { client, which }),
         1 => (c, 0u64..12, prop::collection::vec(any::<u64>(), 0..9))
             .prop_map(|(client, label, words)| Step::Garbage { client, label, words }),
     ]
@@ -76,10 +76,20 @@ fn check_invariants(world: &World) -> Result<(), TestCaseError> {
             })
         };
         for (address, size_bits, rights) in model.client_reachable_frames(c) {
-            prop_assert!(allowed(address, size_bits, rights), "client {} holds a frame cap at {:#x} it may not", c, address);
+            prop_assert!(
+                allowed(address, size_bits, rights),
+                "client {} holds a frame cap at {:#x} it may not",
+                c,
+                address
+            );
         }
         for m in model.client_mappings(c) {
-            prop_assert!(allowed(m.physical_address, m.size_bits, m.rights), "client {} maps {:#x} it may not", c, m.physical_address);
+            prop_assert!(
+                allowed(m.physical_address, m.size_bits, m.rights),
+                "client {} maps {:#x} it may not",
+                c,
+                m.physical_address
+            );
         }
     }
     Ok(())

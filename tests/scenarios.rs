@@ -42,12 +42,18 @@ fn producer_shares_read_only_and_free_revokes_everyone() {
         "a read-only grant cannot be written"
     );
     let info = consumer.info(id).unwrap();
-    assert_eq!((info.rights, info.attachments, info.physical_address, info.owner), (Rights::ReadOnly, 2, PADDR_HIDDEN, 10));
+    assert_eq!(
+        (info.rights, info.attachments, info.physical_address, info.owner),
+        (Rights::ReadOnly, 2, PADDR_HIDDEN, 10)
+    );
     assert_eq!(driver.info(id), Err(ClientError::Server(Error::NotGranted)));
     producer.grant(id, 12, Rights::ReadOnly).unwrap();
     let info = driver.info(id).unwrap();
     assert_eq!(info.physical_address % PAGE, 0);
-    assert!((POOLS[0].0..POOLS[0].0 + (1 << POOLS[0].1)).contains(&info.physical_address), "DMA client sees the address");
+    assert!(
+        (POOLS[0].0..POOLS[0].0 + (1 << POOLS[0].1)).contains(&info.physical_address),
+        "DMA client sees the address"
+    );
 
     consumer.detach(id).unwrap();
     assert_eq!(world.borrow().kernel().client_read(1, seen.vaddr), Err(Fault { vaddr: seen.vaddr, write: false }));
@@ -92,7 +98,10 @@ fn reused_memory_is_zero_when_handed_out() {
         world.borrow_mut().kernel_mut().client_write(2, page, u64::MAX).unwrap();
     }
     dma.free(first).unwrap();
-    assert!(world.borrow().kernel().dirty_pages(POOLS[1].0, POOLS[1].0 + (1 << POOLS[1].1)) > 0, "memory is not zeroed eagerly");
+    assert!(
+        world.borrow().kernel().dirty_pages(POOLS[1].0, POOLS[1].0 + (1 << POOLS[1].1)) > 0,
+        "memory is not zeroed eagerly"
+    );
     let second = dma.alloc(PAGE * 5, 0, 1, 0).unwrap();
     assert_eq!(dma.info(second).unwrap().physical_address, address, "same memory handed out again");
     let view = dma.attach(second, Rights::ReadWrite).unwrap();
@@ -185,10 +194,18 @@ impl capbuf_client::Sys for &mut Port2 {
         raw
     }
     fn map_page_table(&mut self, cptr: u64, vaddr: u64) -> Result<(), u64> {
-        self.world.borrow_mut().kernel_mut().client_map_page_table(0, cptr >> 58, cptr & ((1 << 58) - 1), vaddr).map_err(|e| e.0)
+        self.world
+            .borrow_mut()
+            .kernel_mut()
+            .client_map_page_table(0, cptr >> 58, cptr & ((1 << 58) - 1), vaddr)
+            .map_err(|e| e.0)
     }
     fn map_frame(&mut self, cptr: u64, vaddr: u64, rights: Rights, _: bool) -> Result<(), u64> {
-        self.world.borrow_mut().kernel_mut().client_map_frame(0, cptr >> 58, cptr & ((1 << 58) - 1), vaddr, rights).map_err(|e| e.0)
+        self.world
+            .borrow_mut()
+            .kernel_mut()
+            .client_map_frame(0, cptr >> 58, cptr & ((1 << 58) - 1), vaddr, rights)
+            .map_err(|e| e.0)
     }
     fn delete_root_slot(&mut self, slot: u64) {
         self.world.borrow_mut().kernel_mut().client_delete(0, slot);

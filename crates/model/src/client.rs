@@ -123,7 +123,13 @@ impl Model {
     }
 
     /// Corresponds to `seL4_ARM_PageTable_Map` by the client.
-    pub fn client_map_page_table(&mut self, client: usize, slot: u64, index: u64, vaddr: u64) -> Result<(), KernelError> {
+    pub fn client_map_page_table(
+        &mut self,
+        client: usize,
+        slot: u64,
+        index: u64,
+        vaddr: u64,
+    ) -> Result<(), KernelError> {
         let cap = self.resolve(client, slot, index)?;
         let object = self.cap(cap).object;
         if !matches!(self.object(object).kind, Kind::PageTable) || self.cap(cap).mapped.is_some() {

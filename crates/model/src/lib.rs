@@ -252,7 +252,10 @@ impl Model {
 
     /// Every physical page any live frame covers, with the frame's object id.
     fn frame_objects(&self) -> impl Iterator<Item = (ObjectId, &ObjectState)> {
-        self.objects.iter().enumerate().filter_map(|(i, o)| o.as_ref().filter(|o| matches!(o.kind, Kind::Frame)).map(|o| (i, o)))
+        self.objects
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| o.as_ref().filter(|o| matches!(o.kind, Kind::Frame)).map(|o| (i, o)))
     }
 
     /// Number of live objects of each kind: (untyped, frames, page tables, CNodes).
@@ -304,7 +307,7 @@ impl Kernel for Model {
         };
         let size_bits = object.size_bits();
         match object {
-            Object::CNode { radix } if radix == 0 => return Err(error::INVALID_ARGUMENT),
+            Object::CNode { radix: 0 } => return Err(error::INVALID_ARGUMENT),
             Object::Untyped { size_bits } if !(4..=47).contains(&size_bits) => return Err(error::RANGE),
             _ => {}
         }
@@ -313,7 +316,11 @@ impl Kernel for Model {
         let places: Vec<Place> = (0..count)
             .map(|i| match first {
                 Place::Table(s) => {
-                    if (s + i) as usize >= self.table.len() { Err(error::RANGE) } else { Ok(Place::Table(s + i)) }
+                    if (s + i) as usize >= self.table.len() {
+                        Err(error::RANGE)
+                    } else {
+                        Ok(Place::Table(s + i))
+                    }
                 }
                 Place::InNode(o, index) => match &self.object(o).kind {
                     Kind::CNode { slots } if ((index + i) as usize) < slots.len() => Ok(Place::InNode(o, index + i)),

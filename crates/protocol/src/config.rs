@@ -109,7 +109,10 @@ impl Config {
 
     /// Client with id `client_id`.
     pub fn client_by_id(&self, client_id: u64) -> Option<(usize, &ClientConfig)> {
-        self.clients.iter().enumerate().find_map(|(i, c)| c.as_ref().filter(|c| c.client_id == client_id).map(|c| (i, c)))
+        self.clients
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| c.as_ref().filter(|c| c.client_id == client_id).map(|c| (i, c)))
     }
 
     /// Check everything memsrv relies on.

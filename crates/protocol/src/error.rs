@@ -171,10 +171,8 @@ mod tests {
     #[test]
     fn decode_errors_live_in_their_own_range() {
         for error in Error::ALL {
-            let is_decode = matches!(
-                error,
-                Error::UnknownOp | Error::WrongLength | Error::UnexpectedCaps | Error::UnknownCaller
-            );
+            let is_decode =
+                matches!(error, Error::UnknownOp | Error::WrongLength | Error::UnexpectedCaps | Error::UnknownCaller);
             assert_eq!(error.code() >= Error::DECODE_BASE, is_decode, "{error:?}");
         }
     }

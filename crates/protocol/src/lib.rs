@@ -26,9 +26,7 @@ pub use config::{
 };
 pub use error::Error;
 pub use id::BufferId;
-pub use message::{
-    AttachReply, DecodeError, HelloReply, InfoReply, PoolInfoReply, Reply, Request, MAX_MESSAGE_WORDS,
-};
+pub use message::{AttachReply, DecodeError, HelloReply, InfoReply, PoolInfoReply, Reply, Request, MAX_MESSAGE_WORDS};
 pub use op::Op;
 pub use rights::{AllocFlags, Rights};
 

@@ -193,24 +193,11 @@ impl Reply {
     /// Write the reply's registers into `out` and return the length. The label is 0.
     pub fn encode(&self, out: &mut [u64; MAX_MESSAGE_WORDS]) -> usize {
         let words: &[u64] = match *self {
-            Reply::Hello(h) => &[
-                h.version,
-                h.client_id,
-                h.pools,
-                h.quota_bytes,
-                h.quota_buffers,
-                h.quota_attachments,
-            ],
+            Reply::Hello(h) => &[h.version, h.client_id, h.pools, h.quota_bytes, h.quota_buffers, h.quota_attachments],
             Reply::Alloc(id) => &[id.raw()],
-            Reply::Attach(a) => &[
-                a.size,
-                a.large_frames,
-                a.small_frames,
-                a.page_tables,
-                a.rights as u64,
-                a.flags.bits(),
-                a.cnode_radix,
-            ],
+            Reply::Attach(a) => {
+                &[a.size, a.large_frames, a.small_frames, a.page_tables, a.rights as u64, a.flags.bits(), a.cnode_radix]
+            }
             Reply::Info(i) => &[
                 i.size,
                 i.physical_address,
@@ -330,34 +317,43 @@ mod tests {
     #[test]
     fn replies_round_trip() {
         let replies = [
-            (Op::Hello, Reply::Hello(HelloReply {
-                version: crate::PROTOCOL_VERSION,
-                client_id: 2,
-                pools: 1,
-                quota_bytes: 1 << 24,
-                quota_buffers: 8,
-                quota_attachments: 8,
-            })),
+            (
+                Op::Hello,
+                Reply::Hello(HelloReply {
+                    version: crate::PROTOCOL_VERSION,
+                    client_id: 2,
+                    pools: 1,
+                    quota_bytes: 1 << 24,
+                    quota_buffers: 8,
+                    quota_attachments: 8,
+                }),
+            ),
             (Op::Alloc, Reply::Alloc(BufferId::new(1, 1))),
-            (Op::Attach, Reply::Attach(AttachReply {
-                size: 3 << 20,
-                large_frames: 1,
-                small_frames: 256,
-                page_tables: 1,
-                rights: Rights::ReadOnly,
-                flags: AllocFlags::from_bits(1).unwrap(),
-                cnode_radix: 9,
-            })),
-            (Op::Info, Reply::Info(InfoReply {
-                size: 4096,
-                physical_address: crate::PADDR_HIDDEN,
-                page_bits: 12,
-                rights: Rights::ReadWrite,
-                attachments: 2,
-                flags: AllocFlags::default(),
-                pool: 0,
-                owner: 1,
-            })),
+            (
+                Op::Attach,
+                Reply::Attach(AttachReply {
+                    size: 3 << 20,
+                    large_frames: 1,
+                    small_frames: 256,
+                    page_tables: 1,
+                    rights: Rights::ReadOnly,
+                    flags: AllocFlags::from_bits(1).unwrap(),
+                    cnode_radix: 9,
+                }),
+            ),
+            (
+                Op::Info,
+                Reply::Info(InfoReply {
+                    size: 4096,
+                    physical_address: crate::PADDR_HIDDEN,
+                    page_bits: 12,
+                    rights: Rights::ReadWrite,
+                    attachments: 2,
+                    flags: AllocFlags::default(),
+                    pool: 0,
+                    owner: 1,
+                }),
+            ),
             (Op::PoolInfo, Reply::PoolInfo(PoolInfoReply { total: 1 << 24, free: 1 << 23, largest_free: 1 << 23 })),
             (Op::Free, Reply::Done),
         ];

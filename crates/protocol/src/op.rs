@@ -26,17 +26,8 @@ pub enum Op {
 
 impl Op {
     /// Every op, for tables and generated headers.
-    pub const ALL: [Op; 9] = [
-        Op::Hello,
-        Op::Alloc,
-        Op::Attach,
-        Op::Grant,
-        Op::Info,
-        Op::Detach,
-        Op::Free,
-        Op::Ungrant,
-        Op::PoolInfo,
-    ];
+    pub const ALL: [Op; 9] =
+        [Op::Hello, Op::Alloc, Op::Attach, Op::Grant, Op::Info, Op::Detach, Op::Free, Op::Ungrant, Op::PoolInfo];
 
     /// Name in `SCREAMING_SNAKE_CASE`, as the C header spells it.
     pub const fn name(self) -> &'static str {

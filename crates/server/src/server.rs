@@ -207,10 +207,9 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         let done = |r: Result<(), Error>| Outcome { result: r.map(|()| Reply::Done), cap: None };
         match request {
             Request::Hello => Outcome { result: Ok(Reply::Hello(self.hello(client))), cap: None },
-            Request::Alloc { size, align_bits, pool, flags } => Outcome {
-                result: self.alloc(client, size, align_bits, pool, flags).map(Reply::Alloc),
-                cap: None,
-            },
+            Request::Alloc { size, align_bits, pool, flags } => {
+                Outcome { result: self.alloc(client, size, align_bits, pool, flags).map(Reply::Alloc), cap: None }
+            }
             Request::Attach { id, rights } => match self.attach(client, id, rights) {
                 Ok((reply, slot)) => Outcome { result: Ok(Reply::Attach(reply)), cap: Some(slot) },
                 Err(error) => Outcome::error(error),
@@ -373,7 +372,13 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
 
     /// Retype the master CNode from the bookkeeping block and the frames from
     /// the data leaves into it, large frames first.
-    fn make_frames(&mut self, pool: usize, data: Allocation, meta: Allocation, layout: FrameLayout) -> Result<Slot, Error> {
+    fn make_frames(
+        &mut self,
+        pool: usize,
+        data: Allocation,
+        meta: Allocation,
+        layout: FrameLayout,
+    ) -> Result<Slot, Error> {
         let meta_slot = self.meta_block(pool, meta)?;
         let master = self.take_slot()?;
         self.kernel
@@ -391,7 +396,12 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             while count > 0 {
                 let chunk = count.min(RETYPE_FAN_OUT_LIMIT);
                 self.kernel
-                    .retype(leaf_slot, object, CapRef::InNode { node: master, radix: layout.master_radix(), index }, chunk)
+                    .retype(
+                        leaf_slot,
+                        object,
+                        CapRef::InNode { node: master, radix: layout.master_radix(), index },
+                        chunk,
+                    )
                     .map_err(kernel_error)?;
                 index += chunk;
                 count -= chunk;

@@ -55,7 +55,12 @@ impl Sys for MicrokitSys {
         let reply = self.channel.pp_call(MessageInfo::from_inner(request));
         let inner = reply.inner();
         let length = inner.length().min(MAX_MESSAGE_WORDS);
-        let mut raw = RawReply { label: inner.label(), words: [0; MAX_MESSAGE_WORDS], length: inner.length(), caps: inner.extra_caps() };
+        let mut raw = RawReply {
+            label: inner.label(),
+            words: [0; MAX_MESSAGE_WORDS],
+            length: inner.length(),
+            caps: inner.extra_caps(),
+        };
         sel4::with_ipc_buffer(|ipc| raw.words[..length].copy_from_slice(&ipc.msg_regs()[..length]));
         raw
     }

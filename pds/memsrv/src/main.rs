@@ -13,11 +13,13 @@
 #![feature(used_with_arg)]
 
 use capbuf_protocol::{
-    Config, Rights, CONFIG_WORDS, MAX_MESSAGE_WORDS, MAX_POOL_BITS, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, PAGE_BITS,
-    ROOT_SLOT_SHIFT,
+    Config, Rights, CONFIG_WORDS, MAX_MESSAGE_WORDS, MAX_POOL_BITS, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT,
+    PAGE_BITS, ROOT_SLOT_SHIFT,
 };
 use capbuf_server::{CapRef, Kernel, KernelError, Object, Server, Slot};
-use sel4_microkit::{debug_println, protection_domain, var, Channel, ChannelSet, Child, Handler, Infallible, MessageInfo};
+use sel4_microkit::{
+    debug_println, protection_domain, var, Channel, ChannelSet, Child, Handler, Infallible, MessageInfo,
+};
 
 /// Pool trees sized for the largest pool memsrv accepts (2 bytes per page).
 const NODES: usize = 2 << (MAX_POOL_BITS - PAGE_BITS);
@@ -50,9 +52,8 @@ impl SeL4 {
     fn path(&self, at: CapRef) -> sel4::AbsoluteCPtr {
         match at {
             CapRef::Table(slot) => table().absolute_cptr_from_bits_with_depth(slot as u64, self.table_bits),
-            CapRef::InNode { node, radix, index } => {
-                sel4::cap::CNode::from_bits(table_cptr(node)).absolute_cptr_from_bits_with_depth(index as u64, radix as usize)
-            }
+            CapRef::InNode { node, radix, index } => sel4::cap::CNode::from_bits(table_cptr(node))
+                .absolute_cptr_from_bits_with_depth(index as u64, radix as usize),
         }
     }
 }
@@ -127,7 +128,10 @@ fn init() -> Memsrv {
     let clients = config.clients.iter().flatten().count();
     match Server::new(kernel, config) {
         Ok(server) => {
-            debug_println!("memsrv: serving {clients} clients, protocol version {:#x}", capbuf_protocol::PROTOCOL_VERSION);
+            debug_println!(
+                "memsrv: serving {clients} clients, protocol version {:#x}",
+                capbuf_protocol::PROTOCOL_VERSION
+            );
             let memsrv = Memsrv { server: Some(server) };
             memsrv.report_pools("start");
             memsrv
@@ -154,7 +158,9 @@ impl Handler for Memsrv {
             return Ok(MessageInfo::from_inner(sel4::MessageInfo::new(error, 0, 0, 0)));
         };
         let outcome = server.handle(channel.index() as u64, info.label(), &words[..count], info.extra_caps());
-        let freed_all = matches!(outcome.result, Ok(_)) && info.label() == capbuf_protocol::Op::Free as u64 && server.registry().is_empty();
+        let freed_all = matches!(outcome.result, Ok(_))
+            && info.label() == capbuf_protocol::Op::Free as u64
+            && server.registry().is_empty();
         let reply = match outcome.result {
             Ok(reply) => {
                 let mut out = [0u64; MAX_MESSAGE_WORDS];

@@ -124,7 +124,10 @@ fn main() {
     // Warm up both once, then measure.
     run(&mut capbuf);
     run(&mut buddy);
-    let results = [("capbuf-pool (exact fit)", run(&mut capbuf)), ("buddy_system_allocator 0.11 FrameAllocator", run(&mut buddy))];
+    let results = [
+        ("capbuf-pool (exact fit)", run(&mut capbuf)),
+        ("buddy_system_allocator 0.11 FrameAllocator", run(&mut buddy)),
+    ];
     println!("workload: {STEPS} steps, up to {LIVE} live buffers, sizes 1 B..8 MiB (70% <= 32 KiB), pool 1 GiB of 4 KiB pages");
     println!();
     println!("| allocator | alloc+free pairs/s | reserved / requested bytes | reserved / page-rounded bytes | worst pages beyond rounding | failed allocs |");

@@ -12,7 +12,9 @@
 
 use std::ops::Range;
 
-use capbuf_protocol::{ClientConfig, Config, PoolConfig, CLIENT_WINDOW, MAX_CLIENTS, MAX_POOLS, MAX_POOL_BITS, PAGE_BITS};
+use capbuf_protocol::{
+    ClientConfig, Config, PoolConfig, CLIENT_WINDOW, MAX_CLIENTS, MAX_POOLS, MAX_POOL_BITS, PAGE_BITS,
+};
 use microkit_tool::sdf::{SysMemoryRegionPaddr, SystemDescription};
 
 /// One pool as written.
@@ -63,7 +65,9 @@ fn location(xml: &str, node: &roxmltree::Node) -> String {
 
 fn number(xml: &str, node: &roxmltree::Node, name: &str, default: Option<u64>) -> Result<u64, String> {
     match node.attribute(name) {
-        None => default.ok_or_else(|| format!("system.xml {}: <{}> needs attribute '{name}'", location(xml, node), node.tag_name().name())),
+        None => default.ok_or_else(|| {
+            format!("system.xml {}: <{}> needs attribute '{name}'", location(xml, node), node.tag_name().name())
+        }),
         Some(text) => {
             let text = text.trim().replace('_', "");
             let parsed = match text.strip_prefix("0x") {
@@ -126,11 +130,20 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
                 });
             }
             "client" => {
-                check_attributes(xml, &child, &["pd", "id", "quota_bytes", "quota_buffers", "quota_attachments", "dma"])?;
+                check_attributes(
+                    xml,
+                    &child,
+                    &["pd", "id", "quota_bytes", "quota_buffers", "quota_attachments", "dma"],
+                )?;
                 let dma = match child.attribute("dma") {
                     None | Some("false") => false,
                     Some("true") => true,
-                    Some(other) => return Err(format!("system.xml {}: dma must be true or false, not '{other}'", location(xml, &child))),
+                    Some(other) => {
+                        return Err(format!(
+                            "system.xml {}: dma must be true or false, not '{other}'",
+                            location(xml, &child)
+                        ))
+                    }
                 };
                 clients.push(Client {
                     pd: child
@@ -144,7 +157,9 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
                     dma,
                 });
             }
-            other => return Err(format!("system.xml {}: unknown element <{other}> in <capbuf>", location(xml, &child))),
+            other => {
+                return Err(format!("system.xml {}: unknown element <{other}> in <capbuf>", location(xml, &child)))
+            }
         }
     }
     Ok(Some(Extension { server, table_bits, pools, clients, range: node.range() }))
@@ -178,17 +193,23 @@ pub fn resolve(
     };
     let server = pd_index(&extension.server, "server")?;
     if extension.pools.is_empty() || extension.pools.len() > MAX_POOLS {
-        return Err(format!("capbuf: memsrv needs 1 to {MAX_POOLS} pools, system.xml declares {}", extension.pools.len()));
+        return Err(format!(
+            "capbuf: memsrv needs 1 to {MAX_POOLS} pools, system.xml declares {}",
+            extension.pools.len()
+        ));
     }
     if extension.clients.len() > MAX_CLIENTS {
         return Err(format!("capbuf: at most {MAX_CLIENTS} clients, system.xml declares {}", extension.clients.len()));
     }
-    let mut config = Config { table_bits: extension.table_bits, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
+    let mut config =
+        Config { table_bits: extension.table_bits, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
     let mut taken: Vec<(String, Range<u64>)> = system
         .memory_regions
         .iter()
         .filter_map(|mr| match mr.phys_addr {
-            SysMemoryRegionPaddr::Specified(paddr) => Some((format!("memory region '{}'", mr.name), paddr..paddr + mr.size)),
+            SysMemoryRegionPaddr::Specified(paddr) => {
+                Some((format!("memory region '{}'", mr.name), paddr..paddr + mr.size))
+            }
             _ => None,
         })
         .collect();
@@ -204,7 +225,10 @@ pub fn resolve(
             let memory: Vec<String> = normal_memory.iter().map(|m| format!("[{:#x}..{:#x})", m.start, m.end)).collect();
             return Err(format!(
                 "capbuf: pool '{}' [{:#x}..{:#x}) is not inside the board's memory: {}",
-                pool.name, range.start, range.end, memory.join(", ")
+                pool.name,
+                range.start,
+                range.end,
+                memory.join(", ")
             ));
         }
         if let Some((what, _)) = taken.iter().find(|(_, other)| overlaps(range.clone(), other.clone())) {
@@ -256,7 +280,9 @@ pub fn resolve(
         });
         clients.push(pd);
     }
-    config.validate().map_err(|e| format!("capbuf: invalid configuration: {e:?} (duplicate client ids or channels, or table_bits outside 4..=12)"))?;
+    config.validate().map_err(|e| {
+        format!("capbuf: invalid configuration: {e:?} (duplicate client ids or channels, or table_bits outside 4..=12)")
+    })?;
     if config.table_bits > 12 {
         return Err("capbuf: table_bits must be at most 12".into());
     }

@@ -55,7 +55,8 @@ fn usage() -> String {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let (mut board, mut config, mut system, mut output, mut report, mut capdl_json) = (None, None, None, None, None, None);
+    let (mut board, mut config, mut system, mut output, mut report, mut capdl_json) =
+        (None, None, None, None, None, None);
     let mut search_paths = Vec::new();
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value\n{}", usage()));
@@ -143,9 +144,9 @@ fn run() -> Result<(), String> {
         return Err("set MICROKIT_SDK to the Microkit 2.3.0 SDK directory".into());
     }
     let sdk = Sdk::discover().map_err(|e| format!("cannot find the Microkit SDK (set MICROKIT_SDK): {e}"))?;
-    let selected = sdk.select(&args.board, &args.config).ok_or_else(|| {
-        format!("the SDK has no board '{}' with config '{}'", args.board, args.config)
-    })?;
+    let selected = sdk
+        .select(&args.board, &args.config)
+        .ok_or_else(|| format!("the SDK has no board '{}' with config '{}'", args.board, args.config))?;
     let dir = &selected.config_dir;
     let config = kernel_config(dir, &args.config)?;
 
@@ -158,7 +159,9 @@ fn run() -> Result<(), String> {
     let normal: Vec<_> = config.normal_regions.iter().flatten().map(|r| r.start..r.end).collect();
     let resolved = extension::resolve(&extension, &system, &normal)?;
     if system.memory_regions.iter().any(|mr| matches!(mr.phys_addr, SysMemoryRegionPaddr::ToolAllocated(_))) {
-        return Err("capbuf-compose does not support memory regions whose address the tool picks (setvar region_paddr)".into());
+        return Err(
+            "capbuf-compose does not support memory regions whose address the tool picks (setvar region_paddr)".into(),
+        );
     }
 
     let elf_dir = dir.join("elf");
@@ -208,7 +211,10 @@ fn run() -> Result<(), String> {
                 pool.name, range.start, range.end, task.start, task.end
             ));
         }
-        let covered = boot_info.untyped_objects.iter().any(|ut| !ut.is_device && ut.base() <= range.start && range.end <= ut.end());
+        let covered = boot_info
+            .untyped_objects
+            .iter()
+            .any(|ut| !ut.is_device && ut.base() <= range.start && range.end <= ut.end());
         if !covered {
             return Err(format!(
                 "capbuf: pool '{}' [{:#x}..{:#x}) is not free memory after boot (the kernel or initial task uses part of it)",
@@ -216,7 +222,12 @@ fn run() -> Result<(), String> {
             ));
         }
     }
-    if !simulate_capdl_object_alloc_algorithm(&mut container, &boot_info, &config, CapDLAllocEmulationErrorLevel::PrintStderr) {
+    if !simulate_capdl_object_alloc_algorithm(
+        &mut container,
+        &boot_info,
+        &config,
+        CapDLAllocEmulationErrorLevel::PrintStderr,
+    ) {
         return Err("could not allocate all kernel objects; see the messages above".into());
     }
     initialiser.add_expected_untypeds(&boot_info.untyped_objects);

@@ -50,7 +50,11 @@ fn cnode_cap(object: ObjectId, guard_size: u64) -> Cap {
 /// slot 458 for use as an invocation root. Each client: a capability to its
 /// own root CNode in Microkit-CNode slot 458. Nothing else: no client gets
 /// memory or any capability it could use to reach another protection domain.
-pub fn extend(container: &mut CapDLSpecContainer, system: &SystemDescription, resolved: &Resolved) -> Result<(), String> {
+pub fn extend(
+    container: &mut CapDLSpecContainer,
+    system: &SystemDescription,
+    resolved: &Resolved,
+) -> Result<(), String> {
     let server = &system.protection_domains[resolved.server].name;
     let table_bits = resolved.config.table_bits;
     let mut slots = Vec::new();
@@ -112,7 +116,8 @@ pub fn sort(container: &mut CapDLSpecContainer, config: &Config) {
         new_id[old] = new;
     }
     let map = |id: ObjectId| ObjectId::from(new_id[usize::from(id)]);
-    let mut old: Vec<Option<CapDLNamedObject>> = std::mem::take(&mut container.spec.objects).into_iter().map(Some).collect();
+    let mut old: Vec<Option<CapDLNamedObject>> =
+        std::mem::take(&mut container.spec.objects).into_iter().map(Some).collect();
     container.spec.objects = order.iter().map(|&i| old[i].take().expect("each object once")).collect();
     for object in &mut container.spec.objects {
         if let Some(slots) = object.object.slots_mut() {

@@ -26,7 +26,11 @@ fn init() -> NullHandler {
     let good = (0..memory.as_ptr().len()).all(|i| memory.as_ptr().index(i).read() == 0xcafe_0000_0000_0000 | i as u64);
     let info = capbuf.info(SHARED).expect("info");
     if good && info.rights == Rights::ReadOnly && info.attachments == 2 && info.physical_address == PADDR_HIDDEN {
-        debug_println!("consumer: verified {} bytes at {:#x}; rights read-only, 2 attachments, physical address hidden", view.size, view.vaddr);
+        debug_println!(
+            "consumer: verified {} bytes at {:#x}; rights read-only, 2 attachments, physical address hidden",
+            view.size,
+            view.vaddr
+        );
     } else {
         debug_println!("consumer: FAIL: contents ok={good}, info {info:?}");
     }

@@ -60,7 +60,10 @@ fn large(capbuf: &mut Capbuf) -> bool {
     memory.as_mut_ptr().index(last).write(16);
     let ok = words(&view).as_ptr().index(last).read() == 16 && view.size == 16 << 20;
     let info = capbuf.info(id).expect("info");
-    debug_println!("driver: 16 MiB buffer attached with one call, page size 2^{}, last word written and read back", info.page_bits);
+    debug_println!(
+        "driver: 16 MiB buffer attached with one call, page size 2^{}, last word written and read back",
+        info.page_bits
+    );
     capbuf.free(id).expect("free 16 MiB");
     ok && info.page_bits == 21
 }
@@ -72,7 +75,11 @@ fn hostile(capbuf: &mut Capbuf) -> bool {
     ok &= expect("alloc from pool 7", capbuf.alloc(PAGE_SIZE, 0, 7, 0), Error::InvalidPool);
     ok &= expect("alloc with unknown flags", capbuf.alloc(PAGE_SIZE, 0, 0, 1 << 9), Error::InvalidFlags);
     ok &= expect("alloc aligned to 2^40", capbuf.alloc(PAGE_SIZE, 40, 0, 0), Error::InvalidAlignment);
-    ok &= expect("attach to a buffer not granted", capbuf.attach(BufferId::new(0, 1), Rights::ReadOnly), Error::NotGranted);
+    ok &= expect(
+        "attach to a buffer not granted",
+        capbuf.attach(BufferId::new(0, 1), Rights::ReadOnly),
+        Error::NotGranted,
+    );
     ok &= expect("free someone else's buffer", capbuf.free(BufferId::new(0, 1)), Error::NotOwner);
     ok &= expect("info on a never-issued id", capbuf.info(BufferId::new(99, 1)), Error::UnknownBuffer);
     let id = capbuf.alloc(PAGE_SIZE, 0, 0, 0).expect("alloc");

@@ -50,14 +50,20 @@ fn init() -> Producer {
     let view = capbuf.attach(shared, Rights::ReadWrite).expect("attach shared");
     fill(&mut capbuf, shared);
     capbuf.grant(shared, CONSUMER_ID, Rights::ReadOnly).expect("grant consumer");
-    debug_println!("producer: buffer {shared} ({} bytes at {:#x}) filled, granted read-only to the consumer", view.size, view.vaddr);
+    debug_println!(
+        "producer: buffer {shared} ({} bytes at {:#x}) filled, granted read-only to the consumer",
+        view.size,
+        view.vaddr
+    );
 
     let doomed = capbuf.alloc(3 << 20, 0, 0, 0).expect("alloc doomed");
     capbuf.attach(doomed, Rights::ReadWrite).expect("attach doomed");
     fill(&mut capbuf, doomed);
     capbuf.grant(doomed, VICTIM_ID, Rights::ReadWrite).expect("grant victim");
     capbuf.detach(doomed).expect("detach doomed");
-    debug_println!("producer: buffer {doomed} (3 MiB: one 2 MiB page and 256 small ones) granted read-write to the victim");
+    debug_println!(
+        "producer: buffer {doomed} (3 MiB: one 2 MiB page and 256 small ones) granted read-write to the victim"
+    );
     Producer { capbuf, shared, doomed: Some(doomed), pool_free_at_start: pool.free, expected_faults: 0 }
 }
 

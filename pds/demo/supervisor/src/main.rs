@@ -30,7 +30,11 @@ impl Handler for Supervisor {
                 // ESR bit 6 (WnR) says whether a data abort was a write.
                 let write = fault.fsr() & (1 << 6) != 0;
                 let what = if write { "write" } else { "read" };
-                debug_println!("supervisor: child {} {what} fault at {address:#x} (pc {:#x})", child.index(), fault.ip());
+                debug_println!(
+                    "supervisor: child {} {what} fault at {address:#x} (pc {:#x})",
+                    child.index(),
+                    fault.ip()
+                );
                 CLIENT_WINDOW.contains(&address)
                     && ((child.index() == CONSUMER && write) || (child.index() == VICTIM && !write))
             }
@@ -40,7 +44,11 @@ impl Handler for Supervisor {
             }
         };
         if expected {
-            let name = if child.index() == CONSUMER { "consumer's write to a read-only buffer" } else { "victim's read of a freed buffer" };
+            let name = if child.index() == CONSUMER {
+                "consumer's write to a read-only buffer"
+            } else {
+                "victim's read of a freed buffer"
+            };
             debug_println!("supervisor: expected fault: the {name} was stopped by the kernel; child left stopped");
             PRODUCER.notify();
         } else {
