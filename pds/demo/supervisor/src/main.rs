@@ -43,13 +43,18 @@ impl Handler for Supervisor {
                 false
             }
         };
+        // Suspend the child: it stays stopped, and its pending fault reply is
+        // cancelled, so the event loop's next receive starts clean.
+        if let Err(e) = child.tcb().tcb_suspend() {
+            debug_println!("supervisor: FAIL: cannot suspend child {}: {e:?}", child.index());
+        }
         if expected {
             let name = if child.index() == CONSUMER {
                 "consumer's write to a read-only buffer"
             } else {
                 "victim's read of a freed buffer"
             };
-            debug_println!("supervisor: expected fault: the {name} was stopped by the kernel; child left stopped");
+            debug_println!("supervisor: expected fault: the {name} was stopped by the kernel; child suspended");
             PRODUCER.notify();
         } else {
             debug_println!("supervisor: FAIL: unexpected fault");
