@@ -259,7 +259,13 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         4 * (order + 1) + 4
     }
 
-    fn pool_alloc(&mut self, pool: usize, pages: u64, align_order: u32) -> Result<Allocation, Error> {
+    /// Run a pool operation with its events mirrored in the kernel. A kernel
+    /// failure while mirroring wins over the operation's own result.
+    fn mirrored<R>(
+        &mut self,
+        pool: usize,
+        operation: impl FnOnce(&mut Pool<NODES>, &mut dyn FnMut(Event)) -> R,
+    ) -> Result<R, Error> {
         let Some(state) = self.pools[pool].as_mut() else { return Err(Error::InvalidPool) };
         let mut mirror = Mirror {
             kernel: &mut self.kernel,
@@ -268,28 +274,21 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             pool,
             failed: None,
         };
-        let allocation = state.pool.alloc(pages, align_order, &mut |e| mirror.apply(e)).map_err(|e| match e {
+        let result = operation(&mut state.pool, &mut |e| mirror.apply(e));
+        mirror.failed.map_or(Ok(result), Err)
+    }
+
+    fn pool_alloc(&mut self, pool: usize, pages: u64, align_order: u32) -> Result<Allocation, Error> {
+        let allocation = self.mirrored(pool, |p, mut events| p.alloc(pages, align_order, &mut events))?;
+        allocation.map_err(|e| match e {
             capbuf_pool::AllocError::ZeroSize => Error::ZeroSize,
             capbuf_pool::AllocError::TooLarge => Error::TooLarge,
             capbuf_pool::AllocError::OutOfMemory => Error::OutOfMemory,
-        })?;
-        match mirror.failed {
-            Some(error) => Err(error),
-            None => Ok(allocation),
-        }
+        })
     }
 
     fn pool_free(&mut self, pool: usize, allocation: Allocation) -> Result<(), Error> {
-        let Some(state) = self.pools[pool].as_mut() else { return Err(Error::InvalidPool) };
-        let mut mirror = Mirror {
-            kernel: &mut self.kernel,
-            blocks: &mut self.blocks,
-            free_slots: &mut self.free_slots,
-            pool,
-            failed: None,
-        };
-        state.pool.free(allocation, &mut |e| mirror.apply(e)).map_err(|_| Error::Kernel)?;
-        mirror.failed.map_or(Ok(()), Err)
+        self.mirrored(pool, |p, mut events| p.free(allocation, &mut events))?.map_err(|_| Error::Kernel)
     }
 
     fn block_slot(&self, pool: usize, block: Block) -> Result<Slot, Error> {
