@@ -23,6 +23,7 @@ enum Step {
     Touch { client: usize, buffer: usize, page: u64 },
     Stale { client: usize, which: usize },
     Garbage { client: usize, label: u64, words: Vec<u64> },
+    Reclaim,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -41,6 +42,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (c.clone(), b).prop_map(|(client, which)| Step::Stale { client, which }),
         1 => (c, 0u64..12, prop::collection::vec(any::<u64>(), 0..9))
             .prop_map(|(client, label, words)| Step::Garbage { client, label, words }),
+        1 => Just(Step::Reclaim),
     ]
 }
 
@@ -165,6 +167,7 @@ proptest! {
                 Step::Garbage { client, label, words } => {
                     let _ = world.borrow_mut().handle(client as u64, label, &words, 0);
                 },
+                Step::Reclaim => world.borrow_mut().reclaim().expect("reclaim"),
             }
             check_invariants(&world)?;
         }

@@ -211,3 +211,49 @@ impl capbuf_client::Sys for &mut Port2 {
         self.world.borrow_mut().kernel_mut().client_delete(0, slot);
     }
 }
+
+#[test]
+fn freeing_keeps_blocks_split_so_reuse_zeroes_only_what_was_used() {
+    let world = world();
+    let mut c = client(&world, 2);
+    let first = c.alloc(PAGE, 0, 0, 0).unwrap();
+    let view = c.attach(first, Rights::ReadWrite).unwrap();
+    world.borrow_mut().kernel_mut().client_write(2, view.vaddr, 9).unwrap();
+    c.free(first).unwrap();
+    let before = world.borrow().kernel().counts;
+    let again = c.alloc(PAGE, 0, 0, 0).unwrap();
+    let view = c.attach(again, Rights::ReadWrite).unwrap();
+    let after = world.borrow().kernel().counts;
+    assert_eq!(world.borrow().kernel().client_read(2, view.vaddr), Ok(0));
+    assert!(
+        after.zeroed_bytes - before.zeroed_bytes <= 4 * PAGE,
+        "reallocating one page zeroed {} bytes, not just the pages used",
+        after.zeroed_bytes - before.zeroed_bytes
+    );
+    assert!(after.retype - before.retype <= 4, "no re-split of the pool: {} retypes", after.retype - before.retype);
+    c.free(again).unwrap();
+    // A buffer as large as the pool allows needs the blocks whole again: they
+    // are collapsed, reset by the kernel, and the memory is zero.
+    let big = c.alloc(2 << 20, 21, 0, 0).unwrap();
+    let view = c.attach(big, Rights::ReadWrite).unwrap();
+    for page in pages(&view) {
+        assert_eq!(world.borrow().kernel().client_read(2, page), Ok(0));
+    }
+    c.free(big).unwrap();
+    assert_pristine(&world);
+}
+
+#[test]
+fn dormant_blocks_give_their_slots_back_when_the_table_runs_short() {
+    let mut small = config(1 << 30, 1000, 1000);
+    small.table_bits = 7;
+    let world = world_with(small);
+    let mut c = client(&world, 0);
+    for round in 0..200u64 {
+        let size = PAGE * (1 + (round * 37) % 200);
+        let id = c.alloc(size, 0, round % 2, 0).unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        c.attach(id, Rights::ReadWrite).unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        c.free(id).unwrap();
+    }
+    assert_pristine(&world);
+}

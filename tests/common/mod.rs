@@ -117,8 +117,13 @@ pub fn snapshot(world: &World) -> Snapshot {
 }
 
 /// The system is back to its first state: every pool one free block, no
-/// object but the pools' untypeds, no capability but theirs.
+/// frame, page table or CNode left, and once memsrv collapses the blocks it
+/// kept split (lazy merging), no object but the pools' untypeds and no
+/// capability but theirs.
 pub fn assert_pristine(world: &World) {
+    let (_, frames, tables, cnodes) = world.borrow().kernel().live_objects();
+    assert_eq!((frames, tables, cnodes), (0, 0, 0), "no frame, page table or CNode outlives its buffer");
+    world.borrow_mut().reclaim().expect("collapse dormant blocks");
     let server = world.borrow();
     assert!(server.registry().is_empty());
     for (p, &(_, bits)) in POOLS.iter().enumerate() {

@@ -30,6 +30,11 @@ pub struct Block {
 }
 
 impl Block {
+    /// The block with node number `node` (heap order) and size `2^order` pages.
+    pub const fn new(node: u32, order: u32) -> Block {
+        Block { node, order }
+    }
+
     /// Node number in heap order: the root is 1, the children of `n` are `2n`, `2n + 1`.
     pub const fn node(self) -> u32 {
         self.node

@@ -54,8 +54,8 @@ pub struct Server<K, const NODES: usize> {
     pools: [Option<PoolState<NODES>>; MAX_POOLS],
     registry: Registry,
     usage: [Usage; MAX_CLIENTS],
-    /// Table slot of every untyped block that exists, by `(pool << 32) | node`.
-    blocks: FnvIndexMap<u64, Slot, TABLE_CAPACITY>,
+    /// Every untyped block that exists, by `(pool << 32) | node`.
+    blocks: FnvIndexMap<u64, BlockCap, TABLE_CAPACITY>,
     free_slots: heapless::Vec<Slot, TABLE_CAPACITY>,
 }
 
@@ -67,11 +67,25 @@ fn kernel_error(_: KernelError) -> Error {
     Error::Kernel
 }
 
+/// The untyped capability of one block of a pool's tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct BlockCap {
+    slot: Slot,
+    /// The pool merged the block's halves, but their untyped capabilities were
+    /// kept: splitting it again costs nothing, and its halves' memory is only
+    /// zeroed (by the kernel's reset) where it was used. The block is revoked
+    /// for real ("collapsed") only when it is needed whole, or for slots.
+    dormant: bool,
+}
+
 /// Apply pool events to the kernel: a split retypes the block into two
-/// half-size untypeds, a merge revokes the block, deleting them.
+/// half-size untypeds (or wakes a dormant block's halves), a merge marks the
+/// block dormant. Merging lazily matters: revoking a block and retyping it
+/// later makes the kernel zero all of it, so an eager merge of a whole pool
+/// would cost the next small allocation a reset of the entire pool.
 struct Mirror<'a, K> {
     kernel: &'a mut K,
-    blocks: &'a mut FnvIndexMap<u64, Slot, TABLE_CAPACITY>,
+    blocks: &'a mut FnvIndexMap<u64, BlockCap, TABLE_CAPACITY>,
     free_slots: &'a mut heapless::Vec<Slot, TABLE_CAPACITY>,
     pool: usize,
     failed: Option<Error>,
@@ -89,7 +103,12 @@ impl<K: Kernel> Mirror<'_, K> {
     fn try_apply(&mut self, event: Event) -> Result<(), Error> {
         match event {
             Event::Split(block) => {
-                let parent = *self.blocks.get(&block_key(self.pool, block)).ok_or(Error::Kernel)?;
+                let entry = self.blocks.get_mut(&block_key(self.pool, block)).ok_or(Error::Kernel)?;
+                if entry.dormant {
+                    entry.dormant = false;
+                    return Ok(());
+                }
+                let parent = entry.slot;
                 let size_bits = block.order() - 1 + PAGE_BITS;
                 let (left, right) = block.children();
                 for child in [left, right] {
@@ -97,17 +116,12 @@ impl<K: Kernel> Mirror<'_, K> {
                     self.kernel
                         .retype(parent, Object::Untyped { size_bits }, CapRef::Table(slot), 1)
                         .map_err(kernel_error)?;
-                    self.blocks.insert(block_key(self.pool, child), slot).map_err(|_| Error::OutOfSlots)?;
+                    let cap = BlockCap { slot, dormant: false };
+                    self.blocks.insert(block_key(self.pool, child), cap).map_err(|_| Error::OutOfSlots)?;
                 }
             }
             Event::Merge(block) => {
-                let parent = *self.blocks.get(&block_key(self.pool, block)).ok_or(Error::Kernel)?;
-                self.kernel.revoke(parent).map_err(kernel_error)?;
-                let (left, right) = block.children();
-                for child in [left, right] {
-                    let slot = self.blocks.remove(&block_key(self.pool, child)).ok_or(Error::Kernel)?;
-                    self.free_slots.push(slot).map_err(|_| Error::Kernel)?;
-                }
+                self.blocks.get_mut(&block_key(self.pool, block)).ok_or(Error::Kernel)?.dormant = true;
             }
         }
         Ok(())
@@ -127,7 +141,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         for (i, pool) in config.pools.iter().flatten().enumerate() {
             let order = (pool.size_bits as u32).checked_sub(PAGE_BITS).ok_or(ConfigError::PoolSize)?;
             let state = Pool::new(order).ok_or(ConfigError::PoolSize)?;
-            blocks.insert(block_key(i, state.root()), i as Slot).map_err(|_| ConfigError::TableBits)?;
+            let root = BlockCap { slot: i as Slot, dormant: false };
+            blocks.insert(block_key(i, state.root()), root).map_err(|_| ConfigError::TableBits)?;
             pools[i] = Some(PoolState { base: pool.physical_address, pool: state });
         }
         let mut free_slots = heapless::Vec::new();
@@ -291,8 +306,68 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         self.mirrored(pool, |p, mut events| p.free(allocation, &mut events))?.map_err(|_| Error::Kernel)
     }
 
-    fn block_slot(&self, pool: usize, block: Block) -> Result<Slot, Error> {
-        self.blocks.get(&block_key(pool, block)).copied().ok_or(Error::Kernel)
+    /// The untyped capability of `block`, ready for objects to be retyped
+    /// from it: a dormant block is collapsed first.
+    fn block_slot(&mut self, pool: usize, block: Block) -> Result<Slot, Error> {
+        let entry = *self.blocks.get(&block_key(pool, block)).ok_or(Error::Kernel)?;
+        if entry.dormant {
+            self.collapse(pool, block)?;
+        }
+        Ok(entry.slot)
+    }
+
+    /// Revoke a dormant block for real: its halves (and theirs) are deleted
+    /// and their slots freed. Its next retype resets (zeroes) it.
+    fn collapse(&mut self, pool: usize, block: Block) -> Result<(), Error> {
+        let entry = self.blocks.get_mut(&block_key(pool, block)).ok_or(Error::Kernel)?;
+        let slot = entry.slot;
+        entry.dormant = false;
+        self.kernel.revoke(slot).map_err(kernel_error)?;
+        self.forget_below(pool, block)
+    }
+
+    fn forget_below(&mut self, pool: usize, block: Block) -> Result<(), Error> {
+        if block.order() == 0 {
+            return Ok(());
+        }
+        let (left, right) = block.children();
+        for child in [left, right] {
+            if let Some(cap) = self.blocks.remove(&block_key(pool, child)) {
+                self.free_slots.push(cap.slot).map_err(|_| Error::Kernel)?;
+                self.forget_below(pool, child)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Collapse every dormant block: afterwards only blocks that are split or
+    /// in use have untyped capabilities of their own. memsrv does this when
+    /// it runs short of slots; tests use it to see the kernel state return to
+    /// exactly the pools' untypeds.
+    pub fn reclaim(&mut self) -> Result<(), Error> {
+        loop {
+            // Topmost first: collapsing a block forgets every dormant block below it.
+            let next = self.blocks.iter().filter(|(_, cap)| cap.dormant).map(|(key, _)| *key).min_by_key(|key| {
+                let node = *key as u32;
+                (31 - node.leading_zeros(), *key)
+            });
+            let Some(key) = next else { return Ok(()) };
+            let pool = (key >> 32) as usize;
+            let node = key as u32;
+            let order = self.pool_order(pool) - (31 - node.leading_zeros());
+            self.collapse(pool, Block::new(node, order))?;
+        }
+    }
+
+    /// Make sure `needed` slots are free, collapsing dormant blocks if not.
+    fn ensure_slots(&mut self, needed: usize) -> Result<(), Error> {
+        if self.free_slots.len() < needed {
+            self.reclaim()?;
+        }
+        if self.free_slots.len() < needed {
+            return Err(Error::OutOfSlots);
+        }
+        Ok(())
     }
 
     fn pool_order(&self, pool: usize) -> u32 {
@@ -300,7 +375,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     }
 
     /// The single block of a power-of-two bookkeeping allocation.
-    fn meta_block(&self, pool: usize, meta: Allocation) -> Result<Slot, Error> {
+    fn meta_block(&mut self, pool: usize, meta: Allocation) -> Result<Slot, Error> {
         let block = meta.blocks(self.pool_order(pool)).next().ok_or(Error::Kernel)?;
         self.block_slot(pool, block)
     }
@@ -340,9 +415,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         if !self.registry.has_room() {
             return Err(Error::TooManyBuffers);
         }
-        if self.free_slots.len() < 2 * self.slots_needed(pool) {
-            return Err(Error::OutOfSlots);
-        }
+        self.ensure_slots(2 * self.slots_needed(pool))?;
         let align_order = (align_bits as u32).saturating_sub(PAGE_BITS);
         let layout = FrameLayout::for_pages(pages);
         let data = self.pool_alloc(pool, pages, align_order)?;
@@ -441,9 +514,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             return Err(Error::QuotaAttachments);
         }
         let (pool, pages, master, flags) = (buffer.pool, buffer.data.pages, buffer.master, buffer.flags);
-        if self.free_slots.len() < self.slots_needed(pool) {
-            return Err(Error::OutOfSlots);
-        }
+        self.ensure_slots(self.slots_needed(pool))?;
         let layout = FrameLayout::for_pages(pages);
         let meta = self.pool_alloc(pool, layout.attachment_pages(), 0)?;
         let meta_slot = self.meta_block(pool, meta)?;

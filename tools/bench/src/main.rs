@@ -8,6 +8,8 @@
 //! buffers live in a 1 GiB pool; each step frees a random live buffer or
 //! allocates a new one.
 
+mod ops;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -144,4 +146,6 @@ fn main() {
     }
     println!();
     println!("capbuf-pool footprint: 2 bytes of tree per 4 KiB page (1/2048 of the pool), fixed, no heap.");
+    println!();
+    ops::print();
 }
