@@ -406,10 +406,10 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         let bytes = pages << PAGE_BITS;
         let quota = *self.client(client);
         let usage = self.usage[client];
-        if usage.buffers + 1 > quota.quota_buffers {
+        if usage.buffers.saturating_add(1) > quota.quota_buffers {
             return Err(Error::QuotaBuffers);
         }
-        if usage.bytes + bytes > quota.quota_bytes {
+        if usage.bytes.saturating_add(bytes) > quota.quota_bytes {
             return Err(Error::QuotaBytes);
         }
         if !self.registry.has_room() {
@@ -510,7 +510,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         if buffer.attachments[client].is_some() {
             return Err(Error::AlreadyAttached);
         }
-        if self.usage[client].attachments + 1 > self.client(client).quota_attachments {
+        if self.usage[client].attachments.saturating_add(1) > self.client(client).quota_attachments {
             return Err(Error::QuotaAttachments);
         }
         let (pool, pages, master, flags) = (buffer.pool, buffer.data.pages, buffer.master, buffer.flags);

@@ -3,8 +3,8 @@
 //! ```ignore
 //! let mut capbuf = capbuf_microkit::connect(Channel::new(0))?;   // checks the protocol version
 //! let id = capbuf.alloc(64 * 1024, 0, 0, 0)?;
-//! let buffer = capbuf.attach(id, Rights::ReadWrite)?;            // one PPC, mapped
-//! buffer.words_mut().unwrap().index(0).write(42);
+//! capbuf.attach(id, Rights::ReadWrite)?;                           // one PPC, mapped
+//! capbuf.words_mut(id).unwrap().as_mut_ptr().index(0).write(42);  // volatile
 //! capbuf.grant(id, CONSUMER_ID, Rights::ReadOnly)?;
 //! capbuf.free(id)?;                                                // revoked everywhere
 //! ```
@@ -94,24 +94,36 @@ pub fn connect(channel: Channel) -> Result<Capbuf, ClientError> {
     capbuf_client::Client::new(MicrokitSys { channel })
 }
 
-/// Volatile access to an attached buffer, as 64-bit words. Another protection
-/// domain or a device may write the memory at any time, so every access is a
-/// volatile read or write. The view is valid until the buffer is detached or
-/// freed; after that, an access faults (the mapping is gone).
-pub fn words(view: &View) -> SharedMemoryRef<'static, [u64], ReadOnly> {
-    let pointer = core::ptr::slice_from_raw_parts_mut(view.vaddr as *mut u64, (view.size / 8) as usize);
-    // SAFETY: the client library mapped `view.size` bytes at `view.vaddr` in
-    // this protection domain's VSpace, inside capbuf's window that nothing else
-    // maps, and all access goes through volatile operations.
-    unsafe { SharedMemoryRef::new(NonNull::new(pointer).expect("window is not at 0")) }.read_only()
+/// Volatile access to the memory of attached buffers, as 64-bit words.
+///
+/// Another protection domain or a device may write the memory at any time, so
+/// every access is a volatile read or write. The view borrows the client, so
+/// the buffer cannot be detached or freed through it, nor its window reused,
+/// while the view lives. If the owner frees the buffer or withdraws the grant
+/// meanwhile, the mapping is gone and an access faults: it never reaches memory
+/// that was reused.
+pub trait Memory {
+    /// Read-only view of attached buffer `id`.
+    fn words(&self, id: BufferId) -> Option<SharedMemoryRef<'_, [u64], ReadOnly>>;
+    /// Writable view of attached buffer `id`, or `None` if the attachment is read-only.
+    fn words_mut(&mut self, id: BufferId) -> Option<SharedMemoryRef<'_, [u64]>>;
 }
 
-/// Writable volatile access, or `None` if the attachment is read-only.
-pub fn words_mut(view: &View) -> Option<SharedMemoryRef<'static, [u64]>> {
-    if !view.rights.can_write() {
-        return None;
-    }
+fn shared(view: &View) -> SharedMemoryRef<'static, [u64]> {
     let pointer = core::ptr::slice_from_raw_parts_mut(view.vaddr as *mut u64, (view.size / 8) as usize);
-    // SAFETY: as for `words`, and the mapping is writable.
-    Some(unsafe { SharedMemoryRef::new(NonNull::new(pointer).expect("window is not at 0")) })
+    // SAFETY: the client library mapped `view.size` bytes at `view.vaddr` in
+    // this protection domain's VSpace, inside capbuf's window, which nothing
+    // else maps; callers narrow the lifetime to a borrow of the client, which
+    // keeps the window slot reserved; all access is volatile.
+    unsafe { SharedMemoryRef::new(NonNull::new(pointer).expect("the window does not start at 0")) }
+}
+
+impl Memory for Capbuf {
+    fn words(&self, id: BufferId) -> Option<SharedMemoryRef<'_, [u64], ReadOnly>> {
+        self.view(id).map(|view| shared(&view).read_only())
+    }
+
+    fn words_mut(&mut self, id: BufferId) -> Option<SharedMemoryRef<'_, [u64]>> {
+        self.view(id).filter(|view| view.rights.can_write()).map(|view| shared(&view))
+    }
 }

@@ -4,7 +4,7 @@
 #![no_std]
 #![no_main]
 
-use capbuf_microkit::{words, BufferId};
+use capbuf_microkit::{BufferId, Memory};
 use capbuf_protocol::{Rights, PADDR_HIDDEN};
 use sel4_microkit::{debug_println, protection_domain, Channel, NullHandler};
 
@@ -22,7 +22,7 @@ fn init() -> NullHandler {
         other => debug_println!("consumer: FAIL: read-write attach gave {other:?}"),
     }
     let view = capbuf.attach(SHARED, Rights::ReadOnly).expect("attach read-only");
-    let memory = words(&view);
+    let memory = capbuf.words(SHARED).expect("attached");
     let good = (0..memory.as_ptr().len()).all(|i| memory.as_ptr().index(i).read() == 0xcafe_0000_0000_0000 | i as u64);
     let info = capbuf.info(SHARED).expect("info");
     if good && info.rights == Rights::ReadOnly && info.attachments == 2 && info.physical_address == PADDR_HIDDEN {

@@ -5,7 +5,7 @@
 #![no_std]
 #![no_main]
 
-use capbuf_microkit::{words, words_mut, AllocFlags, BufferId, Capbuf, ClientError, Error};
+use capbuf_microkit::{AllocFlags, BufferId, Capbuf, ClientError, Error, Memory};
 use capbuf_protocol::{Op, Rights, PAGE_SIZE};
 use sel4_microkit::{debug_println, protection_domain, Channel, MessageInfo, NullHandler};
 
@@ -39,10 +39,11 @@ fn dma(capbuf: &mut Capbuf) -> bool {
     let view = capbuf.attach(id, Rights::ReadWrite).expect("attach");
     let in_pool = (POOL_BASE..POOL_BASE + POOL_SIZE).contains(&info.physical_address);
     let aligned = info.physical_address % (1 << 16) == 0;
-    let mut memory = words_mut(&view).expect("writable");
+    let mut memory = capbuf.words_mut(id).expect("writable");
     let zero = (0..memory.as_ptr().len()).all(|i| memory.as_ptr().index(i).read() == 0);
     memory.as_mut_ptr().index(0).write(0xd1a);
     let ok = in_pool && aligned && zero && view.flags.uncached() && memory.as_ptr().index(0).read() == 0xd1a;
+    drop(memory);
     debug_println!(
         "driver: DMA buffer {id}: physical {:#x} (64 KiB aligned: {aligned}), mapped uncached at {:#x}, zeroed: {zero}",
         info.physical_address,
@@ -55,10 +56,10 @@ fn dma(capbuf: &mut Capbuf) -> bool {
 fn large(capbuf: &mut Capbuf) -> bool {
     let id = capbuf.alloc(16 << 20, 0, 0, 0).expect("alloc 16 MiB");
     let view = capbuf.attach(id, Rights::ReadWrite).expect("attach 16 MiB");
-    let mut memory = words_mut(&view).expect("writable");
+    let mut memory = capbuf.words_mut(id).expect("writable");
     let last = memory.as_ptr().len() - 1;
     memory.as_mut_ptr().index(last).write(16);
-    let ok = words(&view).as_ptr().index(last).read() == 16 && view.size == 16 << 20;
+    let ok = capbuf.words(id).expect("attached").as_ptr().index(last).read() == 16 && view.size == 16 << 20;
     let info = capbuf.info(id).expect("info");
     debug_println!(
         "driver: 16 MiB buffer attached with one call, page size 2^{}, last word written and read back",

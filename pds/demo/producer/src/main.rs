@@ -4,7 +4,7 @@
 #![no_std]
 #![no_main]
 
-use capbuf_microkit::{words_mut, BufferId, Capbuf};
+use capbuf_microkit::{BufferId, Capbuf, Memory};
 use capbuf_protocol::Rights;
 use sel4_microkit::{debug_println, protection_domain, Channel, ChannelSet, Handler, Infallible};
 
@@ -28,8 +28,7 @@ struct Producer {
 }
 
 fn fill(capbuf: &mut Capbuf, id: BufferId) {
-    let view = capbuf.view(id).expect("attached");
-    let mut words = words_mut(&view).expect("read-write");
+    let mut words = capbuf.words_mut(id).expect("attached read-write");
     for i in 0..words.as_ptr().len() {
         words.as_mut_ptr().index(i).write(pattern(i));
     }

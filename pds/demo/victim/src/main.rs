@@ -4,7 +4,7 @@
 #![no_std]
 #![no_main]
 
-use capbuf_microkit::{words, words_mut, BufferId};
+use capbuf_microkit::{BufferId, Memory};
 use capbuf_protocol::Rights;
 use sel4_microkit::{debug_println, protection_domain, Channel, NullHandler};
 
@@ -17,11 +17,11 @@ const DOOMED: BufferId = BufferId::new(1, 1);
 fn init() -> NullHandler {
     let mut capbuf = capbuf_microkit::connect(MEMSRV).expect("memsrv");
     let view = capbuf.attach(DOOMED, Rights::ReadWrite).expect("attach");
-    let memory = words(&view);
+    let mut memory = capbuf.words_mut(DOOMED).expect("attached read-write");
     let last = memory.as_ptr().len() - 1;
     let good = memory.as_ptr().index(0).read() == 0xcafe_0000_0000_0000
         && memory.as_ptr().index(last).read() == 0xcafe_0000_0000_0000 | last as u64;
-    words_mut(&view).expect("writable").as_mut_ptr().index(last).write(7);
+    memory.as_mut_ptr().index(last).write(7);
     if good {
         debug_println!("victim: attached {} bytes at {:#x}, contents verified, wrote to it", view.size, view.vaddr);
     } else {
