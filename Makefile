@@ -6,7 +6,8 @@
 #   make run         boot the demo in QEMU (Ctrl-A X quits)
 #   make qemu-test   boot the demo, wait for the success line, fail on any fault or panic
 #   make compose-test  check capbuf-compose refuses broken system.xml variants
-#   make bench       allocator benchmark table
+#   make bench       allocator benchmark table and kernel invocations per request
+#   make qemu-bench  every request in guest instructions, next to a null PPC (QEMU, -icount)
 #   make header      regenerate include/capbuf.h after changing the protocol
 #
 # Microkit conventions: MICROKIT_SDK, MICROKIT_BOARD, MICROKIT_CONFIG.
@@ -53,7 +54,7 @@ IMAGE := $(OUT)/loader.img
 PD_FLAGS := -Z build-std=core,alloc,compiler_builtins -Z build-std-features=compiler-builtins-mem \
             -Z unstable-options -Z json-target-spec --target support/aarch64-sel4-microkit.json --release
 
-.PHONY: all test host-test bench header image run qemu-test compose-test pds compose check-sdk clean
+.PHONY: all test host-test bench header image run qemu-test qemu-bench compose-test pds compose check-sdk clean
 all: host-test
 
 host-test:
@@ -95,6 +96,13 @@ compose:
 image: pds compose
 	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
 		--search-path $(PD_ELF_DIR) --output $(IMAGE) --report $(OUT)/report.txt system.xml
+
+$(OUT)/bench.img: pds compose
+	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
+		--search-path $(PD_ELF_DIR) --output $@ --report $(OUT)/bench-report.txt bench/system.xml
+
+qemu-bench: $(OUT)/bench.img
+	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-bench $< $(OUT)/bench.log
 
 run: image
 	$(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -nographic -serial mon:stdio \

@@ -14,13 +14,12 @@
 //! frame mappings into the caller's own VSpace.
 #![no_std]
 
-use capbuf_client::{RawReply, Sys};
 use capbuf_protocol::{Rights, CLIENT_ROOT_CPTR, MAX_MESSAGE_WORDS, ROOT_CNODE_BITS};
 use core::ptr::NonNull;
 use sel4_microkit::{Channel, MessageInfo};
 use sel4_shared_memory::{access::ReadOnly, SharedMemoryRef};
 
-pub use capbuf_client::{ClientError, View};
+pub use capbuf_client::{ClientError, RawReply, Sys, View};
 pub use capbuf_protocol::{AllocFlags, BufferId, Error, InfoReply, PoolInfoReply};
 
 /// Microkit-CNode slot of a protection domain's own VSpace.
