@@ -6,6 +6,7 @@
 //! [`protocol`] so the C ABI cannot drift from the Rust one.
 #![no_std]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub use capbuf_pool as pool;
 pub use capbuf_protocol as protocol;

@@ -9,6 +9,7 @@
 //! implements with seL4 calls and the tests with the host model.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use capbuf_protocol::{
     AllocFlags, AttachReply, BufferId, Error, HelloReply, InfoReply, Op, PoolInfoReply, Reply, Request, Rights,

@@ -12,6 +12,9 @@
 //! read and write memory through the mappings, and see a fault where the real
 //! system would fault. Memory contents are kept per 4 KiB page.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 use std::collections::BTreeMap;
 
 use capbuf_protocol::{Rights, ROOT_CNODE_BITS};

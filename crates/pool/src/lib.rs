@@ -21,6 +21,7 @@
 //! walk from the root (O(log P)), as is freeing.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 /// One block of the tree: node number `n` (root 1, children `2n`, `2n + 1`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -12,6 +12,7 @@
 //! the ABI: ops and errors carry explicit values, never declaration order.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod config;
 mod error;

@@ -22,22 +22,60 @@ pub const MAX_MESSAGE_WORDS: usize = 8;
 pub enum Request {
     /// See [`Op::Hello`].
     Hello,
-    /// See [`Op::Alloc`]. `align_bits` 0 means page alignment.
-    Alloc { size: u64, align_bits: u64, pool: u64, flags: u64 },
-    /// See [`Op::Attach`]. `rights` is the raw wire value.
-    Attach { id: BufferId, rights: u64 },
+    /// See [`Op::Alloc`].
+    Alloc {
+        /// Bytes; rounded up to whole pages.
+        size: u64,
+        /// Alignment of the first byte as a power of two; 0 means page alignment.
+        align_bits: u64,
+        /// Pool index.
+        pool: u64,
+        /// [`crate::AllocFlags`] bits.
+        flags: u64,
+    },
+    /// See [`Op::Attach`].
+    Attach {
+        /// The buffer.
+        id: BufferId,
+        /// Requested [`crate::Rights`], as on the wire.
+        rights: u64,
+    },
     /// See [`Op::Grant`].
-    Grant { id: BufferId, grantee: u64, rights: u64 },
+    Grant {
+        /// The buffer.
+        id: BufferId,
+        /// Client id of the grantee.
+        grantee: u64,
+        /// Most [`crate::Rights`] the grantee may attach with, as on the wire.
+        rights: u64,
+    },
     /// See [`Op::Info`].
-    Info { id: BufferId },
+    Info {
+        /// The buffer.
+        id: BufferId,
+    },
     /// See [`Op::Detach`].
-    Detach { id: BufferId },
+    Detach {
+        /// The buffer.
+        id: BufferId,
+    },
     /// See [`Op::Free`].
-    Free { id: BufferId },
+    Free {
+        /// The buffer.
+        id: BufferId,
+    },
     /// See [`Op::Ungrant`].
-    Ungrant { id: BufferId, grantee: u64 },
+    Ungrant {
+        /// The buffer.
+        id: BufferId,
+        /// Client id of the grantee.
+        grantee: u64,
+    },
     /// See [`Op::PoolInfo`].
-    PoolInfo { pool: u64 },
+    PoolInfo {
+        /// Pool index.
+        pool: u64,
+    },
 }
 
 /// Why a message could not be read as a request: always one of the decode errors.

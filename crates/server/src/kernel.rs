@@ -8,16 +8,22 @@ pub type Slot = u32;
 /// An object memsrv creates by retyping untyped memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Object {
-    /// An untyped region of `2^size_bits` bytes.
-    Untyped { size_bits: u32 },
+    /// An untyped region.
+    Untyped {
+        /// Its size, `2^size_bits` bytes.
+        size_bits: u32,
+    },
     /// A 4 KiB frame (`seL4_ARM_SmallPageObject`).
     SmallFrame,
     /// A 2 MiB frame (`seL4_ARM_LargePageObject`).
     LargeFrame,
     /// A page table (`seL4_ARM_PageTableObject`), 4 KiB.
     PageTable,
-    /// A CNode of `2^radix` slots (`seL4_CapTableObject`).
-    CNode { radix: u32 },
+    /// A CNode (`seL4_CapTableObject`).
+    CNode {
+        /// It has `2^radix` slots.
+        radix: u32,
+    },
 }
 
 impl Object {
@@ -44,9 +50,15 @@ pub const WORD_BITS: u32 = 64;
 pub enum CapRef {
     /// A table slot.
     Table(Slot),
-    /// Slot `index` of the CNode of `2^radix` slots (guard 0) whose capability
-    /// is in table slot `node`. The radix is the lookup depth the kernel needs.
-    InNode { node: Slot, radix: u32, index: u32 },
+    /// A slot of a CNode (guard 0) whose capability is in a table slot.
+    InNode {
+        /// Table slot of the CNode's capability.
+        node: Slot,
+        /// The CNode has `2^radix` slots: the lookup depth the kernel needs.
+        radix: u32,
+        /// Slot within the CNode.
+        index: u32,
+    },
 }
 
 /// The kernel refused an operation. memsrv never expects this: it validates

@@ -17,6 +17,7 @@
 //! frame capability derived from them in every CSpace.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod kernel;
 pub mod layout;
