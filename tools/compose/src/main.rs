@@ -20,6 +20,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use capbuf_protocol::CONFIG_WORDS;
+use capbuf_server::kernel::RETYPE_FAN_OUT_LIMIT;
 use microkit_tool::capdl::allocation::{simulate_capdl_object_alloc_algorithm, CapDLAllocEmulationErrorLevel};
 use microkit_tool::capdl::build_capdl_spec;
 use microkit_tool::capdl::initialiser::CapDLInitialiser;
@@ -149,6 +150,12 @@ fn run() -> Result<(), String> {
         .ok_or_else(|| format!("the SDK has no board '{}' with config '{}'", args.board, args.config))?;
     let dir = &selected.config_dir;
     let config = kernel_config(dir, &args.config)?;
+    if config.fan_out_limit < RETYPE_FAN_OUT_LIMIT as u64 {
+        return Err(format!(
+            "the kernel's retype fan-out limit is {}; memsrv retypes up to {RETYPE_FAN_OUT_LIMIT} objects at once",
+            config.fan_out_limit
+        ));
+    }
 
     let xml = fs::read_to_string(&args.system).map_err(|e| format!("cannot read {}: {e}", args.system.display()))?;
     let extension = extension::parse(&xml)?.ok_or("system.xml has no <capbuf> element")?;
