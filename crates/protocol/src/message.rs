@@ -411,3 +411,35 @@ mod tests {
         assert_eq!(Reply::decode(Op::Attach, 0, &[0; 7], 1), Err(Error::WrongLength), "rights 0 is invalid");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends, decoding returns a request or a decode
+        /// error, and a request re-encodes to exactly the message received.
+        #[test]
+        fn any_message_decodes_or_is_refused(label in prop_oneof![0u64..12, any::<u64>()],
+                                              words in prop::collection::vec(any::<u64>(), 0..12),
+                                              caps in 0usize..4) {
+            match Request::decode(label, &words, caps) {
+                Ok(request) => {
+                    let mut out = [0; MAX_MESSAGE_WORDS];
+                    let (l, n) = request.encode(&mut out);
+                    prop_assert_eq!((l, &out[..n]), (label, &words[..]));
+                    prop_assert_eq!(caps, 0);
+                }
+                Err(e) => prop_assert!(e.code() >= Error::DECODE_BASE),
+            }
+        }
+
+        /// A client decoding any reply gets a reply or an error, never a panic.
+        #[test]
+        fn any_reply_decodes_or_is_refused(op in 0usize..9, label in prop_oneof![Just(0u64), any::<u64>()],
+                                            words in prop::collection::vec(any::<u64>(), 0..10), caps in 0usize..3) {
+            let _ = Reply::decode(Op::ALL[op], label, &words, caps);
+        }
+    }
+}
