@@ -162,8 +162,7 @@ fn a_sixteen_mebibyte_buffer_attaches_in_one_call_with_eight_frames() {
     let world = std::rc::Rc::new(std::cell::RefCell::new(
         capbuf_server::Server::<_, { 2 << 13 }>::new(model, config_one_pool).unwrap(),
     ));
-    let mut port = Port2 { world: world.clone() };
-    let mut c = capbuf_client::Client::new(&mut port).unwrap();
+    let mut c = capbuf_client::Client::new(Port { world: world.clone(), client: 0 }).unwrap();
     let id = c.alloc(16 << 20, 0, 0, 0).unwrap();
     let before = world.borrow().kernel().counts;
     let view = c.attach(id, Rights::ReadWrite).unwrap();
@@ -172,44 +171,6 @@ fn a_sixteen_mebibyte_buffer_attaches_in_one_call_with_eight_frames() {
     assert_eq!(world.borrow().kernel().client_mappings(0).len(), 8);
     assert_eq!(after.copy - before.copy, 8 + 1, "eight frame copies and the guarded CNode");
     c.free(id).unwrap();
-}
-
-/// A port for a server with a bigger pool than the common one.
-struct Port2 {
-    world: std::rc::Rc<std::cell::RefCell<capbuf_server::Server<capbuf_model::Model, { 2 << 13 }>>>,
-}
-
-impl capbuf_client::Sys for &mut Port2 {
-    fn call(&mut self, label: u64, words: &[u64], receive_slot: Option<u64>) -> capbuf_client::RawReply {
-        let mut server = self.world.borrow_mut();
-        let outcome = server.handle(0, label, words, 0);
-        let mut raw = capbuf_client::RawReply { label: 0, words: [0; 8], length: 0, caps: 0 };
-        match outcome.result {
-            Ok(reply) => raw.length = reply.encode(&mut raw.words),
-            Err(error) => raw.label = error.code(),
-        }
-        if let (Some(cap), Some(slot)) = (outcome.cap, receive_slot) {
-            raw.caps = server.kernel_mut().receive(0, slot, cap).is_ok() as usize;
-        }
-        raw
-    }
-    fn map_page_table(&mut self, cptr: u64, vaddr: u64) -> Result<(), u64> {
-        self.world
-            .borrow_mut()
-            .kernel_mut()
-            .client_map_page_table(0, cptr >> 58, cptr & ((1 << 58) - 1), vaddr)
-            .map_err(|e| e.0)
-    }
-    fn map_frame(&mut self, cptr: u64, vaddr: u64, rights: Rights, _: bool) -> Result<(), u64> {
-        self.world
-            .borrow_mut()
-            .kernel_mut()
-            .client_map_frame(0, cptr >> 58, cptr & ((1 << 58) - 1), vaddr, rights)
-            .map_err(|e| e.0)
-    }
-    fn delete_root_slot(&mut self, slot: u64) {
-        self.world.borrow_mut().kernel_mut().client_delete(0, slot);
-    }
 }
 
 #[test]

@@ -47,13 +47,13 @@ pub fn world() -> World {
 }
 
 /// One client's kernel interface: PPCs go to the server, capabilities and
-/// mappings to the model.
-pub struct Port {
-    pub world: World,
+/// mappings to the model. `N` is the server's pool bound.
+pub struct Port<const N: usize = NODES> {
+    pub world: Rc<RefCell<Server<Model, N>>>,
     pub client: usize,
 }
 
-impl Sys for Port {
+impl<const N: usize> Sys for Port<N> {
     fn call(&mut self, label: u64, words: &[u64], receive_slot: Option<u64>) -> RawReply {
         let mut server = self.world.borrow_mut();
         let outcome = server.handle(self.client as u64, label, words, 0);
