@@ -174,7 +174,15 @@ impl Handler for Memsrv {
                 });
                 sel4::MessageInfo::new(0, 0, caps, length)
             }
-            Err(error) => sel4::MessageInfo::new(error.code(), 0, 0, 0),
+            Err(error) => {
+                if error == capbuf_protocol::Error::Kernel {
+                    debug_println!(
+                        "memsrv: ERROR: the kernel refused an operation memsrv expected to succeed (op {})",
+                        info.label()
+                    );
+                }
+                sel4::MessageInfo::new(error.code(), 0, 0, 0)
+            }
         };
         if freed_all {
             self.report_pools("all buffers freed");
