@@ -218,3 +218,32 @@ fn dormant_blocks_give_their_slots_back_when_the_table_runs_short() {
     }
     assert_pristine(&world);
 }
+
+/// A port whose capability transfers never arrive, as when the receive slot is unusable.
+struct Lossy(Port);
+
+impl capbuf_client::Sys for Lossy {
+    fn call(&mut self, label: u64, words: &[u64], _receive_slot: Option<u64>) -> capbuf_client::RawReply {
+        self.0.call(label, words, None)
+    }
+    fn map_page_table(&mut self, cptr: u64, vaddr: u64) -> Result<(), u64> {
+        self.0.map_page_table(cptr, vaddr)
+    }
+    fn map_frame(&mut self, cptr: u64, vaddr: u64, rights: Rights, cached: bool) -> Result<(), u64> {
+        self.0.map_frame(cptr, vaddr, rights, cached)
+    }
+    fn delete_root_slot(&mut self, slot: u64) {
+        self.0.delete_root_slot(slot)
+    }
+}
+
+#[test]
+fn an_attach_whose_capability_is_lost_is_given_back() {
+    let world = world();
+    let mut c = capbuf_client::Client::new(Lossy(Port { world: world.clone(), client: 0 })).unwrap();
+    let id = c.alloc(PAGE, 0, 0, 0).unwrap();
+    assert_eq!(c.attach(id, Rights::ReadWrite), Err(ClientError::Server(Error::UnexpectedCaps)));
+    assert_eq!(world.borrow().registry().get(id).unwrap().attachment_count(), 0, "memsrv's attachment was undone");
+    c.free(id).unwrap();
+    assert_pristine(&world);
+}

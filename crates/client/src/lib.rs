@@ -182,9 +182,15 @@ impl<S: Sys> Client<S> {
             .ok_or(ClientError::NoReceiveSlot)?;
         // A slot memsrv revoked is empty; one left over from a failed transfer is cleared.
         self.sys.delete_root_slot(receive_slot);
-        let reply = match call(&mut self.sys, Request::Attach { id, rights: rights as u64 }, Some(receive_slot))? {
-            (Reply::Attach(reply), _) => reply,
-            _ => return Err(ClientError::Server(Error::WrongLength)),
+        let reply = match call(&mut self.sys, Request::Attach { id, rights: rights as u64 }, Some(receive_slot)) {
+            Ok((Reply::Attach(reply), _)) => reply,
+            // memsrv attached us but the capability did not arrive (or the
+            // reply was malformed): give the attachment back.
+            Ok(_) | Err(ClientError::Server(Error::UnexpectedCaps | Error::WrongLength)) => {
+                self.undo_attach(id, receive_slot);
+                return Err(ClientError::Server(Error::UnexpectedCaps));
+            }
+            Err(error) => return Err(error),
         };
         let window_slots = (reply.large_frames + reply.page_tables) as usize;
         let Some(first) = self.find_window(window_slots) else {
