@@ -98,7 +98,7 @@ fn check_invariants(world: &World) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
     fn random_clients_never_break_the_invariants(steps in prop::collection::vec(step(), 1..120)) {
