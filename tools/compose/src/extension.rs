@@ -57,16 +57,15 @@ pub struct Resolved {
     pub pools: Vec<Pool>,
 }
 
-fn location(xml: &str, node: &roxmltree::Node) -> String {
+fn location(node: &roxmltree::Node) -> String {
     let pos = node.document().text_pos_at(node.range().start);
-    let _ = xml;
     format!("line {}, column {}", pos.row, pos.col)
 }
 
-fn number(xml: &str, node: &roxmltree::Node, name: &str, default: Option<u64>) -> Result<u64, String> {
+fn number(node: &roxmltree::Node, name: &str, default: Option<u64>) -> Result<u64, String> {
     match node.attribute(name) {
         None => default.ok_or_else(|| {
-            format!("system.xml {}: <{}> needs attribute '{name}'", location(xml, node), node.tag_name().name())
+            format!("system.xml {}: <{}> needs attribute '{name}'", location(node), node.tag_name().name())
         }),
         Some(text) => {
             let text = text.trim().replace('_', "");
@@ -74,17 +73,17 @@ fn number(xml: &str, node: &roxmltree::Node, name: &str, default: Option<u64>) -
                 Some(hex) => u64::from_str_radix(hex, 16),
                 None => text.parse(),
             };
-            parsed.map_err(|_| format!("system.xml {}: '{name}' is not a number: '{text}'", location(xml, node)))
+            parsed.map_err(|_| format!("system.xml {}: '{name}' is not a number: '{text}'", location(node)))
         }
     }
 }
 
-fn check_attributes(xml: &str, node: &roxmltree::Node, allowed: &[&str]) -> Result<(), String> {
+fn check_attributes(node: &roxmltree::Node, allowed: &[&str]) -> Result<(), String> {
     for attribute in node.attributes() {
         if !allowed.contains(&attribute.name()) {
             return Err(format!(
                 "system.xml {}: <{}> has no attribute '{}' (allowed: {})",
-                location(xml, node),
+                location(node),
                 node.tag_name().name(),
                 attribute.name(),
                 allowed.join(", ")
@@ -101,65 +100,59 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
     let mut elements = root.children().filter(|n| n.is_element() && n.tag_name().name() == "capbuf");
     let Some(node) = elements.next() else { return Ok(None) };
     if let Some(second) = elements.next() {
-        return Err(format!("system.xml {}: only one <capbuf> element is allowed", location(xml, &second)));
+        return Err(format!("system.xml {}: only one <capbuf> element is allowed", location(&second)));
     }
-    check_attributes(xml, &node, &["server", "table_bits"])?;
+    check_attributes(&node, &["server", "table_bits"])?;
     let server = node
         .attribute("server")
-        .ok_or_else(|| format!("system.xml {}: <capbuf> needs attribute 'server'", location(xml, &node)))?
+        .ok_or_else(|| format!("system.xml {}: <capbuf> needs attribute 'server'", location(&node)))?
         .to_string();
-    let table_bits = number(xml, &node, "table_bits", Some(12))?;
+    let table_bits = number(&node, "table_bits", Some(12))?;
     let mut pools = Vec::new();
     let mut clients = Vec::new();
     for child in node.children().filter(|n| n.is_element()) {
         match child.tag_name().name() {
             "pool" => {
-                check_attributes(xml, &child, &["name", "phys_addr", "size"])?;
-                let size = number(xml, &child, "size", None)?;
-                if !size.is_power_of_two() || size < 1 << PAGE_BITS || size > 1 << MAX_POOL_BITS {
+                check_attributes(&child, &["name", "phys_addr", "size"])?;
+                let size = number(&child, "size", None)?;
+                if !size.is_power_of_two() || !(1 << PAGE_BITS..=1 << MAX_POOL_BITS).contains(&size) {
                     return Err(format!(
                         "system.xml {}: pool size {size:#x} must be a power of two from 4 KiB to {} MiB",
-                        location(xml, &child),
+                        location(&child),
                         (1u64 << MAX_POOL_BITS) >> 20
                     ));
                 }
                 pools.push(Pool {
                     name: child.attribute("name").unwrap_or("pool").to_string(),
-                    physical_address: number(xml, &child, "phys_addr", None)?,
+                    physical_address: number(&child, "phys_addr", None)?,
                     size_bits: size.trailing_zeros() as u64,
                 });
             }
             "client" => {
-                check_attributes(
-                    xml,
-                    &child,
-                    &["pd", "id", "quota_bytes", "quota_buffers", "quota_attachments", "dma"],
-                )?;
+                check_attributes(&child, &["pd", "id", "quota_bytes", "quota_buffers", "quota_attachments", "dma"])?;
                 let dma = match child.attribute("dma") {
                     None | Some("false") => false,
                     Some("true") => true,
                     Some(other) => {
                         return Err(format!(
                             "system.xml {}: dma must be true or false, not '{other}'",
-                            location(xml, &child)
+                            location(&child)
                         ))
                     }
                 };
                 clients.push(Client {
                     pd: child
                         .attribute("pd")
-                        .ok_or_else(|| format!("system.xml {}: <client> needs attribute 'pd'", location(xml, &child)))?
+                        .ok_or_else(|| format!("system.xml {}: <client> needs attribute 'pd'", location(&child)))?
                         .to_string(),
-                    id: number(xml, &child, "id", None)?,
-                    quota_bytes: number(xml, &child, "quota_bytes", Some(16 << 20))?,
-                    quota_buffers: number(xml, &child, "quota_buffers", Some(16))?,
-                    quota_attachments: number(xml, &child, "quota_attachments", Some(16))?,
+                    id: number(&child, "id", None)?,
+                    quota_bytes: number(&child, "quota_bytes", Some(16 << 20))?,
+                    quota_buffers: number(&child, "quota_buffers", Some(16))?,
+                    quota_attachments: number(&child, "quota_attachments", Some(16))?,
                     dma,
                 });
             }
-            other => {
-                return Err(format!("system.xml {}: unknown element <{other}> in <capbuf>", location(xml, &child)))
-            }
+            other => return Err(format!("system.xml {}: unknown element <{other}> in <capbuf>", location(&child))),
         }
     }
     Ok(Some(Extension { server, table_bits, pools, clients, range: node.range() }))
