@@ -1,0 +1,108 @@
+//! Demo hostile client: thousands of random requests, raw and malformed, from
+//! a fixed-seed generator. Every reply must be success or a known error code,
+//! memsrv must keep serving, and once this client gives back what it got, the
+//! pool must be exactly as before.
+#![no_std]
+#![no_main]
+
+use capbuf_microkit::{BufferId, Error};
+use capbuf_protocol::{Op, MAX_MESSAGE_WORDS};
+use sel4_microkit::{debug_println, protection_domain, Channel, NullHandler};
+
+const MEMSRV: Channel = Channel::new(0);
+const REQUESTS: u32 = 3000;
+/// memsrv's endpoint as this PD holds it: sending it along makes the kernel
+/// transfer (unwrap) one capability, which memsrv must refuse.
+const MEMSRV_ENDPOINT_CPTR: u64 = 74;
+
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One raw PPC; returns the reply label and first word.
+fn call(label: u64, words: &[u64], send_cap: bool) -> (u64, u64) {
+    sel4::with_ipc_buffer_mut(|ipc| {
+        ipc.msg_regs_mut()[..words.len()].copy_from_slice(words);
+        ipc.caps_or_badges_mut()[0] = MEMSRV_ENDPOINT_CPTR;
+    });
+    let info = sel4::MessageInfo::new(label, 0, send_cap as usize, words.len());
+    let reply = MEMSRV.pp_call(sel4_microkit::MessageInfo::from_inner(info));
+    let first = sel4::with_ipc_buffer(|ipc| ipc.msg_regs()[0]);
+    (reply.inner().label(), first)
+}
+
+#[protection_domain]
+fn init() -> NullHandler {
+    let mut capbuf = capbuf_microkit::connect(MEMSRV).expect("memsrv");
+    let before = capbuf.pool_info(0).expect("pool").free;
+    let mut random = Random(0x5eed_cafe_f00d_d00d);
+    let mut mine: heapless::Vec<u64, 8> = heapless::Vec::new();
+    let (mut ok, mut refused, mut unknown) = (0u32, [0u32; 32], 0u32);
+    for _ in 0..REQUESTS {
+        // Labels are 52 bits wide in a seL4 message info.
+        let label = if random.below(8) == 0 { random.next() & ((1 << 52) - 1) } else { random.below(12) };
+        let valid_length = Op::try_from(label).map(|op| op.request_words()).unwrap_or(0);
+        let length =
+            if random.below(6) == 0 { random.below(MAX_MESSAGE_WORDS as u64 + 3) as usize } else { valid_length };
+        let mut words = [0u64; MAX_MESSAGE_WORDS + 2];
+        for word in &mut words[..length] {
+            *word = match random.below(6) {
+                0 => random.next(),
+                1 => BufferId::new(random.below(4) as u32, 1 + random.below(3) as u32).raw(),
+                2 => *mine.get(random.below(8) as usize).unwrap_or(&0),
+                3 => random.below(4) << 12,
+                _ => random.below(6),
+            };
+        }
+        let (reply, first) = call(label, &words[..length], random.below(20) == 0);
+        if reply == 0 {
+            ok += 1;
+            if label == Op::Alloc as u64 && length == 4 && mine.push(first).is_err() {
+                debug_println!("hostile: FAIL: more buffers than the quota allows");
+            }
+            if label == Op::Free as u64 {
+                mine.retain(|id| *id != words[0]);
+            }
+        } else if let Ok(error) = Error::try_from(reply) {
+            let index = if error.code() >= Error::DECODE_BASE {
+                24 + (error.code() - Error::DECODE_BASE)
+            } else {
+                error.code()
+            };
+            refused[index as usize % 32] += 1;
+        } else {
+            unknown += 1;
+        }
+    }
+    // Give back everything: detach (attachments made by raw calls had no
+    // receive slot, so memsrv still counts them) and free.
+    for id in mine.iter() {
+        let _ = call(Op::Detach as u64, &[*id], false);
+        let (label, _) = call(Op::Free as u64, &[*id], false);
+        if label != 0 {
+            debug_println!("hostile: FAIL: could not free my buffer {id:#x}: {label:#x}");
+        }
+    }
+    let after = capbuf.pool_info(0).map(|p| p.free);
+    let kinds = refused.iter().filter(|n| **n > 0).count();
+    if unknown == 0 && after == Ok(before) {
+        debug_println!(
+            "hostile: {REQUESTS} random requests: {ok} succeeded, {} refused with {kinds} different error codes, none unknown; memsrv still serving, pool back to {before} free bytes",
+            REQUESTS - ok
+        );
+    } else {
+        debug_println!("hostile: FAIL: {unknown} replies with unknown labels; pool free {after:?}, was {before}");
+    }
+    NullHandler::new()
+}
