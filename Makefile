@@ -1,60 +1,36 @@
 # capbuf build and test entry points.
 #
-#   make test        host tests, then the QEMU system test if a Microkit SDK is found
-#   make host-test   host tests only (offline, crates.io dependencies only)
-#   make image       build the demo system image (needs the SDK)
+#   make test        host tests, compose test and the QEMU system test
 #   make run         boot the demo in QEMU (Ctrl-A X quits)
+#   make host-test   host tests only (offline, crates.io dependencies only)
+#   make image       build the demo system image
+#   make memsrv      build only memsrv.elf, for your own system
 #   make qemu-test   boot the demo, wait for the success line, fail on any fault or panic
 #   make compose-test  check capbuf-compose refuses broken system.xml variants
+#   make setup       install/find what the system targets need and say what was chosen
 #   make bench       allocator benchmark table and kernel invocations per request
 #   make qemu-bench  every request in guest instructions, next to a null PPC (QEMU, -icount)
 #   make header      regenerate include/capbuf.h after changing the protocol
 #
-# Microkit conventions: MICROKIT_SDK, MICROKIT_BOARD, MICROKIT_CONFIG.
-# The SDK defaults to ~/microkit-sdk-2.3.0 (where the release tarball unpacks).
+# Microkit conventions: MICROKIT_SDK, MICROKIT_BOARD, MICROKIT_CONFIG. Every
+# system target first runs scripts/setup, which installs missing Debian
+# packages (as root), finds the SDK (MICROKIT_SDK, an offline bundle in
+# CAPBUF_OFFLINE or ../shared/offline, ~/microkit-sdk-2.3.0, or a checked
+# download) and the toolchain, and writes $(BUILD_DIR)/<board>-<config>/setup.mk.
 
-MICROKIT_SDK ?= $(HOME)/microkit-sdk-2.3.0
 MICROKIT_BOARD ?= qemu_virt_aarch64
 MICROKIT_CONFIG ?= debug
 BUILD_DIR ?= build
 QEMU ?= qemu-system-aarch64
 QEMU_TIMEOUT ?= 120
-
 CARGO ?= cargo
-# Protection domains need a nightly rustc with rust-src (-Zbuild-std). By
-# default that is the toolchain pinned in pds/rust-toolchain.toml. Without it,
-# a distribution rustc with its std sources works too: `make RUSTC=/usr/bin/rustc`.
-# That is picked automatically when the pinned nightly is missing and Debian's
-# rust-web-src is installed.
-PINNED_TOOLCHAIN := $(shell sed -n 's/^channel = "\(.*\)"/\1/p' pds/rust-toolchain.toml)
-ifeq ($(origin RUSTC),undefined)
-  ifeq ($(shell rustup toolchain list 2>/dev/null | grep -c '^$(PINNED_TOOLCHAIN)'),0)
-    ifneq ($(wildcard /usr/lib/rustlib/src/rust/library/core),)
-      RUSTC := /usr/bin/rustc
-    endif
-  endif
-endif
-ifneq ($(RUSTC),)
-  # A rustc that is not the pinned nightly: unlock -Z flags, let rustup's
-  # cargo run with any installed toolchain, and link with ld.lld (such
-  # distributions ship no rust-lld).
-  PD_ENV := RUSTC=$(RUSTC) RUSTC_BOOTSTRAP=1 RUSTUP_TOOLCHAIN=$(or $(RUSTUP_TOOLCHAIN),stable)
-  LINKER ?= $(firstword $(shell command -v ld.lld ld.lld-16 ld.lld-17 ld.lld-18 2>/dev/null))
-endif
-ifneq ($(LINKER),)
-  PD_ENV += CARGO_TARGET_AARCH64_SEL4_MICROKIT_LINKER=$(LINKER)
-endif
 
-SDK_CONFIG_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 OUT := $(BUILD_DIR)/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
-PD_TARGET_DIR := $(abspath $(OUT))/pds
-PD_ELF_DIR := $(PD_TARGET_DIR)/aarch64-sel4-microkit/release
-COMPOSE := tools/compose/target/release/capbuf-compose
-IMAGE := $(OUT)/loader.img
-PD_FLAGS := -Z build-std=core,alloc,compiler_builtins -Z build-std-features=compiler-builtins-mem \
-            -Z unstable-options -Z json-target-spec --target support/aarch64-sel4-microkit.json --release
+SETUP_MK := $(OUT)/setup.mk
+SETUP := scripts/setup --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) --output $(SETUP_MK)
+SYSTEM_TARGETS := check-sdk pds memsrv compose image run qemu-test compose-test qemu-bench
 
-.PHONY: all test host-test bench header image run qemu-test qemu-bench compose-test pds compose check-sdk clean
+.PHONY: all test host-test bench header setup $(SYSTEM_TARGETS) clean
 all: host-test
 
 host-test:
@@ -66,29 +42,66 @@ bench:
 header:
 	CAPBUF_UPDATE_HEADER=1 $(CARGO) build
 
+clean:
+	rm -rf $(BUILD_DIR) target pds/target tools/compose/target
+
+ifeq ($(CAPBUF_SETUP_DONE),)
+# First pass: set up, then run the system target again with the fragment.
+setup:
+	@$(SETUP)
+
+$(SYSTEM_TARGETS):
+	@$(SETUP)
+	@$(MAKE) --no-print-directory CAPBUF_SETUP_DONE=1 $@
+
+# Host tests always; the system tests unless the SDK cannot be had here (no
+# bundle, no network): then say loudly what did not run and how to get it.
+# With an offline bundle present a failed set-up fails the test.
 test: host-test
-	@if [ -d "$(SDK_CONFIG_DIR)" ]; then \
-		$(MAKE) --no-print-directory compose-test qemu-test; \
-	else \
+	@$(SETUP); status=$$?; \
+	if [ $$status -eq 0 ]; then \
+		$(MAKE) --no-print-directory CAPBUF_SETUP_DONE=1 compose-test qemu-test; \
+	elif [ $$status -eq 3 ]; then \
 		echo; \
 		echo "=================================================================="; \
-		echo "SKIPPED: no Microkit SDK at $(MICROKIT_SDK) (board $(MICROKIT_BOARD), config $(MICROKIT_CONFIG))."; \
-		echo "         The QEMU system test did not run. Set MICROKIT_SDK to run it."; \
+		echo "SKIPPED: the Microkit SDK or the packages for $(MICROKIT_BOARD) could not be set up"; \
+		echo "         (see the setup lines above). These tests did not run:"; \
+		echo "           - compose-test: capbuf-compose accepts system.xml, refuses broken variants"; \
+		echo "           - qemu-test: the demo system booted on seL4 in QEMU"; \
+		echo "         Only the host tests ran. Get the SDK and run make test again."; \
 		echo "=================================================================="; \
+	else \
+		exit $$status; \
 	fi
+else
+include $(SETUP_MK)
+# Second pass: scripts/setup has chosen the SDK, rustc, linker and git sources.
+SDK_CONFIG_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
+PD_TARGET_DIR := $(abspath $(OUT))/pds
+PD_ELF_DIR := $(PD_TARGET_DIR)/aarch64-sel4-microkit/release
+COMPOSE := tools/compose/target/release/capbuf-compose
+IMAGE := $(OUT)/loader.img
+PD_FLAGS := -Z build-std=core,alloc,compiler_builtins -Z build-std-features=compiler-builtins-mem \
+            -Z unstable-options -Z json-target-spec --target support/aarch64-sel4-microkit.json --release
+# RUSTC is set by the fragment when the pinned nightly is missing: a
+# distribution rustc with its sources, -Z flags unlocked, rustup's cargo run
+# with any installed toolchain, and the system's ld.lld.
+ifneq ($(RUSTC),)
+  PD_ENV := RUSTC=$(RUSTC) RUSTC_BOOTSTRAP=1 RUSTUP_TOOLCHAIN=$(or $(RUSTUP_TOOLCHAIN),stable) \
+            CARGO_TARGET_AARCH64_SEL4_MICROKIT_LINKER=$(CAPBUF_LINKER)
+endif
+PD_BUILD = cd pds && env $(PD_ENV) SEL4_INCLUDE_DIRS=$(abspath $(SDK_CONFIG_DIR))/include \
+		$(CARGO) build $(PD_FLAGS) --target-dir $(PD_TARGET_DIR)
 
 check-sdk:
-ifeq ($(wildcard $(MICROKIT_SDK)/VERSION),)
-	$(error MICROKIT_SDK ($(MICROKIT_SDK)) is not a Microkit SDK; download microkit-sdk-2.3.0 and set MICROKIT_SDK)
-endif
-ifeq ($(wildcard $(SDK_CONFIG_DIR)),)
-	$(error the SDK at $(MICROKIT_SDK) has no board '$(MICROKIT_BOARD)' with config '$(MICROKIT_CONFIG)')
-endif
-	@true
+	@echo "Microkit SDK $(MICROKIT_SDK) ($(CAPBUF_SDK_FROM)), board $(MICROKIT_BOARD), config $(MICROKIT_CONFIG): ready"
 
-pds: check-sdk
-	cd pds && env $(PD_ENV) SEL4_INCLUDE_DIRS=$(abspath $(SDK_CONFIG_DIR))/include \
-		$(CARGO) build $(PD_FLAGS) --target-dir $(PD_TARGET_DIR)
+pds:
+	$(PD_BUILD)
+
+memsrv:
+	$(PD_BUILD) -p memsrv
+	@echo "memsrv.elf: $(PD_ELF_DIR)/memsrv.elf"
 
 compose:
 	$(CARGO) build --release --manifest-path tools/compose/Cargo.toml
@@ -105,7 +118,7 @@ qemu-bench: $(OUT)/bench.img
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-bench $< $(OUT)/bench.log
 
 run: image
-	$(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -nographic -serial mon:stdio \
+	$(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -nographic -nic none -serial mon:stdio \
 		-device loader,file=$(IMAGE),addr=0x70000000,cpu-num=0 -m size=2G
 
 qemu-test: image
@@ -113,6 +126,4 @@ qemu-test: image
 
 compose-test: pds compose
 	MICROKIT_SDK=$(MICROKIT_SDK) scripts/compose-test $(COMPOSE) $(PD_ELF_DIR) $(MICROKIT_BOARD) $(MICROKIT_CONFIG)
-
-clean:
-	rm -rf $(BUILD_DIR) target pds/target tools/compose/target
+endif
