@@ -1,4 +1,11 @@
 //! Every error code a client can provoke, each leaving memsrv's state unchanged.
+//!
+//! Buffer ids are no oracle. A client with no right to a buffer (neither its
+//! owner nor a grantee) gets `UNKNOWN_BUFFER` for every op on its id, whether
+//! the buffer is live, was freed or never existed. `STALE_BUFFER` is kept for
+//! clients that had a right to the buffer when it was freed (the owner's
+//! double free, a grantee's old id); `NOT_OWNER` and `NOT_ATTACHED` only for
+//! clients that may know the buffer. `NOT_GRANTED` is never sent any more.
 
 mod common;
 
@@ -67,15 +74,18 @@ fn ids_rights_and_ownership() {
     assert_eq!(refused(&w, 0, attach, &[BufferId::new(99, 1).raw(), RW], 0), Error::UnknownBuffer);
     assert_eq!(refused(&w, 0, attach, &[BufferId::new(id.index(), 2).raw(), RW], 0), Error::UnknownBuffer);
     assert_eq!(refused(&w, 0, attach, &[BufferId::new(100_000, 1).raw(), RW], 0), Error::UnknownBuffer);
-    assert_eq!(refused(&w, 1, attach, &[raw, RO], 0), Error::NotGranted);
-    assert_eq!(refused(&w, 1, Op::Info as u64, &[raw], 0), Error::NotGranted);
-    assert_eq!(refused(&w, 1, Op::Free as u64, &[raw], 0), Error::NotOwner);
-    assert_eq!(refused(&w, 1, Op::Grant as u64, &[raw, 12, RO], 0), Error::NotOwner);
+    assert_eq!(refused(&w, 1, attach, &[raw, RO], 0), Error::UnknownBuffer, "no oracle: see no_id_oracle");
+    assert_eq!(refused(&w, 1, Op::Info as u64, &[raw], 0), Error::UnknownBuffer);
+    assert_eq!(refused(&w, 1, Op::Free as u64, &[raw], 0), Error::UnknownBuffer);
+    assert_eq!(refused(&w, 1, Op::Grant as u64, &[raw, 12, RO], 0), Error::UnknownBuffer);
     assert_eq!(refused(&w, 0, Op::Grant as u64, &[raw, 10, RO], 0), Error::InvalidGrantee, "self");
     assert_eq!(refused(&w, 0, Op::Grant as u64, &[raw, 77, RO], 0), Error::InvalidGrantee);
     assert_eq!(refused(&w, 0, Op::Grant as u64, &[raw, 11, 5], 0), Error::InvalidRights);
     assert_eq!(refused(&w, 0, Op::Ungrant as u64, &[raw, 11], 0), Error::NotGrantee);
     ok(&w, 0, Op::Grant, &[raw, 11, RO]);
+    assert_eq!(refused(&w, 1, Op::Free as u64, &[raw], 0), Error::NotOwner, "a grantee knows the buffer");
+    assert_eq!(refused(&w, 1, Op::Grant as u64, &[raw, 12, RO], 0), Error::NotOwner);
+    assert_eq!(refused(&w, 1, Op::Ungrant as u64, &[raw, 12], 0), Error::NotOwner);
     assert_eq!(refused(&w, 1, attach, &[raw, RW], 0), Error::RightsEscalation);
     assert_eq!(refused(&w, 1, Op::Detach as u64, &[raw], 0), Error::NotAttached);
     assert!(w.borrow_mut().handle(1, attach, &[raw, RO], 0).cap.is_some());
@@ -88,6 +98,68 @@ fn ids_rights_and_ownership() {
     assert_eq!(refused(&w, 1, attach, &[raw, RO], 0), Error::StaleBuffer);
     assert_eq!(refused(&w, 1, Op::Detach as u64, &[raw], 0), Error::StaleBuffer);
     ok(&w, 0, Op::Free, &[read_only.raw()]);
+    assert_pristine(&w);
+}
+
+#[test]
+fn no_id_oracle() {
+    let w = world();
+    let (owner, grantee, outsider) = (0, 1, 2);
+    let live = alloc(&w, owner, 4096, 0, 0);
+    ok(&w, owner, Op::Grant, &[live.raw(), 11, RO]);
+    let freed = alloc(&w, owner, 4096, 0, 0);
+    ok(&w, owner, Op::Grant, &[freed.raw(), 11, RW]);
+    assert!(w.borrow_mut().handle(grantee, Op::Attach as u64, &[freed.raw(), RO], 0).cap.is_some());
+    ok(&w, owner, Op::Free, &[freed.raw()]);
+    let withdrawn = alloc(&w, owner, 4096, 0, 0);
+    ok(&w, owner, Op::Grant, &[withdrawn.raw(), 11, RO]);
+    ok(&w, owner, Op::Ungrant, &[withdrawn.raw(), 11]);
+    let never = BufferId::new(99, 1);
+    let unissued_generation = BufferId::new(live.index(), live.generation() + 1);
+
+    let ops = |id: BufferId| {
+        let raw = id.raw();
+        [
+            (Op::Attach, vec![raw, RO]),
+            (Op::Info, vec![raw]),
+            (Op::Detach, vec![raw]),
+            (Op::Free, vec![raw]),
+            (Op::Grant, vec![raw, 12, RO]),
+            (Op::Ungrant, vec![raw, 11]),
+        ]
+    };
+    // The outsider cannot tell a live buffer from a freed or never-issued id.
+    for id in [live, freed, withdrawn, never, unissued_generation] {
+        for (op, words) in ops(id) {
+            assert_eq!(refused(&w, outsider, op as u64, &words, 0), Error::UnknownBuffer, "{op:?} on {id}");
+        }
+    }
+    // A grantee whose grant was withdrawn is an outsider again, before and after the free.
+    for (op, words) in ops(withdrawn) {
+        assert_eq!(refused(&w, grantee, op as u64, &words, 0), Error::UnknownBuffer, "{op:?} on {withdrawn}");
+    }
+    ok(&w, owner, Op::Free, &[withdrawn.raw()]);
+    for (op, words) in ops(withdrawn) {
+        assert_eq!(refused(&w, grantee, op as u64, &words, 0), Error::UnknownBuffer, "{op:?} on {withdrawn}");
+        assert_eq!(refused(&w, owner, op as u64, &words, 0), Error::StaleBuffer, "{op:?} on {withdrawn}");
+    }
+    // Those who had a right to the freed buffer are told it is stale.
+    for (op, words) in ops(freed) {
+        assert_eq!(refused(&w, owner, op as u64, &words, 0), Error::StaleBuffer, "{op:?}: the owner's double free");
+        assert_eq!(refused(&w, grantee, op as u64, &words, 0), Error::StaleBuffer, "{op:?}: a grantee's old id");
+    }
+    // Ids that never existed are unknown to everyone.
+    for id in [never, unissued_generation] {
+        for client in [owner, grantee] {
+            for (op, words) in ops(id) {
+                assert_eq!(refused(&w, client, op as u64, &words, 0), Error::UnknownBuffer, "{op:?} on {id}");
+            }
+        }
+    }
+    // A grantee of the live buffer knows it exists: owner-only ops say so.
+    assert_eq!(refused(&w, grantee, Op::Free as u64, &[live.raw()], 0), Error::NotOwner);
+    assert_eq!(refused(&w, grantee, Op::Detach as u64, &[live.raw()], 0), Error::NotAttached);
+    ok(&w, owner, Op::Free, &[live.raw()]);
     assert_pristine(&w);
 }
 

@@ -8,7 +8,7 @@
 mod common;
 
 use capbuf_client::ClientError;
-use capbuf_protocol::{Error, Rights, PAGE_BITS};
+use capbuf_protocol::{BufferId, Error, Rights, PAGE_BITS};
 use common::*;
 use proptest::prelude::*;
 
@@ -44,6 +44,29 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(client, label, words)| Step::Garbage { client, label, words }),
         1 => Just(Step::Reclaim),
     ]
+}
+
+/// Whether `client` may learn that buffer `id` exists: it owns it or holds a grant.
+fn knows(world: &World, client: usize, id: BufferId) -> bool {
+    world.borrow().registry().get(id).is_ok_and(|b| b.owner == client || b.grants[client].is_some())
+}
+
+/// What memsrv must tell `client` about the freed `id`: stale if the client
+/// had a right to it when it was freed (and, as memsrv remembers the last 32
+/// such generations of each slot per client, it is among them), else unknown.
+fn freed_error(freed: &[(BufferId, [bool; 3])], client: usize, id: BufferId) -> Error {
+    let known = freed.iter().any(|(f, who)| *f == id && who[client]);
+    let newest = freed
+        .iter()
+        .filter(|(f, who)| f.index() == id.index() && who[client])
+        .map(|(f, _)| f.generation())
+        .max()
+        .unwrap_or(0);
+    if known && newest - id.generation() < 32 {
+        Error::StaleBuffer
+    } else {
+        Error::UnknownBuffer
+    }
 }
 
 fn check_invariants(world: &World) -> Result<(), TestCaseError> {
@@ -104,8 +127,9 @@ proptest! {
     fn random_clients_never_break_the_invariants(steps in prop::collection::vec(step(), 1..120)) {
         let world = world_with(config(6 << 20, 6, 6));
         let mut clients = [client(&world, 0), client(&world, 1), client(&world, 2)];
-        let mut buffers: Vec<(capbuf_protocol::BufferId, usize)> = Vec::new();
-        let mut freed = Vec::new();
+        let mut buffers: Vec<(BufferId, usize)> = Vec::new();
+        // Freed ids in order, with which clients had a right to each when it was freed.
+        let mut freed: Vec<(BufferId, [bool; 3])> = Vec::new();
         for step in steps {
             let pick = |i: usize| if buffers.is_empty() { None } else { Some(buffers[i % buffers.len()]) };
             match step {
@@ -122,9 +146,12 @@ proptest! {
                 }
                 Step::Attach { client, buffer, write } => if let Some((id, _)) = pick(buffer) {
                     let rights = if write { Rights::ReadWrite } else { Rights::ReadOnly };
+                    let known = knows(&world, client, id);
                     match clients[client].attach(id, rights) {
-                        Ok(view) => prop_assert!(view.rights.within(rights)),
-                        Err(ClientError::Server(_)) => {}
+                        Ok(view) => prop_assert!(known && view.rights.within(rights)),
+                        Err(ClientError::Server(error)) => {
+                            prop_assert!(known || error == Error::UnknownBuffer, "{:?} told an outsider", error);
+                        }
                         Err(other) => prop_assert!(false, "library failure {:?}", other),
                     }
                 },
@@ -139,13 +166,16 @@ proptest! {
                     let _ = clients[client].detach(id);
                 },
                 Step::Free { client, buffer } => if let Some((id, owner)) = pick(buffer) {
+                    let known = [0, 1, 2].map(|c| knows(&world, c, id));
                     let result = clients[client].free(id);
                     if client == owner {
                         prop_assert_eq!(result, Ok(()));
                         buffers.retain(|(b, _)| *b != id);
-                        freed.push(id);
-                    } else {
+                        freed.push((id, known));
+                    } else if known[client] {
                         prop_assert_eq!(result, Err(ClientError::Server(Error::NotOwner)));
+                    } else {
+                        prop_assert_eq!(result, Err(ClientError::Server(Error::UnknownBuffer)));
                     }
                 },
                 Step::Touch { client, buffer, page } => if let Some((id, _)) = pick(buffer) {
@@ -159,10 +189,15 @@ proptest! {
                         }
                     }
                 },
-                Step::Stale { client, which } => if !freed.is_empty() {
-                    let id = freed[which % freed.len()];
-                    prop_assert_eq!(clients[client].info(id), Err(ClientError::Server(Error::StaleBuffer)));
-                    prop_assert_eq!(clients[client].free(id), Err(ClientError::Server(Error::StaleBuffer)));
+                Step::Stale { client, which } => {
+                    if !freed.is_empty() {
+                        let id = freed[which % freed.len()].0;
+                        let expected = ClientError::Server(freed_error(&freed, client, id));
+                        prop_assert_eq!(clients[client].info(id).err(), Some(expected));
+                        prop_assert_eq!(clients[client].free(id).err(), Some(expected));
+                    }
+                    let never = BufferId::new(which as u32 % 256, 1 << 30);
+                    prop_assert_eq!(clients[client].info(never), Err(ClientError::Server(Error::UnknownBuffer)));
                 },
                 Step::Garbage { client, label, words } => {
                     let _ = world.borrow_mut().handle(client as u64, label, &words, 0);
@@ -175,9 +210,10 @@ proptest! {
             clients[owner].free(id).unwrap();
         }
         for (c, client) in clients.iter_mut().enumerate() {
-            for id in freed.iter() {
-                if client.view(*id).is_some() {
-                    prop_assert_eq!(client.detach(*id), Err(ClientError::Server(Error::StaleBuffer)), "client {}", c);
+            for &(id, _) in freed.iter() {
+                if client.view(id).is_some() {
+                    prop_assert_eq!(client.detach(id), Err(ClientError::Server(freed_error(&freed, c, id))), "client {}", c);
+                    prop_assert!(client.view(id).is_none(), "the library tidied its view");
                 }
             }
         }

@@ -484,8 +484,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     }
 
     fn info(&self, client: usize, id: BufferId) -> Result<InfoReply, Error> {
-        let buffer = self.registry.get(id)?;
-        let rights = buffer.allowed(client).ok_or(Error::NotGranted)?;
+        let buffer = self.registry.get_for(client, id)?;
+        let rights = buffer.allowed(client).ok_or(Error::UnknownBuffer)?;
         let layout = FrameLayout::for_pages(buffer.data.pages);
         let dma = self.client(client).dma;
         Ok(InfoReply {
@@ -501,8 +501,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     }
 
     fn attach(&mut self, client: usize, id: BufferId, rights: u64) -> Result<(AttachReply, Slot), Error> {
-        let buffer = self.registry.get(id)?;
-        let allowed = buffer.allowed(client).ok_or(Error::NotGranted)?;
+        let buffer = self.registry.get_for(client, id)?;
+        let allowed = buffer.allowed(client).ok_or(Error::UnknownBuffer)?;
         let rights = Rights::try_from(rights).map_err(|_| Error::InvalidRights)?;
         if !rights.within(allowed) {
             return Err(Error::RightsEscalation);
@@ -572,7 +572,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     }
 
     fn detach(&mut self, client: usize, id: BufferId) -> Result<(), Error> {
-        let buffer = self.registry.get(id)?;
+        let buffer = self.registry.get_for(client, id)?;
         if buffer.attachments[client].is_none() {
             return Err(Error::NotAttached);
         }
@@ -580,7 +580,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     }
 
     fn free(&mut self, client: usize, id: BufferId) -> Result<(), Error> {
-        let buffer = self.registry.get(id)?;
+        let buffer = self.registry.get_for(client, id)?;
         if buffer.owner != client {
             return Err(Error::NotOwner);
         }
@@ -604,7 +604,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     }
 
     fn grantee(&self, client: usize, id: BufferId, grantee: u64) -> Result<usize, Error> {
-        let buffer = self.registry.get(id)?;
+        let buffer = self.registry.get_for(client, id)?;
         if buffer.owner != client {
             return Err(Error::NotOwner);
         }
