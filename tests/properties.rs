@@ -73,13 +73,45 @@ fn check_invariants(world: &World) -> Result<(), TestCaseError> {
     let server = world.borrow();
     let model = server.kernel();
     prop_assert!(model.overlapping_frames().is_empty(), "frames overlap");
+    let reserves = server.reserves();
     for (p, &(_, bits)) in POOLS.iter().enumerate() {
-        let mut used = 0;
-        for (_, b) in server.registry().iter().filter(|(_, b)| b.pool == p) {
-            used += b.data.pages + b.meta.pages;
-            used += b.attachments.iter().flatten().map(|a| a.meta.pages).sum::<u64>();
+        let data: u64 = server.registry().iter().filter(|(_, b)| b.pool == p).map(|(_, b)| b.data.pages).sum();
+        let reserved: u64 = reserves.iter().filter(|(_, r)| r.pool == p).map(|(_, r)| r.block.pages).sum();
+        prop_assert_eq!(reserved << PAGE_BITS, server.reserved_bytes(p).unwrap());
+        prop_assert_eq!(
+            server.free_bytes(p).unwrap() + ((data + reserved) << PAGE_BITS),
+            1 << bits,
+            "pool {} bytes conserved: free, buffers and reserves",
+            p
+        );
+    }
+    // Metadata lives in reserve blocks only: a master CNode in its owner's, an
+    // attachment in the attaching client's, one per block, and every block in
+    // use holds exactly one.
+    let mut holders = vec![0usize; reserves.iter().count()];
+    for (_, b) in server.registry().iter() {
+        let block = reserves.get(b.meta).unwrap();
+        prop_assert!(block.client == b.owner && block.in_use, "master CNode outside its owner's reserve");
+        holders[b.meta] += 1;
+        for (c, a) in b.attachments.iter().enumerate() {
+            if let Some(a) = a {
+                let block = reserves.get(a.meta).unwrap();
+                prop_assert!(block.client == c && block.in_use, "attachment outside its client's reserve");
+                holders[a.meta] += 1;
+            }
         }
-        prop_assert_eq!(server.free_bytes(p).unwrap() + (used << PAGE_BITS), 1 << bits, "pool {} bytes conserved", p);
+    }
+    for (index, block) in reserves.iter() {
+        prop_assert_eq!(holders[index], block.in_use as usize, "reserve block {} held {} times", index, holders[index]);
+        let start = POOLS[block.pool].0 + (block.block.offset << PAGE_BITS);
+        prop_assert_eq!(start % (block.block.pages << PAGE_BITS), 0, "naturally aligned");
+    }
+    for (address, size_bits) in model.metadata_objects() {
+        let inside = reserves.iter().any(|(_, r)| {
+            let start = POOLS[r.pool].0 + (r.block.offset << PAGE_BITS);
+            r.in_use && address >= start && address + (1 << size_bits) <= start + (r.block.pages << PAGE_BITS)
+        });
+        prop_assert!(inside, "a CNode or page table at {:#x} is outside the reserves in use", address);
     }
     for c in 0..3 {
         let quota = server.config().clients[c].unwrap();
@@ -91,6 +123,8 @@ fn check_invariants(world: &World) -> Result<(), TestCaseError> {
         prop_assert_eq!(usage.attachments, attached);
         prop_assert!(usage.bytes <= quota.quota_bytes && usage.buffers <= quota.quota_buffers);
         prop_assert!(usage.attachments <= quota.quota_attachments);
+        let in_use = reserves.of(c).filter(|&i| reserves.get(i).unwrap().in_use).count() as u64;
+        prop_assert_eq!(in_use, usage.buffers + usage.attachments, "client {}'s reserve blocks in use", c);
         let allowed = |address: u64, size_bits: u32, rights: Rights| {
             server.registry().iter().any(|(_, b)| {
                 let start = server.physical_address(b);
@@ -154,6 +188,14 @@ proptest! {
                         Err(ClientError::Server(_)) if held => {}
                         Err(ClientError::Server(error)) => {
                             prop_assert!(known || error == Error::UnknownBuffer, "{:?} told an outsider", error);
+                            // The metadata comes from the client's reserve: however
+                            // full the pools, an attach is refused only for the
+                            // client's own reasons.
+                            prop_assert!(
+                                !matches!(error, Error::OutOfMemory | Error::OutOfSlots | Error::Kernel),
+                                "attach refused with {:?}",
+                                error
+                            );
                         }
                         Err(other) => prop_assert!(false, "library failure {:?}", other),
                     }

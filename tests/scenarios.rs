@@ -171,6 +171,7 @@ fn a_sixteen_mebibyte_buffer_attaches_in_one_call_with_eight_frames() {
     let model = capbuf_model::Model::new(12, &[(0x4000_0000, 25)], 3);
     let mut config_one_pool = config.clone();
     config_one_pool.pools[1] = None;
+    config_one_pool.pools[2] = None;
     let world = std::rc::Rc::new(std::cell::RefCell::new(
         capbuf_server::Server::<_, { 2 << 13 }>::new(model, config_one_pool).unwrap(),
     ));
@@ -218,7 +219,7 @@ fn freeing_keeps_blocks_split_so_reuse_zeroes_only_what_was_used() {
 
 #[test]
 fn dormant_blocks_give_their_slots_back_when_the_table_runs_short() {
-    let mut small = config(1 << 30, 1000, 1000);
+    let mut small = config(1 << 30, 1, 1);
     small.table_bits = 7;
     let world = world_with(small);
     let mut c = client(&world, 0);

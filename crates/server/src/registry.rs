@@ -13,8 +13,9 @@ pub const MAX_BUFFERS: usize = 128;
 pub struct Attachment {
     /// Rights of the frame capabilities it holds.
     pub rights: Rights,
-    /// Untyped block holding its CNode and page table.
-    pub meta: Allocation,
+    /// Block of the attaching client's reserve holding its CNode and page
+    /// table (an index into [`crate::Reserves`]).
+    pub meta: usize,
     /// Table slot of the guarded CNode capability sent to the client.
     pub cnode: Slot,
 }
@@ -28,8 +29,9 @@ pub struct Buffer {
     pub pool: usize,
     /// The buffer's pages.
     pub data: Allocation,
-    /// Untyped block holding the master CNode.
-    pub meta: Allocation,
+    /// Block of the owner's reserve holding the master CNode (an index into
+    /// [`crate::Reserves`]).
+    pub meta: usize,
     /// Table slot of the master CNode, which holds the original frame capabilities.
     pub master: Slot,
     /// Allocation flags.
@@ -216,7 +218,7 @@ mod tests {
             owner: 0,
             pool: 0,
             data: a,
-            meta: a,
+            meta: 0,
             master: 9,
             flags: AllocFlags::default(),
             grants: [None; MAX_CLIENTS],
