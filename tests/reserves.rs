@@ -104,6 +104,40 @@ fn a_full_reserve_serves_every_attachment_and_buffer_the_quotas_allow() {
     assert_pristine(&world);
 }
 
+/// Issue 9: four 4 KiB buffers aligned to 4 MiB (16 KiB of quota) left no
+/// 8 MiB block in a 16 MiB pool. Each now pays for the 4 MiB block it breaks,
+/// so a client with half the pool as its quota breaks at most half the pool,
+/// and another client's 8 MiB buffer, within its own quota, fits.
+#[test]
+fn aligned_buffers_pay_for_the_blocks_they_break() {
+    let mut config = config(8 << 20, 4, 1);
+    config.pools = [None; MAX_POOLS];
+    config.pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 24 });
+    config.pools[1] = Some(PoolConfig { physical_address: 0x5000_0000, size_bits: 20 });
+    let world = world_with(config);
+    assert_eq!(world.borrow().reserved_bytes(0), Some(0), "the reserves went to the last pool");
+    let (mut attacker, mut victim) = (client(&world, 0), client(&world, 1));
+    let first = attacker.alloc(PAGE, 22, 0, 0).unwrap();
+    let second = attacker.alloc(PAGE, 22, 0, 0).unwrap();
+    assert_eq!(world.borrow().usage(0).bytes, 8 << 20, "each paid for a 4 MiB block");
+    assert_eq!(attacker.info(first).unwrap().size, PAGE, "the buffer itself is one page");
+    assert_eq!(
+        attacker.alloc(PAGE, 22, 0, 0),
+        Err(capbuf_client::ClientError::Server(capbuf_protocol::Error::QuotaBytes))
+    );
+    let big = victim.alloc(8 << 20, 0, 0, 0).expect("an 8 MiB buffer within the victim's quota");
+    attacker.free(first).unwrap();
+    assert_eq!(world.borrow().usage(0).bytes, 4 << 20);
+    // Alignment up to the buffer's own power-of-two size costs nothing more.
+    let aligned = attacker.alloc(5 * PAGE, 15, 0, 0).unwrap();
+    assert_eq!(world.borrow().usage(0).bytes, (4 << 20) + 5 * PAGE);
+    for id in [second, aligned] {
+        attacker.free(id).unwrap();
+    }
+    victim.free(big).unwrap();
+    assert_pristine(&world);
+}
+
 #[test]
 fn configurations_whose_reserves_do_not_fit_are_refused() {
     let start = |config: Config, pools: &[(u64, u64)]| {

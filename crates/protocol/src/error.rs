@@ -40,7 +40,8 @@ pub enum Error {
     AlreadyAttached = 12,
     /// The caller is not attached to this buffer.
     NotAttached = 13,
-    /// The caller's byte quota would be exceeded.
+    /// The caller's byte quota would be exceeded. A buffer aligned beyond
+    /// its own power-of-two size is charged the whole aligned block.
     QuotaBytes = 14,
     /// The caller's buffer-count quota would be exceeded.
     QuotaBuffers = 15,

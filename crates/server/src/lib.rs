@@ -31,6 +31,6 @@ mod server;
 
 pub use kernel::{CapRef, Kernel, KernelError, Object, Slot};
 pub use layout::FrameLayout;
-pub use registry::{Attachment, Buffer, Registry, MAX_BUFFERS};
+pub use registry::{charged_pages, Attachment, Buffer, Registry, MAX_BUFFERS};
 pub use reserve::{reserve_bytes, ReserveBlock, Reserves};
 pub use server::{Outcome, Server, Usage, MAX_TABLE_BITS};

@@ -29,6 +29,8 @@ pub struct Buffer {
     pub pool: usize,
     /// The buffer's pages.
     pub data: Allocation,
+    /// Alignment asked for, as a power of two in pages (0: none beyond a page).
+    pub align_order: u32,
     /// Block of the owner's reserve holding the master CNode (an index into
     /// [`crate::Reserves`]).
     pub meta: usize,
@@ -42,7 +44,35 @@ pub struct Buffer {
     pub attachments: [Option<Attachment>; MAX_CLIENTS],
 }
 
+/// Pages charged to the owner's byte quota for a buffer of `pages` pages
+/// aligned to `2^align_order` pages.
+///
+/// The pool hands out the first `pages` pages of a naturally aligned block of
+/// `2^ceil(log2 pages)` pages, or of `2^align_order` pages if that is larger,
+/// and gives the rest of the block back. An alignment up to the buffer's own
+/// power-of-two size therefore costs nothing an unaligned buffer does not, and
+/// only the pages are charged. A larger alignment breaks a whole aligned block
+/// for a small buffer: what is left of it serves only smaller requests, and
+/// four 4 KiB buffers aligned to 4 MiB leave no 8 MiB block in a 16 MiB pool.
+/// So the requester pays for the whole aligned block, and its byte quota
+/// bounds the large blocks it can break as it bounds the memory it holds.
+/// Capping the alignment at the buffer's size instead would refuse what
+/// devices legitimately ask for (a small descriptor ring on a large boundary).
+pub const fn charged_pages(pages: u64, align_order: u32) -> u64 {
+    let aligned = 1u64 << align_order;
+    if aligned > pages.next_power_of_two() {
+        aligned
+    } else {
+        pages
+    }
+}
+
 impl Buffer {
+    /// Pages charged to the owner's byte quota: see [`charged_pages`].
+    pub fn charged_pages(&self) -> u64 {
+        charged_pages(self.data.pages, self.align_order)
+    }
+
     /// Rights client `client` may attach with, if any.
     pub fn allowed(&self, client: usize) -> Option<Rights> {
         if client == self.owner {
@@ -218,6 +248,7 @@ mod tests {
             owner: 0,
             pool: 0,
             data: a,
+            align_order: 0,
             meta: 0,
             master: 9,
             flags: AllocFlags::default(),
@@ -292,6 +323,16 @@ mod tests {
         assert!(known.contains(72) && known.contains(41) && !known.contains(40));
         known.record(u32::MAX - 1);
         assert!(known.contains(u32::MAX - 1) && !known.contains(72));
+    }
+
+    #[test]
+    fn alignment_beyond_the_buffers_own_block_is_charged() {
+        assert_eq!(charged_pages(1, 0), 1);
+        assert_eq!(charged_pages(5, 3), 5, "a 5-page buffer takes an 8-page block anyway");
+        assert_eq!(charged_pages(5, 4), 16, "the whole 16-page block it breaks");
+        assert_eq!(charged_pages(1, 10), 1024, "4 KiB aligned to 4 MiB pays 4 MiB");
+        assert_eq!(charged_pages(1024, 10), 1024);
+        assert_eq!(charged_pages(1025, 10), 1025);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use heapless::FnvIndexMap;
 
 use crate::kernel::{CapRef, Kernel, KernelError, Object, Slot, RETYPE_FAN_OUT_LIMIT};
 use crate::layout::FrameLayout;
-use crate::registry::{Attachment, Buffer, Registry};
+use crate::registry::{charged_pages, Attachment, Buffer, Registry};
 use crate::reserve::{self, Reserves};
 
 /// Largest table CNode radix memsrv can manage.
@@ -459,7 +459,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             return Err(Error::InvalidAlignment);
         }
         let pages = size.div_ceil(1 << PAGE_BITS);
-        let bytes = pages << PAGE_BITS;
+        let align_order = (align_bits as u32).saturating_sub(PAGE_BITS);
+        let bytes = charged_pages(pages, align_order) << PAGE_BITS;
         let quota = *self.client(client);
         let usage = self.usage[client];
         if usage.buffers.saturating_add(1) > quota.quota_buffers {
@@ -473,7 +474,6 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         }
         let meta = self.reserve_block_for(client)?;
         self.ensure_slots(self.slots_needed(pool))?;
-        let align_order = (align_bits as u32).saturating_sub(PAGE_BITS);
         let layout = FrameLayout::for_pages(pages);
         let data = self.pool_alloc(pool, pages, align_order)?;
         self.reserves.set_in_use(meta, true);
@@ -482,6 +482,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             owner: client,
             pool,
             data,
+            align_order,
             meta,
             master,
             flags,
@@ -648,7 +649,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         self.pool_free(buffer.pool, buffer.data)?;
         self.reserves.set_in_use(buffer.meta, false);
         self.usage[client].buffers -= 1;
-        self.usage[client].bytes -= buffer.data.pages << PAGE_BITS;
+        self.usage[client].bytes -= buffer.charged_pages() << PAGE_BITS;
         Ok(())
     }
 
