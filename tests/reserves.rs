@@ -164,6 +164,31 @@ fn configurations_whose_reserves_do_not_fit_are_refused() {
     }
 }
 
+/// The start-up check counts the table slots the reserves take without a
+/// kernel; memsrv, carving them, uses exactly as many.
+#[test]
+fn the_reserves_take_the_table_slots_the_check_predicts() {
+    for (quotas, buffers, attachments) in
+        [(0, 0, 0), (1 << 20, 1, 0), (6 << 20, 6, 6), (1 << 30, 40, 3), (1 << 30, 60, 40), (1 << 30, 128, 128)]
+    {
+        for pools in [&POOLS[..], &POOLS[..1], &POOLS[1..]] {
+            let mut config = config(quotas, buffers, attachments);
+            config.pools = [None; MAX_POOLS];
+            for (i, &(physical_address, size_bits)) in pools.iter().enumerate() {
+                config.pools[i] = Some(PoolConfig { physical_address, size_bits });
+            }
+            let predicted = reserve::table_slots(&config);
+            match Server::<Model, NODES>::new(Model::new(12, pools, 3), config) {
+                Ok(server) => {
+                    assert_eq!(server.free_slot_count() as u64, 4096 - predicted.unwrap());
+                    assert_eq!(server.kernel().used_table_slots() as u64, predicted.unwrap());
+                }
+                Err(error) => assert_eq!(predicted.err(), Some(error)),
+            }
+        }
+    }
+}
+
 /// The value of attribute `name` in one line of XML.
 fn attribute<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let start = line.find(&format!(" {name}=\""))? + name.len() + 3;

@@ -106,22 +106,29 @@ fn split_slots(pool_order: u64, block_order: u64, blocks: u64) -> u64 {
     (1..=pool_order.saturating_sub(block_order)).map(|height| 2 * blocks.div_ceil(1 << height)).sum()
 }
 
-/// Check that the clients' reserves fit the pools and leave memsrv's table
-/// room to serve requests. [`crate::Server::new`] refuses a configuration
-/// this refuses.
-pub fn check(config: &Config) -> Result<(), ConfigError> {
+/// Table slots in use once the reserves are carved: the pools' untypeds and
+/// those of the blocks the reserves split off. Refused if the pools cannot
+/// hold the reserves.
+pub fn table_slots(config: &Config) -> Result<u64, ConfigError> {
     let per_pool = placement(config)?;
     let block_order = block_pages(config).trailing_zeros() as u64;
     let mut slots = config.pool_count() as u64;
-    let mut largest_order = 0;
     for (pool, blocks) in config.pools.iter().zip(per_pool) {
         let Some(pool) = pool else { continue };
-        let pool_order = pool.size_bits.saturating_sub(PAGE_BITS as u64);
-        largest_order = largest_order.max(pool_order);
-        slots += split_slots(pool_order, block_order, blocks);
+        slots += split_slots(pool.size_bits.saturating_sub(PAGE_BITS as u64), block_order, blocks);
     }
+    Ok(slots)
+}
+
+/// Check that the clients' reserves fit the pools and leave memsrv's table
+/// room to serve a request in the largest pool. [`crate::Server::new`]
+/// refuses a configuration this refuses.
+pub fn check(config: &Config) -> Result<(), ConfigError> {
+    let slots = table_slots(config)?;
+    let largest_order = config.pools.iter().flatten().map(|pool| pool.size_bits).max().unwrap_or(0);
+    let request = request_slots(largest_order.saturating_sub(PAGE_BITS as u64) as u32) as u64;
     let table = 1u64.checked_shl(config.table_bits as u32).unwrap_or(u64::MAX);
-    if slots + request_slots(largest_order as u32) as u64 > table {
+    if slots + request > table {
         return Err(ConfigError::ReservesExceedTable);
     }
     Ok(())
