@@ -1,4 +1,11 @@
 //! Every error code a client can provoke, each leaving memsrv's state unchanged.
+//!
+//! Buffer ids are no oracle. A client with no right to a buffer (neither its
+//! owner nor a grantee) gets `UNKNOWN_BUFFER` for every op on its id, whether
+//! the buffer is live, was freed or never existed. `STALE_BUFFER` is kept for
+//! clients that had a right to the buffer when it was freed (the owner's
+//! double free, a grantee's old id); `NOT_OWNER` and `NOT_ATTACHED` only for
+//! clients that may know the buffer. `NOT_GRANTED` is never sent any more.
 
 mod common;
 
@@ -50,7 +57,7 @@ fn allocation_arguments() {
     assert_eq!(refused(&w, 0, alloc, &[4096, 31, 0, 0], 0), Error::InvalidAlignment);
     assert_eq!(refused(&w, 0, alloc, &[4096, 21, 1, 0], 0), Error::InvalidAlignment, "beyond pool 1");
     assert_eq!(refused(&w, 0, alloc, &[4096, u64::MAX, 0, 0], 0), Error::InvalidAlignment);
-    assert_eq!(refused(&w, 0, alloc, &[4096, 0, 2, 0], 0), Error::InvalidPool);
+    assert_eq!(refused(&w, 0, alloc, &[4096, 0, 3, 0], 0), Error::InvalidPool);
     assert_eq!(refused(&w, 0, alloc, &[4096, 0, u64::MAX, 0], 0), Error::InvalidPool);
     assert_eq!(refused(&w, 0, alloc, &[4096, 0, 0, 4], 0), Error::InvalidFlags);
     assert_eq!(refused(&w, 0, Op::PoolInfo as u64, &[7], 0), Error::InvalidPool);
@@ -67,15 +74,18 @@ fn ids_rights_and_ownership() {
     assert_eq!(refused(&w, 0, attach, &[BufferId::new(99, 1).raw(), RW], 0), Error::UnknownBuffer);
     assert_eq!(refused(&w, 0, attach, &[BufferId::new(id.index(), 2).raw(), RW], 0), Error::UnknownBuffer);
     assert_eq!(refused(&w, 0, attach, &[BufferId::new(100_000, 1).raw(), RW], 0), Error::UnknownBuffer);
-    assert_eq!(refused(&w, 1, attach, &[raw, RO], 0), Error::NotGranted);
-    assert_eq!(refused(&w, 1, Op::Info as u64, &[raw], 0), Error::NotGranted);
-    assert_eq!(refused(&w, 1, Op::Free as u64, &[raw], 0), Error::NotOwner);
-    assert_eq!(refused(&w, 1, Op::Grant as u64, &[raw, 12, RO], 0), Error::NotOwner);
+    assert_eq!(refused(&w, 1, attach, &[raw, RO], 0), Error::UnknownBuffer, "no oracle: see no_id_oracle");
+    assert_eq!(refused(&w, 1, Op::Info as u64, &[raw], 0), Error::UnknownBuffer);
+    assert_eq!(refused(&w, 1, Op::Free as u64, &[raw], 0), Error::UnknownBuffer);
+    assert_eq!(refused(&w, 1, Op::Grant as u64, &[raw, 12, RO], 0), Error::UnknownBuffer);
     assert_eq!(refused(&w, 0, Op::Grant as u64, &[raw, 10, RO], 0), Error::InvalidGrantee, "self");
     assert_eq!(refused(&w, 0, Op::Grant as u64, &[raw, 77, RO], 0), Error::InvalidGrantee);
     assert_eq!(refused(&w, 0, Op::Grant as u64, &[raw, 11, 5], 0), Error::InvalidRights);
     assert_eq!(refused(&w, 0, Op::Ungrant as u64, &[raw, 11], 0), Error::NotGrantee);
     ok(&w, 0, Op::Grant, &[raw, 11, RO]);
+    assert_eq!(refused(&w, 1, Op::Free as u64, &[raw], 0), Error::NotOwner, "a grantee knows the buffer");
+    assert_eq!(refused(&w, 1, Op::Grant as u64, &[raw, 12, RO], 0), Error::NotOwner);
+    assert_eq!(refused(&w, 1, Op::Ungrant as u64, &[raw, 12], 0), Error::NotOwner);
     assert_eq!(refused(&w, 1, attach, &[raw, RW], 0), Error::RightsEscalation);
     assert_eq!(refused(&w, 1, Op::Detach as u64, &[raw], 0), Error::NotAttached);
     assert!(w.borrow_mut().handle(1, attach, &[raw, RO], 0).cap.is_some());
@@ -88,6 +98,68 @@ fn ids_rights_and_ownership() {
     assert_eq!(refused(&w, 1, attach, &[raw, RO], 0), Error::StaleBuffer);
     assert_eq!(refused(&w, 1, Op::Detach as u64, &[raw], 0), Error::StaleBuffer);
     ok(&w, 0, Op::Free, &[read_only.raw()]);
+    assert_pristine(&w);
+}
+
+#[test]
+fn no_id_oracle() {
+    let w = world();
+    let (owner, grantee, outsider) = (0, 1, 2);
+    let live = alloc(&w, owner, 4096, 0, 0);
+    ok(&w, owner, Op::Grant, &[live.raw(), 11, RO]);
+    let freed = alloc(&w, owner, 4096, 0, 0);
+    ok(&w, owner, Op::Grant, &[freed.raw(), 11, RW]);
+    assert!(w.borrow_mut().handle(grantee, Op::Attach as u64, &[freed.raw(), RO], 0).cap.is_some());
+    ok(&w, owner, Op::Free, &[freed.raw()]);
+    let withdrawn = alloc(&w, owner, 4096, 0, 0);
+    ok(&w, owner, Op::Grant, &[withdrawn.raw(), 11, RO]);
+    ok(&w, owner, Op::Ungrant, &[withdrawn.raw(), 11]);
+    let never = BufferId::new(99, 1);
+    let unissued_generation = BufferId::new(live.index(), live.generation() + 1);
+
+    let ops = |id: BufferId| {
+        let raw = id.raw();
+        [
+            (Op::Attach, vec![raw, RO]),
+            (Op::Info, vec![raw]),
+            (Op::Detach, vec![raw]),
+            (Op::Free, vec![raw]),
+            (Op::Grant, vec![raw, 12, RO]),
+            (Op::Ungrant, vec![raw, 11]),
+        ]
+    };
+    // The outsider cannot tell a live buffer from a freed or never-issued id.
+    for id in [live, freed, withdrawn, never, unissued_generation] {
+        for (op, words) in ops(id) {
+            assert_eq!(refused(&w, outsider, op as u64, &words, 0), Error::UnknownBuffer, "{op:?} on {id}");
+        }
+    }
+    // A grantee whose grant was withdrawn is an outsider again, before and after the free.
+    for (op, words) in ops(withdrawn) {
+        assert_eq!(refused(&w, grantee, op as u64, &words, 0), Error::UnknownBuffer, "{op:?} on {withdrawn}");
+    }
+    ok(&w, owner, Op::Free, &[withdrawn.raw()]);
+    for (op, words) in ops(withdrawn) {
+        assert_eq!(refused(&w, grantee, op as u64, &words, 0), Error::UnknownBuffer, "{op:?} on {withdrawn}");
+        assert_eq!(refused(&w, owner, op as u64, &words, 0), Error::StaleBuffer, "{op:?} on {withdrawn}");
+    }
+    // Those who had a right to the freed buffer are told it is stale.
+    for (op, words) in ops(freed) {
+        assert_eq!(refused(&w, owner, op as u64, &words, 0), Error::StaleBuffer, "{op:?}: the owner's double free");
+        assert_eq!(refused(&w, grantee, op as u64, &words, 0), Error::StaleBuffer, "{op:?}: a grantee's old id");
+    }
+    // Ids that never existed are unknown to everyone.
+    for id in [never, unissued_generation] {
+        for client in [owner, grantee] {
+            for (op, words) in ops(id) {
+                assert_eq!(refused(&w, client, op as u64, &words, 0), Error::UnknownBuffer, "{op:?} on {id}");
+            }
+        }
+    }
+    // A grantee of the live buffer knows it exists: owner-only ops say so.
+    assert_eq!(refused(&w, grantee, Op::Free as u64, &[live.raw()], 0), Error::NotOwner);
+    assert_eq!(refused(&w, grantee, Op::Detach as u64, &[live.raw()], 0), Error::NotAttached);
+    ok(&w, owner, Op::Free, &[live.raw()]);
     assert_pristine(&w);
 }
 
@@ -109,33 +181,34 @@ fn quotas() {
 
 #[test]
 fn out_of_memory_and_table_limits() {
-    let w = world_with(config(1 << 30, 1000, 1000));
+    // Client 0 may own three buffers, client 1 a whole buffer table's worth.
+    let mut quotas = config(1 << 30, 0, 0);
+    quotas.clients[0].as_mut().unwrap().quota_buffers = 3;
+    quotas.clients[1].as_mut().unwrap().quota_buffers = 1000;
+    let w = world_with(quotas);
+    // Master CNodes come from the owners' reserves: buffers fill a pool to its last page.
     alloc(&w, 0, 512 * 1024, 1, 0);
-    assert_eq!(
-        refused(&w, 0, Op::Alloc as u64, &[512 * 1024, 0, 1, 0], 0),
-        Error::OutOfMemory,
-        "the master CNode needs a page too"
-    );
+    alloc(&w, 0, 512 * 1024, 1, 0);
+    assert_eq!(w.borrow().free_bytes(1), Some(0));
+    assert_eq!(refused(&w, 0, Op::Alloc as u64, &[4096, 0, 1, 0], 0), Error::OutOfMemory);
     let mut ids = Vec::new();
     while let Ok(Reply::Alloc(id)) = w.borrow_mut().handle(1, Op::Alloc as u64, &[4096, 0, 0, 0], 0).result {
         ids.push(id);
     }
-    assert_eq!(ids.len(), capbuf_server::MAX_BUFFERS - 1);
+    assert_eq!(ids.len(), capbuf_server::MAX_BUFFERS - 2);
     assert_eq!(refused(&w, 1, Op::Alloc as u64, &[4096, 0, 0, 0], 0), Error::TooManyBuffers);
 
-    let mut small = config(1 << 30, 1000, 1000);
+    // A table of 128 slots: the reserves' untypeds leave room for a couple
+    // of buffers before memsrv runs out of slots.
+    let mut small = config(1 << 30, 0, 0);
+    small.clients[0].as_mut().unwrap().quota_buffers = 20;
     small.table_bits = 7;
     let w = world_with(small);
     let mut error = None;
-    for _ in 0..64 {
-        let before = snapshot(&w);
-        match w.borrow_mut().handle(0, Op::Alloc as u64, &[4096, 0, 0, 0], 0).result {
-            Ok(_) => {}
-            Err(e) => {
-                error = Some(e);
-                drop(before);
-                break;
-            }
+    for _ in 0..20 {
+        if let Err(e) = w.borrow_mut().handle(0, Op::Alloc as u64, &[4096, 0, 0, 0], 0).result {
+            error = Some(e);
+            break;
         }
     }
     assert_eq!(error, Some(Error::OutOfSlots));

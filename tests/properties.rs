@@ -8,7 +8,7 @@
 mod common;
 
 use capbuf_client::ClientError;
-use capbuf_protocol::{Error, Rights, PAGE_BITS};
+use capbuf_protocol::{BufferId, Error, Rights, PAGE_BITS};
 use common::*;
 use proptest::prelude::*;
 
@@ -46,28 +46,95 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// Whether `client` may learn that buffer `id` exists: it owns it or holds a grant.
+fn knows(world: &World, client: usize, id: BufferId) -> bool {
+    world.borrow().registry().get(id).is_ok_and(|b| b.owner == client || b.grants[client].is_some())
+}
+
+/// What memsrv must tell `client` about the freed `id`: stale if the client
+/// had a right to it when it was freed (and, as memsrv remembers the last 32
+/// such generations of each slot per client, it is among them), else unknown.
+fn freed_error(freed: &[(BufferId, [bool; 3])], client: usize, id: BufferId) -> Error {
+    let known = freed.iter().any(|(f, who)| *f == id && who[client]);
+    let newest = freed
+        .iter()
+        .filter(|(f, who)| f.index() == id.index() && who[client])
+        .map(|(f, _)| f.generation())
+        .max()
+        .unwrap_or(0);
+    if known && newest - id.generation() < 32 {
+        Error::StaleBuffer
+    } else {
+        Error::UnknownBuffer
+    }
+}
+
 fn check_invariants(world: &World) -> Result<(), TestCaseError> {
     let server = world.borrow();
     let model = server.kernel();
     prop_assert!(model.overlapping_frames().is_empty(), "frames overlap");
+    let reserves = server.reserves();
     for (p, &(_, bits)) in POOLS.iter().enumerate() {
-        let mut used = 0;
-        for (_, b) in server.registry().iter().filter(|(_, b)| b.pool == p) {
-            used += b.data.pages + b.meta.pages;
-            used += b.attachments.iter().flatten().map(|a| a.meta.pages).sum::<u64>();
+        let data: u64 = server.registry().iter().filter(|(_, b)| b.pool == p).map(|(_, b)| b.data.pages).sum();
+        let reserved: u64 = reserves.iter().filter(|(_, r)| r.pool == p).map(|(_, r)| r.block.pages).sum();
+        prop_assert_eq!(reserved << PAGE_BITS, server.reserved_bytes(p).unwrap());
+        prop_assert_eq!(
+            server.free_bytes(p).unwrap() + ((data + reserved) << PAGE_BITS),
+            1 << bits,
+            "pool {} bytes conserved: free, buffers and reserves",
+            p
+        );
+    }
+    // Metadata lives in reserve blocks only: a master CNode in its owner's, an
+    // attachment in the attaching client's, one per block, and every block in
+    // use holds exactly one.
+    let mut holders = vec![0usize; reserves.iter().count()];
+    for (_, b) in server.registry().iter() {
+        let block = reserves.get(b.meta).unwrap();
+        prop_assert!(block.client == b.owner && block.in_use, "master CNode outside its owner's reserve");
+        holders[b.meta] += 1;
+        for (c, a) in b.attachments.iter().enumerate() {
+            if let Some(a) = a {
+                let block = reserves.get(a.meta).unwrap();
+                prop_assert!(block.client == c && block.in_use, "attachment outside its client's reserve");
+                holders[a.meta] += 1;
+            }
         }
-        prop_assert_eq!(server.free_bytes(p).unwrap() + (used << PAGE_BITS), 1 << bits, "pool {} bytes conserved", p);
+    }
+    for (index, block) in reserves.iter() {
+        prop_assert_eq!(holders[index], block.in_use as usize, "reserve block {} held {} times", index, holders[index]);
+        let start = POOLS[block.pool].0 + (block.block.offset << PAGE_BITS);
+        prop_assert_eq!(start % (block.block.pages << PAGE_BITS), 0, "naturally aligned");
+    }
+    for (address, size_bits) in model.metadata_objects() {
+        let inside = reserves.iter().any(|(_, r)| {
+            let start = POOLS[r.pool].0 + (r.block.offset << PAGE_BITS);
+            r.in_use && address >= start && address + (1 << size_bits) <= start + (r.block.pages << PAGE_BITS)
+        });
+        prop_assert!(inside, "a CNode or page table at {:#x} is outside the reserves in use", address);
     }
     for c in 0..3 {
         let quota = server.config().clients[c].unwrap();
         let usage = server.usage(c);
         let owned: Vec<_> = server.registry().iter().filter(|(_, b)| b.owner == c).collect();
         prop_assert_eq!(usage.buffers, owned.len() as u64);
-        prop_assert_eq!(usage.bytes, owned.iter().map(|(_, b)| b.data.pages << PAGE_BITS).sum::<u64>());
+        // Each buffer is charged its pages, or its whole aligned block when the
+        // alignment exceeds the buffer's own power-of-two size.
+        let charged = |b: &capbuf_server::Buffer| {
+            let aligned = 1u64 << b.align_order;
+            if aligned > b.data.pages.next_power_of_two() {
+                aligned
+            } else {
+                b.data.pages
+            }
+        };
+        prop_assert_eq!(usage.bytes, owned.iter().map(|(_, b)| charged(b) << PAGE_BITS).sum::<u64>());
         let attached = server.registry().iter().filter(|(_, b)| b.attachments[c].is_some()).count() as u64;
         prop_assert_eq!(usage.attachments, attached);
         prop_assert!(usage.bytes <= quota.quota_bytes && usage.buffers <= quota.quota_buffers);
         prop_assert!(usage.attachments <= quota.quota_attachments);
+        let in_use = reserves.of(c).filter(|&i| reserves.get(i).unwrap().in_use).count() as u64;
+        prop_assert_eq!(in_use, usage.buffers + usage.attachments, "client {}'s reserve blocks in use", c);
         let allowed = |address: u64, size_bits: u32, rights: Rights| {
             server.registry().iter().any(|(_, b)| {
                 let start = server.physical_address(b);
@@ -97,15 +164,34 @@ fn check_invariants(world: &World) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The property tests' configuration: `cases` cases unless `PROPTEST_CASES`
+/// says otherwise; a fresh seed each run, printed (with `--nocapture`, or
+/// beside a failure) so the run can be repeated with `PROPTEST_RNG_SEED`;
+/// failing cases saved to the committed `*.proptest-regressions` file beside
+/// this source file, which every run replays first.
+fn proptest_config(cases: u32) -> ProptestConfig {
+    use proptest::test_runner::{contextualize_config, FileFailurePersistence, RngSeed};
+    use std::hash::{BuildHasher, Hasher};
+    let mut config = contextualize_config(ProptestConfig { cases, ..ProptestConfig::default() });
+    config.failure_persistence = Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions")));
+    if config.rng_seed == RngSeed::Random {
+        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        config.rng_seed = RngSeed::Fixed(seed);
+    }
+    eprintln!("proptest: {} cases, PROPTEST_RNG_SEED={}", config.cases, config.rng_seed);
+    config
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(512))]
 
     #[test]
     fn random_clients_never_break_the_invariants(steps in prop::collection::vec(step(), 1..120)) {
         let world = world_with(config(6 << 20, 6, 6));
         let mut clients = [client(&world, 0), client(&world, 1), client(&world, 2)];
-        let mut buffers: Vec<(capbuf_protocol::BufferId, usize)> = Vec::new();
-        let mut freed = Vec::new();
+        let mut buffers: Vec<(BufferId, usize)> = Vec::new();
+        // Freed ids in order, with which clients had a right to each when it was freed.
+        let mut freed: Vec<(BufferId, [bool; 3])> = Vec::new();
         for step in steps {
             let pick = |i: usize| if buffers.is_empty() { None } else { Some(buffers[i % buffers.len()]) };
             match step {
@@ -122,9 +208,23 @@ proptest! {
                 }
                 Step::Attach { client, buffer, write } => if let Some((id, _)) = pick(buffer) {
                     let rights = if write { Rights::ReadWrite } else { Rights::ReadOnly };
+                    let known = knows(&world, client, id);
+                    // A library that still holds a view refuses by itself, asking memsrv nothing.
+                    let held = clients[client].view(id).is_some();
                     match clients[client].attach(id, rights) {
-                        Ok(view) => prop_assert!(view.rights.within(rights)),
-                        Err(ClientError::Server(_)) => {}
+                        Ok(view) => prop_assert!(known && !held && view.rights.within(rights)),
+                        Err(ClientError::Server(_)) if held => {}
+                        Err(ClientError::Server(error)) => {
+                            prop_assert!(known || error == Error::UnknownBuffer, "{:?} told an outsider", error);
+                            // The metadata comes from the client's reserve: however
+                            // full the pools, an attach is refused only for the
+                            // client's own reasons.
+                            prop_assert!(
+                                !matches!(error, Error::OutOfMemory | Error::OutOfSlots | Error::Kernel),
+                                "attach refused with {:?}",
+                                error
+                            );
+                        }
                         Err(other) => prop_assert!(false, "library failure {:?}", other),
                     }
                 },
@@ -139,13 +239,16 @@ proptest! {
                     let _ = clients[client].detach(id);
                 },
                 Step::Free { client, buffer } => if let Some((id, owner)) = pick(buffer) {
+                    let known = [0, 1, 2].map(|c| knows(&world, c, id));
                     let result = clients[client].free(id);
                     if client == owner {
                         prop_assert_eq!(result, Ok(()));
                         buffers.retain(|(b, _)| *b != id);
-                        freed.push(id);
-                    } else {
+                        freed.push((id, known));
+                    } else if known[client] {
                         prop_assert_eq!(result, Err(ClientError::Server(Error::NotOwner)));
+                    } else {
+                        prop_assert_eq!(result, Err(ClientError::Server(Error::UnknownBuffer)));
                     }
                 },
                 Step::Touch { client, buffer, page } => if let Some((id, _)) = pick(buffer) {
@@ -159,10 +262,15 @@ proptest! {
                         }
                     }
                 },
-                Step::Stale { client, which } => if !freed.is_empty() {
-                    let id = freed[which % freed.len()];
-                    prop_assert_eq!(clients[client].info(id), Err(ClientError::Server(Error::StaleBuffer)));
-                    prop_assert_eq!(clients[client].free(id), Err(ClientError::Server(Error::StaleBuffer)));
+                Step::Stale { client, which } => {
+                    if !freed.is_empty() {
+                        let id = freed[which % freed.len()].0;
+                        let expected = ClientError::Server(freed_error(&freed, client, id));
+                        prop_assert_eq!(clients[client].info(id).err(), Some(expected));
+                        prop_assert_eq!(clients[client].free(id).err(), Some(expected));
+                    }
+                    let never = BufferId::new(which as u32 % 256, 1 << 30);
+                    prop_assert_eq!(clients[client].info(never), Err(ClientError::Server(Error::UnknownBuffer)));
                 },
                 Step::Garbage { client, label, words } => {
                     let _ = world.borrow_mut().handle(client as u64, label, &words, 0);
@@ -175,9 +283,10 @@ proptest! {
             clients[owner].free(id).unwrap();
         }
         for (c, client) in clients.iter_mut().enumerate() {
-            for id in freed.iter() {
-                if client.view(*id).is_some() {
-                    prop_assert_eq!(client.detach(*id), Err(ClientError::Server(Error::StaleBuffer)), "client {}", c);
+            for &(id, _) in freed.iter() {
+                if client.view(id).is_some() {
+                    prop_assert_eq!(client.detach(id), Err(ClientError::Server(freed_error(&freed, c, id))), "client {}", c);
+                    prop_assert!(client.view(id).is_none(), "the library tidied its view");
                 }
             }
         }

@@ -29,7 +29,11 @@ fn producer_shares_read_only_and_free_revokes_everyone() {
         world.borrow_mut().kernel_mut().client_write(0, page, 0xc0ffee + i as u64).unwrap();
     }
 
-    assert_eq!(consumer.attach(id, Rights::ReadOnly), Err(ClientError::Server(Error::NotGranted)));
+    assert_eq!(
+        consumer.attach(id, Rights::ReadOnly),
+        Err(ClientError::Server(Error::UnknownBuffer)),
+        "not granted: the consumer is not even told the buffer exists"
+    );
     producer.grant(id, 11, Rights::ReadOnly).unwrap();
     assert_eq!(consumer.attach(id, Rights::ReadWrite), Err(ClientError::Server(Error::RightsEscalation)));
     let seen = consumer.attach(id, Rights::ReadOnly).unwrap();
@@ -46,7 +50,7 @@ fn producer_shares_read_only_and_free_revokes_everyone() {
         (info.rights, info.attachments, info.physical_address, info.owner),
         (Rights::ReadOnly, 2, PADDR_HIDDEN, 10)
     );
-    assert_eq!(driver.info(id), Err(ClientError::Server(Error::NotGranted)));
+    assert_eq!(driver.info(id), Err(ClientError::Server(Error::UnknownBuffer)));
     producer.grant(id, 12, Rights::ReadOnly).unwrap();
     let info = driver.info(id).unwrap();
     assert_eq!(info.physical_address % PAGE, 0);
@@ -144,11 +148,19 @@ fn lowering_or_withdrawing_a_grant_revokes_the_attachment() {
     assert_eq!(world.borrow().kernel().client_read(1, view.vaddr), Ok(1));
     owner.ungrant(id, 11).unwrap();
     assert!(world.borrow().kernel().client_read(1, view.vaddr).is_err());
-    assert_eq!(other.detach(id), Err(ClientError::Server(Error::NotAttached)), "tidies the library's view");
-    assert_eq!(other.attach(id, Rights::ReadOnly), Err(ClientError::Server(Error::NotGranted)));
+    // Without its grant the client has no right to the buffer: it is told
+    // nothing about it, and the library still tidies its view.
+    assert_eq!(other.detach(id), Err(ClientError::Server(Error::UnknownBuffer)), "tidies the library's view");
+    assert!(other.view(id).is_none());
+    assert_eq!(other.attach(id, Rights::ReadOnly), Err(ClientError::Server(Error::UnknownBuffer)));
     assert_eq!(owner.ungrant(id, 11), Err(ClientError::Server(Error::NotGrantee)));
     owner.free(id).unwrap();
-    assert_eq!(other.detach(id), Err(ClientError::Server(Error::StaleBuffer)));
+    assert_eq!(
+        other.detach(id),
+        Err(ClientError::Server(Error::UnknownBuffer)),
+        "no right when it was freed, so not told that it was"
+    );
+    assert_eq!(owner.free(id), Err(ClientError::Server(Error::StaleBuffer)), "the owner's double free");
     assert_pristine(&world);
 }
 
@@ -159,6 +171,7 @@ fn a_sixteen_mebibyte_buffer_attaches_in_one_call_with_eight_frames() {
     let model = capbuf_model::Model::new(12, &[(0x4000_0000, 25)], 3);
     let mut config_one_pool = config.clone();
     config_one_pool.pools[1] = None;
+    config_one_pool.pools[2] = None;
     let world = std::rc::Rc::new(std::cell::RefCell::new(
         capbuf_server::Server::<_, { 2 << 13 }>::new(model, config_one_pool).unwrap(),
     ));
@@ -206,7 +219,7 @@ fn freeing_keeps_blocks_split_so_reuse_zeroes_only_what_was_used() {
 
 #[test]
 fn dormant_blocks_give_their_slots_back_when_the_table_runs_short() {
-    let mut small = config(1 << 30, 1000, 1000);
+    let mut small = config(1 << 30, 1, 1);
     small.table_bits = 7;
     let world = world_with(small);
     let mut c = client(&world, 0);

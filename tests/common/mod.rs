@@ -10,13 +10,15 @@ use capbuf_model::Model;
 use capbuf_protocol::{ClientConfig, Config, PoolConfig, Rights, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS};
 use capbuf_server::Server;
 
-/// Pools up to 2^10 pages (4 MiB) in tests.
-pub const NODES: usize = 2 << 10;
+/// Pools up to 2^12 pages (16 MiB) in tests.
+pub const NODES: usize = 2 << 12;
 pub type TestServer = Server<Model, NODES>;
 pub type World = Rc<RefCell<TestServer>>;
 
-/// Pool 0: 4 MiB at 0x4000_0000; pool 1: 1 MiB at 0x5000_0000.
-pub const POOLS: [(u64, u64); 2] = [(0x4000_0000, 22), (0x5000_0000, 20)];
+/// Pool 0: 4 MiB at 0x4000_0000; pool 1: 1 MiB at 0x5000_0000; pool 2: 16 MiB
+/// at 0x6000_0000. memsrv carves the clients' metadata reserves from the last
+/// pool first, so pool 2 holds them and pools 0 and 1 are all for buffers.
+pub const POOLS: [(u64, u64); 3] = [(0x4000_0000, 22), (0x5000_0000, 20), (0x6000_0000, 24)];
 
 /// Three clients on memsrv channels 0, 1, 2 with ids 10, 11, 12; client 2 may see physical addresses.
 pub fn config(quota_bytes: u64, quota_buffers: u64, quota_attachments: u64) -> Config {
@@ -37,8 +39,14 @@ pub fn config(quota_bytes: u64, quota_buffers: u64, quota_attachments: u64) -> C
     config
 }
 
+/// The pools a configuration names, as the model wants them.
+pub fn pools_of(config: &Config) -> Vec<(u64, u64)> {
+    config.pools.iter().flatten().map(|p| (p.physical_address, p.size_bits)).collect()
+}
+
+/// A system with `config`: a model holding its pools' untypeds, and memsrv started on it.
 pub fn world_with(config: Config) -> World {
-    let model = Model::new(config.table_bits, &POOLS, 3);
+    let model = Model::new(config.table_bits, &pools_of(&config), 3);
     Rc::new(RefCell::new(Server::new(model, config).expect("valid config")))
 }
 
@@ -108,7 +116,7 @@ pub fn snapshot(world: &World) -> Snapshot {
     let server = world.borrow();
     Snapshot {
         buffers: server.registry().len(),
-        free: (0..POOLS.len()).map(|p| server.free_bytes(p).unwrap()).collect(),
+        free: (0..server.config().pool_count()).map(|p| server.free_bytes(p).unwrap()).collect(),
         usage: (0..3).map(|c| server.usage(c)).collect(),
         objects: server.kernel().live_objects(),
         slots: server.kernel().used_table_slots(),
@@ -116,21 +124,28 @@ pub fn snapshot(world: &World) -> Snapshot {
     }
 }
 
-/// The system is back to its first state: every pool one free block, no
-/// frame, page table or CNode left, and once memsrv collapses the blocks it
-/// kept split (lazy merging), no object but the pools' untypeds and no
-/// capability but theirs.
+/// The system is back to its first state: no frame, page table or CNode
+/// left, every reserve block free, and once memsrv collapses the blocks it
+/// kept split (lazy merging), exactly the untyped objects, capabilities and
+/// free memory a freshly started memsrv with the same configuration has: the
+/// pools' untypeds and the blocks of the metadata reserves.
 pub fn assert_pristine(world: &World) {
     let (_, frames, tables, cnodes) = world.borrow().kernel().live_objects();
     assert_eq!((frames, tables, cnodes), (0, 0, 0), "no frame, page table or CNode outlives its buffer");
     world.borrow_mut().reclaim().expect("collapse dormant blocks");
     let server = world.borrow();
+    let fresh = world_with(server.config().clone());
+    let fresh = fresh.borrow();
     assert!(server.registry().is_empty());
-    for (p, &(_, bits)) in POOLS.iter().enumerate() {
-        assert_eq!(server.free_bytes(p), Some(1 << bits), "pool {p} is whole again");
+    for p in 0..server.config().pool_count() {
+        assert_eq!(server.free_bytes(p), server.total_bytes(p), "pool {p}: everything but the reserves is free");
+        assert_eq!(server.free_bytes(p), fresh.free_bytes(p), "pool {p} is as it started");
+        assert_eq!(server.reserved_bytes(p), fresh.reserved_bytes(p));
     }
-    assert_eq!(server.kernel().live_objects(), (POOLS.len(), 0, 0, 0), "only the pools' untypeds remain");
-    assert_eq!(server.kernel().used_table_slots(), POOLS.len());
+    assert!(server.reserves().iter().all(|(_, block)| !block.in_use), "every reserve block is free again");
+    assert_eq!(server.kernel().live_objects(), fresh.kernel().live_objects(), "only the start-up untypeds remain");
+    assert_eq!(server.kernel().used_table_slots(), fresh.kernel().used_table_slots());
+    assert_eq!(server.free_slot_count(), fresh.free_slot_count());
     for c in 0..3 {
         assert_eq!(server.usage(c), Default::default());
         assert!(server.kernel().client_reachable_frames(c).is_empty());

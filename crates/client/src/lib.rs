@@ -250,13 +250,15 @@ impl<S: Sys> Client<S> {
     }
 
     /// Detach from buffer `id`: memsrv revokes the attachment, which unmaps it.
-    /// If the owner already freed the buffer ([`Error::StaleBuffer`]) or
-    /// revoked this client's attachment ([`Error::NotAttached`]), memsrv says
-    /// so and the library still releases its own bookkeeping.
+    /// If the owner already freed the buffer ([`Error::StaleBuffer`]), revoked
+    /// this client's attachment by lowering its grant ([`Error::NotAttached`])
+    /// or withdrew the grant ([`Error::UnknownBuffer`]: the client has no right
+    /// to the buffer any more), memsrv says so and the library still releases
+    /// its own bookkeeping.
     pub fn detach(&mut self, id: BufferId) -> Result<(), ClientError> {
         let result = call(&mut self.sys, Request::Detach { id }, None).map(|_| ());
         match result {
-            Ok(()) | Err(ClientError::Server(Error::StaleBuffer | Error::NotAttached)) => {
+            Ok(()) | Err(ClientError::Server(Error::StaleBuffer | Error::NotAttached | Error::UnknownBuffer)) => {
                 if let Some(held) = self.forget(id) {
                     self.sys.delete_root_slot(held.receive_slot);
                 }

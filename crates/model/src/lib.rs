@@ -275,6 +275,17 @@ impl Model {
         counts
     }
 
+    /// Physical address and size bits of every live CNode and page table:
+    /// where memsrv's metadata lives.
+    pub fn metadata_objects(&self) -> Vec<(u64, u32)> {
+        self.objects
+            .iter()
+            .flatten()
+            .filter(|o| matches!(o.kind, Kind::CNode { .. } | Kind::PageTable))
+            .map(|o| (o.physical_address, o.size_bits))
+            .collect()
+    }
+
     /// Table slots that hold a capability.
     pub fn used_table_slots(&self) -> usize {
         self.table.iter().flatten().count()

@@ -94,6 +94,16 @@ pub enum ConfigError {
     Duplicate,
     /// An entry present after an absent one.
     Gap,
+    /// The clients' metadata reserves, sized from their quotas, do not fit
+    /// in the pools (see `capbuf_server::reserve`).
+    ReservesExceedPools,
+    /// The metadata reserves' untyped capabilities would leave memsrv's
+    /// table too few slots to serve a request: raise `table_bits` or lower
+    /// the quotas.
+    ReservesExceedTable,
+    /// The kernel refused to split a pool's untyped at start-up: the pool
+    /// capabilities are not what the configuration describes.
+    PoolCapability,
 }
 
 impl Config {

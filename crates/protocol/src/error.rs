@@ -19,13 +19,20 @@ pub enum Error {
     InvalidFlags = 5,
     /// Rights value is not read-only or read-write.
     InvalidRights = 6,
-    /// No buffer with that id has ever existed.
+    /// The caller has no buffer with that id: it was never issued, or the
+    /// buffer was freed, or it exists but the caller neither owns it nor was
+    /// granted it. One answer for all three, so that a client cannot probe
+    /// which ids exist.
     UnknownBuffer = 7,
-    /// The buffer was freed (this also reports a double free).
+    /// The buffer was freed while the caller had a right to it (its owner's
+    /// double free, a former grantee's old id). Only a client that knew the
+    /// buffer existed is told so.
     StaleBuffer = 8,
     /// Only the owner may do this.
     NotOwner = 9,
-    /// The caller neither owns the buffer nor was granted it.
+    /// No longer sent: a buffer the caller neither owns nor was granted is
+    /// reported as [`Error::UnknownBuffer`], which reveals nothing. The code
+    /// stays reserved so that no other code moves.
     NotGranted = 10,
     /// More rights than the caller holds or the buffer allows.
     RightsEscalation = 11,
@@ -33,7 +40,8 @@ pub enum Error {
     AlreadyAttached = 12,
     /// The caller is not attached to this buffer.
     NotAttached = 13,
-    /// The caller's byte quota would be exceeded.
+    /// The caller's byte quota would be exceeded. A buffer aligned beyond
+    /// its own power-of-two size is charged the whole aligned block.
     QuotaBytes = 14,
     /// The caller's buffer-count quota would be exceeded.
     QuotaBuffers = 15,

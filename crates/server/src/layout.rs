@@ -68,11 +68,49 @@ impl FrameLayout {
         block_pages(1u64 << (self.master_radix() + SLOT_BITS))
     }
 
+    /// Pages of the larger of the two metadata blocks, attachment or master.
+    pub const fn metadata_pages(self) -> u64 {
+        let (attachment, master) = (self.attachment_pages(), self.master_pages());
+        if attachment > master {
+            attachment
+        } else {
+            master
+        }
+    }
+
     /// The CNode of an attachment. It is retyped first (the page table goes
     /// into it), at the block's start; the page table follows at the next 4 KiB
     /// boundary, which [`Self::attachment_pages`] leaves room for.
     pub const fn attachment_cnode(self) -> Object {
         Object::CNode { radix: self.attachment_radix() }
+    }
+}
+
+/// Pages (a power of two) of the largest metadata block, attachment or master
+/// CNode, that any buffer of 1 to `max_pages` pages needs: the block size of a
+/// metadata reserve that must serve every buffer up to that size.
+///
+/// Both block sizes grow with the number of capability slots (frames, plus a
+/// page table when there are small frames), so only two sizes can be worst:
+/// `max_pages` itself, and the largest size below the last whole 2 MiB with a
+/// full tail of 511 small frames (`q * 512 - 1` pages for `q` whole 2 MiB in
+/// `max_pages`), which has one large frame fewer but up to 511 small ones and
+/// a page table more. Every other size has no more large frames than one of
+/// them and no more small ones.
+pub const fn worst_case_metadata_pages(max_pages: u64) -> u64 {
+    if max_pages == 0 {
+        return 0;
+    }
+    let at_max = FrameLayout::for_pages(max_pages).metadata_pages();
+    let whole_large = max_pages / SMALL_PER_LARGE;
+    if whole_large == 0 {
+        return at_max;
+    }
+    let full_tail = FrameLayout::for_pages(whole_large * SMALL_PER_LARGE - 1).metadata_pages();
+    if full_tail > at_max {
+        full_tail
+    } else {
+        at_max
     }
 }
 
@@ -111,6 +149,30 @@ mod tests {
         assert_eq!(l.attachment_pages(), 2, "64-byte CNode, then the page table at the next 4 KiB");
         assert_eq!(l.attachment_cnode(), Object::CNode { radix: 1 });
         assert_eq!(l.master_pages(), 1);
+    }
+
+    fn brute_force_worst(max_pages: u64) -> u64 {
+        (1..=max_pages)
+            .map(|p| {
+                let l = FrameLayout::for_pages(p);
+                l.attachment_pages().max(l.master_pages())
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_worst_case_metadata_block_is_found_without_trying_every_size() {
+        for max_pages in (0..=2048).chain([4095, 4096, 4097, 16383, 16384, 16385, 65536]) {
+            assert_eq!(worst_case_metadata_pages(max_pages), brute_force_worst(max_pages), "up to {max_pages} pages");
+        }
+        assert_eq!(worst_case_metadata_pages(1 << 18), brute_force_worst(1 << 18), "up to 1 GiB");
+        // 2 MiB - 4 KiB: 511 small frames and a page table need a 16 KiB
+        // CNode; with one large frame more (4 MiB - 4 KiB) they need 32 KiB.
+        assert_eq!(worst_case_metadata_pages(511), 8);
+        assert_eq!(worst_case_metadata_pages(1023), 16);
+        assert_eq!(worst_case_metadata_pages(1 << 14), 16, "a 64 MiB pool: 64 KiB blocks");
+        assert_eq!(worst_case_metadata_pages(1 << 18), 16, "any buffer memsrv supports");
     }
 
     #[test]

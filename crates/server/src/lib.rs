@@ -15,6 +15,10 @@
 //! attachment's rights) plus a page table, in an untyped block of its own.
 //! Detach revokes that block; free revokes the leaves, which deletes every
 //! frame capability derived from them in every CSpace.
+//!
+//! The metadata blocks (master CNodes, attachments) come from per-client
+//! [`reserve`]s set aside at start-up, never from buffer memory, so a client
+//! within its quotas can always attach whatever others do to the pools.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -22,9 +26,11 @@
 pub mod kernel;
 pub mod layout;
 pub mod registry;
+pub mod reserve;
 mod server;
 
 pub use kernel::{CapRef, Kernel, KernelError, Object, Slot};
 pub use layout::FrameLayout;
-pub use registry::{Attachment, Buffer, Registry, MAX_BUFFERS};
+pub use registry::{charged_pages, Attachment, Buffer, Registry, MAX_BUFFERS};
+pub use reserve::{reserve_bytes, ReserveBlock, Reserves};
 pub use server::{Outcome, Server, Usage, MAX_TABLE_BITS};

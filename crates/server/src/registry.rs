@@ -13,8 +13,9 @@ pub const MAX_BUFFERS: usize = 128;
 pub struct Attachment {
     /// Rights of the frame capabilities it holds.
     pub rights: Rights,
-    /// Untyped block holding its CNode and page table.
-    pub meta: Allocation,
+    /// Block of the attaching client's reserve holding its CNode and page
+    /// table (an index into [`crate::Reserves`]).
+    pub meta: usize,
     /// Table slot of the guarded CNode capability sent to the client.
     pub cnode: Slot,
 }
@@ -28,8 +29,11 @@ pub struct Buffer {
     pub pool: usize,
     /// The buffer's pages.
     pub data: Allocation,
-    /// Untyped block holding the master CNode.
-    pub meta: Allocation,
+    /// Alignment asked for, as a power of two in pages (0: none beyond a page).
+    pub align_order: u32,
+    /// Block of the owner's reserve holding the master CNode (an index into
+    /// [`crate::Reserves`]).
+    pub meta: usize,
     /// Table slot of the master CNode, which holds the original frame capabilities.
     pub master: Slot,
     /// Allocation flags.
@@ -40,7 +44,35 @@ pub struct Buffer {
     pub attachments: [Option<Attachment>; MAX_CLIENTS],
 }
 
+/// Pages charged to the owner's byte quota for a buffer of `pages` pages
+/// aligned to `2^align_order` pages.
+///
+/// The pool hands out the first `pages` pages of a naturally aligned block of
+/// `2^ceil(log2 pages)` pages, or of `2^align_order` pages if that is larger,
+/// and gives the rest of the block back. An alignment up to the buffer's own
+/// power-of-two size therefore costs nothing an unaligned buffer does not, and
+/// only the pages are charged. A larger alignment breaks a whole aligned block
+/// for a small buffer: what is left of it serves only smaller requests, and
+/// four 4 KiB buffers aligned to 4 MiB leave no 8 MiB block in a 16 MiB pool.
+/// So the requester pays for the whole aligned block, and its byte quota
+/// bounds the large blocks it can break as it bounds the memory it holds.
+/// Capping the alignment at the buffer's size instead would refuse what
+/// devices legitimately ask for (a small descriptor ring on a large boundary).
+pub const fn charged_pages(pages: u64, align_order: u32) -> u64 {
+    let aligned = 1u64 << align_order;
+    if aligned > pages.next_power_of_two() {
+        aligned
+    } else {
+        pages
+    }
+}
+
 impl Buffer {
+    /// Pages charged to the owner's byte quota: see [`charged_pages`].
+    pub fn charged_pages(&self) -> u64 {
+        charged_pages(self.data.pages, self.align_order)
+    }
+
     /// Rights client `client` may attach with, if any.
     pub fn allowed(&self, client: usize) -> Option<Rights> {
         if client == self.owner {
@@ -48,6 +80,13 @@ impl Buffer {
         } else {
             self.grants.get(client).copied().flatten()
         }
+    }
+
+    /// Whether client `client` has any right to the buffer: it owns it or was
+    /// granted it (an attachment implies a grant). Only such a client may
+    /// learn that the buffer exists.
+    pub fn known_to(&self, client: usize) -> bool {
+        self.allowed(client).is_some() || self.attachments.get(client).is_some_and(Option::is_some)
     }
 
     /// Number of attachments, all clients together.
@@ -58,20 +97,80 @@ impl Buffer {
 
 /// Fixed table of buffers. A slot's generation grows on every free, so ids
 /// issued before a free are told apart from the slot's next buffer.
+///
+/// Clients look buffers up through [`Registry::get_for`], which is no oracle:
+/// a client with no right to a buffer is told [`Error::UnknownBuffer`]
+/// whether the id is live, was freed or was never issued. Only a client that
+/// had a right to a buffer when it was freed (its owner, a grantee) hears
+/// [`Error::StaleBuffer`] for it, as it knew the buffer existed anyway.
 pub struct Registry {
     entries: [Option<Buffer>; MAX_BUFFERS],
     /// Generation the slot's live (or next) buffer has. Starts at 1.
     generations: [u32; MAX_BUFFERS],
+    /// Per slot and client: which of the slot's buffers were freed while the
+    /// client had a right to them.
+    freed_while_known: [[KnownFrees; MAX_CLIENTS]; MAX_BUFFERS],
+}
+
+/// The generations of one slot that one client had a right to when they were
+/// freed: the latest, and the [`KnownFrees::SPAN`] before it as a bit mask.
+/// Older ones are forgotten and read as unknown: never stale to someone who
+/// had no right to them, which is what matters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct KnownFrees {
+    /// Latest such generation (0: none yet).
+    latest: u32,
+    /// Bit `i` set: generation `latest - i` was one.
+    mask: u32,
+}
+
+impl KnownFrees {
+    const SPAN: u32 = u32::BITS;
+
+    fn record(&mut self, generation: u32) {
+        let shift = generation.saturating_sub(self.latest);
+        self.mask = if shift >= Self::SPAN { 0 } else { self.mask << shift };
+        self.mask |= 1;
+        self.latest = generation;
+    }
+
+    fn contains(&self, generation: u32) -> bool {
+        let age = self.latest.wrapping_sub(generation);
+        generation != 0 && generation <= self.latest && age < Self::SPAN && self.mask & (1 << age) != 0
+    }
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { entries: [const { None }; MAX_BUFFERS], generations: [1; MAX_BUFFERS] }
+        Registry {
+            entries: [const { None }; MAX_BUFFERS],
+            generations: [1; MAX_BUFFERS],
+            freed_while_known: [[KnownFrees::default(); MAX_CLIENTS]; MAX_BUFFERS],
+        }
     }
 }
 
 impl Registry {
-    /// Look up a live buffer, telling never-issued ids from freed ones.
+    /// Look up a live buffer on behalf of client `client`. A buffer the
+    /// client has no right to, a freed one and a never-issued id all give
+    /// [`Error::UnknownBuffer`], except that a client that had a right to the
+    /// buffer when it was freed gets [`Error::StaleBuffer`] (a double free).
+    pub fn get_for(&self, client: usize, id: BufferId) -> Result<&Buffer, Error> {
+        match self.get(id) {
+            Ok(buffer) if buffer.known_to(client) => Ok(buffer),
+            Ok(_) => Err(Error::UnknownBuffer),
+            Err(Error::StaleBuffer) if self.was_known(client, id) => Err(Error::StaleBuffer),
+            Err(_) => Err(Error::UnknownBuffer),
+        }
+    }
+
+    fn was_known(&self, client: usize, id: BufferId) -> bool {
+        let known = self.freed_while_known.get(id.index() as usize).and_then(|slot| slot.get(client));
+        known.is_some_and(|known| known.contains(id.generation()))
+    }
+
+    /// Look up a live buffer for memsrv itself, telling never-issued ids
+    /// from freed ones. Never answer a client with this: see [`Self::get_for`].
     pub fn get(&self, id: BufferId) -> Result<&Buffer, Error> {
         let index = id.index() as usize;
         let generation = *self.generations.get(index).ok_or(Error::UnknownBuffer)?;
@@ -104,11 +203,18 @@ impl Registry {
         Ok(BufferId::new(index as u32, self.generations[index]))
     }
 
-    /// Remove a buffer; its id and every copy of it become stale. A slot whose
-    /// generation would wrap is retired instead of reused.
+    /// Remove a buffer; its id and every copy of it become stale for the
+    /// clients that had a right to it. A slot whose generation would wrap is
+    /// retired instead of reused.
     pub fn remove(&mut self, id: BufferId) -> Result<Buffer, Error> {
-        self.get(id)?;
+        let buffer = self.get(id)?;
+        let known: [bool; MAX_CLIENTS] = core::array::from_fn(|client| buffer.known_to(client));
         let index = id.index() as usize;
+        for (client, known) in known.into_iter().enumerate() {
+            if known {
+                self.freed_while_known[index][client].record(id.generation());
+            }
+        }
         self.generations[index] = self.generations[index].saturating_add(1);
         self.entries[index].take().ok_or(Error::UnknownBuffer)
     }
@@ -142,7 +248,8 @@ mod tests {
             owner: 0,
             pool: 0,
             data: a,
-            meta: a,
+            align_order: 0,
+            meta: 0,
             master: 9,
             flags: AllocFlags::default(),
             grants: [None; MAX_CLIENTS],
@@ -167,6 +274,65 @@ mod tests {
         assert_eq!(registry.get(BufferId::new(0, 0)), Err(Error::UnknownBuffer));
         assert_eq!(registry.get(BufferId::new(5, 1)), Err(Error::UnknownBuffer));
         assert_eq!(registry.get(BufferId::new(u32::MAX, 1)), Err(Error::UnknownBuffer));
+    }
+
+    #[test]
+    fn a_client_without_a_right_learns_nothing_from_the_error() {
+        let mut registry = Registry::default();
+        let (owner, grantee, outsider) = (0, 1, 2);
+        let mut shared = buffer();
+        shared.grants[grantee] = Some(Rights::ReadOnly);
+        let live = registry.insert(shared).unwrap();
+        let freed = registry.insert(buffer()).unwrap();
+        registry.get_mut(freed).unwrap().grants[grantee] = Some(Rights::ReadWrite);
+        registry.remove(freed).unwrap();
+        let never = BufferId::new(7, 1);
+        for id in [live, freed, never, BufferId::new(freed.index(), 9), BufferId::new(1000, 1)] {
+            assert_eq!(registry.get_for(outsider, id).err(), Some(Error::UnknownBuffer), "{id}");
+        }
+        assert!(registry.get_for(owner, live).is_ok());
+        assert!(registry.get_for(grantee, live).is_ok());
+        assert_eq!(registry.get_for(owner, freed).err(), Some(Error::StaleBuffer), "double free");
+        assert_eq!(registry.get_for(grantee, freed).err(), Some(Error::StaleBuffer), "a former grantee");
+        assert_eq!(registry.get_for(owner, never).err(), Some(Error::UnknownBuffer));
+
+        // The slot is reused and freed again without the grantee: the grantee
+        // still knows its own old id is stale, but learns nothing of the new one.
+        let again = registry.insert(buffer()).unwrap();
+        assert_eq!(again.index(), freed.index());
+        assert_eq!(registry.get_for(grantee, again).err(), Some(Error::UnknownBuffer));
+        registry.remove(again).unwrap();
+        assert_eq!(registry.get_for(grantee, again).err(), Some(Error::UnknownBuffer));
+        assert_eq!(registry.get_for(grantee, freed).err(), Some(Error::StaleBuffer));
+        assert_eq!(registry.get_for(owner, again).err(), Some(Error::StaleBuffer));
+        assert_eq!(registry.get_for(owner, freed).err(), Some(Error::StaleBuffer), "still remembered");
+    }
+
+    #[test]
+    fn each_client_remembers_the_last_thirty_two_generations_it_knew() {
+        let mut known = KnownFrees::default();
+        assert!(!known.contains(0) && !known.contains(1));
+        for generation in [1, 2, 5, 40] {
+            known.record(generation);
+        }
+        assert!(known.contains(40));
+        assert!(!known.contains(5), "older than the span: forgotten");
+        assert!(!known.contains(39) && !known.contains(41) && !known.contains(0));
+        known.record(41);
+        known.record(72);
+        assert!(known.contains(72) && known.contains(41) && !known.contains(40));
+        known.record(u32::MAX - 1);
+        assert!(known.contains(u32::MAX - 1) && !known.contains(72));
+    }
+
+    #[test]
+    fn alignment_beyond_the_buffers_own_block_is_charged() {
+        assert_eq!(charged_pages(1, 0), 1);
+        assert_eq!(charged_pages(5, 3), 5, "a 5-page buffer takes an 8-page block anyway");
+        assert_eq!(charged_pages(5, 4), 16, "the whole 16-page block it breaks");
+        assert_eq!(charged_pages(1, 10), 1024, "4 KiB aligned to 4 MiB pays 4 MiB");
+        assert_eq!(charged_pages(1024, 10), 1024);
+        assert_eq!(charged_pages(1025, 10), 1025);
     }
 
     #[test]

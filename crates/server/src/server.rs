@@ -10,7 +10,8 @@ use heapless::FnvIndexMap;
 
 use crate::kernel::{CapRef, Kernel, KernelError, Object, Slot, RETYPE_FAN_OUT_LIMIT};
 use crate::layout::FrameLayout;
-use crate::registry::{Attachment, Buffer, Registry};
+use crate::registry::{charged_pages, Attachment, Buffer, Registry};
+use crate::reserve::{self, Reserves};
 
 /// Largest table CNode radix memsrv can manage.
 pub const MAX_TABLE_BITS: u64 = 12;
@@ -57,6 +58,8 @@ pub struct Server<K, const NODES: usize> {
     /// Every untyped block that exists, by `(pool << 32) | node`.
     blocks: FnvIndexMap<u64, BlockCap, TABLE_CAPACITY>,
     free_slots: heapless::Vec<Slot, TABLE_CAPACITY>,
+    /// Each client's metadata reserve, carved from the pools at start-up.
+    reserves: Reserves,
 }
 
 fn block_key(pool: usize, block: Block) -> u64 {
@@ -131,11 +134,16 @@ impl<K: Kernel> Mirror<'_, K> {
 impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     /// Set up from a validated configuration. Pool `i`'s untyped capability
     /// must be in table slot `i`; the other slots of the table must be empty.
+    /// Carves every client's metadata reserve out of the pools (the only
+    /// kernel invocations here: retypes splitting the pools' untypeds), and
+    /// refuses a configuration whose reserves do not fit ([`reserve::check`]).
     pub fn new(kernel: K, config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
         if config.table_bits > MAX_TABLE_BITS {
             return Err(ConfigError::TableBits);
         }
+        reserve::check(&config)?;
+        let block_pages = reserve::block_pages(&config);
         let mut pools = [const { None }; MAX_POOLS];
         let mut blocks = FnvIndexMap::new();
         for (i, pool) in config.pools.iter().flatten().enumerate() {
@@ -149,7 +157,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         for slot in (config.pool_count() as Slot..1 << config.table_bits).rev() {
             free_slots.push(slot).map_err(|_| ConfigError::TableBits)?;
         }
-        Ok(Server {
+        let mut server = Server {
             kernel,
             config,
             pools,
@@ -157,7 +165,33 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             usage: [Usage::default(); MAX_CLIENTS],
             blocks,
             free_slots,
-        })
+            reserves: Reserves::new(block_pages),
+        };
+        server.carve_reserves()?;
+        Ok(server)
+    }
+
+    /// Allocate every client's reserve blocks, client by client, each from the
+    /// last pool with room (see [`reserve`]). [`reserve::check`] has shown
+    /// they fit, so a refusal here means the kernel disagrees with the
+    /// configuration.
+    fn carve_reserves(&mut self) -> Result<(), ConfigError> {
+        let block_pages = self.reserves.block_pages();
+        for client in 0..MAX_CLIENTS {
+            for _ in 0..reserve::reserve_blocks(&self.config, client) {
+                let pool = (0..self.config.pool_count())
+                    .rev()
+                    .find(|&p| self.pools[p].as_ref().is_some_and(|s| s.pool.largest_free() >= block_pages))
+                    .ok_or(ConfigError::ReservesExceedPools)?;
+                let block = self.pool_alloc(pool, block_pages, 0).map_err(|error| match error {
+                    Error::OutOfMemory => ConfigError::ReservesExceedPools,
+                    Error::OutOfSlots => ConfigError::ReservesExceedTable,
+                    _ => ConfigError::PoolCapability,
+                })?;
+                self.reserves.push(client, pool, block)?;
+            }
+        }
+        Ok(())
     }
 
     /// The kernel (or model) the server drives.
@@ -185,14 +219,30 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         self.usage[client]
     }
 
-    /// Free bytes of pool `pool` (bookkeeping blocks count as used).
+    /// Free bytes of pool `pool`: not in a buffer nor in a reserve.
     pub fn free_bytes(&self, pool: usize) -> Option<u64> {
         self.pools.get(pool)?.as_ref().map(|p| p.pool.free_pages() << PAGE_BITS)
     }
 
-    /// Total bytes of pool `pool`.
+    /// Bytes of pool `pool` that buffers can use: its size less the metadata
+    /// reserves carved from it. What POOL_INFO reports as the total.
     pub fn total_bytes(&self, pool: usize) -> Option<u64> {
+        Some(self.size_bytes(pool)? - self.reserved_bytes(pool)?)
+    }
+
+    /// Size of pool `pool` in bytes.
+    pub fn size_bytes(&self, pool: usize) -> Option<u64> {
         self.pools.get(pool)?.as_ref().map(|p| p.pool.pages() << PAGE_BITS)
+    }
+
+    /// Bytes of pool `pool` set aside for the clients' metadata reserves.
+    pub fn reserved_bytes(&self, pool: usize) -> Option<u64> {
+        self.pools.get(pool)?.as_ref().map(|_| self.reserves.pages_in(pool) << PAGE_BITS)
+    }
+
+    /// Every client's metadata reserve.
+    pub fn reserves(&self) -> &Reserves {
+        &self.reserves
     }
 
     /// Physical address of the first byte of buffer `buffer`.
@@ -257,7 +307,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     fn pool_info(&self, pool: u64) -> Result<PoolInfoReply, Error> {
         let state = self.pool_state(pool)?;
         Ok(PoolInfoReply {
-            total: state.pool.pages() << PAGE_BITS,
+            total: self.total_bytes(pool as usize).ok_or(Error::InvalidPool)?,
             free: state.pool.free_pages() << PAGE_BITS,
             largest_free: state.pool.largest_free() << PAGE_BITS,
         })
@@ -267,11 +317,9 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         usize::try_from(pool).ok().and_then(|p| self.pools.get(p)?.as_ref()).ok_or(Error::InvalidPool)
     }
 
-    /// Slots one pool operation may need: two per split, one split per level
-    /// on the way down and one per level while trimming, plus a few objects.
+    /// Slots one pool operation may need, with the objects of one request.
     fn slots_needed(&self, pool: usize) -> usize {
-        let order = self.pools[pool].as_ref().map_or(0, |p| p.pool.order()) as usize;
-        4 * (order + 1) + 4
+        reserve::request_slots(self.pool_order(pool))
     }
 
     /// Run a pool operation with its events mirrored in the kernel. A kernel
@@ -374,10 +422,18 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         self.pools[pool].as_ref().map_or(0, |p| p.pool.order())
     }
 
-    /// The single block of a power-of-two bookkeeping allocation.
-    fn meta_block(&mut self, pool: usize, meta: Allocation) -> Result<Slot, Error> {
-        let block = meta.blocks(self.pool_order(pool)).next().ok_or(Error::Kernel)?;
-        self.block_slot(pool, block)
+    /// The untyped capability of reserve block `index`, ready to retype
+    /// metadata from. Reserve blocks are allocated leaves, never dormant.
+    fn reserve_slot(&mut self, index: usize) -> Result<Slot, Error> {
+        let reserved = self.reserves.get(index).ok_or(Error::Kernel)?;
+        let block = reserved.block.blocks(self.pool_order(reserved.pool)).next().ok_or(Error::Kernel)?;
+        self.block_slot(reserved.pool, block)
+    }
+
+    /// A free block of client `client`'s reserve. Its quotas, checked first,
+    /// guarantee one (see [`reserve`]): none is a memsrv bug.
+    fn reserve_block_for(&self, client: usize) -> Result<usize, Error> {
+        self.reserves.free_block(client).ok_or(Error::Kernel)
     }
 
     fn take_slot(&mut self) -> Result<Slot, Error> {
@@ -403,7 +459,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             return Err(Error::InvalidAlignment);
         }
         let pages = size.div_ceil(1 << PAGE_BITS);
-        let bytes = pages << PAGE_BITS;
+        let align_order = (align_bits as u32).saturating_sub(PAGE_BITS);
+        let bytes = charged_pages(pages, align_order) << PAGE_BITS;
         let quota = *self.client(client);
         let usage = self.usage[client];
         if usage.buffers.saturating_add(1) > quota.quota_buffers {
@@ -415,22 +472,17 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         if !self.registry.has_room() {
             return Err(Error::TooManyBuffers);
         }
-        self.ensure_slots(2 * self.slots_needed(pool))?;
-        let align_order = (align_bits as u32).saturating_sub(PAGE_BITS);
+        let meta = self.reserve_block_for(client)?;
+        self.ensure_slots(self.slots_needed(pool))?;
         let layout = FrameLayout::for_pages(pages);
         let data = self.pool_alloc(pool, pages, align_order)?;
-        let meta = match self.pool_alloc(pool, layout.master_pages(), 0) {
-            Ok(meta) => meta,
-            Err(error) => {
-                self.pool_free(pool, data)?;
-                return Err(error);
-            }
-        };
+        self.reserves.set_in_use(meta, true);
         let master = self.make_frames(pool, data, meta, layout)?;
         let id = self.registry.insert(Buffer {
             owner: client,
             pool,
             data,
+            align_order,
             meta,
             master,
             flags,
@@ -442,16 +494,11 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         Ok(id)
     }
 
-    /// Retype the master CNode from the bookkeeping block and the frames from
-    /// the data leaves into it, large frames first.
-    fn make_frames(
-        &mut self,
-        pool: usize,
-        data: Allocation,
-        meta: Allocation,
-        layout: FrameLayout,
-    ) -> Result<Slot, Error> {
-        let meta_slot = self.meta_block(pool, meta)?;
+    /// Retype the master CNode from the owner's reserve block `meta` and the
+    /// frames from the data leaves into it, large frames first.
+    fn make_frames(&mut self, pool: usize, data: Allocation, meta: usize, layout: FrameLayout) -> Result<Slot, Error> {
+        debug_assert!(layout.master_pages() <= self.reserves.block_pages());
+        let meta_slot = self.reserve_slot(meta)?;
         let master = self.take_slot()?;
         self.kernel
             .retype(meta_slot, Object::CNode { radix: layout.master_radix() }, CapRef::Table(master), 1)
@@ -484,8 +531,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     }
 
     fn info(&self, client: usize, id: BufferId) -> Result<InfoReply, Error> {
-        let buffer = self.registry.get(id)?;
-        let rights = buffer.allowed(client).ok_or(Error::NotGranted)?;
+        let buffer = self.registry.get_for(client, id)?;
+        let rights = buffer.allowed(client).ok_or(Error::UnknownBuffer)?;
         let layout = FrameLayout::for_pages(buffer.data.pages);
         let dma = self.client(client).dma;
         Ok(InfoReply {
@@ -501,8 +548,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     }
 
     fn attach(&mut self, client: usize, id: BufferId, rights: u64) -> Result<(AttachReply, Slot), Error> {
-        let buffer = self.registry.get(id)?;
-        let allowed = buffer.allowed(client).ok_or(Error::NotGranted)?;
+        let buffer = self.registry.get_for(client, id)?;
+        let allowed = buffer.allowed(client).ok_or(Error::UnknownBuffer)?;
         let rights = Rights::try_from(rights).map_err(|_| Error::InvalidRights)?;
         if !rights.within(allowed) {
             return Err(Error::RightsEscalation);
@@ -513,11 +560,14 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         if self.usage[client].attachments.saturating_add(1) > self.client(client).quota_attachments {
             return Err(Error::QuotaAttachments);
         }
-        let (pool, pages, master, flags) = (buffer.pool, buffer.data.pages, buffer.master, buffer.flags);
-        self.ensure_slots(self.slots_needed(pool))?;
+        let (pages, master, flags) = (buffer.data.pages, buffer.master, buffer.flags);
+        // The CNode, then the guarded copy sent; the first slot comes back.
+        self.ensure_slots(2)?;
         let layout = FrameLayout::for_pages(pages);
-        let meta = self.pool_alloc(pool, layout.attachment_pages(), 0)?;
-        let meta_slot = self.meta_block(pool, meta)?;
+        debug_assert!(layout.attachment_pages() <= self.reserves.block_pages());
+        let meta = self.reserve_block_for(client)?;
+        let meta_slot = self.reserve_slot(meta)?;
+        self.reserves.set_in_use(meta, true);
         let cnode = self.take_slot()?;
         let radix = layout.attachment_radix();
         self.kernel.retype(meta_slot, layout.attachment_cnode(), CapRef::Table(cnode), 1).map_err(kernel_error)?;
@@ -558,21 +608,21 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
 
     /// Revoke one attachment: its block holds the CNode (so every copy of the
     /// CNode capability, the client's included), the frame copies in it and
-    /// the page table. The kernel unmaps them all from the client.
+    /// the page table. The kernel unmaps them all from the client, and the
+    /// block goes back to the client's reserve.
     fn teardown(&mut self, id: BufferId, client: usize) -> Result<(), Error> {
         let buffer = self.registry.get_mut(id)?;
-        let pool = buffer.pool;
         let Some(attachment) = buffer.attachments[client].take() else { return Ok(()) };
-        let meta_slot = self.meta_block(pool, attachment.meta)?;
+        let meta_slot = self.reserve_slot(attachment.meta)?;
         self.kernel.revoke(meta_slot).map_err(kernel_error)?;
         self.release_slot(attachment.cnode)?;
-        self.pool_free(pool, attachment.meta)?;
+        self.reserves.set_in_use(attachment.meta, false);
         self.usage[client].attachments -= 1;
         Ok(())
     }
 
     fn detach(&mut self, client: usize, id: BufferId) -> Result<(), Error> {
-        let buffer = self.registry.get(id)?;
+        let buffer = self.registry.get_for(client, id)?;
         if buffer.attachments[client].is_none() {
             return Err(Error::NotAttached);
         }
@@ -580,7 +630,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     }
 
     fn free(&mut self, client: usize, id: BufferId) -> Result<(), Error> {
-        let buffer = self.registry.get(id)?;
+        let buffer = self.registry.get_for(client, id)?;
         if buffer.owner != client {
             return Err(Error::NotOwner);
         }
@@ -593,18 +643,18 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             let slot = self.block_slot(buffer.pool, leaf)?;
             self.kernel.revoke(slot).map_err(kernel_error)?;
         }
-        let meta_slot = self.meta_block(buffer.pool, buffer.meta)?;
+        let meta_slot = self.reserve_slot(buffer.meta)?;
         self.kernel.revoke(meta_slot).map_err(kernel_error)?;
         self.release_slot(buffer.master)?;
         self.pool_free(buffer.pool, buffer.data)?;
-        self.pool_free(buffer.pool, buffer.meta)?;
+        self.reserves.set_in_use(buffer.meta, false);
         self.usage[client].buffers -= 1;
-        self.usage[client].bytes -= buffer.data.pages << PAGE_BITS;
+        self.usage[client].bytes -= buffer.charged_pages() << PAGE_BITS;
         Ok(())
     }
 
     fn grantee(&self, client: usize, id: BufferId, grantee: u64) -> Result<usize, Error> {
-        let buffer = self.registry.get(id)?;
+        let buffer = self.registry.get_for(client, id)?;
         if buffer.owner != client {
             return Err(Error::NotOwner);
         }

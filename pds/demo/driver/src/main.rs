@@ -76,12 +76,14 @@ fn hostile(capbuf: &mut Capbuf) -> bool {
     ok &= expect("alloc from pool 7", capbuf.alloc(PAGE_SIZE, 0, 7, 0), Error::InvalidPool);
     ok &= expect("alloc with unknown flags", capbuf.alloc(PAGE_SIZE, 0, 0, 1 << 9), Error::InvalidFlags);
     ok &= expect("alloc aligned to 2^40", capbuf.alloc(PAGE_SIZE, 40, 0, 0), Error::InvalidAlignment);
+    // Buffer 0.1 is the producer's and not granted to the driver: memsrv
+    // answers as for an id that never existed, so ids cannot be probed.
     ok &= expect(
         "attach to a buffer not granted",
         capbuf.attach(BufferId::new(0, 1), Rights::ReadOnly),
-        Error::NotGranted,
+        Error::UnknownBuffer,
     );
-    ok &= expect("free someone else's buffer", capbuf.free(BufferId::new(0, 1)), Error::NotOwner);
+    ok &= expect("free someone else's buffer", capbuf.free(BufferId::new(0, 1)), Error::UnknownBuffer);
     ok &= expect("info on a never-issued id", capbuf.info(BufferId::new(99, 1)), Error::UnknownBuffer);
     let id = capbuf.alloc(PAGE_SIZE, 0, 0, 0).expect("alloc");
     ok &= expect("grant to an unknown client", capbuf.grant(id, 99, Rights::ReadOnly), Error::InvalidGrantee);

@@ -1,0 +1,253 @@
+//! Metadata reserves: a client within its quotas can always attach and
+//! allocate, whatever it or anyone else did to the pools, and configurations
+//! whose reserves do not fit are refused at start-up.
+
+mod common;
+
+use capbuf_model::Model;
+use capbuf_protocol::{ClientConfig, Config, ConfigError, PoolConfig, Rights, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
+use capbuf_server::{reserve, Server};
+use common::*;
+
+const PAGE: u64 = 1 << PAGE_BITS;
+
+/// The regression of issue 9 (and of the flaky property test): one client
+/// fills a 1024-page pool with its own buffers, then attaches them. The
+/// attachments' CNodes and page tables come from its reserve, not the pool.
+#[test]
+fn a_client_that_filled_a_pool_attaches_its_buffers() {
+    let world = world_with(config(6 << 20, 10, 10));
+    let mut c = client(&world, 0);
+    let mut ids = vec![c.alloc(501 * PAGE, 0, 0, 0).unwrap(), c.alloc(505 * PAGE, 0, 0, 0).unwrap()];
+    // The trimmed tails, 18 pages in blocks of 8, 4, 2, 2, 1 and 1, too.
+    loop {
+        let largest = world.borrow_mut().handle(0, capbuf_protocol::Op::PoolInfo as u64, &[0], 0).result;
+        let Ok(capbuf_protocol::Reply::PoolInfo(info)) = largest else { panic!("{largest:?}") };
+        if info.largest_free == 0 {
+            break;
+        }
+        ids.push(c.alloc(info.largest_free, 0, 0, 0).unwrap());
+    }
+    assert_eq!(ids.len(), 8);
+    assert_eq!(world.borrow().free_bytes(0), Some(0), "not one page of pool 0 left");
+    for &id in &ids {
+        let view = c.attach(id, Rights::ReadWrite).unwrap();
+        let end = view.vaddr + view.size - PAGE;
+        world.borrow_mut().kernel_mut().client_write(0, end, 5).unwrap();
+        assert_eq!(world.borrow().kernel().client_read(0, end), Ok(5));
+    }
+    assert_eq!(world.borrow().free_bytes(0), Some(0));
+    // Another client's buffer fills the other pool to the last page too: its
+    // master CNode needs no pool memory either.
+    let mut other = client(&world, 1);
+    let whole = other.alloc(1 << 20, 0, 1, 0).unwrap();
+    assert_eq!(world.borrow().free_bytes(1), Some(0));
+    other.attach(whole, Rights::ReadOnly).unwrap();
+    for id in ids {
+        c.free(id).unwrap();
+    }
+    other.free(whole).unwrap();
+    assert_pristine(&world);
+}
+
+/// Every client at its quotas, with buffers whose metadata is the worst case
+/// (4 MiB - 4 KiB: 511 small frames, one large, a page table: a 64 KiB
+/// block), while the pools are full: each attach and alloc finds a free block
+/// of the right client's reserve, and every CNode and page table lies in one.
+#[test]
+fn a_full_reserve_serves_every_attachment_and_buffer_the_quotas_allow() {
+    let world = world_with(config(6 << 20, 3, 3));
+    let mut clients = [client(&world, 0), client(&world, 1), client(&world, 2)];
+    let worst = clients[0].alloc(1023 * PAGE, 0, 0, 0).unwrap();
+    let most_small = clients[0].alloc(255 * PAGE, 0, 1, 0).unwrap();
+    let last_page = clients[0].alloc(PAGE, 0, 1, 0).unwrap();
+    assert_eq!((world.borrow().free_bytes(0), world.borrow().free_bytes(1)), (Some(PAGE), Some(0)));
+    for id in [worst, most_small, last_page] {
+        clients[0].grant(id, 11, Rights::ReadWrite).unwrap();
+        clients[0].grant(id, 12, Rights::ReadOnly).unwrap();
+    }
+    for (index, c) in clients.iter_mut().enumerate() {
+        for id in [worst, most_small, last_page] {
+            c.attach(id, Rights::ReadOnly).unwrap_or_else(|e| panic!("client {index} attaching {id}: {e:?}"));
+        }
+    }
+    let server = world.borrow();
+    let reserves = server.reserves();
+    assert_eq!(reserves.block_pages(), 16);
+    for c in 0..3 {
+        let in_use = reserves.of(c).filter(|&i| reserves.get(i).unwrap().in_use).count();
+        assert_eq!(in_use, if c == 0 { 6 } else { 3 }, "client {c}: three attachments, and client 0's buffers");
+        assert_eq!(reserves.of(c).len(), 6, "3 buffers + 3 attachments");
+    }
+    for (address, size_bits) in server.kernel().metadata_objects() {
+        let holder = reserves.iter().find(|(_, r)| {
+            let start = POOLS[r.pool].0 + (r.block.offset << PAGE_BITS);
+            r.in_use && address >= start && address + (1 << size_bits) <= start + (r.block.pages << PAGE_BITS)
+        });
+        assert!(holder.is_some(), "CNode or page table at {address:#x} outside the reserves");
+    }
+    assert_eq!(server.kernel().live_objects().3, 3 + 9, "three master CNodes, nine attachment CNodes");
+    drop(server);
+    // At the quotas, with the pools full, the refusals are the quotas'.
+    use capbuf_client::ClientError::Server as Refused;
+    use capbuf_protocol::Error;
+    let mine = clients[1].alloc(PAGE, 0, 0, 0).unwrap();
+    assert_eq!(world.borrow().free_bytes(0), Some(0), "the last page; its master CNode is in client 1's reserve");
+    assert_eq!(clients[1].attach(mine, Rights::ReadWrite), Err(Refused(Error::QuotaAttachments)));
+    assert_eq!(clients[0].alloc(PAGE, 0, 0, 0), Err(Refused(Error::QuotaBuffers)));
+    clients[1].detach(worst).unwrap();
+    clients[1].attach(mine, Rights::ReadWrite).unwrap();
+    clients[1].free(mine).unwrap();
+    for id in [worst, most_small, last_page] {
+        clients[0].free(id).unwrap();
+    }
+    assert_pristine(&world);
+}
+
+/// Issue 9: four 4 KiB buffers aligned to 4 MiB (16 KiB of quota) left no
+/// 8 MiB block in a 16 MiB pool. Each now pays for the 4 MiB block it breaks,
+/// so a client with half the pool as its quota breaks at most half the pool,
+/// and another client's 8 MiB buffer, within its own quota, fits.
+#[test]
+fn aligned_buffers_pay_for_the_blocks_they_break() {
+    let mut config = config(8 << 20, 4, 1);
+    config.pools = [None; MAX_POOLS];
+    config.pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 24 });
+    config.pools[1] = Some(PoolConfig { physical_address: 0x5000_0000, size_bits: 20 });
+    let world = world_with(config);
+    assert_eq!(world.borrow().reserved_bytes(0), Some(0), "the reserves went to the last pool");
+    let (mut attacker, mut victim) = (client(&world, 0), client(&world, 1));
+    let first = attacker.alloc(PAGE, 22, 0, 0).unwrap();
+    let second = attacker.alloc(PAGE, 22, 0, 0).unwrap();
+    assert_eq!(world.borrow().usage(0).bytes, 8 << 20, "each paid for a 4 MiB block");
+    assert_eq!(attacker.info(first).unwrap().size, PAGE, "the buffer itself is one page");
+    assert_eq!(
+        attacker.alloc(PAGE, 22, 0, 0),
+        Err(capbuf_client::ClientError::Server(capbuf_protocol::Error::QuotaBytes))
+    );
+    let big = victim.alloc(8 << 20, 0, 0, 0).expect("an 8 MiB buffer within the victim's quota");
+    attacker.free(first).unwrap();
+    assert_eq!(world.borrow().usage(0).bytes, 4 << 20);
+    // Alignment up to the buffer's own power-of-two size costs nothing more.
+    let aligned = attacker.alloc(5 * PAGE, 15, 0, 0).unwrap();
+    assert_eq!(world.borrow().usage(0).bytes, (4 << 20) + 5 * PAGE);
+    for id in [second, aligned] {
+        attacker.free(id).unwrap();
+    }
+    victim.free(big).unwrap();
+    assert_pristine(&world);
+}
+
+#[test]
+fn configurations_whose_reserves_do_not_fit_are_refused() {
+    let start = |config: Config, pools: &[(u64, u64)]| {
+        Server::<Model, NODES>::new(Model::new(config.table_bits, pools, 3), config).err()
+    };
+    // 3 clients x (128 + 128) blocks of 64 KiB: 48 MiB, more than the 21 MiB of pools.
+    assert_eq!(start(config(1 << 30, 1000, 1000), &POOLS), Some(ConfigError::ReservesExceedPools));
+    let mut small = config(1 << 30, 100, 0);
+    small.table_bits = 7;
+    assert_eq!(start(small, &POOLS), Some(ConfigError::ReservesExceedTable));
+    assert_eq!(start(config(6 << 20, 6, 6), &POOLS[..2]), Some(ConfigError::PoolCapability), "no untyped for pool 2");
+    // What fits starts, and reports each client's reserve.
+    let fits = config(6 << 20, 6, 6);
+    let world = world_with(fits.clone());
+    for c in 0..3 {
+        assert_eq!(reserve::reserve_bytes(&fits, c), 12 * (64 << 10), "6 buffers and 6 attachments of 64 KiB");
+    }
+    assert_eq!(world.borrow().reserved_bytes(2), Some(3 * 12 * (64 << 10)));
+    assert_eq!(world.borrow().total_bytes(2), Some((16 << 20) - 3 * 12 * (64 << 10)));
+    // Clients without quotas reserve nothing.
+    let world = world_with(config(0, 0, 0));
+    for (p, &(_, size_bits)) in POOLS.iter().enumerate() {
+        assert_eq!(world.borrow().free_bytes(p), Some(1 << size_bits));
+    }
+}
+
+/// The start-up check counts the table slots the reserves take without a
+/// kernel; memsrv, carving them, uses exactly as many.
+#[test]
+fn the_reserves_take_the_table_slots_the_check_predicts() {
+    for (quotas, buffers, attachments) in
+        [(0, 0, 0), (1 << 20, 1, 0), (6 << 20, 6, 6), (1 << 30, 40, 3), (1 << 30, 60, 40), (1 << 30, 128, 128)]
+    {
+        for pools in [&POOLS[..], &POOLS[..1], &POOLS[1..]] {
+            let mut config = config(quotas, buffers, attachments);
+            config.pools = [None; MAX_POOLS];
+            for (i, &(physical_address, size_bits)) in pools.iter().enumerate() {
+                config.pools[i] = Some(PoolConfig { physical_address, size_bits });
+            }
+            let predicted = reserve::table_slots(&config);
+            match Server::<Model, NODES>::new(Model::new(12, pools, 3), config) {
+                Ok(server) => {
+                    assert_eq!(server.free_slot_count() as u64, 4096 - predicted.unwrap());
+                    assert_eq!(server.kernel().used_table_slots() as u64, predicted.unwrap());
+                }
+                Err(error) => assert_eq!(predicted.err(), Some(error)),
+            }
+        }
+    }
+}
+
+/// The value of attribute `name` in one line of XML.
+fn attribute<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {name}=\""))? + name.len() + 3;
+    Some(&line[start..start + line[start..].find('"')?])
+}
+
+fn number(text: &str) -> u64 {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).unwrap(),
+        None => text.parse().unwrap(),
+    }
+}
+
+/// The demo's `system.xml`: the reserves the README states, and the free
+/// bytes the QEMU test expects memsrv to report once every buffer is freed.
+#[test]
+fn the_demo_systems_reserves() {
+    let xml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/system.xml")).unwrap();
+    let mut config = Config { table_bits: 12, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
+    let mut names = Vec::new();
+    for line in xml.lines().map(str::trim) {
+        if line.starts_with("<pool ") {
+            let size = number(attribute(line, "size").unwrap());
+            let index = config.pool_count();
+            config.pools[index] = Some(PoolConfig {
+                physical_address: number(attribute(line, "phys_addr").unwrap()),
+                size_bits: size.trailing_zeros() as u64,
+            });
+        } else if line.starts_with("<client ") {
+            let index = names.len();
+            names.push(attribute(line, "pd").unwrap().to_string());
+            let quota = |name: &str, default: u64| attribute(line, name).map_or(default, number);
+            config.clients[index] = Some(ClientConfig {
+                channel: index as u64,
+                client_id: number(attribute(line, "id").unwrap()),
+                quota_bytes: quota("quota_bytes", 16 << 20),
+                quota_buffers: quota("quota_buffers", 16),
+                quota_attachments: quota("quota_attachments", 16),
+                dma: false,
+            });
+        }
+    }
+    let reserves: Vec<(&str, u64)> =
+        names.iter().enumerate().map(|(i, name)| (name.as_str(), reserve::reserve_bytes(&config, i) >> 10)).collect();
+    assert_eq!(
+        reserves,
+        [("producer", 512), ("consumer", 128), ("victim", 128), ("driver", 512), ("hostile", 512)],
+        "KiB per client, as the README says"
+    );
+    let pools = [(0xa000_0000, 26)];
+    let memsrv = Server::<Model, { 2 << 14 }>::new(Model::new(12, &pools, names.len()), config).unwrap();
+    let free = memsrv.free_bytes(0).unwrap();
+    assert_eq!(free, (64 << 20) - (1792 << 10));
+    assert_eq!(memsrv.total_bytes(0), Some(free), "POOL_INFO's total: what buffers can use");
+    let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/qemu-test")).unwrap();
+    for line in [
+        format!("memsrv: all buffers freed: pool 0 free {free} of {free} bytes"),
+        format!("producer: pool 0 after: {free} of {free} bytes free"),
+    ] {
+        assert!(script.contains(&line), "scripts/qemu-test requires '{line}'");
+    }
+}
