@@ -40,7 +40,7 @@ bench:
 	$(CARGO) run --release -p capbuf-bench
 
 header:
-	CAPBUF_UPDATE_HEADER=1 $(CARGO) build
+	CAPBUF_UPDATE_HEADER=1 $(CARGO) build -p capbuf
 
 clean:
 	rm -rf $(BUILD_DIR) target pds/target tools/compose/target

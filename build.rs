@@ -21,7 +21,7 @@ fn header() -> String {
     line("#pragma once".into());
     line("#include <stdint.h>".into());
     line(String::new());
-    let constants: [(&str, u64); 14] = [
+    let constants: [(&str, u64); 12] = [
         ("PROTOCOL_VERSION", p::PROTOCOL_VERSION),
         ("PAGE_BITS", p::PAGE_BITS as u64),
         ("LARGE_PAGE_BITS", p::LARGE_PAGE_BITS as u64),
@@ -32,8 +32,6 @@ fn header() -> String {
         ("RIGHTS_READ_WRITE", p::Rights::ReadWrite as u64),
         ("FLAG_UNCACHED", p::AllocFlags::UNCACHED),
         ("FLAG_READ_ONLY", p::AllocFlags::READ_ONLY),
-        ("CLIENT_ROOT_CPTR", p::CLIENT_ROOT_CPTR),
-        ("ROOT_SLOT_SHIFT", p::ROOT_SLOT_SHIFT),
         ("CLIENT_WINDOW_START", p::CLIENT_WINDOW.start),
         ("CLIENT_WINDOW_END", p::CLIENT_WINDOW.end),
     ];
@@ -44,8 +42,6 @@ fn header() -> String {
             line(format!("#define CAPBUF_{name} {value:#x}ULL"));
         }
     }
-    line(format!("#define CAPBUF_CLIENT_RECEIVE_SLOT_FIRST {}", p::CLIENT_RECEIVE_SLOTS.start));
-    line(format!("#define CAPBUF_CLIENT_RECEIVE_SLOT_END {}", p::CLIENT_RECEIVE_SLOTS.end));
     line(format!("#define CAPBUF_MAX_MESSAGE_WORDS {}", p::MAX_MESSAGE_WORDS));
     line(String::new());
     line("/* Operations (request labels). */".into());

@@ -27,7 +27,7 @@ fn c_header_compiles_and_matches_the_rust_definitions() {
     emit("CAPBUF_RIGHTS_READ_ONLY".into(), Rights::ReadOnly as u64);
     emit("CAPBUF_FLAG_UNCACHED".into(), AllocFlags::UNCACHED);
     emit("CAPBUF_ALLOC_MR_FLAGS".into(), 3);
-    emit("CAPBUF_ATTACH_REPLY_MR_CNODE_RADIX".into(), 6);
+    emit("CAPBUF_ATTACH_REPLY_MR_VADDR".into(), 1);
     emit("CAPBUF_INFO_REPLY_MR_PADDR".into(), 1);
     emit("sizeof(capbuf_id_t)".into(), 8);
     c.push_str("    return 0;\n}\n");

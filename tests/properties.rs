@@ -14,16 +14,62 @@ use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Step {
-    Alloc { client: usize, pages: u64, pool: u64, flags: u64 },
-    Attach { client: usize, buffer: usize, write: bool },
-    Grant { client: usize, buffer: usize, grantee: usize, write: bool },
-    Ungrant { client: usize, buffer: usize, grantee: usize },
-    Detach { client: usize, buffer: usize },
-    Free { client: usize, buffer: usize },
-    Touch { client: usize, buffer: usize, page: u64 },
-    Stale { client: usize, which: usize },
-    Garbage { client: usize, label: u64, words: Vec<u64> },
+    Alloc {
+        client: usize,
+        pages: u64,
+        pool: u64,
+        flags: u64,
+    },
+    Attach {
+        client: usize,
+        buffer: usize,
+        write: bool,
+    },
+    Grant {
+        client: usize,
+        buffer: usize,
+        grantee: usize,
+        write: bool,
+    },
+    Ungrant {
+        client: usize,
+        buffer: usize,
+        grantee: usize,
+    },
+    Detach {
+        client: usize,
+        buffer: usize,
+    },
+    Free {
+        client: usize,
+        buffer: usize,
+    },
+    Touch {
+        client: usize,
+        buffer: usize,
+        page: u64,
+    },
+    Stale {
+        client: usize,
+        which: usize,
+    },
+    Garbage {
+        client: usize,
+        label: u64,
+        words: Vec<u64>,
+    },
     Reclaim,
+    /// A hostile client tries a capability operation on whatever its
+    /// capability pointers name: copy, mint, move, mutate, delete or revoke
+    /// in a CNode, map a frame (at an address of its window), GetAddress.
+    Hostile {
+        client: usize,
+        cptr: u64,
+        dest: u64,
+        source: u64,
+        op: u8,
+        vaddr_slot: u64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -40,9 +86,19 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (c.clone(), b).prop_map(|(client, buffer)| Step::Free { client, buffer }),
         4 => (c.clone(), b, 0u64..700).prop_map(|(client, buffer, page)| Step::Touch { client, buffer, page }),
         1 => (c.clone(), b).prop_map(|(client, which)| Step::Stale { client, which }),
-        1 => (c, 0u64..12, prop::collection::vec(any::<u64>(), 0..9))
+        1 => (c.clone(), 0u64..12, prop::collection::vec(any::<u64>(), 0..9))
             .prop_map(|(client, label, words)| Step::Garbage { client, label, words }),
         1 => Just(Step::Reclaim),
+        2 => (c, 0u64..64, 0u64..4, 0u64..1024, 0u64..1024, 0u8..8, 0u64..256).prop_map(
+            |(client, slot, index, dest, source, op, vaddr_slot)| Step::Hostile {
+                client,
+                cptr: (slot << 58) | index,
+                dest,
+                source,
+                op,
+                vaddr_slot
+            }
+        ),
     ]
 }
 
@@ -276,6 +332,26 @@ proptest! {
                     let _ = world.borrow_mut().handle(client as u64, label, &words, 0);
                 },
                 Step::Reclaim => world.borrow_mut().reclaim().expect("reclaim"),
+                Step::Hostile { client, cptr, dest, source, op, vaddr_slot } => {
+                    use capbuf_model::CNodeOp;
+                    let mut server = world.borrow_mut();
+                    let model = server.kernel_mut();
+                    let vaddr = capbuf_protocol::CLIENT_WINDOW.start + (vaddr_slot << 21);
+                    let attributes = capbuf_server::MapAttributes { rights: Rights::ReadWrite, cached: false };
+                    let rights = Rights::ReadWrite;
+                    let result = match op {
+                        0 => model.client_cnode(client, (cptr >> 58, dest), (cptr >> 58, source), CNodeOp::Copy(rights)),
+                        1 => model.client_cnode(client, (cptr >> 58, dest), (cptr >> 58, source), CNodeOp::Mint(rights, 0)),
+                        2 => model.client_cnode(client, (cptr >> 58, dest), (cptr >> 58, source), CNodeOp::Move),
+                        3 => model.client_cnode(client, (cptr >> 58, dest), (cptr >> 58, source), CNodeOp::Mutate(0)),
+                        4 => model.client_cnode(client, (cptr >> 58, dest), (cptr >> 58, source), CNodeOp::Delete),
+                        5 => model.client_cnode(client, (cptr >> 58, dest), (cptr >> 58, source), CNodeOp::Revoke),
+                        6 => model.client_map_frame(client, cptr, vaddr, attributes),
+                        _ => model.client_get_address(client, cptr).map(|_| ()),
+                    };
+                    // memsrv gives clients no capability: there is nothing to operate on.
+                    prop_assert!(result.is_err(), "a client's capability operation {} succeeded", op);
+                }
             }
             check_invariants(&world)?;
         }

@@ -129,6 +129,12 @@ fn uncached_and_read_only_flags_hold_for_everyone() {
     assert_eq!(owner.grant(id, 11, Rights::ReadWrite), Err(ClientError::Server(Error::RightsEscalation)));
     owner.grant(id, 11, Rights::ReadOnly).unwrap();
     other.attach(id, Rights::ReadOnly).unwrap();
+    // memsrv maps it, so the attributes are memsrv's, not the client's choice.
+    for c in 0..2 {
+        let mappings = world.borrow().kernel().client_mappings(c);
+        assert!(!mappings.is_empty());
+        assert!(mappings.iter().all(|m| !m.cached && m.rights == Rights::ReadOnly), "uncached, read-only for {c}");
+    }
     owner.free(id).unwrap();
     assert_pristine(&world);
 }
@@ -182,7 +188,9 @@ fn a_sixteen_mebibyte_buffer_attaches_in_one_call_with_eight_frames() {
     let after = world.borrow().kernel().counts;
     assert_eq!(view.size, 16 << 20);
     assert_eq!(world.borrow().kernel().client_mappings(0).len(), 8);
-    assert_eq!(after.copy - before.copy, 8 + 1, "eight frame copies and the guarded CNode");
+    assert_eq!(after.copy - before.copy, 8, "eight frame copies");
+    assert_eq!(after.mutate - before.mutate, 1, "the CNode guarded");
+    assert_eq!(after.map - before.map, 8, "memsrv maps eight 2 MiB frames");
     c.free(id).unwrap();
 }
 
@@ -232,31 +240,128 @@ fn dormant_blocks_give_their_slots_back_when_the_table_runs_short() {
     assert_pristine(&world);
 }
 
-/// A port whose capability transfers never arrive, as when the receive slot is unusable.
-struct Lossy(Port);
-
-impl capbuf_client::Sys for Lossy {
-    fn call(&mut self, label: u64, words: &[u64], _receive_slot: Option<u64>) -> capbuf_client::RawReply {
-        self.0.call(label, words, None)
-    }
-    fn map_page_table(&mut self, cptr: u64, vaddr: u64) -> Result<(), u64> {
-        self.0.map_page_table(cptr, vaddr)
-    }
-    fn map_frame(&mut self, cptr: u64, vaddr: u64, rights: Rights, cached: bool) -> Result<(), u64> {
-        self.0.map_frame(cptr, vaddr, rights, cached)
-    }
-    fn delete_root_slot(&mut self, slot: u64) {
-        self.0.delete_root_slot(slot)
-    }
+/// Every capability pointer a client could try: each root CNode slot, and
+/// the first slots below each as if a CNode were there.
+fn every_cptr() -> impl Iterator<Item = u64> {
+    (0..64u64).flat_map(|slot| (0..4u64).map(move |index| (slot << 58) | index))
 }
 
 #[test]
-fn an_attach_whose_capability_is_lost_is_given_back() {
+fn a_client_holds_no_capability_to_its_buffers_so_revocation_holds() {
     let world = world();
-    let mut c = capbuf_client::Client::new(Lossy(Port { world: world.clone(), client: 0 })).unwrap();
-    let id = c.alloc(PAGE, 0, 0, 0).unwrap();
-    assert_eq!(c.attach(id, Rights::ReadWrite), Err(ClientError::Server(Error::UnexpectedCaps)));
-    assert_eq!(world.borrow().registry().get(id).unwrap().attachment_count(), 0, "memsrv's attachment was undone");
-    c.free(id).unwrap();
+    let (mut owner, mut other) = (client(&world, 0), client(&world, 1));
+    let id = owner.alloc(3 << 20, 0, 0, 0).unwrap();
+    owner.grant(id, 11, Rights::ReadWrite).unwrap();
+    let mine = owner.attach(id, Rights::ReadWrite).unwrap();
+    let theirs = other.attach(id, Rights::ReadWrite).unwrap();
+    world.borrow_mut().kernel_mut().client_write(1, theirs.vaddr, 5).unwrap();
+    // What a hostile client would try with what memsrv gave it: there is nothing.
+    for c in 0..2 {
+        let mut server = world.borrow_mut();
+        let model = server.kernel_mut();
+        assert_eq!(model.client_capabilities(c), 0, "memsrv sends no capability");
+        assert!(model.client_reachable_frames(c).is_empty());
+        for cptr in every_cptr() {
+            assert!(model.client_get_address(c, cptr).is_err(), "no frame capability to ask GetAddress of");
+            let attributes = capbuf_server::MapAttributes { rights: Rights::ReadWrite, cached: true };
+            assert!(model.client_map_frame(c, cptr, 0x1000_0000, attributes).is_err(), "none to map again");
+            for op in [capbuf_model::CNodeOp::Copy(Rights::ReadWrite), capbuf_model::CNodeOp::Move] {
+                assert!(
+                    model.client_cnode(c, (cptr >> 58, 1), (cptr >> 58, 0), op).is_err(),
+                    "no CNode to copy out of"
+                );
+            }
+        }
+    }
+    // Ungrant: the grantee's mapping is gone; it reads nothing the owner writes later.
+    owner.ungrant(id, 11).unwrap();
+    world.borrow_mut().kernel_mut().client_write(0, mine.vaddr, 6).unwrap();
+    for page in pages(&theirs) {
+        assert_eq!(world.borrow().kernel().client_read(1, page), Err(Fault { vaddr: page, write: false }));
+    }
+    assert!(world.borrow().kernel().client_mappings(1).is_empty());
+    // Detach: the owner's mapping is gone too.
+    owner.detach(id).unwrap();
+    assert!(world.borrow().kernel().client_mappings(0).is_empty());
+    assert_eq!(world.borrow().kernel().client_read(0, mine.vaddr), Err(Fault { vaddr: mine.vaddr, write: false }));
+    owner.free(id).unwrap();
     assert_pristine(&world);
+}
+
+#[test]
+fn a_full_window_refuses_with_window_full_and_changes_nothing() {
+    // A server for 256 MiB pools is too large for a test thread's default stack.
+    std::thread::Builder::new().stack_size(256 << 20).spawn(full_window).unwrap().join().unwrap();
+}
+
+fn full_window() {
+    // The window is 512 MiB in 2 MiB slots: 63 attachments of 8 MiB and one
+    // of 4 MiB take 254 slots, so a 6 MiB buffer (3 slots) no longer fits; a
+    // 4 KiB one (its page table's slot) still does.
+    let mut config = config(1 << 30, 128, 128);
+    config.pools = [None; capbuf_protocol::MAX_POOLS];
+    let pools = [(0x1_0000_0000, 28), (0x2_0000_0000, 28), (0x3_0000_0000, 28)];
+    for (i, &(physical_address, size_bits)) in pools.iter().enumerate() {
+        config.pools[i] = Some(capbuf_protocol::PoolConfig { physical_address, size_bits });
+    }
+    config.clients[1] = None;
+    config.clients[2] = None;
+    let model = capbuf_model::Model::new(12, &pools, 3);
+    let world =
+        std::rc::Rc::new(std::cell::RefCell::new(capbuf_server::Server::<_, { 2 << 16 }>::new(model, config).unwrap()));
+    let mut c = capbuf_client::Client::new(Port { world: world.clone(), client: 0 }).unwrap();
+    let request = |op: capbuf_protocol::Op, words: &[u64]| world.borrow_mut().handle(0, op as u64, words, 0).result;
+    let (attach, detach) = (capbuf_protocol::Op::Attach, capbuf_protocol::Op::Detach);
+    let mut ids = Vec::new();
+    for i in 0..64u64 {
+        let id = c.alloc(if i < 63 { 8 << 20 } else { 4 << 20 }, 0, i % 3, 0).unwrap();
+        ids.push(id);
+        // The library tracks 32 views: attach with raw requests.
+        assert!(request(attach, &[id.raw(), 3]).is_ok(), "attachment {i}");
+    }
+    let big = c.alloc(6 << 20, 0, 2, 0).unwrap();
+    let before = snapshot_of(&world);
+    assert_eq!(request(attach, &[big.raw(), 3]), Err(Error::WindowFull));
+    assert_eq!(snapshot_of(&world), before, "a refused attach changes nothing");
+    let small = c.alloc(PAGE, 0, 0, 0).unwrap();
+    match request(attach, &[small.raw(), 3]) {
+        Ok(capbuf_protocol::Reply::Attach(reply)) => {
+            assert_eq!(reply.vaddr, capbuf_protocol::CLIENT_WINDOW.end - (4 << 20), "the first free slot")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Detaching the 4 MiB buffer frees two slots, but not next to the last one...
+    assert!(request(detach, &[ids[63].raw()]).is_ok());
+    assert_eq!(request(attach, &[big.raw(), 3]), Err(Error::WindowFull));
+    // ...until the 4 KiB buffer between them goes too.
+    assert!(request(detach, &[small.raw()]).is_ok());
+    match request(attach, &[big.raw(), 3]) {
+        Ok(capbuf_protocol::Reply::Attach(reply)) => {
+            assert_eq!(reply.vaddr, capbuf_protocol::CLIENT_WINDOW.end - (8 << 20))
+        }
+        other => panic!("{other:?}"),
+    }
+    for id in ids.into_iter().chain([big, small]) {
+        request(capbuf_protocol::Op::Free, &[id.raw()]).unwrap();
+    }
+    let server = world.borrow();
+    assert_eq!(server.kernel().live_objects().1, 0, "every frame is gone");
+    assert!(server.kernel().client_mappings(0).is_empty());
+}
+
+/// Free bytes, kernel objects, slots, client 0's mappings and usage.
+type State = (Vec<u64>, (usize, usize, usize, usize), usize, usize, capbuf_server::Usage);
+
+/// What a refused request must not change.
+fn snapshot_of<const N: usize>(
+    world: &std::rc::Rc<std::cell::RefCell<capbuf_server::Server<capbuf_model::Model, N>>>,
+) -> State {
+    let server = world.borrow();
+    (
+        (0..3).map(|p| server.free_bytes(p).unwrap()).collect(),
+        server.kernel().live_objects(),
+        server.free_slot_count(),
+        server.kernel().client_mappings(0).len(),
+        server.usage(0),
+    )
 }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use capbuf_client::{Client, RawReply, Sys};
 use capbuf_model::Model;
-use capbuf_protocol::{ClientConfig, Config, PoolConfig, Rights, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS};
+use capbuf_protocol::{ClientConfig, Config, PoolConfig, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS};
 use capbuf_server::Server;
 
 /// Pools up to 2^12 pages (16 MiB) in tests.
@@ -54,15 +54,16 @@ pub fn world() -> World {
     world_with(config(8 << 20, 16, 16))
 }
 
-/// One client's kernel interface: PPCs go to the server, capabilities and
-/// mappings to the model. `N` is the server's pool bound.
+/// One client's kernel interface: PPCs go to the server (which maps
+/// attachments into the client's VSpace in the model). `N` is the server's
+/// pool bound.
 pub struct Port<const N: usize = NODES> {
     pub world: Rc<RefCell<Server<Model, N>>>,
     pub client: usize,
 }
 
 impl<const N: usize> Sys for Port<N> {
-    fn call(&mut self, label: u64, words: &[u64], receive_slot: Option<u64>) -> RawReply {
+    fn call(&mut self, label: u64, words: &[u64]) -> RawReply {
         let mut server = self.world.borrow_mut();
         let outcome = server.handle(self.client as u64, label, words, 0);
         let mut raw = RawReply { label: 0, words: [0; MAX_MESSAGE_WORDS], length: 0, caps: 0 };
@@ -70,31 +71,8 @@ impl<const N: usize> Sys for Port<N> {
             Ok(reply) => raw.length = reply.encode(&mut raw.words),
             Err(error) => raw.label = error.code(),
         }
-        if let (Some(cap), Some(slot)) = (outcome.cap, receive_slot) {
-            if server.kernel_mut().receive(self.client, slot, cap).is_ok() {
-                raw.caps = 1;
-            }
-        }
         raw
     }
-
-    fn map_page_table(&mut self, cptr: u64, vaddr: u64) -> Result<(), u64> {
-        let (slot, index) = split(cptr);
-        self.world.borrow_mut().kernel_mut().client_map_page_table(self.client, slot, index, vaddr).map_err(|e| e.0)
-    }
-
-    fn map_frame(&mut self, cptr: u64, vaddr: u64, rights: Rights, _cached: bool) -> Result<(), u64> {
-        let (slot, index) = split(cptr);
-        self.world.borrow_mut().kernel_mut().client_map_frame(self.client, slot, index, vaddr, rights).map_err(|e| e.0)
-    }
-
-    fn delete_root_slot(&mut self, slot: u64) {
-        self.world.borrow_mut().kernel_mut().client_delete(self.client, slot);
-    }
-}
-
-fn split(cptr: u64) -> (u64, u64) {
-    (cptr >> capbuf_protocol::ROOT_SLOT_SHIFT, cptr & ((1 << capbuf_protocol::ROOT_SLOT_SHIFT) - 1))
 }
 
 pub fn client(world: &World, index: usize) -> Client<Port> {

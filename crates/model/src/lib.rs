@@ -7,9 +7,12 @@
 //! a CNode taking its slots' capabilities with it and a frame or page table
 //! its mappings.
 //!
-//! Clients are modelled too: a root CNode to receive capabilities into and
-//! a VSpace of page tables and frames, so tests can map what memsrv sends,
-//! read and write memory through the mappings, and see a fault where the real
+//! Clients are modelled too: a VSpace of page tables and frames, whose
+//! capability memsrv holds (in its table, as capbuf-compose places it) and maps
+//! attachments into, and a root CNode on which a client can try every
+//! capability operation seL4 offers (copy, mint, move, mutate, delete, map,
+//! get-address) on whatever it holds, as a hostile client would. Tests read
+//! and write memory through the mappings and see a fault where the real
 //! system would fault. Memory contents are kept per 4 KiB page.
 
 #![forbid(unsafe_code)]
@@ -17,12 +20,12 @@
 
 use std::collections::BTreeMap;
 
-use capbuf_protocol::{Rights, ROOT_CNODE_BITS};
+use capbuf_protocol::{inner_bits, Rights, MEMSRV_TABLE_VSPACES, ROOT_CNODE_BITS};
 use capbuf_server::kernel::RETYPE_FAN_OUT_LIMIT;
-use capbuf_server::{CapRef, Kernel, KernelError, Object, Slot};
+use capbuf_server::{CapRef, Kernel, KernelError, MapAttributes, Object, Slot};
 
 mod client;
-pub use client::{Fault, Mapping};
+pub use client::{CNodeOp, Fault, Mapping};
 
 /// seL4 error numbers (`seL4_Error`), as the model reports them.
 pub mod error {
@@ -47,10 +50,18 @@ type CapId = usize;
 /// What kind of object, with its state.
 #[derive(Clone, Debug)]
 enum Kind {
-    Untyped { watermark: u64 },
+    Untyped {
+        watermark: u64,
+    },
     Frame,
     PageTable,
-    CNode { slots: Vec<Option<CapId>> },
+    CNode {
+        slots: Vec<Option<CapId>>,
+    },
+    /// A client's VSpace (its top-level page table).
+    VSpace {
+        client: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -76,7 +87,7 @@ struct Cap {
     guard_bits: u32,
     parent: Option<CapId>,
     place: Place,
-    /// Virtual address this (frame or page table) capability is mapped at, and by which client.
+    /// Virtual address this (frame or page table) capability is mapped at, and in which client's VSpace.
     mapped: Option<(usize, u64)>,
 }
 
@@ -91,6 +102,10 @@ pub struct Counts {
     pub zeroed_bytes: u64,
     /// `seL4_CNode_Mint`/`Copy` calls.
     pub copy: u64,
+    /// `seL4_CNode_Mutate` calls.
+    pub mutate: u64,
+    /// `seL4_ARM_Page_Map` and `seL4_ARM_PageTable_Map` calls.
+    pub map: u64,
     /// `seL4_CNode_Revoke` calls.
     pub revoke: u64,
     /// `seL4_CNode_Delete` calls.
@@ -99,6 +114,7 @@ pub struct Counts {
 
 /// The model kernel.
 pub struct Model {
+    table_bits: u64,
     objects: Vec<Option<ObjectState>>,
     caps: Vec<Option<Cap>>,
     table: Vec<Option<CapId>>,
@@ -110,9 +126,12 @@ pub struct Model {
 
 impl Model {
     /// A model with a table of `2^table_bits` slots, the pools' untyped
-    /// capabilities in its first slots, and `clients` client CSpaces.
+    /// capabilities in its first slots, and `clients` clients, whose VSpace
+    /// capabilities are in table slots from [`MEMSRV_TABLE_VSPACES`] on, as
+    /// capbuf-compose places them.
     pub fn new(table_bits: u64, pools: &[(u64, u64)], clients: usize) -> Model {
         let mut model = Model {
+            table_bits,
             objects: Vec::new(),
             caps: Vec::new(),
             table: vec![None; 1 << table_bits],
@@ -124,6 +143,12 @@ impl Model {
             let object = model.new_object(Kind::Untyped { watermark: 0 }, physical_address, size_bits as u32);
             let cap = model.new_cap(object, Rights::ReadWrite, None, Place::Table(i as Slot));
             model.table[i] = Some(cap);
+        }
+        for client in 0..clients {
+            let object = model.new_object(Kind::VSpace { client }, 0, 12);
+            let slot = MEMSRV_TABLE_VSPACES as Slot + client as Slot;
+            let cap = model.new_cap(object, Rights::ReadWrite, None, Place::Table(slot));
+            model.table[slot as usize] = Some(cap);
         }
         model
     }
@@ -160,8 +185,14 @@ impl Model {
                 let cap = self.lookup(CapRef::Table(node))?.ok_or(error::FAILED_LOOKUP)?;
                 let object = self.cap(cap).object;
                 match &self.object(object).kind {
-                    // The kernel resolves `radix` bits through a guard-0 CNode: any other depth misses.
-                    Kind::CNode { slots } if slots.len() != 1 << radix || self.cap(cap).guard_bits != 0 => {
+                    // memsrv reaches inner slots with capability pointers that
+                    // leave `inner_bits` bits below the table: the CNode's
+                    // guard and radix must consume exactly those, or the
+                    // lookup misses.
+                    Kind::CNode { slots }
+                        if slots.len() != 1 << radix
+                            || self.cap(cap).guard_bits + radix != inner_bits(self.table_bits) as u32 =>
+                    {
                         Err(error::FAILED_LOOKUP)
                     }
                     Kind::CNode { slots } if (index as usize) < slots.len() => Ok(Place::InNode(object, index)),
@@ -197,6 +228,24 @@ impl Model {
 
     fn lookup(&self, at: CapRef) -> Result<Option<CapId>, KernelError> {
         Ok(self.slot(self.place_of(at)?))
+    }
+
+    /// Move a capability to an empty place, keeping its place in the
+    /// derivation tree and its mapping (`cteMove`).
+    fn move_cap(&mut self, cap: CapId, place: Place) {
+        let old = self.cap(cap).place;
+        self.set_slot(old, None);
+        self.set_slot(place, Some(cap));
+        self.caps[cap].as_mut().expect("live cap").place = place;
+    }
+
+    /// The client whose VSpace capability is in table slot `slot`.
+    fn vspace_client(&self, slot: Slot) -> Result<usize, KernelError> {
+        let cap = self.lookup(CapRef::Table(slot))?.ok_or(error::FAILED_LOOKUP)?;
+        match self.object(self.cap(cap).object).kind {
+            Kind::VSpace { client } => Ok(client),
+            _ => Err(error::INVALID_CAPABILITY),
+        }
     }
 
     fn children(&self, cap: CapId) -> Vec<CapId> {
@@ -241,7 +290,7 @@ impl Model {
                         }
                     }
                 }
-                Kind::Untyped { .. } | Kind::Frame => {}
+                Kind::Untyped { .. } | Kind::Frame | Kind::VSpace { .. } => {}
             }
         }
     }
@@ -261,7 +310,7 @@ impl Model {
             .filter_map(|(i, o)| o.as_ref().filter(|o| matches!(o.kind, Kind::Frame)).map(|o| (i, o)))
     }
 
-    /// Number of live objects of each kind: (untyped, frames, page tables, CNodes).
+    /// Number of live objects of each kind: (untyped, frames, page tables, CNodes); VSpaces are not counted.
     pub fn live_objects(&self) -> (usize, usize, usize, usize) {
         let mut counts = (0, 0, 0, 0);
         for object in self.objects.iter().flatten() {
@@ -270,6 +319,7 @@ impl Model {
                 Kind::Frame => counts.1 += 1,
                 Kind::PageTable => counts.2 += 1,
                 Kind::CNode { .. } => counts.3 += 1,
+                Kind::VSpace { .. } => {}
             }
         }
         counts
@@ -403,24 +453,22 @@ impl Kernel for Model {
         Ok(())
     }
 
-    fn mint_cnode(&mut self, source: Slot, dest: Slot, guard_bits: u32) -> Result<(), KernelError> {
-        self.counts.copy += 1;
+    fn mutate_cnode(&mut self, source: Slot, dest: Slot, guard_bits: u32) -> Result<(), KernelError> {
+        self.counts.mutate += 1;
         let src = self.lookup(CapRef::Table(source))?.ok_or(error::FAILED_LOOKUP)?;
         let place = self.place_of(CapRef::Table(dest))?;
         if self.slot(place).is_some() {
             return Err(error::DELETE_FIRST);
         }
-        let object = self.cap(src).object;
-        let radix = match &self.object(object).kind {
+        let radix = match &self.object(self.cap(src).object).kind {
             Kind::CNode { slots } => slots.len().trailing_zeros(),
             _ => return Err(error::INVALID_CAPABILITY),
         };
         if guard_bits + radix > 64 {
             return Err(error::RANGE);
         }
-        let cap = self.new_cap(object, Rights::ReadWrite, Some(src), place);
-        self.caps[cap].as_mut().expect("new cap").guard_bits = guard_bits;
-        self.set_slot(place, Some(cap));
+        self.move_cap(src, place);
+        self.caps[src].as_mut().expect("live cap").guard_bits = guard_bits;
         Ok(())
     }
 
@@ -437,6 +485,26 @@ impl Kernel for Model {
             self.delete_cap(cap);
         }
         Ok(())
+    }
+
+    fn map_page_table(&mut self, table: CapRef, vspace: Slot, vaddr: u64) -> Result<(), KernelError> {
+        self.counts.map += 1;
+        let cap = self.lookup(table)?.ok_or(error::FAILED_LOOKUP)?;
+        let client = self.vspace_client(vspace)?;
+        self.map_page_table_cap(cap, client, vaddr)
+    }
+
+    fn map_frame(
+        &mut self,
+        frame: CapRef,
+        vspace: Slot,
+        vaddr: u64,
+        attributes: MapAttributes,
+    ) -> Result<(), KernelError> {
+        self.counts.map += 1;
+        let cap = self.lookup(frame)?.ok_or(error::FAILED_LOOKUP)?;
+        let client = self.vspace_client(vspace)?;
+        self.map_frame_cap(cap, client, vaddr, attributes)
     }
 }
 

@@ -17,26 +17,67 @@ const HEADER_WORDS: usize = 5;
 const POOL_WORDS: usize = 2;
 const CLIENT_WORDS: usize = 6;
 
+/// Microkit's capability layout, as Microkit 2.3.0 builds every protection
+/// domain's CSpace (`tool/microkit/src/capdl/builder.rs`, `PD_*_CAP_IDX`, and
+/// `libmicrokit/include/microkit.h`). capbuf-compose checks these against the
+/// spec Microkit actually built before it adds anything.
+pub mod microkit {
+    /// Radix of a protection domain's root CNode (`PD_ROOT_CAP_BITS`); its
+    /// slot 0 holds the Microkit CNode.
+    pub const ROOT_CNODE_BITS: u64 = 6;
+    /// Radix of the Microkit CNode (`PD_CAP_SIZE` = 512 slots).
+    pub const CNODE_BITS: u64 = 9;
+    /// Microkit-CNode slot of the protection domain's own VSpace (`PD_VSPACE_CAP_IDX`).
+    pub const VSPACE_CPTR: u64 = 3;
+    /// First Microkit-CNode slot of the PPC endpoints, one per channel (`PD_BASE_OUTPUT_ENDPOINT_CAP`).
+    pub const BASE_ENDPOINT_CPTR: u64 = 74;
+    /// Microkit-CNode slots Microkit 2.3.0 never fills: after the last range
+    /// (`PD_BASE_IOPORT_CAP` 394 + 64) up to the end of the CNode.
+    pub const FREE_CPTRS: core::ops::Range<u64> = 458..512;
+}
+
 /// Slot of memsrv's root CNode that holds its bookkeeping CNode ("table"),
-/// guarded so that capability pointer `(1 << 58) | i` names table slot `i`.
+/// guard 0: capability pointer [`table_cptr`] names a table slot.
 pub const MEMSRV_TABLE_ROOT_SLOT: u64 = 1;
 /// Microkit-CNode slot (a capability pointer) in memsrv holding a capability
 /// to the table CNode itself, guard 0, for use as the root of CNode and
 /// retype invocations.
-pub const MEMSRV_TABLE_CPTR: u64 = 458;
-/// Microkit-CNode slot (a capability pointer) in each client holding a
-/// capability to the client's own root CNode, guard 0: the receive path.
-pub const CLIENT_ROOT_CPTR: u64 = 458;
+pub const MEMSRV_TABLE_CPTR: u64 = microkit::FREE_CPTRS.start;
 /// Radix of a Microkit protection domain's root CNode.
-pub const ROOT_CNODE_BITS: u64 = 6;
+pub const ROOT_CNODE_BITS: u64 = microkit::ROOT_CNODE_BITS;
 /// Bits a root CNode slot index is shifted by in a capability pointer.
 pub const ROOT_SLOT_SHIFT: u64 = 64 - ROOT_CNODE_BITS;
-/// Root CNode slots a client library receives attachments into.
-pub const CLIENT_RECEIVE_SLOTS: core::ops::Range<u64> = 32..64;
-/// Virtual address window in which client libraries map attachments. The
+/// Table slot of client `i`'s VSpace capability is `MEMSRV_TABLE_VSPACES + i`
+/// (after the pools' untypeds, which take slots `0..MAX_POOLS`). memsrv maps
+/// every attachment into its client's VSpace through it.
+pub const MEMSRV_TABLE_VSPACES: u64 = MAX_POOLS as u64;
+/// First table slot memsrv allocates for its own objects.
+pub const MEMSRV_TABLE_FIRST_FREE: u64 = MEMSRV_TABLE_VSPACES + MAX_CLIENTS as u64;
+/// Virtual address window in which memsrv maps a client's attachments. The
 /// composer refuses a client whose own mappings overlap it. It lies in the
 /// first GiB, whose level-2 page table every Microkit PD already has.
 pub const CLIENT_WINDOW: core::ops::Range<u64> = 0x2000_0000..0x4000_0000;
+
+/// memsrv's capability pointer for slot `slot` of its table (radix
+/// `table_bits`): root CNode slot 1, then the table, whose slots' objects it
+/// invokes. The bits below name a slot inside a CNode held in that table slot,
+/// see [`inner_cptr`].
+pub const fn table_cptr(table_bits: u64, slot: u64) -> u64 {
+    (MEMSRV_TABLE_ROOT_SLOT << ROOT_SLOT_SHIFT) | (slot << (ROOT_SLOT_SHIFT - table_bits))
+}
+
+/// Bits a capability pointer has left below the table for a CNode held in a
+/// table slot: memsrv gives such a CNode (radix `r`) a guard of
+/// `inner_bits(table_bits) - r` bits, so that its slots are addressable.
+pub const fn inner_bits(table_bits: u64) -> u64 {
+    ROOT_SLOT_SHIFT - table_bits
+}
+
+/// memsrv's capability pointer for slot `index` of the (guarded) CNode in
+/// table slot `node`.
+pub const fn inner_cptr(table_bits: u64, node: u64, index: u64) -> u64 {
+    table_cptr(table_bits, node) | index
+}
 
 /// One pool: a physically contiguous untyped region, naturally aligned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

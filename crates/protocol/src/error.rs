@@ -59,6 +59,9 @@ pub enum Error {
     OutOfSlots = 21,
     /// The kernel refused an operation memsrv expected to succeed. A bug in memsrv.
     Kernel = 22,
+    /// The caller's mapping window ([`crate::CLIENT_WINDOW`]) has no free run
+    /// of 2 MiB slots large enough for the buffer: detach something first.
+    WindowFull = 23,
     /// The label is not an [`crate::Op`].
     UnknownOp = 0xFFFF_FE00,
     /// The message has the wrong number of message registers for its op.
@@ -74,7 +77,7 @@ impl Error {
     pub const DECODE_BASE: u64 = 0xFFFF_FE00;
 
     /// Every error, for tables and generated headers.
-    pub const ALL: [Error; 26] = [
+    pub const ALL: [Error; 27] = [
         Error::ZeroSize,
         Error::TooLarge,
         Error::InvalidAlignment,
@@ -97,6 +100,7 @@ impl Error {
         Error::NotGrantee,
         Error::OutOfSlots,
         Error::Kernel,
+        Error::WindowFull,
         Error::UnknownOp,
         Error::WrongLength,
         Error::UnexpectedCaps,
@@ -128,6 +132,7 @@ impl Error {
             Error::NotGrantee => "NOT_GRANTEE",
             Error::OutOfSlots => "OUT_OF_SLOTS",
             Error::Kernel => "KERNEL",
+            Error::WindowFull => "WINDOW_FULL",
             Error::UnknownOp => "UNKNOWN_OP",
             Error::WrongLength => "WRONG_LENGTH",
             Error::UnexpectedCaps => "UNEXPECTED_CAPS",
@@ -155,7 +160,7 @@ impl core::fmt::Display for Error {
     }
 }
 
-const _: () = assert!(Error::Kernel as u64 == 22, "domain errors are numbered 1..=22 without gaps");
+const _: () = assert!(Error::WindowFull as u64 == 23, "domain errors are numbered 1..=23 without gaps");
 const _: () = assert!(Error::UnknownOp as u64 == Error::DECODE_BASE);
 
 #[cfg(test)]
@@ -173,7 +178,7 @@ mod tests {
             }
         }
         assert_eq!(Error::try_from(0), Err(0));
-        assert_eq!(Error::try_from(23), Err(23));
+        assert_eq!(Error::try_from(24), Err(24));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! is the [`Op`] number and its message registers hold the arguments in the
 //! order given by [`Request`]. The reply's label is `0` on success or an
 //! [`Error`] code, and on success its message registers hold the [`Reply`]
-//! fields. Only the reply to [`Op::Attach`] carries a capability: one CNode
-//! capability holding the buffer's frames (see [`AttachReply`]).
+//! fields. No reply carries a capability: memsrv maps an attachment into
+//! the caller's VSpace itself (see [`AttachReply`]), so revoking it holds
+//! whatever the client does with the capabilities it has.
 //!
 //! This crate has no seL4 dependency so that both ends, the host model and the
 //! C header generator use the same definitions. Every number here is part of
@@ -22,8 +23,9 @@ mod op;
 mod rights;
 
 pub use config::{
-    ClientConfig, Config, ConfigError, PoolConfig, CLIENT_RECEIVE_SLOTS, CLIENT_ROOT_CPTR, CLIENT_WINDOW, CONFIG_MAGIC,
-    CONFIG_VERSION, CONFIG_WORDS, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, ROOT_CNODE_BITS, ROOT_SLOT_SHIFT,
+    inner_bits, inner_cptr, microkit, table_cptr, ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW,
+    CONFIG_MAGIC, CONFIG_VERSION, CONFIG_WORDS, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_FIRST_FREE, MEMSRV_TABLE_ROOT_SLOT,
+    MEMSRV_TABLE_VSPACES, ROOT_CNODE_BITS, ROOT_SLOT_SHIFT,
 };
 pub use error::Error;
 pub use id::BufferId;
@@ -34,7 +36,7 @@ pub use rights::{AllocFlags, Rights};
 /// Protocol version. A client refuses to run against a memsrv whose version
 /// differs: the major number is the high 32 bits, the minor the low 32 bits,
 /// and only the major number must match.
-pub const PROTOCOL_VERSION: u64 = 1 << 32;
+pub const PROTOCOL_VERSION: u64 = 2 << 32;
 
 /// The major part of a protocol version.
 pub const fn version_major(version: u64) -> u32 {

@@ -4,7 +4,7 @@
 //! |-----------|--------------------------------------|----------------------------------------------------------------------|
 //! | HELLO     | -                                    | version, client id, pools, quota bytes, quota buffers, quota attachments |
 //! | ALLOC     | size, align bits, pool, flags        | buffer id                                                            |
-//! | ATTACH    | id, rights                           | size, large frames, small frames, page tables, rights, flags, CNode radix; 1 cap |
+//! | ATTACH    | id, rights                           | size, vaddr, page bits, rights, flags                                |
 //! | GRANT     | id, grantee client id, rights        | -                                                                    |
 //! | INFO      | id                                   | size, paddr, page bits, rights, attachments, flags, pool, owner     |
 //! | DETACH    | id                                   | -                                                                    |
@@ -154,28 +154,23 @@ pub struct HelloReply {
     pub quota_attachments: u64,
 }
 
-/// Reply to [`Op::Attach`]. The capability in the reply is a CNode whose
-/// guard makes it addressable from a slot of the receiver's root CNode.
-/// Slots `0..large_frames` hold 2 MiB frames, the next `small_frames` slots
-/// 4 KiB frames, the next `page_tables` slots page tables the client may use
-/// to map the small frames. Mapped in this order at a 2 MiB aligned address,
-/// the frames form the buffer, contiguously.
+/// Reply to [`Op::Attach`]. memsrv has mapped the buffer into the caller's
+/// VSpace, contiguously from `vaddr` (inside [`crate::CLIENT_WINDOW`], 2 MiB
+/// aligned), with the attachment's rights and the buffer's cacheability. The
+/// mapping is memsrv's: the caller holds no capability to it, and DETACH,
+/// UNGRANT, a lowered grant or FREE remove it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttachReply {
     /// Buffer size in bytes, a multiple of the page size.
     pub size: u64,
-    /// 2 MiB frames at the start of the CNode.
-    pub large_frames: u64,
-    /// 4 KiB frames after them.
-    pub small_frames: u64,
-    /// Page tables after the frames.
-    pub page_tables: u64,
-    /// Rights of the frame capabilities: what the mapping allows.
+    /// Virtual address of the first byte in the caller's VSpace.
+    pub vaddr: u64,
+    /// Size bits of the largest page the mapping uses (12 or 21).
+    pub page_bits: u64,
+    /// Rights of the mapping.
     pub rights: Rights,
-    /// The buffer's allocation flags.
+    /// The buffer's allocation flags ([`AllocFlags::UNCACHED`] buffers are mapped uncached).
     pub flags: AllocFlags,
-    /// Radix of the CNode.
-    pub cnode_radix: u64,
 }
 
 /// Reply to [`Op::Info`].
@@ -217,7 +212,7 @@ pub enum Reply {
     Hello(HelloReply),
     /// To [`Op::Alloc`].
     Alloc(BufferId),
-    /// To [`Op::Attach`]; the reply also carries one capability.
+    /// To [`Op::Attach`].
     Attach(AttachReply),
     /// To [`Op::Info`].
     Info(InfoReply),
@@ -233,9 +228,7 @@ impl Reply {
         let words: &[u64] = match *self {
             Reply::Hello(h) => &[h.version, h.client_id, h.pools, h.quota_bytes, h.quota_buffers, h.quota_attachments],
             Reply::Alloc(id) => &[id.raw()],
-            Reply::Attach(a) => {
-                &[a.size, a.large_frames, a.small_frames, a.page_tables, a.rights as u64, a.flags.bits(), a.cnode_radix]
-            }
+            Reply::Attach(a) => &[a.size, a.vaddr, a.page_bits, a.rights as u64, a.flags.bits()],
             Reply::Info(i) => &[
                 i.size,
                 i.physical_address,
@@ -281,12 +274,10 @@ impl Reply {
             Op::Alloc => Reply::Alloc(BufferId::from_raw(words[0])),
             Op::Attach => Reply::Attach(AttachReply {
                 size: words[0],
-                large_frames: words[1],
-                small_frames: words[2],
-                page_tables: words[3],
-                rights: rights(words[4])?,
-                flags: flags(words[5])?,
-                cnode_radix: words[6],
+                vaddr: words[1],
+                page_bits: words[2],
+                rights: rights(words[3])?,
+                flags: flags(words[4])?,
             }),
             Op::Info => Reply::Info(InfoReply {
                 size: words[0],
@@ -371,12 +362,10 @@ mod tests {
                 Op::Attach,
                 Reply::Attach(AttachReply {
                     size: 3 << 20,
-                    large_frames: 1,
-                    small_frames: 256,
-                    page_tables: 1,
+                    vaddr: 0x2020_0000,
+                    page_bits: 21,
                     rights: Rights::ReadOnly,
                     flags: AllocFlags::from_bits(1).unwrap(),
-                    cnode_radix: 9,
                 }),
             ),
             (
@@ -407,8 +396,8 @@ mod tests {
     fn clients_see_server_errors_and_malformed_replies() {
         assert_eq!(Reply::decode(Op::Free, Error::StaleBuffer.code(), &[], 0), Err(Error::StaleBuffer));
         assert_eq!(Reply::decode(Op::Alloc, 0, &[], 0), Err(Error::WrongLength));
-        assert_eq!(Reply::decode(Op::Attach, 0, &[0; 7], 0), Err(Error::UnexpectedCaps));
-        assert_eq!(Reply::decode(Op::Attach, 0, &[0; 7], 1), Err(Error::WrongLength), "rights 0 is invalid");
+        assert_eq!(Reply::decode(Op::Attach, 0, &[0; 5], 1), Err(Error::UnexpectedCaps), "no reply carries a cap");
+        assert_eq!(Reply::decode(Op::Attach, 0, &[0; 5], 0), Err(Error::WrongLength), "rights 0 is invalid");
     }
 }
 

@@ -8,7 +8,7 @@ pub enum Op {
     Hello = 1,
     /// Allocate a zeroed, physically contiguous buffer owned by the caller.
     Alloc = 2,
-    /// Attach to a buffer the caller owns or was granted: the reply carries its frames.
+    /// Attach to a buffer the caller owns or was granted: memsrv maps it into the caller's window.
     Attach = 3,
     /// Owner lets another client attach, with rights no larger than the buffer allows.
     Grant = 4,
@@ -62,7 +62,7 @@ impl Op {
         match self {
             Op::Hello => &["VERSION", "CLIENT_ID", "POOLS", "QUOTA_BYTES", "QUOTA_BUFFERS", "QUOTA_ATTACHMENTS"],
             Op::Alloc => &["ID"],
-            Op::Attach => &["SIZE", "LARGE_FRAMES", "SMALL_FRAMES", "PAGE_TABLES", "RIGHTS", "FLAGS", "CNODE_RADIX"],
+            Op::Attach => &["SIZE", "VADDR", "PAGE_BITS", "RIGHTS", "FLAGS"],
             Op::Info => &["SIZE", "PADDR", "PAGE_BITS", "RIGHTS", "ATTACHMENTS", "FLAGS", "POOL", "OWNER"],
             Op::PoolInfo => &["TOTAL", "FREE", "LARGEST_FREE"],
             Op::Grant | Op::Detach | Op::Free | Op::Ungrant => &[],
@@ -79,12 +79,11 @@ impl Op {
         self.reply_fields().len()
     }
 
-    /// Number of capabilities a successful reply carries.
+    /// Number of capabilities a successful reply carries: none. memsrv maps
+    /// attachments into the caller's VSpace itself; no client ever holds a
+    /// capability to a buffer's frames.
     pub const fn reply_caps(self) -> usize {
-        match self {
-            Op::Attach => 1,
-            _ => 0,
-        }
+        0
     }
 }
 

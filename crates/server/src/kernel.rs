@@ -50,21 +50,33 @@ pub const WORD_BITS: u32 = 64;
 pub enum CapRef {
     /// A table slot.
     Table(Slot),
-    /// A slot of a CNode (guard 0) whose capability is in a table slot.
+    /// A slot of a CNode whose capability is in a table slot. memsrv guards
+    /// every such CNode capability (see [`Kernel::mutate_cnode`]) so that its
+    /// slots are reachable by capability pointer
+    /// ([`capbuf_protocol::inner_cptr`]) as well as by CNode invocations.
     InNode {
         /// Table slot of the CNode's capability.
         node: Slot,
-        /// The CNode has `2^radix` slots: the lookup depth the kernel needs.
+        /// The CNode has `2^radix` slots.
         radix: u32,
         /// Slot within the CNode.
         index: u32,
     },
 }
 
-/// The kernel refused an operation. memsrv never expects this: it validates
-/// requests first, so this reports a bug as [`capbuf_protocol::Error::Kernel`].
+/// The kernel refused an operation: the seL4 error number (`seL4_Error`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelError(pub u64);
+
+/// How memsrv maps a frame into a client's VSpace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapAttributes {
+    /// Access rights of the mapping.
+    pub rights: Rights,
+    /// Cacheable (`seL4_ARM_Default_VMAttributes`) or not (device/uncached).
+    /// Never executable.
+    pub cached: bool,
+}
 
 /// The kernel effects memsrv uses. Each method names the seL4 call it corresponds to.
 pub trait Kernel {
@@ -77,10 +89,10 @@ pub trait Kernel {
     /// derive a copy of the frame capability at `source` with `rights` at `dest`.
     fn copy(&mut self, source: CapRef, dest: CapRef, rights: Rights) -> Result<(), KernelError>;
 
-    /// Corresponds to `seL4_CNode_Mint` of a CNode capability with
-    /// `seL4_CNode_CapData_new(0, guard_bits)`: a copy the receiver can
-    /// address with its slot index shifted into the top bits.
-    fn mint_cnode(&mut self, source: Slot, dest: Slot, guard_bits: u32) -> Result<(), KernelError>;
+    /// Corresponds to `seL4_CNode_Mutate` of a CNode capability with
+    /// `seL4_CNode_CapData_new(0, guard_bits)`: move it from table slot
+    /// `source` to `dest`, giving it a guard of `guard_bits` zero bits.
+    fn mutate_cnode(&mut self, source: Slot, dest: Slot, guard_bits: u32) -> Result<(), KernelError>;
 
     /// Corresponds to `seL4_CNode_Revoke`: delete every capability derived from
     /// the one in `slot`, in every CSpace. For an untyped, every object retyped
@@ -89,4 +101,21 @@ pub trait Kernel {
 
     /// Corresponds to `seL4_CNode_Delete`.
     fn delete(&mut self, slot: Slot) -> Result<(), KernelError>;
+
+    /// Corresponds to `seL4_ARM_PageTable_Map`: map the page table at `table`
+    /// into the VSpace whose capability is in table slot `vspace`, covering
+    /// the 2 MiB at `vaddr`.
+    fn map_page_table(&mut self, table: CapRef, vspace: Slot, vaddr: u64) -> Result<(), KernelError>;
+
+    /// Corresponds to `seL4_ARM_Page_Map`: map the frame at `frame` into the
+    /// VSpace in table slot `vspace` at `vaddr`. The mapping lives as long as
+    /// that frame capability: deleting it (or revoking anything it derives
+    /// from) unmaps it.
+    fn map_frame(
+        &mut self,
+        frame: CapRef,
+        vspace: Slot,
+        vaddr: u64,
+        attributes: MapAttributes,
+    ) -> Result<(), KernelError>;
 }

@@ -28,8 +28,9 @@ pub mod layout;
 pub mod registry;
 pub mod reserve;
 mod server;
+pub mod window;
 
-pub use kernel::{CapRef, Kernel, KernelError, Object, Slot};
+pub use kernel::{CapRef, Kernel, KernelError, MapAttributes, Object, Slot};
 pub use layout::FrameLayout;
 pub use registry::{charged_pages, Attachment, Buffer, Registry, MAX_BUFFERS};
 pub use reserve::{reserve_bytes, ReserveBlock, Reserves};

@@ -11,13 +11,15 @@ pub const MAX_BUFFERS: usize = 128;
 /// One client's attachment to a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attachment {
-    /// Rights of the frame capabilities it holds.
+    /// Rights of the mapping (and of the frame copies behind it).
     pub rights: Rights,
     /// Block of the attaching client's reserve holding its CNode and page
     /// table (an index into [`crate::Reserves`]).
     pub meta: usize,
-    /// Table slot of the guarded CNode capability sent to the client.
+    /// Table slot of the CNode holding the frame copies memsrv mapped.
     pub cnode: Slot,
+    /// Where in the client's window the attachment is mapped.
+    pub window: crate::window::Run,
 }
 
 /// A live buffer.

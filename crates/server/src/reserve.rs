@@ -32,7 +32,9 @@
 //! image composer can call the same function.
 
 use capbuf_pool::Allocation;
-use capbuf_protocol::{Config, ConfigError, MAX_BUFFER_BITS, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
+use capbuf_protocol::{
+    Config, ConfigError, MAX_BUFFER_BITS, MAX_CLIENTS, MAX_POOLS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS,
+};
 
 use crate::layout::worst_case_metadata_pages;
 use crate::registry::MAX_BUFFERS;
@@ -106,13 +108,14 @@ fn split_slots(pool_order: u64, block_order: u64, blocks: u64) -> u64 {
     (1..=pool_order.saturating_sub(block_order)).map(|height| 2 * blocks.div_ceil(1 << height)).sum()
 }
 
-/// Table slots in use once the reserves are carved: the pools' untypeds and
-/// those of the blocks the reserves split off. Refused if the pools cannot
+/// Table slots in use once the reserves are carved: the slots before
+/// [`MEMSRV_TABLE_FIRST_FREE`] (the pools' untypeds and the clients' VSpaces)
+/// and those of the blocks the reserves split off. Refused if the pools cannot
 /// hold the reserves.
 pub fn table_slots(config: &Config) -> Result<u64, ConfigError> {
     let per_pool = placement(config)?;
     let block_order = block_pages(config).trailing_zeros() as u64;
-    let mut slots = config.pool_count() as u64;
+    let mut slots = MEMSRV_TABLE_FIRST_FREE;
     for (pool, blocks) in config.pools.iter().zip(per_pool) {
         let Some(pool) = pool else { continue };
         slots += split_slots(pool.size_bits.saturating_sub(PAGE_BITS as u64), block_order, blocks);

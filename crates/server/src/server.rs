@@ -3,15 +3,16 @@
 use capbuf_pool::{Allocation, Block, Event, Pool};
 use capbuf_protocol::{
     AllocFlags, AttachReply, BufferId, Config, ConfigError, Error, HelloReply, InfoReply, PoolInfoReply, Reply,
-    Request, Rights, MAX_ALIGN_BITS, MAX_BUFFER_BITS, MAX_CLIENTS, MAX_POOLS, PADDR_HIDDEN, PAGE_BITS,
-    PROTOCOL_VERSION, ROOT_SLOT_SHIFT,
+    Request, Rights, MAX_ALIGN_BITS, MAX_BUFFER_BITS, MAX_CLIENTS, MAX_POOLS, MEMSRV_TABLE_FIRST_FREE,
+    MEMSRV_TABLE_VSPACES, PADDR_HIDDEN, PAGE_BITS, PROTOCOL_VERSION,
 };
 use heapless::FnvIndexMap;
 
-use crate::kernel::{CapRef, Kernel, KernelError, Object, Slot, RETYPE_FAN_OUT_LIMIT};
+use crate::kernel::{CapRef, Kernel, KernelError, MapAttributes, Object, Slot, RETYPE_FAN_OUT_LIMIT};
 use crate::layout::FrameLayout;
 use crate::registry::{charged_pages, Attachment, Buffer, Registry};
 use crate::reserve::{self, Reserves};
+use crate::window::{Run, Windows};
 
 /// Largest table CNode radix memsrv can manage.
 pub const MAX_TABLE_BITS: u64 = 12;
@@ -28,18 +29,16 @@ pub struct Usage {
     pub attachments: u64,
 }
 
-/// The answer to one request.
+/// The answer to one request. No reply carries a capability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// The reply, or the error to put in the reply label.
     pub result: Result<Reply, Error>,
-    /// Table slot of a capability to send with the reply (attach only).
-    pub cap: Option<Slot>,
 }
 
 impl Outcome {
     fn error(error: Error) -> Outcome {
-        Outcome { result: Err(error), cap: None }
+        Outcome { result: Err(error) }
     }
 }
 
@@ -60,6 +59,8 @@ pub struct Server<K, const NODES: usize> {
     free_slots: heapless::Vec<Slot, TABLE_CAPACITY>,
     /// Each client's metadata reserve, carved from the pools at start-up.
     reserves: Reserves,
+    /// Each client's mapping window.
+    windows: Windows,
 }
 
 fn block_key(pool: usize, block: Block) -> u64 {
@@ -139,7 +140,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     /// refuses a configuration whose reserves do not fit ([`reserve::check`]).
     pub fn new(kernel: K, config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
-        if config.table_bits > MAX_TABLE_BITS {
+        if config.table_bits > MAX_TABLE_BITS || 1 << config.table_bits <= MEMSRV_TABLE_FIRST_FREE {
             return Err(ConfigError::TableBits);
         }
         reserve::check(&config)?;
@@ -154,7 +155,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             pools[i] = Some(PoolState { base: pool.physical_address, pool: state });
         }
         let mut free_slots = heapless::Vec::new();
-        for slot in (config.pool_count() as Slot..1 << config.table_bits).rev() {
+        // Slots below MEMSRV_TABLE_FIRST_FREE hold the pools' untypeds and the clients' VSpaces.
+        for slot in (MEMSRV_TABLE_FIRST_FREE as Slot..1 << config.table_bits).rev() {
             free_slots.push(slot).map_err(|_| ConfigError::TableBits)?;
         }
         let mut server = Server {
@@ -166,6 +168,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             blocks,
             free_slots,
             reserves: Reserves::new(block_pages),
+            windows: Windows::default(),
         };
         server.carve_reserves()?;
         Ok(server)
@@ -269,22 +272,19 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     }
 
     fn dispatch(&mut self, client: usize, request: Request) -> Outcome {
-        let done = |r: Result<(), Error>| Outcome { result: r.map(|()| Reply::Done), cap: None };
+        let done = |r: Result<(), Error>| Outcome { result: r.map(|()| Reply::Done) };
         match request {
-            Request::Hello => Outcome { result: Ok(Reply::Hello(self.hello(client))), cap: None },
+            Request::Hello => Outcome { result: Ok(Reply::Hello(self.hello(client))) },
             Request::Alloc { size, align_bits, pool, flags } => {
-                Outcome { result: self.alloc(client, size, align_bits, pool, flags).map(Reply::Alloc), cap: None }
+                Outcome { result: self.alloc(client, size, align_bits, pool, flags).map(Reply::Alloc) }
             }
-            Request::Attach { id, rights } => match self.attach(client, id, rights) {
-                Ok((reply, slot)) => Outcome { result: Ok(Reply::Attach(reply)), cap: Some(slot) },
-                Err(error) => Outcome::error(error),
-            },
+            Request::Attach { id, rights } => Outcome { result: self.attach(client, id, rights).map(Reply::Attach) },
             Request::Grant { id, grantee, rights } => done(self.grant(client, id, grantee, rights)),
-            Request::Info { id } => Outcome { result: self.info(client, id).map(Reply::Info), cap: None },
+            Request::Info { id } => Outcome { result: self.info(client, id).map(Reply::Info) },
             Request::Detach { id } => done(self.detach(client, id)),
             Request::Free { id } => done(self.free(client, id)),
             Request::Ungrant { id, grantee } => done(self.ungrant(client, id, grantee)),
-            Request::PoolInfo { pool } => Outcome { result: self.pool_info(pool).map(Reply::PoolInfo), cap: None },
+            Request::PoolInfo { pool } => Outcome { result: self.pool_info(pool).map(Reply::PoolInfo) },
         }
     }
 
@@ -499,10 +499,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     fn make_frames(&mut self, pool: usize, data: Allocation, meta: usize, layout: FrameLayout) -> Result<Slot, Error> {
         debug_assert!(layout.master_pages() <= self.reserves.block_pages());
         let meta_slot = self.reserve_slot(meta)?;
-        let master = self.take_slot()?;
-        self.kernel
-            .retype(meta_slot, Object::CNode { radix: layout.master_radix() }, CapRef::Table(master), 1)
-            .map_err(kernel_error)?;
+        let master = self.guarded_cnode(meta_slot, layout.master_radix())?;
         let mut index = 0u32;
         let order = self.pool_order(pool);
         for leaf in data.blocks(order) {
@@ -547,7 +544,28 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         })
     }
 
-    fn attach(&mut self, client: usize, id: BufferId, rights: u64) -> Result<(AttachReply, Slot), Error> {
+    /// Retype a CNode of `2^radix` slots from the untyped in `untyped` and
+    /// give its capability the guard that makes its slots addressable by
+    /// capability pointer ([`capbuf_protocol::inner_cptr`]): a retype into a
+    /// scratch slot, then a mutate into the table slot it keeps.
+    fn guarded_cnode(&mut self, untyped: Slot, radix: u32) -> Result<Slot, Error> {
+        let scratch = self.take_slot()?;
+        let node = self.take_slot()?;
+        self.kernel.retype(untyped, Object::CNode { radix }, CapRef::Table(scratch), 1).map_err(kernel_error)?;
+        let guard = capbuf_protocol::inner_bits(self.config.table_bits) as u32 - radix;
+        self.kernel.mutate_cnode(scratch, node, guard).map_err(kernel_error)?;
+        self.release_slot(scratch)?;
+        Ok(node)
+    }
+
+    /// Attach: memsrv maps the buffer into the client's window itself. In
+    /// an untyped block of the client's reserve it makes a CNode holding
+    /// copies of the buffer's frame capabilities with the attachment's rights
+    /// (and a page table for the 4 KiB tail), then maps those copies into the
+    /// client's VSpace. The client never holds a capability to the frames, so
+    /// revoking the block (detach, ungrant, a lowered grant, free) unmaps
+    /// every mapping of the attachment, whatever the client does.
+    fn attach(&mut self, client: usize, id: BufferId, rights: u64) -> Result<AttachReply, Error> {
         let buffer = self.registry.get_for(client, id)?;
         let allowed = buffer.allowed(client).ok_or(Error::UnknownBuffer)?;
         let rights = Rights::try_from(rights).map_err(|_| Error::InvalidRights)?;
@@ -561,16 +579,16 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             return Err(Error::QuotaAttachments);
         }
         let (pages, master, flags) = (buffer.data.pages, buffer.master, buffer.flags);
-        // The CNode, then the guarded copy sent; the first slot comes back.
-        self.ensure_slots(2)?;
         let layout = FrameLayout::for_pages(pages);
+        let run = self.windows.find(client, (layout.large + layout.page_tables()) as u32).ok_or(Error::WindowFull)?;
+        // The CNode and a scratch slot for making it; the scratch comes back.
+        self.ensure_slots(2)?;
         debug_assert!(layout.attachment_pages() <= self.reserves.block_pages());
         let meta = self.reserve_block_for(client)?;
         let meta_slot = self.reserve_slot(meta)?;
         self.reserves.set_in_use(meta, true);
-        let cnode = self.take_slot()?;
         let radix = layout.attachment_radix();
-        self.kernel.retype(meta_slot, layout.attachment_cnode(), CapRef::Table(cnode), 1).map_err(kernel_error)?;
+        let cnode = self.guarded_cnode(meta_slot, radix)?;
         let frames = layout.frames() as u32;
         if layout.page_tables() > 0 {
             self.kernel
@@ -586,30 +604,53 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 )
                 .map_err(kernel_error)?;
         }
-        let sent = self.take_slot()?;
-        self.kernel.mint_cnode(cnode, sent, ROOT_SLOT_SHIFT as u32 - radix).map_err(kernel_error)?;
-        // The guarded copy keeps the CNode alive; revoking the block deletes both.
-        self.kernel.delete(cnode).map_err(kernel_error)?;
-        self.release_slot(cnode)?;
+        self.map(client, run, cnode, layout, MapAttributes { rights, cached: !flags.uncached() })?;
+        self.windows.take(client, run);
         let buffer = self.registry.get_mut(id)?;
-        buffer.attachments[client] = Some(Attachment { rights, meta, cnode: sent });
+        buffer.attachments[client] = Some(Attachment { rights, meta, cnode, window: run });
         self.usage[client].attachments += 1;
-        let reply = AttachReply {
+        Ok(AttachReply {
             size: pages << PAGE_BITS,
-            large_frames: layout.large,
-            small_frames: layout.small,
-            page_tables: layout.page_tables(),
+            vaddr: run.vaddr(),
+            page_bits: layout.page_bits() as u64,
             rights,
             flags,
-            cnode_radix: radix as u64,
-        };
-        Ok((reply, sent))
+        })
     }
 
-    /// Revoke one attachment: its block holds the CNode (so every copy of the
-    /// CNode capability, the client's included), the frame copies in it and
-    /// the page table. The kernel unmaps them all from the client, and the
-    /// block goes back to the client's reserve.
+    /// Map an attachment's frame copies (in CNode `cnode`) into client
+    /// `client`'s window at `run`: each 2 MiB frame in a slot of its own,
+    /// then the page table and the 4 KiB frames in the next slot.
+    fn map(
+        &mut self,
+        client: usize,
+        run: Run,
+        cnode: Slot,
+        layout: FrameLayout,
+        attributes: MapAttributes,
+    ) -> Result<(), Error> {
+        let vspace = (MEMSRV_TABLE_VSPACES as usize + client) as Slot;
+        let radix = layout.attachment_radix();
+        let large = 1u64 << capbuf_protocol::LARGE_PAGE_BITS;
+        let frame = |index: u64| CapRef::InNode { node: cnode, radix, index: index as u32 };
+        for i in 0..layout.large {
+            self.kernel.map_frame(frame(i), vspace, run.vaddr() + i * large, attributes).map_err(kernel_error)?;
+        }
+        if layout.small > 0 {
+            let base = run.vaddr() + layout.large * large;
+            self.kernel.map_page_table(frame(layout.frames()), vspace, base).map_err(kernel_error)?;
+            for j in 0..layout.small {
+                self.kernel
+                    .map_frame(frame(layout.large + j), vspace, base + (j << PAGE_BITS), attributes)
+                    .map_err(kernel_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Revoke one attachment: its block holds the CNode, the frame copies in
+    /// it and the page table, so the kernel unmaps them all from the client;
+    /// the block goes back to the client's reserve and the run to its window.
     fn teardown(&mut self, id: BufferId, client: usize) -> Result<(), Error> {
         let buffer = self.registry.get_mut(id)?;
         let Some(attachment) = buffer.attachments[client].take() else { return Ok(()) };
@@ -617,6 +658,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         self.kernel.revoke(meta_slot).map_err(kernel_error)?;
         self.release_slot(attachment.cnode)?;
         self.reserves.set_in_use(attachment.meta, false);
+        self.windows.release(client, attachment.window);
         self.usage[client].attachments -= 1;
         Ok(())
     }

@@ -30,6 +30,8 @@ fn delta(after: Counts, before: Counts) -> Counts {
         reset: after.reset - before.reset,
         zeroed_bytes: after.zeroed_bytes - before.zeroed_bytes,
         copy: after.copy - before.copy,
+        mutate: after.mutate - before.mutate,
+        map: after.map - before.map,
         revoke: after.revoke - before.revoke,
         delete: after.delete - before.delete,
     }
@@ -40,18 +42,17 @@ fn measure(server: &mut Memsrv, client: u64, op: Op, words: &[u64]) -> (Reply, C
     let before = server.kernel().counts;
     let outcome = server.handle(client, op as u64, words, 0);
     let reply = outcome.result.unwrap_or_else(|e| panic!("{op:?} refused: {e}"));
-    if let Some(slot) = outcome.cap {
-        server.kernel_mut().receive(client as usize, 32, slot).expect("receive");
-    }
     (reply, delta(server.kernel().counts, before))
 }
 
 fn row(name: &str, c: Counts) {
-    let total = c.retype + c.copy + c.revoke + c.delete;
+    let total = c.retype + c.copy + c.mutate + c.map + c.revoke + c.delete;
     println!(
-        "| {name} | {} | {} | {} | {} | {} | {} KiB |",
+        "| {name} | {} | {} | {} | {} | {} | {} | {} | {} KiB |",
         c.retype,
         c.copy,
+        c.mutate,
+        c.map,
         c.revoke,
         c.delete,
         total,
@@ -70,8 +71,8 @@ fn id(reply: Reply) -> u64 {
 pub fn print() {
     println!("Kernel invocations memsrv makes per request (host model of seL4; one PPC each on top):");
     println!();
-    println!("| request | retype | copy/mint | revoke | delete | total | zeroed by reset |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| request | retype | copy | mutate | map | revoke | delete | total | zeroed by reset |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut server = memsrv();
     row("HELLO, INFO, GRANT, POOL_INFO", measure(&mut server, 0, Op::Hello, &[]).1);
     let (first, c) = measure(&mut server, 0, Op::Alloc, &[4096, 0, 0, 0]);
@@ -87,7 +88,6 @@ pub fn print() {
         row(&format!("DETACH {name}"), measure(&mut server, 0, Op::Detach, &[buffer]).1);
         measure(&mut server, 0, Op::Attach, &[buffer, Rights::ReadWrite as u64]);
         row(&format!("FREE {name}, attached"), measure(&mut server, 0, Op::Free, &[buffer]).1);
-        server.kernel_mut().client_delete(0, 32);
     }
     row("FREE the last buffer (pool merges back whole)", measure(&mut server, 0, Op::Free, &[first]).1);
     let (reply, c) = measure(&mut server, 0, Op::Alloc, &[4096, 0, 0, 0]);
