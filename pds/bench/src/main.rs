@@ -4,7 +4,7 @@
 //! then follows executed instructions, so the figures repeat run to run. The
 //! generic timer ticks once per 16 guest instructions in that mode; each figure
 //! is the mean over `ROUNDS` repetitions. Figures include the client library's
-//! own work (mapping the frames after an attach), as a client experiences them.
+//! own work, as a client experiences them (memsrv maps an attachment itself).
 #![no_std]
 #![no_main]
 
@@ -76,7 +76,7 @@ fn init() -> NullHandler {
     debug_println!("BENCH||---|---:|---:|");
     row("null PPC (echo PD)", "", null);
     let hello = |c: &mut Capbuf, _| {
-        c.sys().call(Op::Hello as u64, &[], None);
+        c.sys().call(Op::Hello as u64, &[]);
     };
     row("HELLO", "", measure(&mut capbuf, |_| (), hello, |_, _| ()));
     row("POOL_INFO", "", measure(&mut capbuf, |_| (), |c, _| c.pool_info(0).map(|_| ()).expect("pool"), |_, _| ()));
@@ -86,7 +86,7 @@ fn init() -> NullHandler {
     {
         row("ALLOC", name, measure(&mut capbuf, |_| (), |c, _| alloc(c, size), free));
         row(
-            "ATTACH + map",
+            "ATTACH (mapped by memsrv)",
             name,
             measure(
                 &mut capbuf,

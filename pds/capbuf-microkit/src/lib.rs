@@ -10,11 +10,10 @@
 //! ```
 //!
 //! The protocol logic lives in `capbuf-client` (host-tested); this crate is the
-//! seL4 glue: the PPC with a capability receive path, and the page table and
-//! frame mappings into the caller's own VSpace.
+//! seL4 glue: the PPC, and volatile access to what memsrv mapped.
 #![no_std]
 
-use capbuf_protocol::{Rights, CLIENT_ROOT_CPTR, MAX_MESSAGE_WORDS, ROOT_CNODE_BITS};
+use capbuf_protocol::MAX_MESSAGE_WORDS;
 use core::ptr::NonNull;
 use sel4_microkit::{Channel, MessageInfo};
 use sel4_shared_memory::{access::ReadOnly, SharedMemoryRef};
@@ -22,34 +21,14 @@ use sel4_shared_memory::{access::ReadOnly, SharedMemoryRef};
 pub use capbuf_client::{ClientError, RawReply, Sys, View};
 pub use capbuf_protocol::{AllocFlags, BufferId, Error, InfoReply, PoolInfoReply};
 
-/// Microkit-CNode slot of a protection domain's own VSpace.
-const VSPACE_CPTR: u64 = 3;
-
 /// The kernel side of the client library: one PPC channel to memsrv.
 pub struct MicrokitSys {
     channel: Channel,
 }
 
-fn root_cnode() -> sel4::cap::CNode {
-    sel4::cap::CNode::from_bits(CLIENT_ROOT_CPTR)
-}
-
-fn cap_rights(rights: Rights) -> sel4::CapRights {
-    match rights {
-        Rights::ReadOnly => sel4::CapRights::read_only(),
-        Rights::ReadWrite => sel4::CapRights::read_write(),
-    }
-}
-
 impl Sys for MicrokitSys {
-    fn call(&mut self, label: u64, words: &[u64], receive_slot: Option<u64>) -> RawReply {
-        sel4::with_ipc_buffer_mut(|ipc| {
-            ipc.msg_regs_mut()[..words.len()].copy_from_slice(words);
-            if let Some(slot) = receive_slot {
-                let path = root_cnode().absolute_cptr_from_bits_with_depth(slot, ROOT_CNODE_BITS as usize);
-                ipc.set_recv_slot(&path);
-            }
-        });
+    fn call(&mut self, label: u64, words: &[u64]) -> RawReply {
+        sel4::with_ipc_buffer_mut(|ipc| ipc.msg_regs_mut()[..words.len()].copy_from_slice(words));
         let request = sel4::MessageInfo::new(label, 0, 0, words.len());
         let reply = self.channel.pp_call(MessageInfo::from_inner(request));
         let inner = reply.inner();
@@ -62,26 +41,6 @@ impl Sys for MicrokitSys {
         };
         sel4::with_ipc_buffer(|ipc| raw.words[..length].copy_from_slice(&ipc.msg_regs()[..length]));
         raw
-    }
-
-    fn map_page_table(&mut self, cptr: u64, vaddr: u64) -> Result<(), u64> {
-        let vspace = sel4::cap::VSpace::from_bits(VSPACE_CPTR);
-        sel4::cap::PT::from_bits(cptr)
-            .pt_map(vspace, vaddr as usize, sel4::VmAttributes::default())
-            .map_err(|e| e as u64)
-    }
-
-    fn map_frame(&mut self, cptr: u64, vaddr: u64, rights: Rights, cached: bool) -> Result<(), u64> {
-        let vspace = sel4::cap::VSpace::from_bits(VSPACE_CPTR);
-        let attributes = if cached { sel4::VmAttributes::default() } else { sel4::VmAttributes::NONE };
-        // The frame may be small or large: the map invocation is the same for both.
-        sel4::cap::SmallPage::from_bits(cptr)
-            .frame_map(vspace, vaddr as usize, cap_rights(rights), attributes | sel4::VmAttributes::EXECUTE_NEVER)
-            .map_err(|e| e as u64)
-    }
-
-    fn delete_root_slot(&mut self, slot: u64) {
-        let _ = root_cnode().absolute_cptr_from_bits_with_depth(slot, ROOT_CNODE_BITS as usize).delete();
     }
 }
 
@@ -110,9 +69,9 @@ pub trait Memory {
 
 fn shared(view: &View) -> SharedMemoryRef<'static, [u64]> {
     let pointer = core::ptr::slice_from_raw_parts_mut(view.vaddr as *mut u64, (view.size / 8) as usize);
-    // SAFETY: the client library mapped `view.size` bytes at `view.vaddr` in
-    // this protection domain's VSpace, inside capbuf's window, which nothing
-    // else maps; callers narrow the lifetime to a borrow of the client, which
+    // SAFETY: memsrv mapped `view.size` bytes at `view.vaddr` in this
+    // protection domain's VSpace, inside capbuf's window, which nothing else
+    // maps; callers narrow the lifetime to a borrow of the client, which
     // keeps the window slot reserved; all access is volatile.
     unsafe { SharedMemoryRef::new(NonNull::new(pointer).expect("the window does not start at 0")) }
 }

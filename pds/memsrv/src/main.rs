@@ -2,8 +2,9 @@
 //!
 //! All decisions are made by `capbuf-server` (host-tested against a model of
 //! seL4). This file is the glue: it implements the server's `Kernel` trait
-//! with seL4 invocations on memsrv's table CNode, reads requests from the
-//! message registers and replies, with one capability for an attach.
+//! with seL4 invocations on memsrv's table CNode and its clients' VSpaces
+//! (attachments are mapped by memsrv, never by clients), reads requests from
+//! the message registers and replies. No reply carries a capability.
 //!
 //! memsrv is passive (`passive="true"` in system.xml): it runs on its
 //! clients' scheduling contexts, so each client pays for its own requests and
@@ -13,10 +14,10 @@
 #![feature(used_with_arg)]
 
 use capbuf_protocol::{
-    Config, Rights, CONFIG_WORDS, MAX_MESSAGE_WORDS, MAX_POOL_BITS, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT,
-    PAGE_BITS, ROOT_SLOT_SHIFT,
+    inner_bits, inner_cptr, table_cptr, Config, Rights, CONFIG_WORDS, MAX_MESSAGE_WORDS, MAX_POOL_BITS,
+    MEMSRV_TABLE_CPTR, PAGE_BITS, ROOT_SLOT_SHIFT,
 };
-use capbuf_server::{CapRef, Kernel, KernelError, Object, Server, Slot};
+use capbuf_server::{CapRef, Kernel, KernelError, MapAttributes, Object, Server, Slot};
 use sel4_microkit::{
     debug_println, protection_domain, var, Channel, ChannelSet, Child, Handler, Infallible, MessageInfo,
 };
@@ -35,11 +36,6 @@ struct SeL4 {
     table_bits: usize,
 }
 
-/// Capability pointer of table slot `slot`: root CNode slot 1, then the table.
-fn table_cptr(slot: Slot) -> u64 {
-    (MEMSRV_TABLE_ROOT_SLOT << ROOT_SLOT_SHIFT) | slot as u64
-}
-
 fn table() -> sel4::cap::CNode {
     sel4::cap::CNode::from_bits(MEMSRV_TABLE_CPTR)
 }
@@ -48,12 +44,34 @@ fn error(e: sel4::Error) -> KernelError {
     KernelError(e as u64)
 }
 
+fn cap_rights(rights: Rights) -> sel4::CapRights {
+    match rights {
+        Rights::ReadOnly => sel4::CapRights::read_only(),
+        Rights::ReadWrite => sel4::CapRights::read_write(),
+    }
+}
+
 impl SeL4 {
+    /// The slot as a CNode-invocation path from the table: a table slot at
+    /// depth `table_bits`, a slot of a guarded CNode in it at depth 58 (the
+    /// table, the CNode's guard and its radix).
     fn path(&self, at: CapRef) -> sel4::AbsoluteCPtr {
+        let bits = self.table_bits as u64;
         match at {
             CapRef::Table(slot) => table().absolute_cptr_from_bits_with_depth(slot as u64, self.table_bits),
-            CapRef::InNode { node, radix, index } => sel4::cap::CNode::from_bits(table_cptr(node))
-                .absolute_cptr_from_bits_with_depth(index as u64, radix as usize),
+            CapRef::InNode { node, index, .. } => table().absolute_cptr_from_bits_with_depth(
+                ((node as u64) << inner_bits(bits)) | index as u64,
+                ROOT_SLOT_SHIFT as usize,
+            ),
+        }
+    }
+
+    /// The capability pointer that names the slot, to invoke what it holds.
+    fn cptr(&self, at: CapRef) -> u64 {
+        let bits = self.table_bits as u64;
+        match at {
+            CapRef::Table(slot) => table_cptr(bits, slot as u64),
+            CapRef::InNode { node, index, .. } => inner_cptr(bits, node as u64, index as u64),
         }
     }
 }
@@ -72,24 +90,18 @@ impl Kernel for SeL4 {
             CapRef::Table(slot) => (table().absolute_cptr_for_self(), slot),
             CapRef::InNode { node, index, .. } => (self.path(CapRef::Table(node)), index),
         };
-        sel4::cap::Untyped::from_bits(table_cptr(untyped))
+        sel4::cap::Untyped::from_bits(self.cptr(CapRef::Table(untyped)))
             .untyped_retype(&blueprint, &node, offset as usize, count as usize)
             .map_err(error)
     }
 
     fn copy(&mut self, source: CapRef, dest: CapRef, rights: Rights) -> Result<(), KernelError> {
-        let rights = match rights {
-            Rights::ReadOnly => sel4::CapRights::read_only(),
-            Rights::ReadWrite => sel4::CapRights::read_write(),
-        };
-        self.path(dest).copy(&self.path(source), rights).map_err(error)
+        self.path(dest).copy(&self.path(source), cap_rights(rights)).map_err(error)
     }
 
-    fn mint_cnode(&mut self, source: Slot, dest: Slot, guard_bits: u32) -> Result<(), KernelError> {
+    fn mutate_cnode(&mut self, source: Slot, dest: Slot, guard_bits: u32) -> Result<(), KernelError> {
         let guard = sel4::CNodeCapData::new(0, guard_bits as usize).into_word();
-        self.path(CapRef::Table(dest))
-            .mint(&self.path(CapRef::Table(source)), sel4::CapRights::all(), guard)
-            .map_err(error)
+        self.path(CapRef::Table(dest)).mutate(&self.path(CapRef::Table(source)), guard).map_err(error)
     }
 
     fn revoke(&mut self, slot: Slot) -> Result<(), KernelError> {
@@ -98,6 +110,33 @@ impl Kernel for SeL4 {
 
     fn delete(&mut self, slot: Slot) -> Result<(), KernelError> {
         self.path(CapRef::Table(slot)).delete().map_err(error)
+    }
+
+    fn map_page_table(&mut self, table: CapRef, vspace: Slot, vaddr: u64) -> Result<(), KernelError> {
+        let vspace = sel4::cap::VSpace::from_bits(self.cptr(CapRef::Table(vspace)));
+        sel4::cap::PT::from_bits(self.cptr(table))
+            .pt_map(vspace, vaddr as usize, sel4::VmAttributes::default())
+            .map_err(error)
+    }
+
+    fn map_frame(
+        &mut self,
+        frame: CapRef,
+        vspace: Slot,
+        vaddr: u64,
+        attributes: MapAttributes,
+    ) -> Result<(), KernelError> {
+        let vspace = sel4::cap::VSpace::from_bits(self.cptr(CapRef::Table(vspace)));
+        let cache = if attributes.cached { sel4::VmAttributes::default() } else { sel4::VmAttributes::NONE };
+        // Small or large, the map invocation is the same.
+        sel4::cap::SmallPage::from_bits(self.cptr(frame))
+            .frame_map(
+                vspace,
+                vaddr as usize,
+                cap_rights(attributes.rights),
+                cache | sel4::VmAttributes::EXECUTE_NEVER,
+            )
+            .map_err(error)
     }
 }
 
@@ -165,14 +204,8 @@ impl Handler for Memsrv {
             Ok(reply) => {
                 let mut out = [0u64; MAX_MESSAGE_WORDS];
                 let length = reply.encode(&mut out);
-                let caps = outcome.cap.is_some() as usize;
-                sel4::with_ipc_buffer_mut(|ipc| {
-                    ipc.msg_regs_mut()[..length].copy_from_slice(&out[..length]);
-                    if let Some(slot) = outcome.cap {
-                        ipc.caps_or_badges_mut()[0] = table_cptr(slot);
-                    }
-                });
-                sel4::MessageInfo::new(0, 0, caps, length)
+                sel4::with_ipc_buffer_mut(|ipc| ipc.msg_regs_mut()[..length].copy_from_slice(&out[..length]));
+                sel4::MessageInfo::new(0, 0, 0, length)
             }
             Err(error) => {
                 if error == capbuf_protocol::Error::Kernel {

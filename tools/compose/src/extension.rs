@@ -41,6 +41,9 @@ pub struct Client {
 pub struct Extension {
     pub server: String,
     pub table_bits: u64,
+    /// `overcommit="true"`: quotas may add up to more than the pools and
+    /// memsrv's registry hold (first come, first served beyond the pools).
+    pub overcommit: bool,
     pub pools: Vec<Pool>,
     pub clients: Vec<Client>,
     range: Range<usize>,
@@ -102,7 +105,14 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
     if let Some(second) = elements.next() {
         return Err(format!("system.xml {}: only one <capbuf> element is allowed", location(&second)));
     }
-    check_attributes(&node, &["server", "table_bits"])?;
+    check_attributes(&node, &["server", "table_bits", "overcommit"])?;
+    let overcommit = match node.attribute("overcommit") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(format!("system.xml {}: overcommit must be true or false, not '{other}'", location(&node)))
+        }
+    };
     let server = node
         .attribute("server")
         .ok_or_else(|| format!("system.xml {}: <capbuf> needs attribute 'server'", location(&node)))?
@@ -155,7 +165,7 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
             other => return Err(format!("system.xml {}: unknown element <{other}> in <capbuf>", location(&child))),
         }
     }
-    Ok(Some(Extension { server, table_bits, pools, clients, range: node.range() }))
+    Ok(Some(Extension { server, table_bits, overcommit, pools, clients, range: node.range() }))
 }
 
 /// The document with the `<capbuf>` element blanked out, line breaks kept.
@@ -278,6 +288,36 @@ pub fn resolve(
     })?;
     if config.table_bits > 12 {
         return Err("capbuf: table_bits must be at most 12".into());
+    }
+    capbuf_server::reserve::check(&config).map_err(|e| match e {
+        capbuf_protocol::ConfigError::ReservesExceedPools => format!(
+            "capbuf: the clients' metadata reserves ({} KiB for these quotas) do not fit the pools; lower quota_buffers or quota_attachments, or add a pool",
+            (0..extension.clients.len()).map(|c| capbuf_server::reserve_bytes(&config, c)).sum::<u64>() >> 10
+        ),
+        capbuf_protocol::ConfigError::ReservesExceedTable => {
+            "capbuf: memsrv's table is too small for the clients' reserves; raise table_bits".to_string()
+        }
+        other => format!("capbuf: invalid configuration: {other:?}"),
+    })?;
+    if !extension.overcommit {
+        let reserves: u64 = (0..extension.clients.len()).map(|c| capbuf_server::reserve_bytes(&config, c)).sum();
+        let memory = extension.pools.iter().map(|p| 1u64 << p.size_bits).sum::<u64>() - reserves;
+        let quotas: u64 = extension.clients.iter().map(|c| c.quota_bytes).sum();
+        if quotas > memory {
+            return Err(format!(
+                "capbuf: the clients' quota_bytes add up to {} KiB but the pools hold {} KiB for buffers (after {} KiB of metadata reserves); lower the quotas or set overcommit=\"true\" on <capbuf>",
+                quotas >> 10,
+                memory >> 10,
+                reserves >> 10
+            ));
+        }
+        let buffers: u64 = extension.clients.iter().map(|c| c.quota_buffers).sum();
+        if buffers > capbuf_server::MAX_BUFFERS as u64 {
+            return Err(format!(
+                "capbuf: the clients' quota_buffers add up to {buffers}, memsrv tracks {} buffers; lower them or set overcommit=\"true\" on <capbuf>",
+                capbuf_server::MAX_BUFFERS
+            ));
+        }
     }
     Ok(Resolved { server, clients, config, pools: extension.pools.clone() })
 }

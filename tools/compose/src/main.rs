@@ -262,6 +262,23 @@ fn run() -> Result<(), String> {
         extension.server,
         resolved.clients.len()
     );
+    for (i, client) in extension.clients.iter().enumerate() {
+        println!(
+            "CAPBUF|CLIENT {}: id {}, quota {} KiB in {} buffers, {} attachments, metadata reserve {} KiB{}",
+            client.pd,
+            client.id,
+            client.quota_bytes >> 10,
+            client.quota_buffers,
+            client.quota_attachments,
+            capbuf_server::reserve_bytes(&resolved.config, i) >> 10,
+            if client.dma { ", sees physical addresses" } else { "" }
+        );
+    }
+    if extension.overcommit {
+        println!(
+            "CAPBUF|OVERCOMMIT: quotas may add up to more than the pools hold; beyond them, first come, first served"
+        );
+    }
     Ok(())
 }
 

@@ -4,7 +4,8 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use capbuf_protocol::{CLIENT_ROOT_CPTR, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, ROOT_SLOT_SHIFT};
+use capbuf_protocol::{microkit, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, MEMSRV_TABLE_VSPACES};
+use microkit_tool::capdl::builder::{PD_CAP_SIZE, SLOT_BITS};
 use microkit_tool::capdl::spec::capdl_obj_physical_size_bits;
 use microkit_tool::capdl::{CapDLNamedObject, CapDLSpecContainer};
 use microkit_tool::sdf::SystemDescription;
@@ -12,6 +13,12 @@ use microkit_tool::sel4::Config;
 use sel4_capdl_initializer_types::{cap, object, Cap, CapSlot, CapTableEntry, NamedObject, Object, ObjectId, Word};
 
 use crate::extension::Resolved;
+
+// The parts of Microkit's capability layout its tool exports, checked at
+// compile time; the rest (the VSpace at slot 3) is checked against the spec
+// it built, in `client_vspace`.
+const _: () = assert!(PD_CAP_SIZE as u64 == 1 << microkit::CNODE_BITS, "Microkit CNode radix");
+const _: () = assert!(SLOT_BITS == capbuf_server::kernel::SLOT_BITS as u64, "CNode slot size");
 
 fn find(container: &CapDLSpecContainer, name: &str) -> Result<ObjectId, String> {
     container
@@ -42,14 +49,37 @@ fn cnode_cap(object: ObjectId, guard_size: u64) -> Cap {
     Cap::CNode(cap::CNode { object, guard: Word(0), guard_size: guard_size as u8 })
 }
 
-/// Give memsrv its pools and table, and every client its receive path.
+/// The VSpace capability Microkit put at slot 3 of protection domain `name`'s
+/// Microkit CNode, checked to be one: a root page table.
+fn client_vspace(container: &CapDLSpecContainer, name: &str) -> Result<Cap, String> {
+    let microkit_cnode = find(container, &format!("cnode_{name}"))?;
+    let Object::CNode(cnode) = &container.spec.objects[usize::from(microkit_cnode)].object else {
+        return Err(format!("capbuf: 'cnode_{name}' is not a CNode (unexpected Microkit version?)"));
+    };
+    let cap = cnode
+        .slots
+        .iter()
+        .find(|entry| entry.slot.0 as u64 == microkit::VSPACE_CPTR)
+        .map(|entry| entry.cap.clone())
+        .ok_or_else(|| format!("capbuf: '{name}' has no capability at Microkit slot {}", microkit::VSPACE_CPTR))?;
+    match (&cap, &container.spec.objects[usize::from(cap.obj())].object) {
+        (Cap::PageTable(_), Object::PageTable(table)) if table.is_root => Ok(cap),
+        _ => Err(format!(
+            "capbuf: Microkit slot {} of '{name}' is not its VSpace (unexpected Microkit version?)",
+            microkit::VSPACE_CPTR
+        )),
+    }
+}
+
+/// Give memsrv its pools, its table and its clients' VSpaces.
 ///
 /// memsrv: an untyped object per pool, all in a new table CNode (pool `i` at
-/// slot `i`); the table in root CNode slot 1, guarded so that capability
-/// pointer `(1 << 58) | i` names table slot `i`, and unguarded in Microkit-CNode
-/// slot 458 for use as an invocation root. Each client: a capability to its
-/// own root CNode in Microkit-CNode slot 458. Nothing else: no client gets
-/// memory or any capability it could use to reach another protection domain.
+/// slot `i`), and a copy of client `i`'s VSpace capability at table slot
+/// [`MEMSRV_TABLE_VSPACES`]` + i`, through which memsrv maps attachments;
+/// the table in root CNode slot 1, guard 0, so that memsrv's capability
+/// pointers name table slots and the slots of guarded CNodes held in them
+/// ([`capbuf_protocol::table_cptr`]), and in Microkit-CNode slot 458 for use
+/// as an invocation root. Clients get nothing: no memory, no capability.
 pub fn extend(
     container: &mut CapDLSpecContainer,
     system: &SystemDescription,
@@ -68,21 +98,18 @@ pub fn extend(
         });
         slots.push(CapTableEntry { slot: CapSlot(i as _), cap: Cap::Untyped(cap::Untyped { object: id }) });
     }
+    for (i, &pd) in resolved.clients.iter().enumerate() {
+        let vspace = client_vspace(container, &system.protection_domains[pd].name)?;
+        slots.push(CapTableEntry { slot: CapSlot((MEMSRV_TABLE_VSPACES as usize + i) as _), cap: vspace });
+    }
     let table = container.add_root_object(NamedObject {
         name: Some(format!("capbuf_table_{server}")),
         object: Object::CNode(object::CNode { size_bits: table_bits as u8, slots }),
     });
     let server_root = find(container, &format!("cnode_{server}_root"))?;
     let server_microkit = find(container, &format!("cnode_{server}"))?;
-    let guard = ROOT_SLOT_SHIFT - table_bits;
-    insert(container, server_root, MEMSRV_TABLE_ROOT_SLOT, cnode_cap(table, guard), "memsrv's table")?;
+    insert(container, server_root, MEMSRV_TABLE_ROOT_SLOT, cnode_cap(table, 0), "memsrv's table")?;
     insert(container, server_microkit, MEMSRV_TABLE_CPTR, cnode_cap(table, 0), "memsrv's table root")?;
-    for &pd in &resolved.clients {
-        let name = &system.protection_domains[pd].name;
-        let root = find(container, &format!("cnode_{name}_root"))?;
-        let microkit = find(container, &format!("cnode_{name}"))?;
-        insert(container, microkit, CLIENT_ROOT_CPTR, cnode_cap(root, 0), "the capbuf receive path")?;
-    }
     Ok(())
 }
 

@@ -1,12 +1,16 @@
 //! Demo hostile client: thousands of random requests, raw and malformed, from
 //! a fixed-seed generator. Every reply must be success or a known error code,
 //! memsrv must keep serving, and once this client gives back what it got, the
-//! pool must be exactly as before.
+//! pool must be exactly as before. Then the copy-out attack that worked
+//! against capbuf 1.x: look for a frame capability anywhere capbuf ever put
+//! one (the receive path at Microkit slot 458 and the root CNode's slots),
+//! try to copy out of the receive path, and read the buffer after DETACH. The
+//! supervisor (this PD's parent) sees that read fault and steps over it.
 #![no_std]
 #![no_main]
 
-use capbuf_microkit::{BufferId, Error};
-use capbuf_protocol::{Op, MAX_MESSAGE_WORDS};
+use capbuf_microkit::{BufferId, Capbuf, Error, Memory};
+use capbuf_protocol::{microkit, Op, Rights, MAX_MESSAGE_WORDS, ROOT_SLOT_SHIFT};
 use sel4_microkit::{debug_println, protection_domain, Channel, NullHandler};
 
 const MEMSRV: Channel = Channel::new(0);
@@ -40,6 +44,60 @@ fn call(label: u64, words: &[u64], send_cap: bool) -> (u64, u64) {
     let reply = MEMSRV.pp_call(sel4_microkit::MessageInfo::from_inner(info));
     let first = sel4::with_ipc_buffer(|ipc| ipc.msg_regs()[0]);
     (reply.inner().label(), first)
+}
+
+/// What a probe reads when the load did not happen (the supervisor skipped it).
+const NOT_READ: u64 = 0xdead_0000_dead_0000;
+const MARKER: u64 = 0x5ec2_e7ed_0000_0001;
+
+/// One load from `address`, in a single instruction the supervisor can step
+/// over if it faults; [`NOT_READ`] if it did.
+fn probe(address: u64) -> u64 {
+    let mut value = NOT_READ;
+    // SAFETY: a plain 8-byte load. If `address` is mapped (inside capbuf's
+    // window, where memsrv mapped a buffer) it reads it; if not, the kernel
+    // raises a VM fault that the supervisor handles by skipping this one
+    // instruction, leaving `value` untouched. No memory is written.
+    unsafe { core::arch::asm!("ldr {value}, [{address}]", value = inout(reg) value, address = in(reg) address) };
+    value
+}
+
+/// Every capability pointer where capbuf 1.x put capabilities a client could
+/// copy and map: the receive path and the free tail of the Microkit CNode,
+/// and every slot of the root CNode.
+fn former_capbuf_cptrs() -> impl Iterator<Item = u64> {
+    microkit::FREE_CPTRS.chain((1..64u64).map(|slot| slot << ROOT_SLOT_SHIFT))
+}
+
+/// The copy-out attack; true if it failed everywhere it must.
+fn attack(capbuf: &mut Capbuf) -> bool {
+    let id = capbuf.alloc(64 * 1024, 0, 0, 0).expect("alloc");
+    let view = capbuf.attach(id, Rights::ReadWrite).expect("attach");
+    capbuf.words_mut(id).expect("writable").as_mut_ptr().index(0).write(MARKER);
+    // Any frame capability answers GetAddress: look for one.
+    let cptrs = former_capbuf_cptrs().count();
+    let frames = former_capbuf_cptrs()
+        .filter(|&cptr| sel4::cap::SmallPage::from_bits(cptr).frame_get_address().is_ok())
+        .count();
+    // Copy whatever the old receive path would name into a free slot of it.
+    let receive_path = sel4::cap::CNode::from_bits(microkit::FREE_CPTRS.start);
+    let copied = receive_path
+        .absolute_cptr_from_bits_with_depth(40, 6)
+        .copy(&receive_path.absolute_cptr_from_bits_with_depth(32, 6), sel4::CapRights::all());
+    let before = probe(view.vaddr);
+    capbuf.detach(id).expect("detach");
+    let after = probe(view.vaddr);
+    debug_println!(
+        "hostile: copy-out attack: {frames} of {cptrs} capability pointers hold a frame capability; CNode copy from the old receive path: {}; read before DETACH {}, after DETACH {}",
+        match copied {
+            Ok(()) => "SUCCEEDED",
+            Err(_) => "refused",
+        },
+        if before == MARKER { "saw the data" } else { "FAILED" },
+        if after == NOT_READ { "faulted" } else { "READ MEMORY" },
+    );
+    capbuf.free(id).expect("free");
+    frames == 0 && copied.is_err() && before == MARKER && after == NOT_READ
 }
 
 #[protection_domain]
@@ -85,8 +143,8 @@ fn init() -> NullHandler {
             unknown += 1;
         }
     }
-    // Give back everything: detach (attachments made by raw calls had no
-    // receive slot, so memsrv still counts them) and free.
+    // Give back everything: detach (attachments made by raw calls are not in
+    // the library's views) and free.
     for id in mine.iter() {
         let _ = call(Op::Detach as u64, &[*id], false);
         let (label, _) = call(Op::Free as u64, &[*id], false);
@@ -103,6 +161,11 @@ fn init() -> NullHandler {
         );
     } else {
         debug_println!("hostile: FAIL: {unknown} replies with unknown labels; pool free {after:?}, was {before}");
+    }
+    if attack(&mut capbuf) {
+        debug_println!("hostile: no capability to reach a buffer after DETACH: the attack failed everywhere");
+    } else {
+        debug_println!("hostile: FAIL: the copy-out attack reached something");
     }
     NullHandler::new()
 }
