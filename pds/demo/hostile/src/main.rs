@@ -17,7 +17,7 @@ const MEMSRV: Channel = Channel::new(0);
 const REQUESTS: u32 = 3000;
 /// memsrv's endpoint as this PD holds it: sending it along makes the kernel
 /// transfer (unwrap) one capability, which memsrv must refuse.
-const MEMSRV_ENDPOINT_CPTR: u64 = 74;
+const MEMSRV_ENDPOINT_CPTR: u64 = microkit::BASE_ENDPOINT_CPTR + MEMSRV.index() as u64;
 
 struct Random(u64);
 
