@@ -106,7 +106,22 @@ memsrv:
 compose:
 	$(CARGO) build --release --manifest-path tools/compose/Cargo.toml
 
-image: pds compose
+# C protection domains: the board's cross compiler against the SDK's
+# libmicrokit, in the dialect libmicrokit is built with.
+CROSS_COMPILE ?= aarch64-linux-gnu-
+C_FLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -ffreestanding -nostdlib -fno-pie -mstrict-align \
+           -I$(SDK_CONFIG_DIR)/include -Iinclude
+C_PDS := $(PD_ELF_DIR)/cdemo.elf
+
+$(OUT)/c/%.o: pds/%.c include/capbuf.h include/capbuf_client.h
+	@mkdir -p $(dir $@)
+	$(CROSS_COMPILE)gcc -c $(C_FLAGS) $< -o $@
+
+$(PD_ELF_DIR)/cdemo.elf: $(OUT)/c/cdemo/cdemo.o
+	@mkdir -p $(PD_ELF_DIR)
+	$(CROSS_COMPILE)ld -L$(SDK_CONFIG_DIR)/lib $^ -lmicrokit -Tmicrokit.ld -o $@
+
+image: pds compose $(C_PDS)
 	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
 		--search-path $(PD_ELF_DIR) --output $(IMAGE) --report $(OUT)/report.txt system.xml
 
@@ -124,6 +139,6 @@ run: image
 qemu-test: image
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-test $(IMAGE) $(OUT)/qemu.log
 
-compose-test: pds compose
+compose-test: pds compose $(C_PDS)
 	MICROKIT_SDK=$(MICROKIT_SDK) scripts/compose-test $(COMPOSE) $(PD_ELF_DIR) $(MICROKIT_BOARD) $(MICROKIT_CONFIG)
 endif

@@ -71,6 +71,18 @@ fn header() -> String {
     line(String::new());
     line("/* A buffer id: table index in the low 32 bits, generation in the high 32. */".into());
     line("typedef uint64_t capbuf_id_t;".into());
+    line(String::new());
+    line("/* The name of a reply label: \"OK\", an error's name, or \"UNKNOWN\". */".into());
+    line("static inline const char *capbuf_strerror(uint64_t code)".into());
+    line("{".into());
+    line("    switch (code) {".into());
+    line("    case CAPBUF_OK: return \"OK\";".into());
+    for error in p::Error::ALL {
+        line(format!("    case CAPBUF_ERR_{0}: return \"{0}\";", error.name()));
+    }
+    line("    default: return \"UNKNOWN\";".into());
+    line("    }".into());
+    line("}".into());
     h
 }
 

@@ -130,3 +130,39 @@
 
 /* A buffer id: table index in the low 32 bits, generation in the high 32. */
 typedef uint64_t capbuf_id_t;
+
+/* The name of a reply label: "OK", an error's name, or "UNKNOWN". */
+static inline const char *capbuf_strerror(uint64_t code)
+{
+    switch (code) {
+    case CAPBUF_OK: return "OK";
+    case CAPBUF_ERR_ZERO_SIZE: return "ZERO_SIZE";
+    case CAPBUF_ERR_TOO_LARGE: return "TOO_LARGE";
+    case CAPBUF_ERR_INVALID_ALIGNMENT: return "INVALID_ALIGNMENT";
+    case CAPBUF_ERR_INVALID_POOL: return "INVALID_POOL";
+    case CAPBUF_ERR_INVALID_FLAGS: return "INVALID_FLAGS";
+    case CAPBUF_ERR_INVALID_RIGHTS: return "INVALID_RIGHTS";
+    case CAPBUF_ERR_UNKNOWN_BUFFER: return "UNKNOWN_BUFFER";
+    case CAPBUF_ERR_STALE_BUFFER: return "STALE_BUFFER";
+    case CAPBUF_ERR_NOT_OWNER: return "NOT_OWNER";
+    case CAPBUF_ERR_NOT_GRANTED: return "NOT_GRANTED";
+    case CAPBUF_ERR_RIGHTS_ESCALATION: return "RIGHTS_ESCALATION";
+    case CAPBUF_ERR_ALREADY_ATTACHED: return "ALREADY_ATTACHED";
+    case CAPBUF_ERR_NOT_ATTACHED: return "NOT_ATTACHED";
+    case CAPBUF_ERR_QUOTA_BYTES: return "QUOTA_BYTES";
+    case CAPBUF_ERR_QUOTA_BUFFERS: return "QUOTA_BUFFERS";
+    case CAPBUF_ERR_QUOTA_ATTACHMENTS: return "QUOTA_ATTACHMENTS";
+    case CAPBUF_ERR_OUT_OF_MEMORY: return "OUT_OF_MEMORY";
+    case CAPBUF_ERR_TOO_MANY_BUFFERS: return "TOO_MANY_BUFFERS";
+    case CAPBUF_ERR_INVALID_GRANTEE: return "INVALID_GRANTEE";
+    case CAPBUF_ERR_NOT_GRANTEE: return "NOT_GRANTEE";
+    case CAPBUF_ERR_OUT_OF_SLOTS: return "OUT_OF_SLOTS";
+    case CAPBUF_ERR_KERNEL: return "KERNEL";
+    case CAPBUF_ERR_WINDOW_FULL: return "WINDOW_FULL";
+    case CAPBUF_ERR_UNKNOWN_OP: return "UNKNOWN_OP";
+    case CAPBUF_ERR_WRONG_LENGTH: return "WRONG_LENGTH";
+    case CAPBUF_ERR_UNEXPECTED_CAPS: return "UNEXPECTED_CAPS";
+    case CAPBUF_ERR_UNKNOWN_CALLER: return "UNKNOWN_CALLER";
+    default: return "UNKNOWN";
+    }
+}

@@ -10,7 +10,8 @@ use capbuf_protocol::{Op, Rights, PAGE_SIZE};
 use sel4_microkit::{debug_println, protection_domain, Channel, MessageInfo, NullHandler};
 
 const MEMSRV: Channel = Channel::new(0);
-const PRODUCER: Channel = Channel::new(1);
+/// The C client, which runs its exchange with the producer when the driver is done.
+const NEXT: Channel = Channel::new(1);
 const POOL_BASE: u64 = 0xa000_0000;
 const POOL_SIZE: u64 = 64 << 20;
 
@@ -118,6 +119,6 @@ fn init() -> NullHandler {
     } else {
         debug_println!("driver: FAIL: dma {dma_ok}, large {large_ok}, hostile {hostile_ok}, memsrv alive {alive}");
     }
-    PRODUCER.notify();
+    NEXT.notify();
     NullHandler::new()
 }

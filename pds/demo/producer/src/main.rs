@@ -1,19 +1,26 @@
 //! Demo producer: allocates buffers, fills them, shares them read-only with the
 //! consumer and read-write with the victim, frees the victim's buffer under it
-//! when asked, and at the end frees everything and checks the pool is whole.
+//! when asked; then trades buffers with the C client (each grants the other
+//! one, through ids in a shared mailbox), and at the end frees everything and
+//! checks the pool is whole.
 #![no_std]
 #![no_main]
 
 use capbuf_microkit::{BufferId, Capbuf, Memory};
 use capbuf_protocol::Rights;
-use sel4_microkit::{debug_println, protection_domain, Channel, ChannelSet, Handler, Infallible};
+use core::ptr::NonNull;
+use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, ChannelSet, Handler, Infallible};
+use sel4_shared_memory::SharedMemoryRef;
 
 const MEMSRV: Channel = Channel::new(0);
 const VICTIM: Channel = Channel::new(1);
-const DRIVER: Channel = Channel::new(2);
+const CDEMO: Channel = Channel::new(2);
 const SUPERVISOR: Channel = Channel::new(3);
 const CONSUMER_ID: u64 = 2;
 const VICTIM_ID: u64 = 3;
+const CDEMO_ID: u64 = 6;
+/// What the producer writes into word 0 of the C client's buffer; the C client checks it.
+const MARK: u64 = 0x9e7e_0000_0000_0000;
 /// The pattern word `i` of a shared buffer holds; consumer and victim check it.
 pub const fn pattern(i: usize) -> u64 {
     0xcafe_0000_0000_0000 | i as u64
@@ -25,6 +32,17 @@ struct Producer {
     doomed: Option<BufferId>,
     pool_free_at_start: u64,
     expected_faults: u32,
+    /// The buffer granted to the C client, while it has it.
+    for_cdemo: Option<BufferId>,
+}
+
+/// The mailbox shared with the C client: word 0 its buffer's id, word 1 ours.
+fn mailbox() -> SharedMemoryRef<'static, [u64]> {
+    let words: NonNull<[u64]> = memory_region_symbol!(mailbox: *mut [u64], n = 2);
+    // SAFETY: system.xml maps the 4 KiB mailbox region read-write at this
+    // address in this PD (setvar_vaddr), for the whole run; the C client
+    // writes word 0 and reads word 1, each only between notifications.
+    unsafe { SharedMemoryRef::new(words) }
 }
 
 fn fill(capbuf: &mut Capbuf, id: BufferId) {
@@ -63,10 +81,41 @@ fn init() -> Producer {
     debug_println!(
         "producer: buffer {doomed} (3 MiB: one 2 MiB page and 256 small ones) granted read-write to the victim"
     );
-    Producer { capbuf, shared, doomed: Some(doomed), pool_free_at_start: pool.free, expected_faults: 0 }
+    Producer { capbuf, shared, doomed: Some(doomed), pool_free_at_start: pool.free, expected_faults: 0, for_cdemo: None }
 }
 
 impl Producer {
+    /// The C client granted us its buffer: check its contents, leave our mark,
+    /// then grant it one of ours, read-only.
+    fn trade_with_cdemo(&mut self) {
+        let theirs = BufferId::from_raw(mailbox().as_ptr().index(0).read());
+        let view = self.capbuf.attach(theirs, Rights::ReadWrite).expect("attach the C client's buffer");
+        let good = {
+            let mut words = self.capbuf.words_mut(theirs).expect("read-write");
+            let last = words.as_ptr().len() - 1;
+            let good = words.as_ptr().index(last).read() == 0xc0de_0000_0000_0000 | last as u64;
+            words.as_mut_ptr().index(0).write(MARK);
+            good
+        };
+        self.capbuf.detach(theirs).expect("detach the C client's buffer");
+        let ours = self.capbuf.alloc(16 * 1024, 0, 0, 0).expect("alloc for the C client");
+        self.capbuf.attach(ours, Rights::ReadWrite).expect("attach");
+        fill(&mut self.capbuf, ours);
+        self.capbuf.detach(ours).expect("detach");
+        self.capbuf.grant(ours, CDEMO_ID, Rights::ReadOnly).expect("grant the C client");
+        mailbox().as_mut_ptr().index(1).write(ours.raw());
+        self.for_cdemo = Some(ours);
+        if good {
+            debug_println!(
+                "producer: the C client's buffer {theirs} ({} bytes) verified and marked; buffer {ours} granted read-only to it",
+                view.size
+            );
+        } else {
+            debug_println!("producer: FAIL: the C client's buffer {theirs} holds the wrong data");
+        }
+        CDEMO.notify();
+    }
+
     fn finish(&mut self) {
         if self.expected_faults != 2 {
             debug_println!("producer: FAIL: saw {} expected faults, want 2", self.expected_faults);
@@ -96,8 +145,14 @@ impl Handler for Producer {
                 }
             } else if channel == SUPERVISOR {
                 self.expected_faults += 1;
-            } else if channel == DRIVER {
-                self.finish();
+            } else if channel == CDEMO {
+                match self.for_cdemo.take() {
+                    None => self.trade_with_cdemo(),
+                    Some(ours) => {
+                        self.capbuf.free(ours).expect("free the buffer the C client had");
+                        self.finish();
+                    }
+                }
             } else {
                 debug_println!("producer: FAIL: unexpected notification on channel {}", channel.index());
             }

@@ -1,0 +1,229 @@
+/* capbuf_client.h: the capbuf client library for C protection domains.
+ *
+ * Header-only (static inline): include it in any Microkit C PD, built with
+ * the board's cross compiler against the SDK's microkit.h, with no library to
+ * build per board and configuration. Every call is one PPC to memsrv on the
+ * channel given to capbuf_connect; memsrv maps attachments itself, so there
+ * is no capability to receive and nothing to map here.
+ *
+ *     capbuf_t cb;
+ *     capbuf_view_t view;
+ *     capbuf_id_t id;
+ *     if (capbuf_connect(&cb, MEMSRV_CHANNEL) != CAPBUF_OK) ...;   // checks the version
+ *     capbuf_alloc(&cb, 64 * 1024, 0, 0, 0, &id);
+ *     capbuf_attach(&cb, id, CAPBUF_RIGHTS_READ_WRITE, &view);   // view.vaddr, view.size
+ *     ((volatile uint64_t *)view.vaddr)[0] = 42;
+ *     capbuf_grant(&cb, id, PEER_CLIENT_ID, CAPBUF_RIGHTS_READ_ONLY);
+ *     capbuf_free(&cb, id);                                      // unmapped everywhere
+ *
+ * Every function returns CAPBUF_OK (0), a CAPBUF_ERR_* code from memsrv or
+ * CAPBUF_CLIENT_ERR_VERSION (capbuf_error_name names any of them); output parameters are written only on success.
+ * A reply of the wrong length or carrying a capability is CAPBUF_ERR_WRONG_LENGTH
+ * or CAPBUF_ERR_UNEXPECTED_CAPS. Access attached memory through volatile
+ * pointers: other PDs and devices may write it at any time. */
+#pragma once
+#include <stdint.h>
+#include <microkit.h>
+#include "capbuf.h"
+
+/* Client-side error, in a range memsrv never replies with: memsrv speaks
+ * another major protocol version. */
+#define CAPBUF_CLIENT_ERR_VERSION 0xffffff00ULL
+
+/* The name of any code a function here returns. */
+static inline const char *capbuf_error_name(uint64_t code)
+{
+    return code == CAPBUF_CLIENT_ERR_VERSION ? "CLIENT_ERR_VERSION" : capbuf_strerror(code);
+}
+
+/* One client's connection to memsrv. */
+typedef struct {
+    microkit_channel channel;
+    uint64_t version;
+    uint64_t client_id;
+    uint64_t pools;
+    uint64_t quota_bytes;
+    uint64_t quota_buffers;
+    uint64_t quota_attachments;
+} capbuf_t;
+
+/* An attachment: memsrv mapped the buffer at vaddr in this PD. */
+typedef struct {
+    capbuf_id_t id;
+    uintptr_t vaddr;
+    uint64_t size;
+    uint64_t page_bits;
+    uint64_t rights;
+    uint64_t flags;
+} capbuf_view_t;
+
+typedef struct {
+    uint64_t size;
+    uint64_t physical_address; /* CAPBUF_PADDR_HIDDEN unless this client has dma="true" */
+    uint64_t page_bits;
+    uint64_t rights;
+    uint64_t attachments;
+    uint64_t flags;
+    uint64_t pool;
+    uint64_t owner;
+} capbuf_info_t;
+
+typedef struct {
+    uint64_t total;
+    uint64_t free;
+    uint64_t largest_free;
+} capbuf_pool_info_t;
+
+/* One request: `request_words` registers out, `reply_words` registers back
+ * into `reply` (which may be NULL when none are expected). */
+static inline uint64_t capbuf_call(const capbuf_t *cb, uint64_t op, const uint64_t *request,
+                                   unsigned request_words, uint64_t *reply, unsigned reply_words)
+{
+    for (unsigned i = 0; i < request_words; i++) {
+        microkit_mr_set(i, request[i]);
+    }
+    microkit_msginfo info = microkit_ppcall(cb->channel, microkit_msginfo_new(op, request_words));
+    uint64_t label = microkit_msginfo_get_label(info);
+    if (label != CAPBUF_OK) {
+        return label;
+    }
+    if (seL4_MessageInfo_get_extraCaps(info) != 0) {
+        return CAPBUF_ERR_UNEXPECTED_CAPS;
+    }
+    if (seL4_MessageInfo_get_length(info) != reply_words) {
+        return CAPBUF_ERR_WRONG_LENGTH;
+    }
+    for (unsigned i = 0; i < reply_words; i++) {
+        reply[i] = microkit_mr_get(i);
+    }
+    return CAPBUF_OK;
+}
+
+/* HELLO: greet memsrv on `channel` and check its major protocol version. */
+static inline uint64_t capbuf_connect(capbuf_t *cb, microkit_channel channel)
+{
+    uint64_t r[CAPBUF_HELLO_REPLY_WORDS];
+    cb->channel = channel;
+    uint64_t err = capbuf_call(cb, CAPBUF_OP_HELLO, 0, 0, r, CAPBUF_HELLO_REPLY_WORDS);
+    if (err != CAPBUF_OK) {
+        return err;
+    }
+    if (r[CAPBUF_HELLO_REPLY_MR_VERSION] >> 32 != CAPBUF_PROTOCOL_VERSION >> 32) {
+        return CAPBUF_CLIENT_ERR_VERSION;
+    }
+    cb->version = r[CAPBUF_HELLO_REPLY_MR_VERSION];
+    cb->client_id = r[CAPBUF_HELLO_REPLY_MR_CLIENT_ID];
+    cb->pools = r[CAPBUF_HELLO_REPLY_MR_POOLS];
+    cb->quota_bytes = r[CAPBUF_HELLO_REPLY_MR_QUOTA_BYTES];
+    cb->quota_buffers = r[CAPBUF_HELLO_REPLY_MR_QUOTA_BUFFERS];
+    cb->quota_attachments = r[CAPBUF_HELLO_REPLY_MR_QUOTA_ATTACHMENTS];
+    return CAPBUF_OK;
+}
+
+/* ALLOC: a zeroed buffer of at least `size` bytes (whole pages), aligned to
+ * 2^align_bits bytes (0: a page), from pool `pool`, CAPBUF_FLAG_* `flags`. */
+static inline uint64_t capbuf_alloc(const capbuf_t *cb, uint64_t size, uint64_t align_bits, uint64_t pool,
+                                    uint64_t flags, capbuf_id_t *id)
+{
+    uint64_t q[CAPBUF_ALLOC_REQUEST_WORDS];
+    uint64_t r[CAPBUF_ALLOC_REPLY_WORDS];
+    q[CAPBUF_ALLOC_MR_SIZE] = size;
+    q[CAPBUF_ALLOC_MR_ALIGN_BITS] = align_bits;
+    q[CAPBUF_ALLOC_MR_POOL] = pool;
+    q[CAPBUF_ALLOC_MR_FLAGS] = flags;
+    uint64_t err = capbuf_call(cb, CAPBUF_OP_ALLOC, q, CAPBUF_ALLOC_REQUEST_WORDS, r, CAPBUF_ALLOC_REPLY_WORDS);
+    if (err == CAPBUF_OK) {
+        *id = r[CAPBUF_ALLOC_REPLY_MR_ID];
+    }
+    return err;
+}
+
+/* ATTACH: memsrv maps buffer `id` into this PD with `rights`; `view` says where. */
+static inline uint64_t capbuf_attach(const capbuf_t *cb, capbuf_id_t id, uint64_t rights, capbuf_view_t *view)
+{
+    uint64_t q[CAPBUF_ATTACH_REQUEST_WORDS];
+    uint64_t r[CAPBUF_ATTACH_REPLY_WORDS];
+    q[CAPBUF_ATTACH_MR_ID] = id;
+    q[CAPBUF_ATTACH_MR_RIGHTS] = rights;
+    uint64_t err = capbuf_call(cb, CAPBUF_OP_ATTACH, q, CAPBUF_ATTACH_REQUEST_WORDS, r, CAPBUF_ATTACH_REPLY_WORDS);
+    if (err == CAPBUF_OK) {
+        view->id = id;
+        view->vaddr = (uintptr_t)r[CAPBUF_ATTACH_REPLY_MR_VADDR];
+        view->size = r[CAPBUF_ATTACH_REPLY_MR_SIZE];
+        view->page_bits = r[CAPBUF_ATTACH_REPLY_MR_PAGE_BITS];
+        view->rights = r[CAPBUF_ATTACH_REPLY_MR_RIGHTS];
+        view->flags = r[CAPBUF_ATTACH_REPLY_MR_FLAGS];
+    }
+    return err;
+}
+
+/* GRANT: client `grantee` (its id in system.xml) may attach `id` with at most `rights`. */
+static inline uint64_t capbuf_grant(const capbuf_t *cb, capbuf_id_t id, uint64_t grantee, uint64_t rights)
+{
+    uint64_t q[CAPBUF_GRANT_REQUEST_WORDS];
+    q[CAPBUF_GRANT_MR_ID] = id;
+    q[CAPBUF_GRANT_MR_GRANTEE] = grantee;
+    q[CAPBUF_GRANT_MR_RIGHTS] = rights;
+    return capbuf_call(cb, CAPBUF_OP_GRANT, q, CAPBUF_GRANT_REQUEST_WORDS, 0, CAPBUF_GRANT_REPLY_WORDS);
+}
+
+/* UNGRANT: withdraw a grant; the grantee's mapping goes. */
+static inline uint64_t capbuf_ungrant(const capbuf_t *cb, capbuf_id_t id, uint64_t grantee)
+{
+    uint64_t q[CAPBUF_UNGRANT_REQUEST_WORDS];
+    q[CAPBUF_UNGRANT_MR_ID] = id;
+    q[CAPBUF_UNGRANT_MR_GRANTEE] = grantee;
+    return capbuf_call(cb, CAPBUF_OP_UNGRANT, q, CAPBUF_UNGRANT_REQUEST_WORDS, 0, CAPBUF_UNGRANT_REPLY_WORDS);
+}
+
+/* INFO: size, physical address (dma clients only), rights, reference count, ... */
+static inline uint64_t capbuf_info(const capbuf_t *cb, capbuf_id_t id, capbuf_info_t *info)
+{
+    uint64_t q[CAPBUF_INFO_REQUEST_WORDS];
+    uint64_t r[CAPBUF_INFO_REPLY_WORDS];
+    q[CAPBUF_INFO_MR_ID] = id;
+    uint64_t err = capbuf_call(cb, CAPBUF_OP_INFO, q, CAPBUF_INFO_REQUEST_WORDS, r, CAPBUF_INFO_REPLY_WORDS);
+    if (err == CAPBUF_OK) {
+        info->size = r[CAPBUF_INFO_REPLY_MR_SIZE];
+        info->physical_address = r[CAPBUF_INFO_REPLY_MR_PADDR];
+        info->page_bits = r[CAPBUF_INFO_REPLY_MR_PAGE_BITS];
+        info->rights = r[CAPBUF_INFO_REPLY_MR_RIGHTS];
+        info->attachments = r[CAPBUF_INFO_REPLY_MR_ATTACHMENTS];
+        info->flags = r[CAPBUF_INFO_REPLY_MR_FLAGS];
+        info->pool = r[CAPBUF_INFO_REPLY_MR_POOL];
+        info->owner = r[CAPBUF_INFO_REPLY_MR_OWNER];
+    }
+    return err;
+}
+
+/* DETACH: memsrv unmaps buffer `id` from this PD. */
+static inline uint64_t capbuf_detach(const capbuf_t *cb, capbuf_id_t id)
+{
+    uint64_t q[CAPBUF_DETACH_REQUEST_WORDS];
+    q[CAPBUF_DETACH_MR_ID] = id;
+    return capbuf_call(cb, CAPBUF_OP_DETACH, q, CAPBUF_DETACH_REQUEST_WORDS, 0, CAPBUF_DETACH_REPLY_WORDS);
+}
+
+/* FREE (owner only): every attachment in every PD is revoked, then the memory is reused. */
+static inline uint64_t capbuf_free(const capbuf_t *cb, capbuf_id_t id)
+{
+    uint64_t q[CAPBUF_FREE_REQUEST_WORDS];
+    q[CAPBUF_FREE_MR_ID] = id;
+    return capbuf_call(cb, CAPBUF_OP_FREE, q, CAPBUF_FREE_REQUEST_WORDS, 0, CAPBUF_FREE_REPLY_WORDS);
+}
+
+/* POOL_INFO: total (less metadata reserves), free and largest free block of pool `pool`. */
+static inline uint64_t capbuf_pool_info(const capbuf_t *cb, uint64_t pool, capbuf_pool_info_t *info)
+{
+    uint64_t q[CAPBUF_POOL_INFO_REQUEST_WORDS];
+    uint64_t r[CAPBUF_POOL_INFO_REPLY_WORDS];
+    q[CAPBUF_POOL_INFO_MR_POOL] = pool;
+    uint64_t err =
+        capbuf_call(cb, CAPBUF_OP_POOL_INFO, q, CAPBUF_POOL_INFO_REQUEST_WORDS, r, CAPBUF_POOL_INFO_REPLY_WORDS);
+    if (err == CAPBUF_OK) {
+        info->total = r[CAPBUF_POOL_INFO_REPLY_MR_TOTAL];
+        info->free = r[CAPBUF_POOL_INFO_REPLY_MR_FREE];
+        info->largest_free = r[CAPBUF_POOL_INFO_REPLY_MR_LARGEST_FREE];
+    }
+    return err;
+}

@@ -1,0 +1,151 @@
+/* Demo C client: the capbuf C library (include/capbuf_client.h) from a C
+ * protection domain, sharing buffers with a Rust one (the producer) in both
+ * directions. Started by the driver's notification when it is done:
+ *   1. allocate a buffer, fill it, grant it read-write to the producer, put
+ *      its id in the shared mailbox and notify the producer;
+ *   2. when the producer answers: check it wrote its mark into our buffer,
+ *      attach the buffer it granted us read-only, check its pattern and INFO,
+ *      detach both, free ours, and notify the producer that we are done. */
+#include <stdint.h>
+#include <microkit.h>
+#include "capbuf_client.h"
+
+#define MEMSRV 0
+#define DRIVER 1
+#define PRODUCER 2
+#define PRODUCER_CLIENT_ID 1
+#define SIZE (64 * 1024)
+#define WORDS (SIZE / 8)
+
+/* Shared with the producer: [0] our buffer's id, [1] the producer's. */
+volatile uint64_t *mailbox;
+
+static capbuf_t cb;
+static capbuf_id_t mine;
+static capbuf_view_t mine_view;
+static int stage;
+
+static void fail(const char *what, uint64_t err)
+{
+    microkit_dbg_puts("cdemo: FAIL: ");
+    microkit_dbg_puts(what);
+    microkit_dbg_puts(": ");
+    microkit_dbg_puts(capbuf_error_name(err));
+    microkit_dbg_puts("\n");
+}
+
+static void put_hex(uint64_t value)
+{
+    char text[19];
+    text[0] = '0';
+    text[1] = 'x';
+    for (int i = 0; i < 16; i++) {
+        text[2 + i] = "0123456789abcdef"[(value >> (60 - 4 * i)) & 0xf];
+    }
+    text[18] = 0;
+    microkit_dbg_puts(text);
+}
+
+static void share_ours(void)
+{
+    uint64_t err;
+    if ((err = capbuf_alloc(&cb, SIZE, 0, 0, 0, &mine)) != CAPBUF_OK) {
+        fail("alloc", err);
+        return;
+    }
+    if ((err = capbuf_attach(&cb, mine, CAPBUF_RIGHTS_READ_WRITE, &mine_view)) != CAPBUF_OK) {
+        fail("attach", err);
+        return;
+    }
+    volatile uint64_t *words = (volatile uint64_t *)mine_view.vaddr;
+    for (uint64_t i = 0; i < WORDS; i++) {
+        words[i] = 0xc0de000000000000ULL | i;
+    }
+    if ((err = capbuf_grant(&cb, mine, PRODUCER_CLIENT_ID, CAPBUF_RIGHTS_READ_WRITE)) != CAPBUF_OK) {
+        fail("grant", err);
+        return;
+    }
+    mailbox[0] = mine;
+    microkit_dbg_puts("cdemo: buffer ");
+    put_hex(mine);
+    microkit_dbg_puts(" (64 KiB) allocated, attached and filled from C, granted read-write to the producer\n");
+    stage = 1;
+    microkit_notify(PRODUCER);
+}
+
+static void use_theirs(void)
+{
+    uint64_t err;
+    volatile uint64_t *words = (volatile uint64_t *)mine_view.vaddr;
+    int ok = words[0] == 0x9e7e000000000000ULL && words[WORDS - 1] == (0xc0de000000000000ULL | (WORDS - 1));
+    capbuf_id_t theirs = mailbox[1];
+    capbuf_view_t view;
+    if ((err = capbuf_attach(&cb, theirs, CAPBUF_RIGHTS_READ_WRITE, &view)) != CAPBUF_ERR_RIGHTS_ESCALATION) {
+        fail("a read-write attach of a read-only grant was not refused", err);
+        return;
+    }
+    if ((err = capbuf_attach(&cb, theirs, CAPBUF_RIGHTS_READ_ONLY, &view)) != CAPBUF_OK) {
+        fail("attach the producer's buffer", err);
+        return;
+    }
+    volatile const uint64_t *theirs_words = (volatile const uint64_t *)view.vaddr;
+    for (uint64_t i = 0; i < view.size / 8; i++) {
+        ok &= theirs_words[i] == (0xcafe000000000000ULL | i);
+    }
+    capbuf_info_t info;
+    if ((err = capbuf_info(&cb, theirs, &info)) != CAPBUF_OK) {
+        fail("info", err);
+        return;
+    }
+    ok &= info.rights == CAPBUF_RIGHTS_READ_ONLY && info.physical_address == CAPBUF_PADDR_HIDDEN &&
+          info.owner == PRODUCER_CLIENT_ID && info.size == view.size;
+    if ((err = capbuf_detach(&cb, theirs)) != CAPBUF_OK) {
+        fail("detach theirs", err);
+        return;
+    }
+    if ((err = capbuf_detach(&cb, mine)) != CAPBUF_OK) {
+        fail("detach ours", err);
+        return;
+    }
+    if ((err = capbuf_free(&cb, mine)) != CAPBUF_OK) {
+        fail("free", err);
+        return;
+    }
+    if ((err = capbuf_free(&cb, mine)) != CAPBUF_ERR_STALE_BUFFER) {
+        fail("double free not refused with STALE_BUFFER", err);
+        return;
+    }
+    if (!ok) {
+        microkit_dbg_puts("cdemo: FAIL: shared data wrong\n");
+        return;
+    }
+    microkit_dbg_puts("cdemo: the producer's mark is in our buffer; its buffer read back from C (read-only, "
+                      "physical address hidden); both detached, ours freed, double free refused with ");
+    microkit_dbg_puts(capbuf_error_name(CAPBUF_ERR_STALE_BUFFER));
+    microkit_dbg_puts("\n");
+    stage = 2;
+    microkit_notify(PRODUCER);
+}
+
+void init(void)
+{
+    uint64_t err = capbuf_connect(&cb, MEMSRV);
+    if (err != CAPBUF_OK) {
+        fail("connect", err);
+        return;
+    }
+    microkit_dbg_puts("cdemo: connected from C, protocol ");
+    put_hex(cb.version);
+    microkit_dbg_puts("\n");
+}
+
+void notified(microkit_channel channel)
+{
+    if (channel == DRIVER && stage == 0) {
+        share_ours();
+    } else if (channel == PRODUCER && stage == 1) {
+        use_theirs();
+    } else {
+        microkit_dbg_puts("cdemo: FAIL: unexpected notification\n");
+    }
+}
