@@ -7,6 +7,7 @@
 #   make memsrv      build only memsrv.elf, for your own system
 #   make qemu-test   boot the demo, wait for the success line, fail on any fault or panic
 #   make compose-test  check capbuf-compose refuses broken system.xml variants
+#   make integration-test  boot the smallest system with capbuf (docs/integration.md)
 #   make setup       install/find what the system targets need and say what was chosen
 #   make bench       allocator benchmark table and kernel invocations per request
 #   make qemu-bench  every request in guest instructions, next to a null PPC (QEMU, -icount)
@@ -28,7 +29,7 @@ CARGO ?= cargo
 OUT := $(BUILD_DIR)/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
 SETUP_MK := $(OUT)/setup.mk
 SETUP := scripts/setup --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) --output $(SETUP_MK)
-SYSTEM_TARGETS := check-sdk pds memsrv compose image run qemu-test compose-test qemu-bench
+SYSTEM_TARGETS := check-sdk pds memsrv compose image run qemu-test compose-test qemu-bench integration-test
 
 .PHONY: all test host-test bench header setup $(SYSTEM_TARGETS) clean
 all: host-test
@@ -60,7 +61,7 @@ $(SYSTEM_TARGETS):
 test: host-test
 	@$(SETUP); status=$$?; \
 	if [ $$status -eq 0 ]; then \
-		$(MAKE) --no-print-directory CAPBUF_SETUP_DONE=1 compose-test qemu-test; \
+		$(MAKE) --no-print-directory CAPBUF_SETUP_DONE=1 compose-test qemu-test integration-test; \
 	elif [ $$status -eq 3 ]; then \
 		echo; \
 		echo "=================================================================="; \
@@ -68,6 +69,7 @@ test: host-test
 		echo "         (see the setup lines above). These tests did not run:"; \
 		echo "           - compose-test: capbuf-compose accepts system.xml, refuses broken variants"; \
 		echo "           - qemu-test: the demo system booted on seL4 in QEMU"; \
+		echo "           - integration-test: docs/integration.md's system booted in QEMU"; \
 		echo "         Only the host tests ran. Get the SDK and run make test again."; \
 		echo "=================================================================="; \
 	else \
@@ -117,6 +119,14 @@ $(OUT)/c/%.o: pds/%.c include/capbuf.h include/capbuf_client.h
 	@mkdir -p $(dir $@)
 	$(CROSS_COMPILE)gcc -c $(C_FLAGS) $< -o $@
 
+$(PD_ELF_DIR)/app.elf: $(OUT)/c/integration/app.o
+	@mkdir -p $(PD_ELF_DIR)
+	$(CROSS_COMPILE)ld -L$(SDK_CONFIG_DIR)/lib $^ -lmicrokit -Tmicrokit.ld -o $@
+
+$(OUT)/c/integration/app.o: examples/integration/app.c include/capbuf.h include/capbuf_client.h
+	@mkdir -p $(dir $@)
+	$(CROSS_COMPILE)gcc -c $(C_FLAGS) $< -o $@
+
 $(PD_ELF_DIR)/cdemo.elf: $(OUT)/c/cdemo/cdemo.o
 	@mkdir -p $(PD_ELF_DIR)
 	$(CROSS_COMPILE)ld -L$(SDK_CONFIG_DIR)/lib $^ -lmicrokit -Tmicrokit.ld -o $@
@@ -138,6 +148,14 @@ run: image
 
 qemu-test: image
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-test $(IMAGE) $(OUT)/qemu.log
+
+$(OUT)/integration.img: memsrv compose $(PD_ELF_DIR)/app.elf examples/integration/system.xml
+	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
+		--search-path $(PD_ELF_DIR) --output $@ --report $(OUT)/integration-report.txt examples/integration/system.xml
+
+# The system docs/integration.md walks through, built and booted.
+integration-test: $(OUT)/integration.img
+	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-test $< $(OUT)/integration.log examples/integration/expect
 
 compose-test: pds compose $(C_PDS)
 	MICROKIT_SDK=$(MICROKIT_SDK) scripts/compose-test $(COMPOSE) $(PD_ELF_DIR) $(MICROKIT_BOARD) $(MICROKIT_CONFIG)

@@ -1,0 +1,17 @@
+//! The documentation shows the files the tests build, as they are.
+
+#[test]
+fn the_integration_guide_shows_the_system_the_integration_test_boots() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let guide = std::fs::read_to_string(format!("{root}/docs/integration.md")).unwrap();
+    let system = std::fs::read_to_string(format!("{root}/examples/integration/system.xml")).unwrap();
+    assert!(
+        guide.contains(&format!("```xml\n{system}```")),
+        "docs/integration.md must show examples/integration/system.xml verbatim"
+    );
+    let expect = std::fs::read_to_string(format!("{root}/examples/integration/expect")).unwrap();
+    // The sentinel and the client's own line, as the guide quotes them.
+    for line in expect.lines().filter(|l| l.starts_with("CAPBUF") || l.starts_with("app:")) {
+        assert!(guide.contains(line), "docs/integration.md shows the test's line '{line}'");
+    }
+}
