@@ -106,13 +106,15 @@ memsrv:
 compose:
 	$(CARGO) build --release --manifest-path tools/compose/Cargo.toml
 
+# capbuf-compose takes the microkit tool's command line; the system comes
+# first, as --search-path takes every word after it up to the next option.
 image: pds compose
-	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
-		--search-path $(PD_ELF_DIR) --output $(IMAGE) --report $(OUT)/report.txt system.xml
+	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) system.xml --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
+		-o $(IMAGE) -r $(OUT)/report.txt --search-path $(PD_ELF_DIR)
 
 $(OUT)/bench.img: pds compose
-	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
-		--search-path $(PD_ELF_DIR) --output $@ --report $(OUT)/bench-report.txt bench/system.xml
+	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) bench/system.xml --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
+		-o $@ -r $(OUT)/bench-report.txt --search-path $(PD_ELF_DIR)
 
 qemu-bench: $(OUT)/bench.img
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-bench $< $(OUT)/bench.log
