@@ -6,7 +6,8 @@
 #   make image       build the demo system image
 #   make memsrv      build only memsrv.elf, for your own system
 #   make qemu-test   boot the demo, wait for the success line, fail on any fault or panic
-#   make compose-test  check capbuf-compose refuses broken system.xml variants
+#   make compose-test  check capbuf-compose refuses broken system.xml variants and composes
+#                    the SDK's examples as the SDK's microkit does (scripts/compose-examples)
 #   make setup       install/find what the system targets need and say what was chosen
 #   make bench       allocator benchmark table and kernel invocations per request
 #   make qemu-bench  every request in guest instructions, next to a null PPC (QEMU, -icount)
@@ -66,7 +67,8 @@ test: host-test
 		echo "=================================================================="; \
 		echo "SKIPPED: the Microkit SDK or the packages for $(MICROKIT_BOARD) could not be set up"; \
 		echo "         (see the setup lines above). These tests did not run:"; \
-		echo "           - compose-test: capbuf-compose accepts system.xml, refuses broken variants"; \
+		echo "           - compose-test: capbuf-compose accepts system.xml, refuses broken variants,"; \
+		echo "             composes the SDK's examples byte for byte as microkit does"; \
 		echo "           - qemu-test: the demo system booted on seL4 in QEMU"; \
 		echo "         Only the host tests ran. Get the SDK and run make test again."; \
 		echo "=================================================================="; \
@@ -128,4 +130,5 @@ qemu-test: image
 
 compose-test: pds compose
 	MICROKIT_SDK=$(MICROKIT_SDK) scripts/compose-test $(COMPOSE) $(PD_ELF_DIR) $(MICROKIT_BOARD) $(MICROKIT_CONFIG)
+	scripts/compose-examples $(COMPOSE) $(MICROKIT_SDK)
 endif
