@@ -5,7 +5,7 @@
 #   make host-test   host tests only (offline, crates.io dependencies only)
 #   make image       build the demo system image
 #   make memsrv      build only memsrv.elf, for your own system
-#   make qemu-test   boot the demo, wait for the success line, fail on any fault or panic
+#   make qemu-test   boot the demo and tests/region-paddr.system, wait for the success lines, fail on any fault or panic
 #   make compose-test  check capbuf-compose refuses broken system.xml variants and composes
 #                    the SDK's examples as the SDK's microkit does (scripts/compose-examples)
 #   make setup       install/find what the system targets need and say what was chosen
@@ -29,7 +29,7 @@ CARGO ?= cargo
 OUT := $(BUILD_DIR)/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
 SETUP_MK := $(OUT)/setup.mk
 SETUP := scripts/setup --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) --output $(SETUP_MK)
-SYSTEM_TARGETS := check-sdk pds memsrv compose image run qemu-test compose-test qemu-bench
+SYSTEM_TARGETS := check-sdk pds memsrv compose image region-image run qemu-test compose-test qemu-bench
 
 .PHONY: all test host-test bench header setup $(SYSTEM_TARGETS) clean
 all: host-test
@@ -69,7 +69,7 @@ test: host-test
 		echo "         (see the setup lines above). These tests did not run:"; \
 		echo "           - compose-test: capbuf-compose accepts system.xml, refuses broken variants,"; \
 		echo "             composes the SDK's examples byte for byte as microkit does"; \
-		echo "           - qemu-test: the demo system booted on seL4 in QEMU"; \
+		echo "           - qemu-test: the demo system and tests/region-paddr.system booted on seL4 in QEMU"; \
 		echo "         Only the host tests ran. Get the SDK and run make test again."; \
 		echo "=================================================================="; \
 	else \
@@ -83,6 +83,7 @@ PD_TARGET_DIR := $(abspath $(OUT))/pds
 PD_ELF_DIR := $(PD_TARGET_DIR)/aarch64-sel4-microkit/release
 COMPOSE := tools/compose/target/release/capbuf-compose
 IMAGE := $(OUT)/loader.img
+REGION_IMAGE := $(OUT)/region-paddr.img
 PD_FLAGS := -Z build-std=core,alloc,compiler_builtins -Z build-std-features=compiler-builtins-mem \
             -Z unstable-options -Z json-target-spec --target support/aarch64-sel4-microkit.json --release
 # RUSTC is set by the fragment when the pinned nightly is missing: a
@@ -114,6 +115,10 @@ image: pds compose
 	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) system.xml --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
 		-o $(IMAGE) -r $(OUT)/report.txt --search-path $(PD_ELF_DIR)
 
+region-image: pds compose
+	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) tests/region-paddr.system --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
+		-o $(REGION_IMAGE) -r $(OUT)/region-paddr-report.txt --search-path $(PD_ELF_DIR)
+
 $(OUT)/bench.img: pds compose
 	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) bench/system.xml --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
 		-o $@ -r $(OUT)/bench-report.txt --search-path $(PD_ELF_DIR)
@@ -125,8 +130,9 @@ run: image
 	$(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -nographic -nic none -serial mon:stdio \
 		-device loader,file=$(IMAGE),addr=0x70000000,cpu-num=0 -m size=2G
 
-qemu-test: image
+qemu-test: image region-image
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-test $(IMAGE) $(OUT)/qemu.log
+	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-test $(REGION_IMAGE) $(OUT)/qemu-region-paddr.log tests/region-paddr.expect
 
 compose-test: pds compose
 	MICROKIT_SDK=$(MICROKIT_SDK) scripts/compose-test $(COMPOSE) $(PD_ELF_DIR) $(MICROKIT_BOARD) $(MICROKIT_CONFIG)
