@@ -5,8 +5,9 @@
 #   make host-test   host tests only (offline, crates.io dependencies only)
 #   make image       build the demo system image
 #   make memsrv      build only memsrv.elf, for your own system
-#   make qemu-test   boot the demo, wait for the success line, fail on any fault or panic
-#   make compose-test  check capbuf-compose refuses broken system.xml variants
+#   make qemu-test   boot the demo and tests/region-paddr.system, wait for the success lines, fail on any fault or panic
+#   make compose-test  check capbuf-compose refuses broken system.xml variants and composes
+#                    the SDK's examples as the SDK's microkit does (scripts/compose-examples)
 #   make integration-test  boot the smallest system with capbuf (docs/integration.md)
 #   make setup       install/find what the system targets need and say what was chosen
 #   make bench       allocator benchmark table and kernel invocations per request
@@ -29,7 +30,7 @@ CARGO ?= cargo
 OUT := $(BUILD_DIR)/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
 SETUP_MK := $(OUT)/setup.mk
 SETUP := scripts/setup --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) --output $(SETUP_MK)
-SYSTEM_TARGETS := check-sdk pds memsrv compose image run qemu-test compose-test qemu-bench integration-test
+SYSTEM_TARGETS := check-sdk pds memsrv compose image region-image run qemu-test compose-test qemu-bench integration-test
 
 .PHONY: all test host-test bench header setup $(SYSTEM_TARGETS) clean
 all: host-test
@@ -67,8 +68,9 @@ test: host-test
 		echo "=================================================================="; \
 		echo "SKIPPED: the Microkit SDK or the packages for $(MICROKIT_BOARD) could not be set up"; \
 		echo "         (see the setup lines above). These tests did not run:"; \
-		echo "           - compose-test: capbuf-compose accepts system.xml, refuses broken variants"; \
-		echo "           - qemu-test: the demo system booted on seL4 in QEMU"; \
+		echo "           - compose-test: capbuf-compose accepts system.xml, refuses broken variants,"; \
+		echo "             composes the SDK's examples byte for byte as microkit does"; \
+		echo "           - qemu-test: the demo system and tests/region-paddr.system booted on seL4 in QEMU"; \
 		echo "           - integration-test: docs/integration.md's system booted in QEMU"; \
 		echo "         Only the host tests ran. Get the SDK and run make test again."; \
 		echo "=================================================================="; \
@@ -83,6 +85,7 @@ PD_TARGET_DIR := $(abspath $(OUT))/pds
 PD_ELF_DIR := $(PD_TARGET_DIR)/aarch64-sel4-microkit/release
 COMPOSE := tools/compose/target/release/capbuf-compose
 IMAGE := $(OUT)/loader.img
+REGION_IMAGE := $(OUT)/region-paddr.img
 PD_FLAGS := -Z build-std=core,alloc,compiler_builtins -Z build-std-features=compiler-builtins-mem \
             -Z unstable-options -Z json-target-spec --target support/aarch64-sel4-microkit.json --release
 # RUSTC is set by the fragment when the pinned nightly is missing: a
@@ -131,13 +134,19 @@ $(PD_ELF_DIR)/cdemo.elf: $(OUT)/c/cdemo/cdemo.o
 	@mkdir -p $(PD_ELF_DIR)
 	$(CROSS_COMPILE)ld -L$(SDK_CONFIG_DIR)/lib $^ -lmicrokit -Tmicrokit.ld -o $@
 
+# capbuf-compose takes the microkit tool's command line; the system comes
+# first, as --search-path takes every word after it up to the next option.
 image: pds compose $(C_PDS)
-	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
-		--search-path $(PD_ELF_DIR) --output $(IMAGE) --report $(OUT)/report.txt system.xml
+	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) system.xml --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
+		-o $(IMAGE) -r $(OUT)/report.txt --search-path $(PD_ELF_DIR)
+
+region-image: pds compose
+	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) tests/region-paddr.system --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
+		-o $(REGION_IMAGE) -r $(OUT)/region-paddr-report.txt --search-path $(PD_ELF_DIR)
 
 $(OUT)/bench.img: pds compose
-	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
-		--search-path $(PD_ELF_DIR) --output $@ --report $(OUT)/bench-report.txt bench/system.xml
+	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) bench/system.xml --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
+		-o $@ -r $(OUT)/bench-report.txt --search-path $(PD_ELF_DIR)
 
 qemu-bench: $(OUT)/bench.img
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-bench $< $(OUT)/bench.log
@@ -146,12 +155,13 @@ run: image
 	$(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -nographic -nic none -serial mon:stdio \
 		-device loader,file=$(IMAGE),addr=0x70000000,cpu-num=0 -m size=2G
 
-qemu-test: image
+qemu-test: image region-image
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-test $(IMAGE) $(OUT)/qemu.log
+	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-test $(REGION_IMAGE) $(OUT)/qemu-region-paddr.log tests/region-paddr.expect
 
 $(OUT)/integration.img: memsrv compose $(PD_ELF_DIR)/app.elf examples/integration/system.xml
-	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
-		--search-path $(PD_ELF_DIR) --output $@ --report $(OUT)/integration-report.txt examples/integration/system.xml
+	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) examples/integration/system.xml --board $(MICROKIT_BOARD) \
+		--config $(MICROKIT_CONFIG) -o $@ -r $(OUT)/integration-report.txt --search-path $(PD_ELF_DIR)
 
 # The system docs/integration.md walks through, built and booted.
 integration-test: $(OUT)/integration.img
@@ -159,4 +169,5 @@ integration-test: $(OUT)/integration.img
 
 compose-test: pds compose $(C_PDS)
 	MICROKIT_SDK=$(MICROKIT_SDK) scripts/compose-test $(COMPOSE) $(PD_ELF_DIR) $(MICROKIT_BOARD) $(MICROKIT_CONFIG)
+	scripts/compose-examples $(COMPOSE) $(MICROKIT_SDK)
 endif

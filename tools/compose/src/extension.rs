@@ -46,6 +46,8 @@ pub struct Extension {
     pub overcommit: bool,
     pub pools: Vec<Pool>,
     pub clients: Vec<Client>,
+    /// Where the element is in system.xml, for messages.
+    pub location: String,
     range: Range<usize>,
 }
 
@@ -96,9 +98,11 @@ fn check_attributes(node: &roxmltree::Node, allowed: &[&str]) -> Result<(), Stri
     Ok(())
 }
 
-/// Find and parse the `<capbuf>` element, if there is one.
+/// Find and parse the `<capbuf>` element, if there is one. A document that
+/// is not well-formed XML has none: Microkit's parser then says what is wrong
+/// with it, in its own words.
 pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
-    let document = roxmltree::Document::parse(xml).map_err(|e| format!("system.xml: {e}"))?;
+    let Ok(document) = roxmltree::Document::parse(xml) else { return Ok(None) };
     let root = document.root_element();
     let mut elements = root.children().filter(|n| n.is_element() && n.tag_name().name() == "capbuf");
     let Some(node) = elements.next() else { return Ok(None) };
@@ -165,7 +169,15 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
             other => return Err(format!("system.xml {}: unknown element <{other}> in <capbuf>", location(&child))),
         }
     }
-    Ok(Some(Extension { server, table_bits, overcommit, pools, clients, range: node.range() }))
+    Ok(Some(Extension {
+        server,
+        table_bits,
+        overcommit,
+        pools,
+        clients,
+        location: location(&node),
+        range: node.range(),
+    }))
 }
 
 /// The document with the `<capbuf>` element blanked out, line breaks kept.
