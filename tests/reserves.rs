@@ -237,13 +237,13 @@ fn the_demo_systems_reserves() {
         names.iter().enumerate().map(|(i, name)| (name.as_str(), reserve::reserve_bytes(&config, i) >> 10)).collect();
     assert_eq!(
         reserves,
-        [("producer", 512), ("consumer", 128), ("victim", 128), ("driver", 512), ("hostile", 512), ("cdemo", 256)],
+        [("producer", 512), ("consumer", 128), ("victim", 128), ("driver", 512), ("hostile", 448), ("cdemo", 256)],
         "KiB per client, as the README says"
     );
     let pools = [(0xa000_0000, 26)];
     let memsrv = Server::<Model, { 2 << 14 }>::new(Model::new(12, &pools, names.len()), config).unwrap();
     let free = memsrv.free_bytes(0).unwrap();
-    assert_eq!(free, (64 << 20) - (2048 << 10));
+    assert_eq!(free, (64 << 20) - (1984 << 10));
     assert_eq!(memsrv.total_bytes(0), Some(free), "POOL_INFO's total: what buffers can use");
     let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/qemu-test")).unwrap();
     for line in [

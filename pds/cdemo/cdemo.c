@@ -5,7 +5,10 @@
  *      its id in the shared mailbox and notify the producer;
  *   2. when the producer answers: check it wrote its mark into our buffer,
  *      attach the buffer it granted us read-only, check its pattern and INFO,
- *      detach both, free ours, and notify the producer that we are done. */
+ *      and ask the producer to withdraw the grant;
+ *   3. when it has: read the buffer again (the load faults; the supervisor,
+ *      this PD's parent, steps over it), detach, free ours, and notify the
+ *      producer that we are done. */
 #include <stdint.h>
 #include <microkit.h>
 #include "capbuf_client.h"
@@ -73,34 +76,61 @@ static void share_ours(void)
     microkit_notify(PRODUCER);
 }
 
+/* What a probe reads when its load did not happen (the supervisor skipped it). */
+#define NOT_READ 0xdead0000dead0000ULL
+
+/* One load from `address`, in a single instruction the supervisor (this PD's
+ * parent) steps over if it faults; NOT_READ then. */
+static uint64_t probe(uintptr_t address)
+{
+    uint64_t value = NOT_READ;
+    __asm__ volatile("ldr %0, [%1]" : "+r"(value) : "r"(address) : "memory");
+    return value;
+}
+
+static capbuf_id_t theirs;
+static capbuf_view_t theirs_view;
+static int data_ok;
+
 static void use_theirs(void)
 {
     uint64_t err;
     volatile uint64_t *words = (volatile uint64_t *)mine_view.vaddr;
-    int ok = words[0] == 0x9e7e000000000000ULL && words[WORDS - 1] == (0xc0de000000000000ULL | (WORDS - 1));
-    capbuf_id_t theirs = mailbox[1];
-    capbuf_view_t view;
-    if ((err = capbuf_attach(&cb, theirs, CAPBUF_RIGHTS_READ_WRITE, &view)) != CAPBUF_ERR_RIGHTS_ESCALATION) {
+    data_ok = words[0] == 0x9e7e000000000000ULL && words[WORDS - 1] == (0xc0de000000000000ULL | (WORDS - 1));
+    theirs = mailbox[1];
+    if ((err = capbuf_attach(&cb, theirs, CAPBUF_RIGHTS_READ_WRITE, &theirs_view)) != CAPBUF_ERR_RIGHTS_ESCALATION) {
         fail("a read-write attach of a read-only grant was not refused", err);
         return;
     }
-    if ((err = capbuf_attach(&cb, theirs, CAPBUF_RIGHTS_READ_ONLY, &view)) != CAPBUF_OK) {
+    if ((err = capbuf_attach(&cb, theirs, CAPBUF_RIGHTS_READ_ONLY, &theirs_view)) != CAPBUF_OK) {
         fail("attach the producer's buffer", err);
         return;
     }
-    volatile const uint64_t *theirs_words = (volatile const uint64_t *)view.vaddr;
-    for (uint64_t i = 0; i < view.size / 8; i++) {
-        ok &= theirs_words[i] == (0xcafe000000000000ULL | i);
+    volatile const uint64_t *theirs_words = (volatile const uint64_t *)theirs_view.vaddr;
+    for (uint64_t i = 0; i < theirs_view.size / 8; i++) {
+        data_ok &= theirs_words[i] == (0xcafe000000000000ULL | i);
     }
     capbuf_info_t info;
     if ((err = capbuf_info(&cb, theirs, &info)) != CAPBUF_OK) {
         fail("info", err);
         return;
     }
-    ok &= info.rights == CAPBUF_RIGHTS_READ_ONLY && info.physical_address == CAPBUF_PADDR_HIDDEN &&
-          info.owner == PRODUCER_CLIENT_ID && info.size == view.size;
-    if ((err = capbuf_detach(&cb, theirs)) != CAPBUF_OK) {
-        fail("detach theirs", err);
+    data_ok &= info.rights == CAPBUF_RIGHTS_READ_ONLY && info.physical_address == CAPBUF_PADDR_HIDDEN &&
+               info.owner == PRODUCER_CLIENT_ID && info.size == theirs_view.size;
+    microkit_dbg_puts("cdemo: the producer's mark is in our buffer; its buffer read back from C (read-only, "
+                      "physical address hidden); asking it to withdraw its grant\n");
+    stage = 2;
+    microkit_notify(PRODUCER);
+}
+
+/* The producer withdrew its grant while we are attached: our mapping is gone. */
+static void after_ungrant(void)
+{
+    uint64_t err;
+    uint64_t read = probe(theirs_view.vaddr);
+    /* The grant is gone, so memsrv treats us as an outsider to that buffer. */
+    if ((err = capbuf_detach(&cb, theirs)) != CAPBUF_ERR_UNKNOWN_BUFFER) {
+        fail("detach after UNGRANT was not UNKNOWN_BUFFER", err);
         return;
     }
     if ((err = capbuf_detach(&cb, mine)) != CAPBUF_OK) {
@@ -115,15 +145,17 @@ static void use_theirs(void)
         fail("double free not refused with STALE_BUFFER", err);
         return;
     }
-    if (!ok) {
-        microkit_dbg_puts("cdemo: FAIL: shared data wrong\n");
+    if (!data_ok || read != NOT_READ) {
+        microkit_dbg_puts(read != NOT_READ ? "cdemo: FAIL: read the buffer after UNGRANT\n"
+                                           : "cdemo: FAIL: shared data wrong\n");
         return;
     }
-    microkit_dbg_puts("cdemo: the producer's mark is in our buffer; its buffer read back from C (read-only, "
-                      "physical address hidden); both detached, ours freed, double free refused with ");
+    microkit_dbg_puts("cdemo: read after the producer's UNGRANT faulted; detach then said ");
+    microkit_dbg_puts(capbuf_error_name(CAPBUF_ERR_UNKNOWN_BUFFER));
+    microkit_dbg_puts("; ours freed, double free refused with ");
     microkit_dbg_puts(capbuf_error_name(CAPBUF_ERR_STALE_BUFFER));
     microkit_dbg_puts("\n");
-    stage = 2;
+    stage = 3;
     microkit_notify(PRODUCER);
 }
 
@@ -145,6 +177,8 @@ void notified(microkit_channel channel)
         share_ours();
     } else if (channel == PRODUCER && stage == 1) {
         use_theirs();
+    } else if (channel == PRODUCER && stage == 2) {
+        after_ungrant();
     } else {
         microkit_dbg_puts("cdemo: FAIL: unexpected notification\n");
     }

@@ -97,7 +97,32 @@ fn attack(capbuf: &mut Capbuf) -> bool {
         if after == NOT_READ { "faulted" } else { "READ MEMORY" },
     );
     capbuf.free(id).expect("free");
-    frames == 0 && copied.is_err() && before == MARKER && after == NOT_READ
+    // What it can reach is what it is attached to, and no more than its quota.
+    let quota = capbuf.hello().quota_attachments as usize;
+    let mut held: heapless::Vec<BufferId, 8> = heapless::Vec::new();
+    let mut refusal = None;
+    for _ in 0..=quota {
+        let Ok(extra) = capbuf.alloc(4096, 0, 0, 0) else { break };
+        let _ = held.push(extra);
+        if let Err(e) = capbuf.attach(extra, Rights::ReadOnly) {
+            refusal = Some(e);
+            break;
+        }
+    }
+    let attached = held.iter().filter(|id| capbuf.view(**id).is_some()).count();
+    debug_println!(
+        "hostile: {attached} attachments held, quota {quota}; one more: {}",
+        match refusal {
+            Some(capbuf_microkit::ClientError::Server(Error::QuotaAttachments)) => "refused with QUOTA_ATTACHMENTS",
+            _ => "NOT REFUSED",
+        }
+    );
+    let within_quota = attached == quota
+        && matches!(refusal, Some(capbuf_microkit::ClientError::Server(Error::QuotaAttachments)));
+    for extra in held {
+        capbuf.free(extra).expect("free");
+    }
+    frames == 0 && copied.is_err() && before == MARKER && after == NOT_READ && within_quota
 }
 
 #[protection_domain]

@@ -32,8 +32,10 @@ struct Producer {
     doomed: Option<BufferId>,
     pool_free_at_start: u64,
     expected_faults: u32,
-    /// The buffer granted to the C client, while it has it.
+    /// The buffer granted to the C client.
     for_cdemo: Option<BufferId>,
+    /// Notifications from the C client so far.
+    cdemo_stage: u32,
 }
 
 /// The mailbox shared with the C client: word 0 its buffer's id, word 1 ours.
@@ -81,7 +83,7 @@ fn init() -> Producer {
     debug_println!(
         "producer: buffer {doomed} (3 MiB: one 2 MiB page and 256 small ones) granted read-write to the victim"
     );
-    Producer { capbuf, shared, doomed: Some(doomed), pool_free_at_start: pool.free, expected_faults: 0, for_cdemo: None }
+    Producer { capbuf, shared, doomed: Some(doomed), pool_free_at_start: pool.free, expected_faults: 0, for_cdemo: None, cdemo_stage: 0 }
 }
 
 impl Producer {
@@ -117,6 +119,8 @@ impl Producer {
     }
 
     fn finish(&mut self) {
+        // The consumer's and the victim's; the hostile client's and the C
+        // client's are stepped over by the supervisor and counted there.
         if self.expected_faults != 2 {
             debug_println!("producer: FAIL: saw {} expected faults, want 2", self.expected_faults);
             return;
@@ -146,12 +150,19 @@ impl Handler for Producer {
             } else if channel == SUPERVISOR {
                 self.expected_faults += 1;
             } else if channel == CDEMO {
-                match self.for_cdemo.take() {
-                    None => self.trade_with_cdemo(),
-                    Some(ours) => {
+                self.cdemo_stage += 1;
+                match (self.cdemo_stage, self.for_cdemo) {
+                    (1, _) => self.trade_with_cdemo(),
+                    (2, Some(ours)) => {
+                        self.capbuf.ungrant(ours, CDEMO_ID).expect("withdraw the C client's grant");
+                        debug_println!("producer: withdrew the C client's grant of buffer {ours} while it is attached");
+                        CDEMO.notify();
+                    }
+                    (3, Some(ours)) => {
                         self.capbuf.free(ours).expect("free the buffer the C client had");
                         self.finish();
                     }
+                    _ => debug_println!("producer: FAIL: the C client is out of step"),
                 }
             } else {
                 debug_println!("producer: FAIL: unexpected notification on channel {}", channel.index());

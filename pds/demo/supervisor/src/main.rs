@@ -1,9 +1,10 @@
-//! Demo supervisor: parent of the consumer, the victim and the hostile client,
+//! Demo supervisor: parent of the consumer, the victim, the hostile client and the C client,
 //! so their faults come here instead of stopping the system. A fault is
 //! expected only where the demo provokes it, in capbuf's mapping window: a
 //! write by the consumer, a read by the victim (both then stay suspended), a
-//! read by the hostile client after it detached (its probe instruction is
-//! skipped and it carries on). Anything else is reported as a failure.
+//! read by the hostile client after it detached or by the C client after the
+//! owner withdrew its grant (the probe instruction is skipped and the client
+//! carries on). Anything else is reported as a failure.
 #![no_std]
 #![no_main]
 
@@ -14,6 +15,7 @@ const PRODUCER: Channel = Channel::new(0);
 const CONSUMER: usize = 0;
 const VICTIM: usize = 1;
 const HOSTILE: usize = 2;
+const CDEMO: usize = 3;
 
 struct Supervisor;
 
@@ -23,9 +25,9 @@ fn init() -> Supervisor {
     Supervisor
 }
 
-/// The hostile client probes its old mapping with one load instruction: step
-/// over it (4 bytes on AArch64) and let the client go on, so it can report
-/// and give back what it holds.
+/// The hostile client and the C client probe a mapping memsrv revoked with
+/// one load instruction: step over it (4 bytes on AArch64) and let the
+/// client go on, so it can report and give back what it holds.
 fn skip_probe(child: Child) -> Option<MessageInfo> {
     let tcb = child.tcb();
     let skipped = tcb.tcb_read_all_registers(false).and_then(|mut registers| {
@@ -34,9 +36,12 @@ fn skip_probe(child: Child) -> Option<MessageInfo> {
     });
     match skipped {
         Ok(()) => {
-            debug_println!(
-                "supervisor: expected fault: the hostile client's read after DETACH was stopped by the kernel; load skipped"
-            );
+            let what = if child.index() == HOSTILE {
+                "the hostile client's read after DETACH"
+            } else {
+                "the C client's read after the owner's UNGRANT"
+            };
+            debug_println!("supervisor: expected fault: {what} was stopped by the kernel; load skipped");
             Some(MessageInfo::new(0, 0))
         }
         Err(e) => {
@@ -61,7 +66,7 @@ impl Handler for Supervisor {
                     child.index(),
                     fault.ip()
                 );
-                if CLIENT_WINDOW.contains(&address) && child.index() == HOSTILE && !write {
+                if CLIENT_WINDOW.contains(&address) && (child.index() == HOSTILE || child.index() == CDEMO) && !write {
                     return Ok(skip_probe(child));
                 }
                 CLIENT_WINDOW.contains(&address)
