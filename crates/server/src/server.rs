@@ -310,6 +310,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             total: self.total_bytes(pool as usize).ok_or(Error::InvalidPool)?,
             free: state.pool.free_pages() << PAGE_BITS,
             largest_free: state.pool.largest_free() << PAGE_BITS,
+            lost: 0,
         })
     }
 
