@@ -2,6 +2,8 @@
 //! real client library, joined through the seL4 model.
 #![allow(dead_code)]
 
+pub mod invariants;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
