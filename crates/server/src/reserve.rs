@@ -362,6 +362,21 @@ mod tests {
             assert_eq!(reserves.iter().filter(|(_, b)| b.in_use).count(), held.len());
         }
         assert_eq!(reserves.free_block(1), None, "no quota, no reserve");
+        // A block lost to a kernel failure is never handed out again.
+        assert_eq!(reserves.lost_pages_in(1), 0);
+        let index = reserves.free_block(2).unwrap();
+        reserves.set_in_use(index, true);
+        reserves.set_lost(index);
+        let lost = reserves.get(index).unwrap();
+        assert!(lost.in_use && lost.lost);
+        assert_eq!(reserves.lost_pages_in(1), 16);
+        assert_eq!(reserves.pages_in(1), 48, "still counted in the reserve");
+        for _ in 0..2 {
+            let index = reserves.free_block(2).unwrap();
+            assert!(!reserves.get(index).unwrap().lost);
+            reserves.set_in_use(index, true);
+        }
+        assert_eq!(reserves.free_block(2), None);
         let block = reserves.get(6).unwrap();
         assert_eq!((block.client, block.pool, block.block), (2, 1, Allocation { offset: 96, pages: 16 }));
     }
