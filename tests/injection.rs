@@ -491,3 +491,64 @@ fn failures_during_start_up_leave_the_kernel_as_it_was() {
         assert_eq!(model.live_objects(), first.kernel().live_objects());
     }
 }
+
+/// The undo of an ATTACH refused too: the attachment stays, counted in the
+/// client's quota and mapped no further than its buffer, and DETACH removes
+/// it like any other.
+#[test]
+fn an_attach_whose_undo_is_refused_stays_attached_until_detached() {
+    let world = world();
+    let mut owner = client(&world, 0);
+    let id = owner.alloc(3 << 20, 0, 0, 0).unwrap();
+    // Attaching 3 MiB: the CNode (1), its guard (2), the page table (3), then
+    // 257 frame copies: fail the second copy, and the revoke undoing it.
+    world.borrow_mut().kernel_mut().fail_invocation(5, KernelError(10));
+    world.borrow_mut().kernel_mut().fail_invocation(6, KernelError(3));
+    let refused = owner.attach(id, Rights::ReadWrite);
+    let copy = KernelFailure { invocation: Invocation::CNodeCopy, code: 10 };
+    assert_eq!(refused, Err(ClientError::Kernel(copy)));
+    assert_eq!(world.borrow().lost(), Lost::default(), "nothing lost: the attachment is kept");
+    assert!(world.borrow().registry().get(id).unwrap().attachments[0].is_some());
+    assert_eq!(world.borrow().usage(0).attachments, 1);
+    check_invariants(&world).unwrap();
+    assert_eq!(owner.attach(id, Rights::ReadWrite), Err(ClientError::Server(capbuf_protocol::Error::AlreadyAttached)));
+    owner.detach(id).unwrap();
+    assert!(world.borrow().kernel().client_mappings(0).is_empty());
+    owner.attach(id, Rights::ReadWrite).unwrap();
+    owner.free(id).unwrap();
+    assert_pristine(&world);
+}
+
+/// The undo of an ALLOC refused too: its metadata block and two slots are
+/// lost and counted (POOL_INFO says so), the buffer's pages come back
+/// (revoked before their next use), and memsrv goes on serving.
+#[test]
+fn an_alloc_whose_undo_is_refused_loses_its_metadata_block_and_says_so() {
+    let world = world();
+    let mut owner = client(&world, 0);
+    // Once the pool is split, a 4 KiB buffer is a CNode (1), its guard (2)
+    // and a frame (3): fail the frame, and the revoke undoing it.
+    let warm = owner.alloc(4096, 0, 0, 0).unwrap();
+    owner.free(warm).unwrap();
+    let before = (world.borrow().free_bytes(0), world.borrow().usage(0));
+    world.borrow_mut().kernel_mut().fail_invocation(3, KernelError(10));
+    world.borrow_mut().kernel_mut().fail_invocation(4, KernelError(3));
+    let retype = KernelFailure { invocation: Invocation::UntypedRetype, code: 10 };
+    assert_eq!(owner.alloc(4096, 0, 0, 0), Err(ClientError::Kernel(retype)));
+    let block = world.borrow().reserves().block_pages() << PAGE_BITS;
+    assert_eq!(world.borrow().lost(), Lost { bytes: block, slots: 2 });
+    assert_eq!((world.borrow().free_bytes(0), world.borrow().usage(0)), before, "the pages and quota are back");
+    assert_eq!(owner.pool_info(2).unwrap().lost, block, "the reserves live in pool 2");
+    assert_eq!(owner.pool_info(0).unwrap().lost, 0);
+    check_invariants(&world).unwrap();
+    // The same pages serve the next buffer: memsrv revokes them first.
+    let id = owner.alloc(4096, 0, 0, 0).unwrap();
+    let view = owner.attach(id, Rights::ReadWrite).unwrap();
+    assert_eq!(world.borrow().kernel().client_read(0, view.vaddr), Ok(0));
+    owner.free(id).unwrap();
+    world.borrow_mut().reclaim().unwrap();
+    let server = world.borrow();
+    let (_, frames, tables, cnodes) = server.kernel().live_objects();
+    assert_eq!((frames, tables, cnodes), (0, 0, 1), "only the lost block's CNode remains");
+    assert_eq!(server.free_bytes(0), server.total_bytes(0));
+}
