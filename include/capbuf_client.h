@@ -45,6 +45,10 @@ typedef struct {
     uint64_t quota_bytes;
     uint64_t quota_buffers;
     uint64_t quota_attachments;
+    /* After a CAPBUF_ERR_KERNEL reply: the invocation memsrv's kernel refused
+     * (CAPBUF_INVOCATION_*) and the seL4 error number. */
+    uint64_t kernel_invocation;
+    uint64_t kernel_error;
 } capbuf_t;
 
 /* An attachment: memsrv mapped the buffer at vaddr in this PD. */
@@ -72,11 +76,12 @@ typedef struct {
     uint64_t total;
     uint64_t free;
     uint64_t largest_free;
+    uint64_t lost; /* bytes memsrv could not get back after a kernel failure */
 } capbuf_pool_info_t;
 
 /* One request: `request_words` registers out, `reply_words` registers back
  * into `reply` (which may be NULL when none are expected). */
-static inline uint64_t capbuf_call(const capbuf_t *cb, uint64_t op, const uint64_t *request,
+static inline uint64_t capbuf_call(capbuf_t *cb, uint64_t op, const uint64_t *request,
                                    unsigned request_words, uint64_t *reply, unsigned reply_words)
 {
     for (unsigned i = 0; i < request_words; i++) {
@@ -84,6 +89,13 @@ static inline uint64_t capbuf_call(const capbuf_t *cb, uint64_t op, const uint64
     }
     microkit_msginfo info = microkit_ppcall(cb->channel, microkit_msginfo_new(op, request_words));
     uint64_t label = microkit_msginfo_get_label(info);
+    if (label == CAPBUF_ERR_KERNEL) {
+        if (seL4_MessageInfo_get_length(info) != CAPBUF_ERR_KERNEL_REPLY_WORDS) {
+            return CAPBUF_ERR_WRONG_LENGTH;
+        }
+        cb->kernel_invocation = microkit_mr_get(CAPBUF_ERR_KERNEL_REPLY_MR_INVOCATION);
+        cb->kernel_error = microkit_mr_get(CAPBUF_ERR_KERNEL_REPLY_MR_CODE);
+    }
     if (label != CAPBUF_OK) {
         return label;
     }
@@ -122,7 +134,7 @@ static inline uint64_t capbuf_connect(capbuf_t *cb, microkit_channel channel)
 
 /* ALLOC: a zeroed buffer of at least `size` bytes (whole pages), aligned to
  * 2^align_bits bytes (0: a page), from pool `pool`, CAPBUF_FLAG_* `flags`. */
-static inline uint64_t capbuf_alloc(const capbuf_t *cb, uint64_t size, uint64_t align_bits, uint64_t pool,
+static inline uint64_t capbuf_alloc(capbuf_t *cb, uint64_t size, uint64_t align_bits, uint64_t pool,
                                     uint64_t flags, capbuf_id_t *id)
 {
     uint64_t q[CAPBUF_ALLOC_REQUEST_WORDS];
@@ -139,7 +151,7 @@ static inline uint64_t capbuf_alloc(const capbuf_t *cb, uint64_t size, uint64_t 
 }
 
 /* ATTACH: memsrv maps buffer `id` into this PD with `rights`; `view` says where. */
-static inline uint64_t capbuf_attach(const capbuf_t *cb, capbuf_id_t id, uint64_t rights, capbuf_view_t *view)
+static inline uint64_t capbuf_attach(capbuf_t *cb, capbuf_id_t id, uint64_t rights, capbuf_view_t *view)
 {
     uint64_t q[CAPBUF_ATTACH_REQUEST_WORDS];
     uint64_t r[CAPBUF_ATTACH_REPLY_WORDS];
@@ -158,7 +170,7 @@ static inline uint64_t capbuf_attach(const capbuf_t *cb, capbuf_id_t id, uint64_
 }
 
 /* GRANT: client `grantee` (its id in system.xml) may attach `id` with at most `rights`. */
-static inline uint64_t capbuf_grant(const capbuf_t *cb, capbuf_id_t id, uint64_t grantee, uint64_t rights)
+static inline uint64_t capbuf_grant(capbuf_t *cb, capbuf_id_t id, uint64_t grantee, uint64_t rights)
 {
     uint64_t q[CAPBUF_GRANT_REQUEST_WORDS];
     q[CAPBUF_GRANT_MR_ID] = id;
@@ -168,7 +180,7 @@ static inline uint64_t capbuf_grant(const capbuf_t *cb, capbuf_id_t id, uint64_t
 }
 
 /* UNGRANT: withdraw a grant; the grantee's mapping goes. */
-static inline uint64_t capbuf_ungrant(const capbuf_t *cb, capbuf_id_t id, uint64_t grantee)
+static inline uint64_t capbuf_ungrant(capbuf_t *cb, capbuf_id_t id, uint64_t grantee)
 {
     uint64_t q[CAPBUF_UNGRANT_REQUEST_WORDS];
     q[CAPBUF_UNGRANT_MR_ID] = id;
@@ -177,7 +189,7 @@ static inline uint64_t capbuf_ungrant(const capbuf_t *cb, capbuf_id_t id, uint64
 }
 
 /* INFO: size, physical address (dma clients only), rights, reference count, ... */
-static inline uint64_t capbuf_info(const capbuf_t *cb, capbuf_id_t id, capbuf_info_t *info)
+static inline uint64_t capbuf_info(capbuf_t *cb, capbuf_id_t id, capbuf_info_t *info)
 {
     uint64_t q[CAPBUF_INFO_REQUEST_WORDS];
     uint64_t r[CAPBUF_INFO_REPLY_WORDS];
@@ -197,7 +209,7 @@ static inline uint64_t capbuf_info(const capbuf_t *cb, capbuf_id_t id, capbuf_in
 }
 
 /* DETACH: memsrv unmaps buffer `id` from this PD. */
-static inline uint64_t capbuf_detach(const capbuf_t *cb, capbuf_id_t id)
+static inline uint64_t capbuf_detach(capbuf_t *cb, capbuf_id_t id)
 {
     uint64_t q[CAPBUF_DETACH_REQUEST_WORDS];
     q[CAPBUF_DETACH_MR_ID] = id;
@@ -205,15 +217,15 @@ static inline uint64_t capbuf_detach(const capbuf_t *cb, capbuf_id_t id)
 }
 
 /* FREE (owner only): every attachment in every PD is revoked, then the memory is reused. */
-static inline uint64_t capbuf_free(const capbuf_t *cb, capbuf_id_t id)
+static inline uint64_t capbuf_free(capbuf_t *cb, capbuf_id_t id)
 {
     uint64_t q[CAPBUF_FREE_REQUEST_WORDS];
     q[CAPBUF_FREE_MR_ID] = id;
     return capbuf_call(cb, CAPBUF_OP_FREE, q, CAPBUF_FREE_REQUEST_WORDS, 0, CAPBUF_FREE_REPLY_WORDS);
 }
 
-/* POOL_INFO: total (less metadata reserves), free and largest free block of pool `pool`. */
-static inline uint64_t capbuf_pool_info(const capbuf_t *cb, uint64_t pool, capbuf_pool_info_t *info)
+/* POOL_INFO: total (less metadata reserves), free, largest free block and lost bytes of pool `pool`. */
+static inline uint64_t capbuf_pool_info(capbuf_t *cb, uint64_t pool, capbuf_pool_info_t *info)
 {
     uint64_t q[CAPBUF_POOL_INFO_REQUEST_WORDS];
     uint64_t r[CAPBUF_POOL_INFO_REPLY_WORDS];
@@ -224,6 +236,7 @@ static inline uint64_t capbuf_pool_info(const capbuf_t *cb, uint64_t pool, capbu
         info->total = r[CAPBUF_POOL_INFO_REPLY_MR_TOTAL];
         info->free = r[CAPBUF_POOL_INFO_REPLY_MR_FREE];
         info->largest_free = r[CAPBUF_POOL_INFO_REPLY_MR_LARGEST_FREE];
+        info->lost = r[CAPBUF_POOL_INFO_REPLY_MR_LOST];
     }
     return err;
 }

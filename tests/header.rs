@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use capbuf_protocol::{AllocFlags, Error, Op, Rights};
+use capbuf_protocol::{AllocFlags, Error, Invocation, Op, Rights};
 
 #[test]
 fn c_header_compiles_and_matches_the_rust_definitions() {
@@ -23,6 +23,13 @@ fn c_header_compiles_and_matches_the_rust_definitions() {
     for error in Error::ALL {
         emit(format!("CAPBUF_ERR_{}", error.name()), error.code());
     }
+    emit("CAPBUF_ERR_KERNEL_REPLY_WORDS".into(), Error::Kernel.reply_fields().len() as u64);
+    emit("CAPBUF_ERR_KERNEL_REPLY_MR_INVOCATION".into(), 0);
+    emit("CAPBUF_ERR_KERNEL_REPLY_MR_CODE".into(), 1);
+    for invocation in Invocation::ALL {
+        emit(format!("CAPBUF_INVOCATION_{}", invocation.name()), invocation as u64);
+    }
+    emit("CAPBUF_POOL_INFO_REPLY_MR_LOST".into(), 3);
     emit("CAPBUF_PROTOCOL_VERSION".into(), capbuf_protocol::PROTOCOL_VERSION);
     emit("CAPBUF_RIGHTS_READ_ONLY".into(), Rights::ReadOnly as u64);
     emit("CAPBUF_FLAG_UNCACHED".into(), AllocFlags::UNCACHED);

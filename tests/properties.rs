@@ -1,14 +1,17 @@
 //! Random operation sequences from three clients, through the real client
 //! library and server state machine, against the seL4 model. After every
-//! step: no two frames overlap, pool bytes are conserved, usage matches the
-//! registry and stays within quota, and no client holds a capability or a
-//! mapping to memory it is not attached to with at least those rights.
+//! step the invariants of [`common::invariants::check_invariants`] hold: no
+//! two frames overlap, pool bytes and table slots are conserved, usage
+//! matches the registry and stays within quota, and no client holds a
+//! capability or a mapping to memory it is not attached to with at least
+//! those rights.
 //! At the end everything is freed and the system must be exactly as it started.
 
 mod common;
 
 use capbuf_client::ClientError;
 use capbuf_protocol::{BufferId, Error, Rights, PAGE_BITS};
+use common::invariants::{check_invariants, proptest_config};
 use common::*;
 use proptest::prelude::*;
 
@@ -123,119 +126,6 @@ fn freed_error(freed: &[(BufferId, [bool; 3])], client: usize, id: BufferId) -> 
     } else {
         Error::UnknownBuffer
     }
-}
-
-fn check_invariants(world: &World) -> Result<(), TestCaseError> {
-    let server = world.borrow();
-    let model = server.kernel();
-    prop_assert!(model.overlapping_frames().is_empty(), "frames overlap");
-    let reserves = server.reserves();
-    for (p, &(_, bits)) in POOLS.iter().enumerate() {
-        let data: u64 = server.registry().iter().filter(|(_, b)| b.pool == p).map(|(_, b)| b.data.pages).sum();
-        let reserved: u64 = reserves.iter().filter(|(_, r)| r.pool == p).map(|(_, r)| r.block.pages).sum();
-        prop_assert_eq!(reserved << PAGE_BITS, server.reserved_bytes(p).unwrap());
-        prop_assert_eq!(
-            server.free_bytes(p).unwrap() + ((data + reserved) << PAGE_BITS),
-            1 << bits,
-            "pool {} bytes conserved: free, buffers and reserves",
-            p
-        );
-    }
-    // Metadata lives in reserve blocks only: a master CNode in its owner's, an
-    // attachment in the attaching client's, one per block, and every block in
-    // use holds exactly one.
-    let mut holders = vec![0usize; reserves.iter().count()];
-    for (_, b) in server.registry().iter() {
-        let block = reserves.get(b.meta).unwrap();
-        prop_assert!(block.client == b.owner && block.in_use, "master CNode outside its owner's reserve");
-        holders[b.meta] += 1;
-        for (c, a) in b.attachments.iter().enumerate() {
-            if let Some(a) = a {
-                let block = reserves.get(a.meta).unwrap();
-                prop_assert!(block.client == c && block.in_use, "attachment outside its client's reserve");
-                holders[a.meta] += 1;
-            }
-        }
-    }
-    for (index, block) in reserves.iter() {
-        prop_assert_eq!(holders[index], block.in_use as usize, "reserve block {} held {} times", index, holders[index]);
-        let start = POOLS[block.pool].0 + (block.block.offset << PAGE_BITS);
-        prop_assert_eq!(start % (block.block.pages << PAGE_BITS), 0, "naturally aligned");
-    }
-    for (address, size_bits) in model.metadata_objects() {
-        let inside = reserves.iter().any(|(_, r)| {
-            let start = POOLS[r.pool].0 + (r.block.offset << PAGE_BITS);
-            r.in_use && address >= start && address + (1 << size_bits) <= start + (r.block.pages << PAGE_BITS)
-        });
-        prop_assert!(inside, "a CNode or page table at {:#x} is outside the reserves in use", address);
-    }
-    for c in 0..3 {
-        let quota = server.config().clients[c].unwrap();
-        let usage = server.usage(c);
-        let owned: Vec<_> = server.registry().iter().filter(|(_, b)| b.owner == c).collect();
-        prop_assert_eq!(usage.buffers, owned.len() as u64);
-        // Each buffer is charged its pages, or its whole aligned block when the
-        // alignment exceeds the buffer's own power-of-two size.
-        let charged = |b: &capbuf_server::Buffer| {
-            let aligned = 1u64 << b.align_order;
-            if aligned > b.data.pages.next_power_of_two() {
-                aligned
-            } else {
-                b.data.pages
-            }
-        };
-        prop_assert_eq!(usage.bytes, owned.iter().map(|(_, b)| charged(b) << PAGE_BITS).sum::<u64>());
-        let attached = server.registry().iter().filter(|(_, b)| b.attachments[c].is_some()).count() as u64;
-        prop_assert_eq!(usage.attachments, attached);
-        prop_assert!(usage.bytes <= quota.quota_bytes && usage.buffers <= quota.quota_buffers);
-        prop_assert!(usage.attachments <= quota.quota_attachments);
-        let in_use = reserves.of(c).filter(|&i| reserves.get(i).unwrap().in_use).count() as u64;
-        prop_assert_eq!(in_use, usage.buffers + usage.attachments, "client {}'s reserve blocks in use", c);
-        let allowed = |address: u64, size_bits: u32, rights: Rights| {
-            server.registry().iter().any(|(_, b)| {
-                let start = server.physical_address(b);
-                let end = start + (b.data.pages << PAGE_BITS);
-                b.attachments[c].is_some_and(|a| rights.within(a.rights))
-                    && address >= start
-                    && address + (1 << size_bits) <= end
-            })
-        };
-        for (address, size_bits, rights) in model.client_reachable_frames(c) {
-            prop_assert!(
-                allowed(address, size_bits, rights),
-                "client {} holds a frame cap at {:#x} it may not",
-                c,
-                address
-            );
-        }
-        for m in model.client_mappings(c) {
-            prop_assert!(
-                allowed(m.physical_address, m.size_bits, m.rights),
-                "client {} maps {:#x} it may not",
-                c,
-                m.physical_address
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The property tests' configuration: `cases` cases unless `PROPTEST_CASES`
-/// says otherwise; a fresh seed each run, printed (with `--nocapture`, or
-/// beside a failure) so the run can be repeated with `PROPTEST_RNG_SEED`;
-/// failing cases saved to the committed `*.proptest-regressions` file beside
-/// this source file, which every run replays first.
-fn proptest_config(cases: u32) -> ProptestConfig {
-    use proptest::test_runner::{contextualize_config, FileFailurePersistence, RngSeed};
-    use std::hash::{BuildHasher, Hasher};
-    let mut config = contextualize_config(ProptestConfig { cases, ..ProptestConfig::default() });
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions")));
-    if config.rng_seed == RngSeed::Random {
-        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        config.rng_seed = RngSeed::Fixed(seed);
-    }
-    eprintln!("proptest: {} cases, PROPTEST_RNG_SEED={}", config.cases, config.rng_seed);
-    config
 }
 
 proptest! {

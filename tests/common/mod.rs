@@ -2,6 +2,8 @@
 //! real client library, joined through the seL4 model.
 #![allow(dead_code)]
 
+pub mod invariants;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -67,10 +69,7 @@ impl<const N: usize> Sys for Port<N> {
         let mut server = self.world.borrow_mut();
         let outcome = server.handle(self.client as u64, label, words, 0);
         let mut raw = RawReply { label: 0, words: [0; MAX_MESSAGE_WORDS], length: 0, caps: 0 };
-        match outcome.result {
-            Ok(reply) => raw.length = reply.encode(&mut raw.words),
-            Err(error) => raw.label = error.code(),
-        }
+        (raw.label, raw.length) = outcome.encode(&mut raw.words);
         raw
     }
 }

@@ -12,8 +12,8 @@
 #![warn(missing_docs)]
 
 use capbuf_protocol::{
-    AllocFlags, BufferId, Error, HelloReply, InfoReply, Op, PoolInfoReply, Reply, Request, Rights, MAX_MESSAGE_WORDS,
-    PROTOCOL_VERSION,
+    AllocFlags, BufferId, Error, HelloReply, InfoReply, KernelFailure, Op, PoolInfoReply, Reply, Request, Rights,
+    MAX_MESSAGE_WORDS, PROTOCOL_VERSION,
 };
 
 /// A raw reply: label, message registers and the number of capabilities received.
@@ -39,8 +39,13 @@ pub trait Sys {
 /// Why a client call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientError {
-    /// memsrv refused (or the reply was malformed).
+    /// memsrv refused (or the reply was malformed). Never [`Error::Kernel`]:
+    /// that arrives as [`ClientError::Kernel`].
     Server(Error),
+    /// The kernel refused one of memsrv's invocations ([`Error::Kernel`]):
+    /// which, and the seL4 error. memsrv undid the request; see
+    /// [`Error::Kernel`] for what may remain.
+    Kernel(KernelFailure),
     /// memsrv speaks another major protocol version.
     Version(u64),
     /// The library tracks as many attachments as it can ([`MAX_VIEWS`]).
@@ -50,6 +55,17 @@ pub enum ClientError {
 impl From<Error> for ClientError {
     fn from(error: Error) -> Self {
         ClientError::Server(error)
+    }
+}
+
+impl ClientError {
+    /// The error code memsrv replied with, if it replied with one.
+    pub fn error(&self) -> Option<Error> {
+        match self {
+            ClientError::Server(error) => Some(*error),
+            ClientError::Kernel(_) => Some(Error::Kernel),
+            ClientError::Version(_) | ClientError::TooManyAttachments => None,
+        }
     }
 }
 
@@ -194,5 +210,49 @@ fn call<S: Sys>(sys: &mut S, request: Request) -> Result<Reply, ClientError> {
     let (label, length) = request.encode(&mut words);
     let op: Op = request.op();
     let raw = sys.call(label, &words[..length]);
-    Ok(Reply::decode(op, raw.label, &raw.words[..raw.length.min(MAX_MESSAGE_WORDS)], raw.caps)?)
+    let words = &raw.words[..raw.length.min(MAX_MESSAGE_WORDS)];
+    match Reply::decode(op, raw.label, words, raw.caps) {
+        Ok(reply) => Ok(reply),
+        // A KERNEL reply without its registers is malformed.
+        Err(Error::Kernel) => {
+            Err(KernelFailure::decode(words).map_or(ClientError::Server(Error::WrongLength), ClientError::Kernel))
+        }
+        Err(error) => Err(ClientError::Server(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capbuf_protocol::Invocation;
+
+    /// Replies from a script: HELLO first, then whatever the test says.
+    struct Script(RawReply);
+
+    impl Sys for Script {
+        fn call(&mut self, label: u64, _: &[u64]) -> RawReply {
+            if label == Op::Hello as u64 {
+                let mut raw = RawReply { label: 0, words: [0; MAX_MESSAGE_WORDS], length: 6, caps: 0 };
+                raw.words[0] = PROTOCOL_VERSION;
+                return raw;
+            }
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_kernel_failure_reaches_the_caller_with_its_invocation_and_code() {
+        let mut raw = RawReply { label: Error::Kernel.code(), words: [0; MAX_MESSAGE_WORDS], length: 2, caps: 0 };
+        raw.words[..2].copy_from_slice(&[Invocation::PageMap as u64, 3]);
+        let mut client = Client::new(Script(raw)).unwrap();
+        let failure = KernelFailure { invocation: Invocation::PageMap, code: 3 };
+        let refused = client.attach(BufferId::new(1, 1), Rights::ReadOnly);
+        assert_eq!(refused, Err(ClientError::Kernel(failure)));
+        assert_eq!(refused.unwrap_err().error(), Some(Error::Kernel));
+        assert!(client.view(BufferId::new(1, 1)).is_none());
+        client.sys().0.length = 0;
+        assert_eq!(client.free(BufferId::new(1, 1)), Err(ClientError::Server(Error::WrongLength)), "malformed");
+        client.sys().0 = RawReply { label: Error::NotOwner.code(), words: [0; MAX_MESSAGE_WORDS], length: 0, caps: 0 };
+        assert_eq!(client.free(BufferId::new(1, 1)), Err(ClientError::Server(Error::NotOwner)));
+    }
 }

@@ -14,18 +14,23 @@
 //! get-address) on whatever it holds, as a hostile client would. Tests read
 //! and write memory through the mappings and see a fault where the real
 //! system would fault. Memory contents are kept per 4 KiB page.
+//!
+//! Any of memsrv's invocations can be made to fail, as the kernel refuses
+//! one: an error and no effect ([`Model::fail_invocation`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use std::collections::BTreeMap;
 
-use capbuf_protocol::{inner_bits, Rights, MEMSRV_TABLE_VSPACES, ROOT_CNODE_BITS};
+use capbuf_protocol::{inner_bits, Invocation, Rights, MEMSRV_TABLE_VSPACES, ROOT_CNODE_BITS};
 use capbuf_server::kernel::RETYPE_FAN_OUT_LIMIT;
 use capbuf_server::{CapRef, Kernel, KernelError, MapAttributes, Object, Slot};
 
 mod client;
+mod inject;
 pub use client::{CNodeOp, Fault, Mapping};
+pub use inject::Injected;
 
 /// seL4 error numbers (`seL4_Error`), as the model reports them.
 pub mod error {
@@ -122,6 +127,7 @@ pub struct Model {
     memory: BTreeMap<u64, u64>,
     /// Invocation counts.
     pub counts: Counts,
+    injector: inject::Injector,
 }
 
 impl Model {
@@ -138,6 +144,7 @@ impl Model {
             clients: (0..clients).map(|_| client::ClientSpace::default()).collect(),
             memory: BTreeMap::new(),
             counts: Counts::default(),
+            injector: inject::Injector::default(),
         };
         for (i, &(physical_address, size_bits)) in pools.iter().enumerate() {
             let object = model.new_object(Kind::Untyped { watermark: 0 }, physical_address, size_bits as u32);
@@ -357,6 +364,7 @@ impl Model {
 
 impl Kernel for Model {
     fn retype(&mut self, untyped: Slot, object: Object, dest: CapRef, count: u32) -> Result<(), KernelError> {
+        self.injector.invoke(Invocation::UntypedRetype)?;
         self.counts.retype += 1;
         if count == 0 || count > RETYPE_FAN_OUT_LIMIT {
             return Err(error::RANGE);
@@ -438,6 +446,7 @@ impl Kernel for Model {
     }
 
     fn copy(&mut self, source: CapRef, dest: CapRef, rights: Rights) -> Result<(), KernelError> {
+        self.injector.invoke(Invocation::CNodeCopy)?;
         self.counts.copy += 1;
         let src = self.lookup(source)?.ok_or(error::FAILED_LOOKUP)?;
         let place = self.place_of(dest)?;
@@ -454,6 +463,7 @@ impl Kernel for Model {
     }
 
     fn mutate_cnode(&mut self, source: Slot, dest: Slot, guard_bits: u32) -> Result<(), KernelError> {
+        self.injector.invoke(Invocation::CNodeMutate)?;
         self.counts.mutate += 1;
         let src = self.lookup(CapRef::Table(source))?.ok_or(error::FAILED_LOOKUP)?;
         let place = self.place_of(CapRef::Table(dest))?;
@@ -473,6 +483,7 @@ impl Kernel for Model {
     }
 
     fn revoke(&mut self, slot: Slot) -> Result<(), KernelError> {
+        self.injector.invoke(Invocation::CNodeRevoke)?;
         self.counts.revoke += 1;
         let cap = self.lookup(CapRef::Table(slot))?.ok_or(error::FAILED_LOOKUP)?;
         self.revoke_cap(cap);
@@ -480,6 +491,7 @@ impl Kernel for Model {
     }
 
     fn delete(&mut self, slot: Slot) -> Result<(), KernelError> {
+        self.injector.invoke(Invocation::CNodeDelete)?;
         self.counts.delete += 1;
         if let Some(cap) = self.lookup(CapRef::Table(slot))? {
             self.delete_cap(cap);
@@ -488,6 +500,7 @@ impl Kernel for Model {
     }
 
     fn map_page_table(&mut self, table: CapRef, vspace: Slot, vaddr: u64) -> Result<(), KernelError> {
+        self.injector.invoke(Invocation::PageTableMap)?;
         self.counts.map += 1;
         let cap = self.lookup(table)?.ok_or(error::FAILED_LOOKUP)?;
         let client = self.vspace_client(vspace)?;
@@ -501,6 +514,7 @@ impl Kernel for Model {
         vaddr: u64,
         attributes: MapAttributes,
     ) -> Result<(), KernelError> {
+        self.injector.invoke(Invocation::PageMap)?;
         self.counts.map += 1;
         let cap = self.lookup(frame)?.ok_or(error::FAILED_LOOKUP)?;
         let client = self.vspace_client(vspace)?;

@@ -3,7 +3,7 @@
 /// Why memsrv refused a request. `0` (success) is not an error; domain errors
 /// count from 1; errors about the message itself live in their own high range
 /// starting at [`Error::DECODE_BASE`]. A refused request leaves memsrv's state
-/// unchanged.
+/// unchanged, with the exceptions [`Error::Kernel`] lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 pub enum Error {
@@ -47,7 +47,9 @@ pub enum Error {
     QuotaBuffers = 15,
     /// The caller's attachment quota would be exceeded.
     QuotaAttachments = 16,
-    /// No contiguous block of that size and alignment is free in the pool.
+    /// No contiguous block of that size and alignment is free in the pool,
+    /// or (only after a kernel failure memsrv could not undo, counted as lost
+    /// in POOL_INFO) no block is left in the caller's metadata reserve.
     OutOfMemory = 17,
     /// memsrv's buffer table is full.
     TooManyBuffers = 18,
@@ -57,11 +59,21 @@ pub enum Error {
     NotGrantee = 20,
     /// memsrv ran out of capability slots for bookkeeping.
     OutOfSlots = 21,
-    /// The kernel refused an operation memsrv expected to succeed. A bug in memsrv.
+    /// The kernel refused an invocation. The reply's registers say which and
+    /// with what seL4 error ([`crate::KernelFailure`]). memsrv undid the
+    /// request, so it may be retried, except for what cannot be undone:
+    /// FREE keeps the attachments it already revoked (and once it revoked
+    /// the buffer's memory, the buffer answers every op but its owner's FREE
+    /// as freed); an ATTACH whose undo failed too stays attached (DETACH
+    /// removes it); an ALLOC whose undo failed loses its metadata block,
+    /// counted in POOL_INFO's lost bytes.
     Kernel = 22,
     /// The caller's mapping window ([`crate::CLIENT_WINDOW`]) has no free run
     /// of 2 MiB slots large enough for the buffer: detach something first.
     WindowFull = 23,
+    /// memsrv found its own bookkeeping inconsistent: a bug in memsrv. The
+    /// request was refused.
+    Internal = 24,
     /// The label is not an [`crate::Op`].
     UnknownOp = 0xFFFF_FE00,
     /// The message has the wrong number of message registers for its op.
@@ -77,7 +89,7 @@ impl Error {
     pub const DECODE_BASE: u64 = 0xFFFF_FE00;
 
     /// Every error, for tables and generated headers.
-    pub const ALL: [Error; 27] = [
+    pub const ALL: [Error; 28] = [
         Error::ZeroSize,
         Error::TooLarge,
         Error::InvalidAlignment,
@@ -101,6 +113,7 @@ impl Error {
         Error::OutOfSlots,
         Error::Kernel,
         Error::WindowFull,
+        Error::Internal,
         Error::UnknownOp,
         Error::WrongLength,
         Error::UnexpectedCaps,
@@ -133,6 +146,7 @@ impl Error {
             Error::OutOfSlots => "OUT_OF_SLOTS",
             Error::Kernel => "KERNEL",
             Error::WindowFull => "WINDOW_FULL",
+            Error::Internal => "INTERNAL",
             Error::UnknownOp => "UNKNOWN_OP",
             Error::WrongLength => "WRONG_LENGTH",
             Error::UnexpectedCaps => "UNEXPECTED_CAPS",
@@ -143,6 +157,15 @@ impl Error {
     /// The code as it travels in a reply label.
     pub const fn code(self) -> u64 {
         self as u64
+    }
+
+    /// Names of the error reply's message registers, in order: only a
+    /// KERNEL reply carries any ([`crate::KernelFailure`]).
+    pub const fn reply_fields(self) -> &'static [&'static str] {
+        match self {
+            Error::Kernel => &crate::KernelFailure::FIELDS,
+            _ => &[],
+        }
     }
 }
 
@@ -160,7 +183,7 @@ impl core::fmt::Display for Error {
     }
 }
 
-const _: () = assert!(Error::WindowFull as u64 == 23, "domain errors are numbered 1..=23 without gaps");
+const _: () = assert!(Error::Internal as u64 == 24, "domain errors are numbered 1..=24 without gaps");
 const _: () = assert!(Error::UnknownOp as u64 == Error::DECODE_BASE);
 
 #[cfg(test)]
@@ -178,7 +201,7 @@ mod tests {
             }
         }
         assert_eq!(Error::try_from(0), Err(0));
-        assert_eq!(Error::try_from(24), Err(24));
+        assert_eq!(Error::try_from(25), Err(25));
     }
 
     #[test]

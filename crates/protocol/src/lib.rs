@@ -4,7 +4,7 @@
 //! is the [`Op`] number and its message registers hold the arguments in the
 //! order given by [`Request`]. The reply's label is `0` on success or an
 //! [`Error`] code, and on success its message registers hold the [`Reply`]
-//! fields. No reply carries a capability: memsrv maps an attachment into
+//! fields; a KERNEL error's hold the [`KernelFailure`]. No reply carries a capability: memsrv maps an attachment into
 //! the caller's VSpace itself (see [`AttachReply`]), so revoking it holds
 //! whatever the client does with the capabilities it has.
 //!
@@ -18,6 +18,7 @@
 mod config;
 mod error;
 mod id;
+mod invocation;
 mod message;
 mod op;
 mod rights;
@@ -29,14 +30,16 @@ pub use config::{
 };
 pub use error::Error;
 pub use id::BufferId;
+pub use invocation::{Invocation, KernelFailure};
 pub use message::{AttachReply, DecodeError, HelloReply, InfoReply, PoolInfoReply, Reply, Request, MAX_MESSAGE_WORDS};
 pub use op::Op;
 pub use rights::{AllocFlags, Rights};
 
 /// Protocol version. A client refuses to run against a memsrv whose version
 /// differs: the major number is the high 32 bits, the minor the low 32 bits,
-/// and only the major number must match.
-pub const PROTOCOL_VERSION: u64 = 2 << 32;
+/// and only the major number must match. Major 3: POOL_INFO replies with the
+/// lost bytes, KERNEL errors name the failed invocation.
+pub const PROTOCOL_VERSION: u64 = 3 << 32;
 
 /// The major part of a protocol version.
 pub const fn version_major(version: u64) -> u32 {

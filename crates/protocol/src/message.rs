@@ -10,7 +10,11 @@
 //! | DETACH    | id                                   | -                                                                    |
 //! | FREE      | id                                   | -                                                                    |
 //! | UNGRANT   | id, grantee client id                | -                                                                    |
-//! | POOL_INFO | pool                                 | total bytes, free bytes, largest free block                          |
+//! | POOL_INFO | pool                                 | total bytes, free bytes, largest free block, lost bytes              |
+//!
+//! An error reply's label is the [`Error`] code; a KERNEL error reply
+//! carries the failed invocation and the seL4 error ([`crate::KernelFailure`]),
+//! any other error reply no registers.
 
 use crate::{AllocFlags, BufferId, Error, Op, Rights};
 
@@ -203,6 +207,10 @@ pub struct PoolInfoReply {
     pub free: u64,
     /// The largest contiguous free block, in bytes.
     pub largest_free: u64,
+    /// Bytes memsrv can no longer use because a kernel invocation failed and
+    /// could not be undone (0 unless the kernel misbehaved). They are counted
+    /// in neither the total nor the free bytes.
+    pub lost: u64,
 }
 
 /// A successful reply.
@@ -239,7 +247,7 @@ impl Reply {
                 i.pool,
                 i.owner,
             ],
-            Reply::PoolInfo(p) => &[p.total, p.free, p.largest_free],
+            Reply::PoolInfo(p) => &[p.total, p.free, p.largest_free, p.lost],
             Reply::Done => &[],
         };
         out[..words.len()].copy_from_slice(words);
@@ -289,7 +297,12 @@ impl Reply {
                 pool: words[6],
                 owner: words[7],
             }),
-            Op::PoolInfo => Reply::PoolInfo(PoolInfoReply { total: words[0], free: words[1], largest_free: words[2] }),
+            Op::PoolInfo => Reply::PoolInfo(PoolInfoReply {
+                total: words[0],
+                free: words[1],
+                largest_free: words[2],
+                lost: words[3],
+            }),
             Op::Grant | Op::Detach | Op::Free | Op::Ungrant => Reply::Done,
         })
     }
@@ -381,7 +394,10 @@ mod tests {
                     owner: 1,
                 }),
             ),
-            (Op::PoolInfo, Reply::PoolInfo(PoolInfoReply { total: 1 << 24, free: 1 << 23, largest_free: 1 << 23 })),
+            (
+                Op::PoolInfo,
+                Reply::PoolInfo(PoolInfoReply { total: 1 << 24, free: 1 << 23, largest_free: 1 << 23, lost: 1 << 16 }),
+            ),
             (Op::Free, Reply::Done),
         ];
         for (op, reply) in replies {

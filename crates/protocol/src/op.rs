@@ -20,7 +20,7 @@ pub enum Op {
     Free = 7,
     /// Owner withdraws a grant; the grantee's attachment, if any, is revoked.
     Ungrant = 8,
-    /// Total, free and largest free block of one pool.
+    /// Total, free and largest free block of one pool, and the bytes lost to kernel failures.
     PoolInfo = 9,
 }
 
@@ -64,7 +64,7 @@ impl Op {
             Op::Alloc => &["ID"],
             Op::Attach => &["SIZE", "VADDR", "PAGE_BITS", "RIGHTS", "FLAGS"],
             Op::Info => &["SIZE", "PADDR", "PAGE_BITS", "RIGHTS", "ATTACHMENTS", "FLAGS", "POOL", "OWNER"],
-            Op::PoolInfo => &["TOTAL", "FREE", "LARGEST_FREE"],
+            Op::PoolInfo => &["TOTAL", "FREE", "LARGEST_FREE", "LOST"],
             Op::Grant | Op::Detach | Op::Free | Op::Ungrant => &[],
         }
     }

@@ -1,6 +1,6 @@
 //! The kernel operations memsrv needs, as a trait the real PD and the host model implement.
 
-use capbuf_protocol::Rights;
+use capbuf_protocol::{Error, Invocation, KernelFailure, Rights};
 
 /// A slot of memsrv's table CNode (capability pointer `(1 << 58) | slot` in memsrv).
 pub type Slot = u32;
@@ -68,6 +68,50 @@ pub enum CapRef {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelError(pub u64);
 
+/// Name the invocation a kernel error came from.
+pub(crate) trait Named {
+    /// The result, with the error as a [`KernelFailure`] of `invocation`.
+    fn named(self, invocation: Invocation) -> Result<(), KernelFailure>;
+}
+
+impl Named for Result<(), KernelError> {
+    fn named(self, invocation: Invocation) -> Result<(), KernelFailure> {
+        self.map_err(|KernelError(code)| KernelFailure { invocation, code })
+    }
+}
+
+/// Why memsrv did not do what was asked: its own checks refused, or the
+/// kernel refused an invocation (and memsrv undid what it had done).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// memsrv refused; nothing was done.
+    Refused(Error),
+    /// The kernel refused an invocation.
+    Kernel(KernelFailure),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::Refused(error)
+    }
+}
+
+impl From<KernelFailure> for Failure {
+    fn from(failure: KernelFailure) -> Self {
+        Failure::Kernel(failure)
+    }
+}
+
+impl Failure {
+    /// The error code a client is told.
+    pub const fn error(self) -> Error {
+        match self {
+            Failure::Refused(error) => error,
+            Failure::Kernel(_) => Error::Kernel,
+        }
+    }
+}
+
 /// How memsrv maps a frame into a client's VSpace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapAttributes {
@@ -118,4 +162,42 @@ pub trait Kernel {
         vaddr: u64,
         attributes: MapAttributes,
     ) -> Result<(), KernelError>;
+}
+
+/// A kernel borrowed: lets a caller keep the kernel (or model) it lends to a
+/// server, to look at it after the server is gone.
+impl<K: Kernel + ?Sized> Kernel for &mut K {
+    fn retype(&mut self, untyped: Slot, object: Object, dest: CapRef, count: u32) -> Result<(), KernelError> {
+        (**self).retype(untyped, object, dest, count)
+    }
+
+    fn copy(&mut self, source: CapRef, dest: CapRef, rights: Rights) -> Result<(), KernelError> {
+        (**self).copy(source, dest, rights)
+    }
+
+    fn mutate_cnode(&mut self, source: Slot, dest: Slot, guard_bits: u32) -> Result<(), KernelError> {
+        (**self).mutate_cnode(source, dest, guard_bits)
+    }
+
+    fn revoke(&mut self, slot: Slot) -> Result<(), KernelError> {
+        (**self).revoke(slot)
+    }
+
+    fn delete(&mut self, slot: Slot) -> Result<(), KernelError> {
+        (**self).delete(slot)
+    }
+
+    fn map_page_table(&mut self, table: CapRef, vspace: Slot, vaddr: u64) -> Result<(), KernelError> {
+        (**self).map_page_table(table, vspace, vaddr)
+    }
+
+    fn map_frame(
+        &mut self,
+        frame: CapRef,
+        vspace: Slot,
+        vaddr: u64,
+        attributes: MapAttributes,
+    ) -> Result<(), KernelError> {
+        (**self).map_frame(frame, vspace, vaddr, attributes)
+    }
 }

@@ -44,6 +44,10 @@ pub struct Buffer {
     pub grants: [Option<Rights>; MAX_CLIENTS],
     /// Each client's attachment.
     pub attachments: [Option<Attachment>; MAX_CLIENTS],
+    /// A FREE revoked part of the buffer's memory before the kernel refused
+    /// a later invocation: only the owner's FREE, which completes it, still
+    /// finds the buffer; everyone else is answered as if it were freed.
+    pub freeing: bool,
 }
 
 /// Pages charged to the owner's byte quota for a buffer of `pages` pages
@@ -159,10 +163,21 @@ impl Registry {
     /// buffer when it was freed gets [`Error::StaleBuffer`] (a double free).
     pub fn get_for(&self, client: usize, id: BufferId) -> Result<&Buffer, Error> {
         match self.get(id) {
+            Ok(buffer) if buffer.freeing && buffer.known_to(client) => Err(Error::StaleBuffer),
             Ok(buffer) if buffer.known_to(client) => Ok(buffer),
             Ok(_) => Err(Error::UnknownBuffer),
             Err(Error::StaleBuffer) if self.was_known(client, id) => Err(Error::StaleBuffer),
             Err(_) => Err(Error::UnknownBuffer),
+        }
+    }
+
+    /// Look up a buffer for its owner's FREE: as [`Self::get_for`], but a
+    /// buffer whose FREE the kernel interrupted ([`Buffer::freeing`]) is
+    /// still found by its owner, so that FREE can be retried.
+    pub fn get_to_free(&self, client: usize, id: BufferId) -> Result<&Buffer, Error> {
+        match self.get(id) {
+            Ok(buffer) if buffer.freeing && buffer.owner == client => Ok(buffer),
+            _ => self.get_for(client, id),
         }
     }
 
@@ -256,7 +271,27 @@ mod tests {
             flags: AllocFlags::default(),
             grants: [None; MAX_CLIENTS],
             attachments: [None; MAX_CLIENTS],
+            freeing: false,
         }
+    }
+
+    #[test]
+    fn a_buffer_being_freed_is_found_only_by_its_owners_free() {
+        let mut registry = Registry::default();
+        let (owner, grantee, outsider) = (0, 1, 2);
+        let mut shared = buffer();
+        shared.grants[grantee] = Some(Rights::ReadOnly);
+        let id = registry.insert(shared).unwrap();
+        registry.get_mut(id).unwrap().freeing = true;
+        assert_eq!(registry.get_for(owner, id).err(), Some(Error::StaleBuffer));
+        assert_eq!(registry.get_for(grantee, id).err(), Some(Error::StaleBuffer));
+        assert_eq!(registry.get_for(outsider, id).err(), Some(Error::UnknownBuffer), "no oracle");
+        assert!(registry.get_to_free(owner, id).is_ok());
+        assert_eq!(registry.get_to_free(grantee, id).err(), Some(Error::StaleBuffer));
+        assert_eq!(registry.get_to_free(outsider, id).err(), Some(Error::UnknownBuffer));
+        registry.remove(id).unwrap();
+        assert_eq!(registry.get_to_free(owner, id).err(), Some(Error::StaleBuffer));
+        assert_eq!(registry.get_for(grantee, id).err(), Some(Error::StaleBuffer));
     }
 
     #[test]

@@ -148,6 +148,9 @@ pub struct ReserveBlock {
     pub block: Allocation,
     /// It holds a master CNode or an attachment's CNode and page table.
     pub in_use: bool,
+    /// It is in use for good: the kernel refused to revoke it while memsrv
+    /// undid a failed request, so what it holds is unknown (see [`crate::Lost`]).
+    pub lost: bool,
 }
 
 /// Compact form of a [`ReserveBlock`]: memsrv keeps up to
@@ -156,6 +159,7 @@ pub struct ReserveBlock {
 struct Entry {
     pool: u8,
     in_use: bool,
+    lost: bool,
     offset: u32,
 }
 
@@ -181,7 +185,7 @@ impl Reserves {
         debug_assert!(block.pages == self.block_pages && block.offset % self.block_pages == 0);
         debug_assert!(self.first[client + 1] as usize == self.entries.len(), "clients in order");
         let offset = u32::try_from(block.offset).map_err(|_| ConfigError::PoolSize)?;
-        let entry = Entry { pool: pool as u8, in_use: false, offset };
+        let entry = Entry { pool: pool as u8, in_use: false, lost: false, offset };
         self.entries.push(entry).map_err(|_| ConfigError::ReservesExceedTable)?;
         for first in &mut self.first[client + 1..] {
             *first = self.entries.len() as u16;
@@ -204,7 +208,7 @@ impl Reserves {
         let entry = self.entries.get(index)?;
         let client = (0..MAX_CLIENTS).find(|&client| self.of(client).contains(&index))?;
         let block = Allocation { offset: entry.offset as u64, pages: self.block_pages };
-        Some(ReserveBlock { client, pool: entry.pool as usize, block, in_use: entry.in_use })
+        Some(ReserveBlock { client, pool: entry.pool as usize, block, in_use: entry.in_use, lost: entry.lost })
     }
 
     /// Every block, with its index.
@@ -226,8 +230,22 @@ impl Reserves {
     pub(crate) fn set_in_use(&mut self, index: usize, in_use: bool) {
         if let Some(entry) = self.entries.get_mut(index) {
             debug_assert_ne!(entry.in_use, in_use);
+            debug_assert!(!entry.lost);
             entry.in_use = in_use;
         }
+    }
+
+    /// Take block `index`, in use, out of service for good.
+    pub(crate) fn set_lost(&mut self, index: usize) {
+        if let Some(entry) = self.entries.get_mut(index) {
+            debug_assert!(entry.in_use);
+            entry.lost = true;
+        }
+    }
+
+    /// Pages of pool `pool` in reserve blocks lost for good.
+    pub fn lost_pages_in(&self, pool: usize) -> u64 {
+        self.entries.iter().filter(|entry| entry.pool as usize == pool && entry.lost).count() as u64 * self.block_pages
     }
 }
 
@@ -344,6 +362,21 @@ mod tests {
             assert_eq!(reserves.iter().filter(|(_, b)| b.in_use).count(), held.len());
         }
         assert_eq!(reserves.free_block(1), None, "no quota, no reserve");
+        // A block lost to a kernel failure is never handed out again.
+        assert_eq!(reserves.lost_pages_in(1), 0);
+        let index = reserves.free_block(2).unwrap();
+        reserves.set_in_use(index, true);
+        reserves.set_lost(index);
+        let lost = reserves.get(index).unwrap();
+        assert!(lost.in_use && lost.lost);
+        assert_eq!(reserves.lost_pages_in(1), 16);
+        assert_eq!(reserves.pages_in(1), 48, "still counted in the reserve");
+        for _ in 0..2 {
+            let index = reserves.free_block(2).unwrap();
+            assert!(!reserves.get(index).unwrap().lost);
+            reserves.set_in_use(index, true);
+        }
+        assert_eq!(reserves.free_block(2), None);
         let block = reserves.get(6).unwrap();
         assert_eq!((block.client, block.pool, block.block), (2, 1, Allocation { offset: 96, pages: 16 }));
     }

@@ -165,7 +165,7 @@ fn init() -> Memsrv {
     };
     let kernel = SeL4 { table_bits: config.table_bits as usize };
     let clients = config.clients.iter().flatten().count();
-    match Server::new(kernel, config) {
+    match Server::start(kernel, config) {
         Ok(server) => {
             debug_println!(
                 "memsrv: serving {clients} clients, protocol version {:#x}",
@@ -176,7 +176,15 @@ fn init() -> Memsrv {
             memsrv
         }
         Err(e) => {
-            debug_println!("memsrv: ERROR: cannot start ({e:?})");
+            match e.kernel {
+                Some(failure) => debug_println!(
+                    "memsrv: ERROR: cannot start ({:?}): the kernel refused {} with seL4 error {}",
+                    e.error,
+                    failure.invocation.name(),
+                    failure.code
+                ),
+                None => debug_println!("memsrv: ERROR: cannot start ({:?})", e.error),
+            }
             Memsrv { server: None }
         }
     }
@@ -200,23 +208,30 @@ impl Handler for Memsrv {
         let freed_all = matches!(outcome.result, Ok(_))
             && info.label() == capbuf_protocol::Op::Free as u64
             && server.registry().is_empty();
-        let reply = match outcome.result {
-            Ok(reply) => {
-                let mut out = [0u64; MAX_MESSAGE_WORDS];
-                let length = reply.encode(&mut out);
-                sel4::with_ipc_buffer_mut(|ipc| ipc.msg_regs_mut()[..length].copy_from_slice(&out[..length]));
-                sel4::MessageInfo::new(0, 0, 0, length)
-            }
-            Err(error) => {
-                if error == capbuf_protocol::Error::Kernel {
-                    debug_println!(
-                        "memsrv: ERROR: the kernel refused an operation memsrv expected to succeed (op {})",
-                        info.label()
-                    );
-                }
-                sel4::MessageInfo::new(error.code(), 0, 0, 0)
-            }
-        };
+        // A kernel refusal is a memsrv bug or a broken system description: say
+        // which invocation, and what could not be taken back.
+        if let Some(failure) = outcome.kernel {
+            debug_println!(
+                "memsrv: ERROR: op {}: the kernel refused {} with seL4 error {}; the request was undone",
+                info.label(),
+                failure.invocation.name(),
+                failure.code
+            );
+        }
+        if let Some(failure) = outcome.undo {
+            debug_println!(
+                "memsrv: ERROR: op {}: undoing it, the kernel refused {} with seL4 error {}; lost {} bytes, {} slots",
+                info.label(),
+                failure.invocation.name(),
+                failure.code,
+                outcome.lost.bytes,
+                outcome.lost.slots
+            );
+        }
+        let mut out = [0u64; MAX_MESSAGE_WORDS];
+        let (label, length) = outcome.encode(&mut out);
+        sel4::with_ipc_buffer_mut(|ipc| ipc.msg_regs_mut()[..length].copy_from_slice(&out[..length]));
+        let reply = sel4::MessageInfo::new(label, 0, 0, length);
         if freed_all {
             self.report_pools("all buffers freed");
         }

@@ -1,0 +1,115 @@
+//! The kernel invocations memsrv makes, as a KERNEL error reply names them.
+
+use crate::MAX_MESSAGE_WORDS;
+
+/// One kind of kernel invocation memsrv makes. A [`crate::Error::Kernel`]
+/// reply carries the number of the one the kernel refused in its first
+/// message register ([`KernelFailure`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Invocation {
+    /// `seL4_Untyped_Retype`: a pool block split, frames, a CNode or a page table made.
+    UntypedRetype = 1,
+    /// `seL4_CNode_Mint` with a rights mask: a frame copy for an attachment.
+    CNodeCopy = 2,
+    /// `seL4_CNode_Mutate`: a new CNode's capability given its guard.
+    CNodeMutate = 3,
+    /// `seL4_CNode_Revoke`: a block, a buffer or an attachment taken back.
+    CNodeRevoke = 4,
+    /// `seL4_CNode_Delete`.
+    CNodeDelete = 5,
+    /// `seL4_ARM_PageTable_Map` into a client's VSpace.
+    PageTableMap = 6,
+    /// `seL4_ARM_Page_Map` into a client's VSpace.
+    PageMap = 7,
+}
+
+impl Invocation {
+    /// Every invocation, for tables and generated headers.
+    pub const ALL: [Invocation; 7] = [
+        Invocation::UntypedRetype,
+        Invocation::CNodeCopy,
+        Invocation::CNodeMutate,
+        Invocation::CNodeRevoke,
+        Invocation::CNodeDelete,
+        Invocation::PageTableMap,
+        Invocation::PageMap,
+    ];
+
+    /// Name in `SCREAMING_SNAKE_CASE`, as the C header spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Invocation::UntypedRetype => "UNTYPED_RETYPE",
+            Invocation::CNodeCopy => "CNODE_COPY",
+            Invocation::CNodeMutate => "CNODE_MUTATE",
+            Invocation::CNodeRevoke => "CNODE_REVOKE",
+            Invocation::CNodeDelete => "CNODE_DELETE",
+            Invocation::PageTableMap => "PAGE_TABLE_MAP",
+            Invocation::PageMap => "PAGE_MAP",
+        }
+    }
+}
+
+impl TryFrom<u64> for Invocation {
+    type Error = u64;
+
+    fn try_from(number: u64) -> Result<Self, u64> {
+        Invocation::ALL.into_iter().find(|i| *i as u64 == number).ok_or(number)
+    }
+}
+
+const _: () = assert!(Invocation::ALL.len() == Invocation::PageMap as usize, "numbered 1..=N without gaps");
+
+/// What the kernel refused: the registers of a [`crate::Error::Kernel`]
+/// reply. memsrv undid the request before replying (see the error's
+/// documentation for what may remain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelFailure {
+    /// The invocation the kernel refused (message register 0).
+    pub invocation: Invocation,
+    /// The seL4 error number it returned (`seL4_Error`, message register 1).
+    pub code: u64,
+}
+
+impl KernelFailure {
+    /// Names of the reply's message registers, in order.
+    pub const FIELDS: [&'static str; 2] = ["INVOCATION", "CODE"];
+
+    /// Write the reply's registers into `out` and return the length.
+    pub fn encode(&self, out: &mut [u64; MAX_MESSAGE_WORDS]) -> usize {
+        out[0] = self.invocation as u64;
+        out[1] = self.code;
+        Self::FIELDS.len()
+    }
+
+    /// Read the registers of a KERNEL error reply; `None` if malformed.
+    pub fn decode(words: &[u64]) -> Option<KernelFailure> {
+        match *words {
+            [invocation, code] => Some(KernelFailure { invocation: Invocation::try_from(invocation).ok()?, code }),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_never_move_and_failures_round_trip() {
+        let numbers: [u64; 7] = Invocation::ALL.map(|i| i as u64);
+        assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(Invocation::try_from(0), Err(0));
+        assert_eq!(Invocation::try_from(8), Err(8));
+        for invocation in Invocation::ALL {
+            assert_eq!(Invocation::try_from(invocation as u64), Ok(invocation));
+            let failure = KernelFailure { invocation, code: 10 };
+            let mut out = [0; MAX_MESSAGE_WORDS];
+            let length = failure.encode(&mut out);
+            assert_eq!(KernelFailure::decode(&out[..length]), Some(failure));
+        }
+        assert_eq!(KernelFailure::decode(&[4]), None);
+        assert_eq!(KernelFailure::decode(&[4, 1, 0]), None);
+        assert_eq!(KernelFailure::decode(&[99, 1]), None);
+    }
+}

@@ -1,0 +1,333 @@
+//! Acting: carrying out a plan with the kernel, and undoing it if the kernel
+//! refuses an invocation, so that a request happens completely or not at all.
+//!
+//! Every object a request makes (a CNode, frames, frame copies, a page table,
+//! mappings) lives in or below one untyped block of a metadata reserve, so
+//! the undo of everything the kernel did is one revoke of that block; what
+//! memsrv's books took (slots, the reserve block, a window run, pool pages)
+//! is then given back. A revoke cannot be undone, so requests that take
+//! things away (DETACH, UNGRANT, a lowered grant, FREE) revoke first and only
+//! then release the books; if the kernel refuses, the state is what it was
+//! and the request can be retried.
+//!
+//! Should the undo itself be refused, nothing the request took is reused:
+//! an attachment is kept as made (DETACH removes it), a buffer's reserve
+//! block and slots are lost, its pages marked for a revoke before reuse.
+
+use capbuf_pool::Allocation;
+use capbuf_protocol::{BufferId, Error, Invocation, KernelFailure, MAX_CLIENTS, MEMSRV_TABLE_VSPACES, PAGE_BITS};
+
+use super::decide::{AllocPlan, AttachPlan, ATTACH_SLOTS};
+use super::state::State;
+use crate::kernel::{CapRef, Failure, Kernel, MapAttributes, Named, Object, Slot, RETYPE_FAN_OUT_LIMIT};
+use crate::layout::FrameLayout;
+use crate::registry::{Attachment, Buffer};
+
+/// What a request has taken and made so far.
+#[derive(Default)]
+struct Undo {
+    /// The reserve block taken.
+    reserve: Option<usize>,
+    /// The table slots taken: the CNode's and a scratch one. They hold
+    /// nothing but a capability to that CNode, so they are empty once the
+    /// reserve block is revoked.
+    slots: Option<(Slot, Slot)>,
+    /// The reserve block's untyped, once an object was retyped from it.
+    made_in: Option<Slot>,
+    /// The slot holding the CNode's capability, once it exists.
+    cnode: Option<Slot>,
+}
+
+impl<const NODES: usize> State<NODES> {
+    /// Free `needed` slots by collapsing dormant blocks, if there are fewer.
+    /// The plan checked that collapsing frees enough.
+    fn make_room<K: Kernel>(&mut self, kernel: &mut K, needed: usize) -> Result<(), Failure> {
+        if self.slots.count() < needed {
+            self.reclaim(kernel)?;
+        }
+        if self.slots.count() < needed {
+            return Err(Error::Internal.into());
+        }
+        Ok(())
+    }
+
+    /// Take reserve block `meta` and two slots: the CNode's and a scratch one.
+    fn take_metadata(&mut self, meta: usize, undo: &mut Undo) -> Result<(), Error> {
+        let node = self.slots.take()?;
+        let scratch = match self.slots.take() {
+            Ok(scratch) => scratch,
+            Err(error) => {
+                self.slots.release(node)?;
+                return Err(error);
+            }
+        };
+        self.reserves.set_in_use(meta, true);
+        undo.reserve = Some(meta);
+        undo.slots = Some((node, scratch));
+        Ok(())
+    }
+
+    /// Retype a CNode of `2^radix` slots from the reserve block taken and
+    /// give its capability the guard that makes its slots addressable by
+    /// capability pointer ([`capbuf_protocol::inner_cptr`]): a retype into the
+    /// scratch slot, then a mutate into the slot it keeps. Returns that slot.
+    fn guarded_cnode<K: Kernel>(&mut self, kernel: &mut K, radix: u32, undo: &mut Undo) -> Result<Slot, Failure> {
+        let ((node, scratch), meta) = undo.slots.zip(undo.reserve).ok_or(Error::Internal)?;
+        let untyped = self.reserve_slot(meta)?;
+        kernel.retype(untyped, Object::CNode { radix }, CapRef::Table(scratch), 1).named(Invocation::UntypedRetype)?;
+        undo.made_in = Some(untyped);
+        undo.cnode = Some(scratch);
+        let guard = capbuf_protocol::inner_bits(self.config.table_bits) as u32 - radix;
+        kernel.mutate_cnode(scratch, node, guard).named(Invocation::CNodeMutate)?;
+        undo.cnode = Some(node);
+        Ok(node)
+    }
+
+    /// Keep the slot holding the CNode's capability and give the other back.
+    fn keep_cnode(&mut self, undo: &Undo) -> Result<Slot, Error> {
+        let (node, scratch) = undo.slots.ok_or(Error::Internal)?;
+        let cnode = undo.cnode.unwrap_or(node);
+        self.slots.release(if cnode == node { scratch } else { node })?;
+        Ok(cnode)
+    }
+
+    /// Revoke what the request made and give back what it took. If the
+    /// kernel refuses the revoke, nothing is given back and the refusal is
+    /// returned: the caller decides what becomes of it.
+    fn undo<K: Kernel>(&mut self, kernel: &mut K, undo: &Undo) -> Result<(), KernelFailure> {
+        if let Some(untyped) = undo.made_in {
+            if let Err(failure) = kernel.revoke(untyped).named(Invocation::CNodeRevoke) {
+                self.incident.undo = Some(failure);
+                return Err(failure);
+            }
+        }
+        if let Some((node, scratch)) = undo.slots {
+            // Cannot fail: both were taken from the list.
+            let _ = self.slots.release(node);
+            let _ = self.slots.release(scratch);
+        }
+        if let Some(meta) = undo.reserve {
+            self.reserves.set_in_use(meta, false);
+        }
+        Ok(())
+    }
+
+    pub(super) fn alloc<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        client: usize,
+        plan: AllocPlan,
+    ) -> Result<BufferId, Failure> {
+        self.make_room(kernel, plan.slots)?;
+        let data = self.pool_alloc(kernel, plan.pool, plan.pages, plan.align_order)?;
+        let mut undo = Undo::default();
+        let made = self.make_frames(kernel, &plan, data, &mut undo);
+        let master = match made {
+            Ok(master) => master,
+            Err(failure) => {
+                if self.undo(kernel, &undo).is_err() {
+                    // The master CNode, holding the frames' capabilities,
+                    // stays: its block and slots are lost, and the leaves are
+                    // marked to be revoked before they are used again.
+                    let slots = if undo.slots.is_some() { 2 } else { 0 };
+                    self.reserves.set_lost(plan.meta);
+                    self.lost_slots += slots;
+                    self.incident.lost.slots += slots;
+                    self.incident.lost.bytes += self.reserves.block_pages() << PAGE_BITS;
+                    self.mark_dormant(plan.pool, data);
+                }
+                self.pool_free(plan.pool, data)?;
+                return Err(failure);
+            }
+        };
+        self.keep_cnode(&undo)?;
+        let id = self.registry.insert(Buffer {
+            owner: client,
+            pool: plan.pool,
+            data,
+            align_order: plan.align_order,
+            meta: plan.meta,
+            master,
+            flags: plan.flags,
+            grants: [None; MAX_CLIENTS],
+            attachments: [None; MAX_CLIENTS],
+            freeing: false,
+        })?;
+        self.usage[client].buffers += 1;
+        self.usage[client].bytes += plan.bytes;
+        Ok(id)
+    }
+
+    /// Retype the master CNode from the owner's reserve block and the frames
+    /// from the data leaves into it, large frames first.
+    fn make_frames<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        plan: &AllocPlan,
+        data: Allocation,
+        undo: &mut Undo,
+    ) -> Result<Slot, Failure> {
+        let layout = FrameLayout::for_pages(plan.pages);
+        debug_assert!(layout.master_pages() <= self.reserves.block_pages());
+        // Leaves the pool kept dormant are collapsed first; each collapse is
+        // complete in itself, so the undo has nothing to do for them.
+        let order = self.pool_order(plan.pool);
+        for leaf in data.blocks(order) {
+            self.ready_block(kernel, plan.pool, leaf)?;
+        }
+        self.take_metadata(plan.meta, undo)?;
+        let radix = layout.master_radix();
+        let master = self.guarded_cnode(kernel, radix, undo)?;
+        let mut index = 0u32;
+        for leaf in data.blocks(order) {
+            let leaf_slot = self.leaf_slot(plan.pool, leaf)?;
+            let (object, mut count) = if leaf.order() + PAGE_BITS >= capbuf_protocol::LARGE_PAGE_BITS {
+                (Object::LargeFrame, 1u32 << (leaf.order() + PAGE_BITS - capbuf_protocol::LARGE_PAGE_BITS))
+            } else {
+                (Object::SmallFrame, 1u32 << leaf.order())
+            };
+            while count > 0 {
+                let chunk = count.min(RETYPE_FAN_OUT_LIMIT);
+                let dest = CapRef::InNode { node: master, radix, index };
+                kernel.retype(leaf_slot, object, dest, chunk).named(Invocation::UntypedRetype)?;
+                index += chunk;
+                count -= chunk;
+            }
+        }
+        debug_assert_eq!(index as u64, layout.frames());
+        Ok(master)
+    }
+
+    /// Attach: in a block of the client's reserve, a CNode holding copies of
+    /// the buffer's frame capabilities with the attachment's rights (and a
+    /// page table for the 4 KiB tail), mapped into the client's window.
+    pub(super) fn attach<K: Kernel>(&mut self, kernel: &mut K, client: usize, plan: AttachPlan) -> Result<(), Failure> {
+        self.make_room(kernel, ATTACH_SLOTS)?;
+        self.windows.take(client, plan.run);
+        let mut undo = Undo::default();
+        let failure = match self.map_copies(kernel, client, &plan, &mut undo) {
+            Ok(()) => return self.keep_attachment(client, &plan, &undo).map_err(Failure::from),
+            Err(failure) => failure,
+        };
+        if self.undo(kernel, &undo).is_ok() {
+            self.windows.release(client, plan.run);
+            return Err(failure);
+        }
+        // The revoke that would unmap what was mapped was refused: keep the
+        // attachment as it is, so that DETACH, UNGRANT or FREE revoke it.
+        self.keep_attachment(client, &plan, &undo)?;
+        Err(failure)
+    }
+
+    fn keep_attachment(&mut self, client: usize, plan: &AttachPlan, undo: &Undo) -> Result<(), Error> {
+        let cnode = self.keep_cnode(undo)?;
+        let attachment = Attachment { rights: plan.rights, meta: plan.meta, cnode, window: plan.run };
+        self.registry.get_mut(plan.id)?.attachments[client] = Some(attachment);
+        self.usage[client].attachments += 1;
+        Ok(())
+    }
+
+    /// Make the attachment's CNode, page table and frame copies and map
+    /// them: each 2 MiB frame in a window slot of its own, then the page
+    /// table and the 4 KiB frames in the next slot.
+    fn map_copies<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        client: usize,
+        plan: &AttachPlan,
+        undo: &mut Undo,
+    ) -> Result<(), Failure> {
+        let layout = plan.layout;
+        self.take_metadata(plan.meta, undo)?;
+        let radix = layout.attachment_radix();
+        let cnode = self.guarded_cnode(kernel, radix, undo)?;
+        let untyped = undo.made_in.ok_or(Error::Internal)?;
+        let frames = layout.frames() as u32;
+        if layout.page_tables() > 0 {
+            let dest = CapRef::InNode { node: cnode, radix, index: frames };
+            kernel.retype(untyped, Object::PageTable, dest, 1).named(Invocation::UntypedRetype)?;
+        }
+        for index in 0..frames {
+            let source = CapRef::InNode { node: plan.master, radix: layout.master_radix(), index };
+            let dest = CapRef::InNode { node: cnode, radix, index };
+            kernel.copy(source, dest, plan.rights).named(Invocation::CNodeCopy)?;
+        }
+        let vspace = (MEMSRV_TABLE_VSPACES as usize + client) as Slot;
+        let attributes = MapAttributes { rights: plan.rights, cached: !plan.flags.uncached() };
+        let large = 1u64 << capbuf_protocol::LARGE_PAGE_BITS;
+        let frame = |index: u64| CapRef::InNode { node: cnode, radix, index: index as u32 };
+        let vaddr = plan.run.vaddr();
+        for i in 0..layout.large {
+            kernel.map_frame(frame(i), vspace, vaddr + i * large, attributes).named(Invocation::PageMap)?;
+        }
+        if layout.small > 0 {
+            let base = vaddr + layout.large * large;
+            kernel.map_page_table(frame(layout.frames()), vspace, base).named(Invocation::PageTableMap)?;
+            for j in 0..layout.small {
+                let at = base + (j << PAGE_BITS);
+                kernel.map_frame(frame(layout.large + j), vspace, at, attributes).named(Invocation::PageMap)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Revoke client `holder`'s attachment to buffer `id`, if any: its block
+    /// holds the CNode, the frame copies and the page table, so the kernel
+    /// unmaps them all. Only then do the block, the slot, the window run and
+    /// the quota come back.
+    pub(super) fn teardown<K: Kernel>(&mut self, kernel: &mut K, id: BufferId, holder: usize) -> Result<(), Failure> {
+        let Some(attachment) = self.registry.get(id)?.attachments[holder] else { return Ok(()) };
+        let untyped = self.reserve_slot(attachment.meta)?;
+        kernel.revoke(untyped).named(Invocation::CNodeRevoke)?;
+        self.registry.get_mut(id)?.attachments[holder] = None;
+        self.slots.release(attachment.cnode)?;
+        self.reserves.set_in_use(attachment.meta, false);
+        self.windows.release(holder, attachment.window);
+        self.usage[holder].attachments -= 1;
+        Ok(())
+    }
+
+    /// Free: every attachment revoked (each complete in itself), then the
+    /// buffer's leaves (which reach every frame and every copy of one,
+    /// anywhere), then its master CNode's block; only then do the books
+    /// let go. A refusal after the first leaf leaves the buffer
+    /// [`Buffer::freeing`]: gone for everyone but its owner's next FREE.
+    pub(super) fn free<K: Kernel>(&mut self, kernel: &mut K, client: usize, id: BufferId) -> Result<(), Failure> {
+        for holder in 0..MAX_CLIENTS {
+            self.teardown(kernel, id, holder)?;
+        }
+        let buffer = self.registry.get(id)?;
+        let (pool, data, meta) = (buffer.pool, buffer.data, buffer.meta);
+        for leaf in data.blocks(self.pool_order(pool)) {
+            kernel.revoke(self.leaf_slot(pool, leaf)?).named(Invocation::CNodeRevoke)?;
+            self.registry.get_mut(id)?.freeing = true;
+        }
+        kernel.revoke(self.reserve_slot(meta)?).named(Invocation::CNodeRevoke)?;
+        let buffer = self.registry.remove(id)?;
+        self.slots.release(buffer.master)?;
+        self.pool_free(pool, data)?;
+        self.reserves.set_in_use(meta, false);
+        self.usage[client].buffers -= 1;
+        self.usage[client].bytes -= buffer.charged_pages() << PAGE_BITS;
+        Ok(())
+    }
+
+    pub(super) fn grant<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        id: BufferId,
+        (grantee, rights, revoke): (usize, capbuf_protocol::Rights, bool),
+    ) -> Result<(), Failure> {
+        if revoke {
+            self.teardown(kernel, id, grantee)?;
+        }
+        self.registry.get_mut(id)?.grants[grantee] = Some(rights);
+        Ok(())
+    }
+
+    pub(super) fn ungrant<K: Kernel>(&mut self, kernel: &mut K, id: BufferId, grantee: usize) -> Result<(), Failure> {
+        self.teardown(kernel, id, grantee)?;
+        self.registry.get_mut(id)?.grants[grantee] = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,249 @@
+//! The pools' buddy trees mirrored by untyped capabilities.
+//!
+//! A split retypes a block into two half-size untypeds (or wakes a dormant
+//! block's halves); a merge marks the block dormant. Merging lazily matters:
+//! revoking a block and retyping it later makes the kernel zero all of it, so
+//! an eager merge of a whole pool would cost the next small allocation a reset
+//! of the entire pool. A dormant block is revoked for real ("collapsed") only
+//! when it is needed whole, or for slots.
+//!
+//! A dormant block is one the pool sees free but below which the kernel may
+//! hold capabilities: its two halves (the usual case), one half (a split the
+//! kernel refused halfway), or frames nobody refers to any more (a buffer
+//! whose undo the kernel refused). It is only woken when both halves are
+//! there; anything else collapses it first. So a split needs no undo: what
+//! the kernel did before refusing stays, dormant, and is revoked on next use.
+
+use capbuf_pool::{Allocation, Block, Event};
+use capbuf_protocol::{Error, Invocation, PAGE_BITS};
+use heapless::FnvIndexMap;
+
+use super::state::{Slots, State};
+use super::TABLE_CAPACITY;
+use crate::kernel::{CapRef, Failure, Kernel, Named, Object, Slot};
+
+/// The untyped capability of one block of a pool's tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct BlockCap {
+    pub(super) slot: Slot,
+    /// The pool sees the block free, but the kernel may hold capabilities
+    /// below it (see the module documentation).
+    pub(super) dormant: bool,
+}
+
+/// Every untyped block that exists, by [`block_key`].
+pub(super) type Blocks = FnvIndexMap<u64, BlockCap, TABLE_CAPACITY>;
+
+/// Key of `block` of pool `pool`.
+pub(super) fn block_key(pool: usize, block: Block) -> u64 {
+    ((pool as u64) << 32) | block.node() as u64
+}
+
+fn both_halves(blocks: &Blocks, pool: usize, block: Block) -> bool {
+    let (left, right) = block.children();
+    block.order() > 0 && blocks.contains_key(&block_key(pool, left)) && blocks.contains_key(&block_key(pool, right))
+}
+
+/// The pool merged `block`: it turns dormant if the kernel holds either of
+/// its halves (a block whose split the kernel refused at once has none).
+fn merge(blocks: &mut Blocks, pool: usize, block: Block) {
+    let (left, right) = block.children();
+    let has_half = [left, right].iter().any(|half| blocks.contains_key(&block_key(pool, *half)));
+    if let Some(entry) = blocks.get_mut(&block_key(pool, block)) {
+        entry.dormant = has_half;
+    }
+}
+
+/// Revoke `block` for real: everything below it is deleted and the slots of
+/// its halves (and theirs) freed. Its next retype resets (zeroes) it. If the
+/// kernel refuses, nothing changed.
+fn collapse<K: Kernel>(
+    kernel: &mut K,
+    blocks: &mut Blocks,
+    slots: &mut Slots,
+    pool: usize,
+    block: Block,
+) -> Result<(), Failure> {
+    let entry = blocks.get(&block_key(pool, block)).ok_or(Error::Internal)?;
+    kernel.revoke(entry.slot).named(Invocation::CNodeRevoke)?;
+    forget_below(blocks, slots, pool, block)?;
+    if let Some(entry) = blocks.get_mut(&block_key(pool, block)) {
+        entry.dormant = false;
+    }
+    Ok(())
+}
+
+fn forget_below(blocks: &mut Blocks, slots: &mut Slots, pool: usize, block: Block) -> Result<(), Error> {
+    if block.order() == 0 {
+        return Ok(());
+    }
+    let (left, right) = block.children();
+    for child in [left, right] {
+        if let Some(cap) = blocks.remove(&block_key(pool, child)) {
+            slots.release(cap.slot)?;
+            forget_below(blocks, slots, pool, child)?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies one pool operation's events to the kernel. After the first
+/// failure it applies no more: the caller rolls the pool back.
+struct Mirror<'a, K> {
+    kernel: &'a mut K,
+    blocks: &'a mut Blocks,
+    slots: &'a mut Slots,
+    pool: usize,
+    failed: Option<Failure>,
+}
+
+impl<K: Kernel> Mirror<'_, K> {
+    fn apply(&mut self, event: Event) {
+        if self.failed.is_some() {
+            return;
+        }
+        let result = match event {
+            Event::Split(block) => self.split(block),
+            Event::Merge(block) => {
+                merge(self.blocks, self.pool, block);
+                Ok(())
+            }
+        };
+        if let Err(failure) = result {
+            self.failed = Some(failure);
+        }
+    }
+
+    fn split(&mut self, block: Block) -> Result<(), Failure> {
+        let entry = *self.blocks.get(&block_key(self.pool, block)).ok_or(Error::Internal)?;
+        if entry.dormant {
+            if both_halves(self.blocks, self.pool, block) {
+                self.blocks.get_mut(&block_key(self.pool, block)).ok_or(Error::Internal)?.dormant = false;
+                return Ok(());
+            }
+            collapse(self.kernel, self.blocks, self.slots, self.pool, block)?;
+        }
+        let size_bits = block.order() - 1 + PAGE_BITS;
+        let (left, right) = block.children();
+        for half in [left, right] {
+            let slot = self.slots.take()?;
+            let made = self.kernel.retype(entry.slot, Object::Untyped { size_bits }, CapRef::Table(slot), 1);
+            if let Err(failure) = made.named(Invocation::UntypedRetype) {
+                self.slots.release(slot)?;
+                return Err(failure.into());
+            }
+            let cap = BlockCap { slot, dormant: false };
+            self.blocks.insert(block_key(self.pool, half), cap).map_err(|_| Error::Internal)?;
+        }
+        Ok(())
+    }
+}
+
+fn alloc_error(error: capbuf_pool::AllocError) -> Error {
+    match error {
+        capbuf_pool::AllocError::ZeroSize => Error::ZeroSize,
+        capbuf_pool::AllocError::TooLarge => Error::TooLarge,
+        capbuf_pool::AllocError::OutOfMemory => Error::OutOfMemory,
+    }
+}
+
+impl<const NODES: usize> State<NODES> {
+    /// Allocate from pool `pool` and split its blocks in the kernel to
+    /// match. If the kernel refuses a split, the pool is rolled back: the
+    /// blocks split so far stay, dormant.
+    pub(super) fn pool_alloc<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        pool: usize,
+        pages: u64,
+        align_order: u32,
+    ) -> Result<Allocation, Failure> {
+        let state = self.pools[pool].as_mut().ok_or(Error::InvalidPool)?;
+        let mut mirror = Mirror { kernel, blocks: &mut self.blocks, slots: &mut self.slots, pool, failed: None };
+        let allocation = state.pool.alloc(pages, align_order, &mut |event| mirror.apply(event));
+        let failed = mirror.failed;
+        let allocation = allocation.map_err(alloc_error)?;
+        if let Some(failure) = failed {
+            self.pool_free(pool, allocation)?;
+            return Err(failure);
+        }
+        Ok(allocation)
+    }
+
+    /// Give pages back to pool `pool`. Merges only mark blocks dormant: no
+    /// kernel invocation, so this cannot fail but for a memsrv bug.
+    pub(super) fn pool_free(&mut self, pool: usize, allocation: Allocation) -> Result<(), Error> {
+        let state = self.pools[pool].as_mut().ok_or(Error::Internal)?;
+        let blocks = &mut self.blocks;
+        let mut split = false;
+        let mut apply = |event| match event {
+            Event::Merge(block) => merge(blocks, pool, block),
+            Event::Split(_) => split = true,
+        };
+        state.pool.free(allocation, &mut apply).map_err(|_| Error::Internal)?;
+        if split {
+            return Err(Error::Internal);
+        }
+        Ok(())
+    }
+
+    /// Make the allocated `block` of pool `pool` ready to retype from: a
+    /// dormant block is collapsed first. Returns its slot.
+    pub(super) fn ready_block<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        pool: usize,
+        block: Block,
+    ) -> Result<Slot, Failure> {
+        let entry = *self.blocks.get(&block_key(pool, block)).ok_or(Error::Internal)?;
+        if entry.dormant {
+            collapse(kernel, &mut self.blocks, &mut self.slots, pool, block)?;
+        }
+        Ok(entry.slot)
+    }
+
+    /// Collapse every dormant block, topmost first (collapsing a block
+    /// forgets every dormant block below it): afterwards only blocks that are
+    /// split or in use have untyped capabilities of their own. Each collapse
+    /// is complete in itself, so if the kernel refuses one, those before it
+    /// stay done and the rest can be retried.
+    pub(super) fn reclaim<K: Kernel>(&mut self, kernel: &mut K) -> Result<(), Failure> {
+        loop {
+            let next = self.blocks.iter().filter(|(_, cap)| cap.dormant).map(|(key, _)| *key).min_by_key(|key| {
+                let node = *key as u32;
+                (31 - node.leading_zeros(), *key)
+            });
+            let Some(key) = next else { return Ok(()) };
+            let pool = (key >> 32) as usize;
+            let node = key as u32;
+            let order = self.pool_order(pool) - (31 - node.leading_zeros());
+            collapse(kernel, &mut self.blocks, &mut self.slots, pool, Block::new(node, order))?;
+        }
+    }
+
+    /// Slots [`Self::reclaim`] would free: those of blocks below a dormant block.
+    pub(super) fn reclaimable_slots(&self) -> usize {
+        let below_dormant = |key: u64| {
+            let mut node = key as u32 / 2;
+            while node >= 1 {
+                if self.blocks.get(&((key & !0xffff_ffff) | node as u64)).is_some_and(|cap| cap.dormant) {
+                    return true;
+                }
+                node /= 2;
+            }
+            false
+        };
+        self.blocks.keys().filter(|key| below_dormant(**key)).count()
+    }
+
+    /// Mark the leaves of `allocation` dormant: the kernel may hold frames
+    /// below them that memsrv could not revoke. They are revoked before
+    /// they are used again.
+    pub(super) fn mark_dormant(&mut self, pool: usize, allocation: Allocation) {
+        for leaf in allocation.blocks(self.pool_order(pool)) {
+            if let Some(entry) = self.blocks.get_mut(&block_key(pool, leaf)) {
+                entry.dormant = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Deciding: every check a request needs, and what it will take (blocks,
+//! slots, a reserve block, a window run, quota), without touching the kernel.
+//! A request refused here changed nothing. Like seL4's own `decode*`
+//! functions, these read the state and return a plan; [`super::act`] then
+//! carries it out.
+
+use capbuf_protocol::{
+    AllocFlags, BufferId, Error, HelloReply, InfoReply, PoolInfoReply, Rights, MAX_ALIGN_BITS, MAX_BUFFER_BITS,
+    PADDR_HIDDEN, PAGE_BITS, PROTOCOL_VERSION,
+};
+
+use super::state::State;
+use crate::kernel::Slot;
+use crate::layout::FrameLayout;
+use crate::registry::charged_pages;
+use crate::reserve;
+use crate::window::Run;
+
+/// A buffer to make.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct AllocPlan {
+    pub(super) pool: usize,
+    pub(super) pages: u64,
+    pub(super) align_order: u32,
+    pub(super) flags: AllocFlags,
+    /// Charged to the owner's byte quota.
+    pub(super) bytes: u64,
+    /// The owner's reserve block for the master CNode.
+    pub(super) meta: usize,
+    /// Table slots the request may need (splits, the CNode and a scratch slot).
+    pub(super) slots: usize,
+}
+
+/// An attachment to make.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct AttachPlan {
+    pub(super) id: BufferId,
+    /// The buffer's size in bytes.
+    pub(super) size: u64,
+    pub(super) rights: Rights,
+    pub(super) layout: FrameLayout,
+    pub(super) flags: AllocFlags,
+    /// The buffer's master CNode: where the frames are copied from.
+    pub(super) master: Slot,
+    /// The attaching client's reserve block for the CNode and page table.
+    pub(super) meta: usize,
+    /// Where in the client's window.
+    pub(super) run: Run,
+}
+
+/// Slots an attach needs: its CNode's and a scratch slot to make it in.
+pub(super) const ATTACH_SLOTS: usize = 2;
+
+impl<const NODES: usize> State<NODES> {
+    pub(super) fn hello(&self, client: usize) -> Result<HelloReply, Error> {
+        let c = self.client(client)?;
+        Ok(HelloReply {
+            version: PROTOCOL_VERSION,
+            client_id: c.client_id,
+            pools: self.config.pool_count() as u64,
+            quota_bytes: c.quota_bytes,
+            quota_buffers: c.quota_buffers,
+            quota_attachments: c.quota_attachments,
+        })
+    }
+
+    pub(super) fn pool_info(&self, pool: u64) -> Result<PoolInfoReply, Error> {
+        let state = self.pool_state(pool)?;
+        let pool = pool as usize;
+        Ok(PoolInfoReply {
+            total: (state.pool.pages() - self.reserves.pages_in(pool)) << PAGE_BITS,
+            free: state.pool.free_pages() << PAGE_BITS,
+            largest_free: state.pool.largest_free() << PAGE_BITS,
+            lost: self.lost_bytes(pool),
+        })
+    }
+
+    pub(super) fn info(&self, client: usize, id: BufferId) -> Result<InfoReply, Error> {
+        let buffer = self.registry.get_for(client, id)?;
+        let rights = buffer.allowed(client).ok_or(Error::UnknownBuffer)?;
+        let layout = FrameLayout::for_pages(buffer.data.pages);
+        let base = self.pools[buffer.pool].as_ref().map_or(0, |p| p.base);
+        let physical_address = base + (buffer.data.offset << PAGE_BITS);
+        Ok(InfoReply {
+            size: buffer.data.pages << PAGE_BITS,
+            physical_address: if self.client(client)?.dma { physical_address } else { PADDR_HIDDEN },
+            page_bits: layout.page_bits() as u64,
+            rights,
+            attachments: buffer.attachment_count(),
+            flags: buffer.flags,
+            pool: buffer.pool as u64,
+            owner: self.client(buffer.owner)?.client_id,
+        })
+    }
+
+    /// Refuse unless `needed` slots are free or can be freed by collapsing
+    /// dormant blocks (which [`super::act`] then does first).
+    fn check_slots(&self, needed: usize) -> Result<(), Error> {
+        if self.slots.count() < needed && self.slots.count() + self.reclaimable_slots() < needed {
+            return Err(Error::OutOfSlots);
+        }
+        Ok(())
+    }
+
+    pub(super) fn plan_alloc(
+        &self,
+        client: usize,
+        size: u64,
+        align_bits: u64,
+        pool: u64,
+        flags: u64,
+    ) -> Result<AllocPlan, Error> {
+        let state = self.pool_state(pool)?;
+        let pool = pool as usize;
+        let flags = AllocFlags::from_bits(flags).ok_or(Error::InvalidFlags)?;
+        if size == 0 {
+            return Err(Error::ZeroSize);
+        }
+        let order = state.pool.order();
+        if size > 1 << MAX_BUFFER_BITS || size > 1 << (order + PAGE_BITS) {
+            return Err(Error::TooLarge);
+        }
+        if align_bits > MAX_ALIGN_BITS as u64 || align_bits > (order + PAGE_BITS) as u64 {
+            return Err(Error::InvalidAlignment);
+        }
+        let pages = size.div_ceil(1 << PAGE_BITS);
+        let align_order = (align_bits as u32).saturating_sub(PAGE_BITS);
+        let bytes = charged_pages(pages, align_order) << PAGE_BITS;
+        let quota = self.client(client)?;
+        let usage = self.usage[client];
+        if usage.buffers.saturating_add(1) > quota.quota_buffers {
+            return Err(Error::QuotaBuffers);
+        }
+        if usage.bytes.saturating_add(bytes) > quota.quota_bytes {
+            return Err(Error::QuotaBytes);
+        }
+        if !self.registry.has_room() {
+            return Err(Error::TooManyBuffers);
+        }
+        // Within its quotas a client always has a free block, unless the
+        // kernel cost it one (see `Error::OutOfMemory`).
+        let meta = self.reserves.free_block(client).ok_or(Error::OutOfMemory)?;
+        let slots = reserve::request_slots(order);
+        self.check_slots(slots)?;
+        // The block the pool will take: 2^ceil(log2 pages), or the alignment.
+        let block = pages.next_power_of_two().max(1 << align_order);
+        if state.pool.largest_free() < block {
+            return Err(Error::OutOfMemory);
+        }
+        Ok(AllocPlan { pool, pages, align_order, flags, bytes, meta, slots })
+    }
+
+    pub(super) fn plan_attach(&self, client: usize, id: BufferId, rights: u64) -> Result<AttachPlan, Error> {
+        let buffer = self.registry.get_for(client, id)?;
+        let allowed = buffer.allowed(client).ok_or(Error::UnknownBuffer)?;
+        let rights = Rights::try_from(rights).map_err(|_| Error::InvalidRights)?;
+        if !rights.within(allowed) {
+            return Err(Error::RightsEscalation);
+        }
+        if buffer.attachments[client].is_some() {
+            return Err(Error::AlreadyAttached);
+        }
+        if self.usage[client].attachments.saturating_add(1) > self.client(client)?.quota_attachments {
+            return Err(Error::QuotaAttachments);
+        }
+        let layout = FrameLayout::for_pages(buffer.data.pages);
+        let run = self.windows.find(client, (layout.large + layout.page_tables()) as u32).ok_or(Error::WindowFull)?;
+        self.check_slots(ATTACH_SLOTS)?;
+        debug_assert!(layout.attachment_pages() <= self.reserves.block_pages());
+        let meta = self.reserves.free_block(client).ok_or(Error::OutOfMemory)?;
+        let size = buffer.data.pages << PAGE_BITS;
+        Ok(AttachPlan { id, size, rights, layout, flags: buffer.flags, master: buffer.master, meta, run })
+    }
+
+    pub(super) fn check_detach(&self, client: usize, id: BufferId) -> Result<(), Error> {
+        if self.registry.get_for(client, id)?.attachments[client].is_none() {
+            return Err(Error::NotAttached);
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_free(&self, client: usize, id: BufferId) -> Result<(), Error> {
+        if self.registry.get_to_free(client, id)?.owner != client {
+            return Err(Error::NotOwner);
+        }
+        Ok(())
+    }
+
+    fn grantee(&self, client: usize, id: BufferId, grantee: u64) -> Result<usize, Error> {
+        let buffer = self.registry.get_for(client, id)?;
+        if buffer.owner != client {
+            return Err(Error::NotOwner);
+        }
+        match self.config.client_by_id(grantee) {
+            Some((index, _)) if index != client => Ok(index),
+            _ => Err(Error::InvalidGrantee),
+        }
+    }
+
+    /// Grant or change a grant: the grantee's index, its rights, and whether
+    /// its attachment must go (rights only ever shrink, so an attachment
+    /// with more than the new grant is revoked).
+    pub(super) fn plan_grant(
+        &self,
+        client: usize,
+        id: BufferId,
+        grantee: u64,
+        rights: u64,
+    ) -> Result<(usize, Rights, bool), Error> {
+        let grantee = self.grantee(client, id, grantee)?;
+        let rights = Rights::try_from(rights).map_err(|_| Error::InvalidRights)?;
+        let buffer = self.registry.get(id)?;
+        if !rights.within(buffer.flags.max_rights()) {
+            return Err(Error::RightsEscalation);
+        }
+        let revoke = buffer.attachments[grantee].is_some_and(|a| !a.rights.within(rights));
+        Ok((grantee, rights, revoke))
+    }
+
+    pub(super) fn plan_ungrant(&self, client: usize, id: BufferId, grantee: u64) -> Result<usize, Error> {
+        let grantee = self.grantee(client, id, grantee)?;
+        if self.registry.get(id)?.grants[grantee].is_none() {
+            return Err(Error::NotGrantee);
+        }
+        Ok(grantee)
+    }
+}

@@ -1,0 +1,337 @@
+//! The request handler: [`Server`] decides ([`decide`]) and then acts
+//! ([`act`], with the pools' kernel mirror in [`blocks`]) on its books
+//! ([`state`]).
+
+mod act;
+mod blocks;
+mod decide;
+mod state;
+
+use capbuf_pool::Pool;
+use capbuf_protocol::{
+    Config, ConfigError, Error, KernelFailure, Reply, Request, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS,
+    MEMSRV_TABLE_FIRST_FREE, PAGE_BITS,
+};
+use heapless::FnvIndexMap;
+
+use self::blocks::{block_key, BlockCap};
+use self::state::{Incident, PoolState, Slots, State};
+use crate::kernel::{Failure, Kernel, Slot};
+use crate::registry::{Buffer, Registry};
+use crate::reserve::{self, Reserves};
+use crate::window::Windows;
+
+/// Largest table CNode radix memsrv can manage.
+pub const MAX_TABLE_BITS: u64 = 12;
+const TABLE_CAPACITY: usize = 1 << MAX_TABLE_BITS;
+
+/// What one client holds now, checked against its quotas.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes of buffers owned.
+    pub bytes: u64,
+    /// Buffers owned.
+    pub buffers: u64,
+    /// Attachments held.
+    pub attachments: u64,
+}
+
+/// What memsrv can no longer use because the kernel refused an invocation
+/// and then refused to undo it: a reserve block (its bytes) and the table
+/// slots holding capabilities into it. Nothing is lost while the kernel
+/// only refuses one invocation at a time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// Bytes of pool memory.
+    pub bytes: u64,
+    /// Table slots.
+    pub slots: u64,
+}
+
+/// The answer to one request. No reply carries a capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The reply, or the error to put in the reply label.
+    pub result: Result<Reply, Error>,
+    /// For an [`Error::Kernel`] reply: the invocation the kernel refused and
+    /// its error, which the reply carries. memsrv logs it.
+    pub kernel: Option<KernelFailure>,
+    /// The invocation the kernel refused while memsrv undid the request, if
+    /// it did: memsrv logs it with what it lost.
+    pub undo: Option<KernelFailure>,
+    /// What this request lost for good (see [`Lost`]).
+    pub lost: Lost,
+}
+
+impl Outcome {
+    fn new(result: Result<Reply, Failure>, incident: Incident) -> Outcome {
+        let kernel = match result {
+            Err(Failure::Kernel(failure)) => Some(failure),
+            _ => None,
+        };
+        Outcome { result: result.map_err(Failure::error), kernel, undo: incident.undo, lost: incident.lost }
+    }
+
+    /// The reply message: its label (0 or the error code) and the number of
+    /// message registers written to `out`.
+    pub fn encode(&self, out: &mut [u64; MAX_MESSAGE_WORDS]) -> (u64, usize) {
+        match (self.result, self.kernel) {
+            (Ok(reply), _) => (0, reply.encode(out)),
+            (Err(error), Some(failure)) => (error.code(), failure.encode(out)),
+            (Err(error), None) => (error.code(), 0),
+        }
+    }
+}
+
+/// Why memsrv did not start: the configuration's error, and the invocation
+/// the kernel refused if that was the reason. memsrv revoked the pools'
+/// untypeds again, so the kernel is as it was before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartError {
+    /// What is wrong ([`ConfigError::PoolCapability`] when the kernel refused).
+    pub error: ConfigError,
+    /// The invocation the kernel refused, and its error.
+    pub kernel: Option<KernelFailure>,
+}
+
+/// memsrv's whole state. `NODES` bounds each pool (twice its page count).
+pub struct Server<K, const NODES: usize> {
+    kernel: K,
+    state: State<NODES>,
+}
+
+impl<K: Kernel, const NODES: usize> Server<K, NODES> {
+    /// Set up from a validated configuration. Pool `i`'s untyped capability
+    /// must be in table slot `i`; the other slots of the table must be empty.
+    /// Carves every client's metadata reserve out of the pools (the only
+    /// kernel invocations here: retypes splitting the pools' untypeds), and
+    /// refuses a configuration whose reserves do not fit ([`reserve::check`]).
+    pub fn new(kernel: K, config: Config) -> Result<Self, ConfigError> {
+        Self::start(kernel, config).map_err(|refused| refused.error)
+    }
+
+    /// [`Server::new`], saying which invocation the kernel refused if it did.
+    pub fn start(kernel: K, config: Config) -> Result<Self, StartError> {
+        let refused = |error| StartError { error, kernel: None };
+        config.validate().map_err(refused)?;
+        if config.table_bits > MAX_TABLE_BITS || 1 << config.table_bits <= MEMSRV_TABLE_FIRST_FREE {
+            return Err(refused(ConfigError::TableBits));
+        }
+        reserve::check(&config).map_err(refused)?;
+        let block_pages = reserve::block_pages(&config);
+        let mut pools = [const { None }; MAX_POOLS];
+        let mut blocks = FnvIndexMap::new();
+        for (i, pool) in config.pools.iter().flatten().enumerate() {
+            let order = (pool.size_bits as u32).checked_sub(PAGE_BITS).ok_or(refused(ConfigError::PoolSize))?;
+            let state = Pool::new(order).ok_or(refused(ConfigError::PoolSize))?;
+            let root = BlockCap { slot: i as Slot, dormant: false };
+            blocks.insert(block_key(i, state.root()), root).map_err(|_| refused(ConfigError::TableBits))?;
+            pools[i] = Some(PoolState { base: pool.physical_address, pool: state });
+        }
+        // Slots below MEMSRV_TABLE_FIRST_FREE hold the pools' untypeds and the clients' VSpaces.
+        let slots = Slots::new(MEMSRV_TABLE_FIRST_FREE as Slot..1 << config.table_bits)
+            .ok_or(refused(ConfigError::TableBits))?;
+        let mut server = Server {
+            kernel,
+            state: State {
+                config,
+                pools,
+                registry: Registry::default(),
+                usage: [Usage::default(); MAX_CLIENTS],
+                blocks,
+                slots,
+                reserves: Reserves::new(block_pages),
+                windows: Windows::default(),
+                lost_slots: 0,
+                incident: Incident::default(),
+            },
+        };
+        if let Err(failure) = server.carve_reserves() {
+            // Leave the kernel as memsrv found it: the pools' untypeds
+            // without children. A refusal here changes nothing more.
+            for pool in 0..server.state.config.pool_count() {
+                let _ = server.kernel.revoke(pool as Slot);
+            }
+            return Err(match failure {
+                Failure::Refused(Error::OutOfMemory) => refused(ConfigError::ReservesExceedPools),
+                Failure::Refused(Error::OutOfSlots) => refused(ConfigError::ReservesExceedTable),
+                Failure::Refused(_) => refused(ConfigError::PoolCapability),
+                Failure::Kernel(failure) => StartError { error: ConfigError::PoolCapability, kernel: Some(failure) },
+            });
+        }
+        Ok(server)
+    }
+
+    /// Allocate every client's reserve blocks, client by client, each from the
+    /// last pool with room (see [`reserve`]). [`reserve::check`] has shown
+    /// they fit, so a refusal here means the kernel disagrees with the
+    /// configuration.
+    fn carve_reserves(&mut self) -> Result<(), Failure> {
+        let state = &mut self.state;
+        let block_pages = state.reserves.block_pages();
+        for client in 0..MAX_CLIENTS {
+            for _ in 0..reserve::reserve_blocks(&state.config, client) {
+                let pool = (0..state.config.pool_count())
+                    .rev()
+                    .find(|&p| state.pools[p].as_ref().is_some_and(|s| s.pool.largest_free() >= block_pages))
+                    .ok_or(Error::OutOfMemory)?;
+                let block = state.pool_alloc(&mut self.kernel, pool, block_pages, 0)?;
+                state.reserves.push(client, pool, block).map_err(|_| Error::OutOfSlots)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel (or model) the server drives.
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// Mutable access to the kernel, for test harnesses.
+    pub fn kernel_mut(&mut self) -> &mut K {
+        &mut self.kernel
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    /// Live buffers.
+    pub fn registry(&self) -> &Registry {
+        &self.state.registry
+    }
+
+    /// What client index `client` holds.
+    pub fn usage(&self, client: usize) -> Usage {
+        self.state.usage[client]
+    }
+
+    /// Free bytes of pool `pool`: not in a buffer nor in a reserve.
+    pub fn free_bytes(&self, pool: usize) -> Option<u64> {
+        self.state.pools.get(pool)?.as_ref().map(|p| p.pool.free_pages() << PAGE_BITS)
+    }
+
+    /// Bytes of pool `pool` that buffers can use: its size less the metadata
+    /// reserves carved from it. What POOL_INFO reports as the total.
+    pub fn total_bytes(&self, pool: usize) -> Option<u64> {
+        Some(self.size_bytes(pool)? - self.reserved_bytes(pool)?)
+    }
+
+    /// Size of pool `pool` in bytes.
+    pub fn size_bytes(&self, pool: usize) -> Option<u64> {
+        self.state.pools.get(pool)?.as_ref().map(|p| p.pool.pages() << PAGE_BITS)
+    }
+
+    /// Bytes of pool `pool` set aside for the clients' metadata reserves
+    /// (lost ones included).
+    pub fn reserved_bytes(&self, pool: usize) -> Option<u64> {
+        self.state.pools.get(pool)?.as_ref().map(|_| self.state.reserves.pages_in(pool) << PAGE_BITS)
+    }
+
+    /// Bytes of pool `pool` lost for good: what POOL_INFO reports as lost.
+    pub fn lost_bytes(&self, pool: usize) -> Option<u64> {
+        self.state.pools.get(pool)?.as_ref().map(|_| self.state.lost_bytes(pool))
+    }
+
+    /// Everything lost for good since start-up.
+    pub fn lost(&self) -> Lost {
+        let pools = self.state.config.pool_count();
+        Lost { bytes: (0..pools).map(|pool| self.state.lost_bytes(pool)).sum(), slots: self.state.lost_slots }
+    }
+
+    /// Every client's metadata reserve.
+    pub fn reserves(&self) -> &Reserves {
+        &self.state.reserves
+    }
+
+    /// Physical address of the first byte of buffer `buffer`.
+    pub fn physical_address(&self, buffer: &Buffer) -> u64 {
+        let base = self.state.pools[buffer.pool].as_ref().map_or(0, |p| p.base);
+        base + (buffer.data.offset << PAGE_BITS)
+    }
+
+    /// Table slots not in use.
+    pub fn free_slot_count(&self) -> usize {
+        self.state.slots.count()
+    }
+
+    /// Untyped capabilities memsrv holds for blocks of the pools' trees
+    /// (the pools' own included).
+    pub fn block_count(&self) -> usize {
+        self.state.blocks.len()
+    }
+
+    /// Every client's mapping window.
+    pub fn windows(&self) -> &Windows {
+        &self.state.windows
+    }
+
+    /// Collapse every dormant block: afterwards only blocks that are split or
+    /// in use have untyped capabilities of their own. memsrv does this when
+    /// it runs short of slots; tests use it to see the kernel state return to
+    /// exactly the pools' untypeds. If the kernel refuses a revoke, the
+    /// blocks collapsed before it stay collapsed; call again to finish.
+    pub fn reclaim(&mut self) -> Result<(), Failure> {
+        self.state.reclaim(&mut self.kernel)
+    }
+
+    /// Handle one request from the client on memsrv's channel `channel`.
+    pub fn handle(&mut self, channel: u64, label: u64, words: &[u64], extra_caps: usize) -> Outcome {
+        self.state.incident = Incident::default();
+        let result = match self.state.config.client_by_channel(channel) {
+            None => Err(Error::UnknownCaller.into()),
+            Some((client, _)) => match Request::decode(label, words, extra_caps) {
+                Ok(request) => self.dispatch(client, request),
+                Err(error) => Err(error.into()),
+            },
+        };
+        Outcome::new(result, self.state.incident)
+    }
+
+    /// Decide, then act: every check and choice is made before the first
+    /// kernel invocation.
+    fn dispatch(&mut self, client: usize, request: Request) -> Result<Reply, Failure> {
+        let (state, kernel) = (&mut self.state, &mut self.kernel);
+        Ok(match request {
+            Request::Hello => Reply::Hello(state.hello(client)?),
+            Request::Info { id } => Reply::Info(state.info(client, id)?),
+            Request::PoolInfo { pool } => Reply::PoolInfo(state.pool_info(pool)?),
+            Request::Alloc { size, align_bits, pool, flags } => {
+                let plan = state.plan_alloc(client, size, align_bits, pool, flags)?;
+                Reply::Alloc(state.alloc(kernel, client, plan)?)
+            }
+            Request::Attach { id, rights } => {
+                let plan = state.plan_attach(client, id, rights)?;
+                state.attach(kernel, client, plan)?;
+                Reply::Attach(capbuf_protocol::AttachReply {
+                    size: plan.size,
+                    vaddr: plan.run.vaddr(),
+                    page_bits: plan.layout.page_bits() as u64,
+                    rights: plan.rights,
+                    flags: plan.flags,
+                })
+            }
+            Request::Grant { id, grantee, rights } => {
+                let plan = state.plan_grant(client, id, grantee, rights)?;
+                state.grant(kernel, id, plan)?;
+                Reply::Done
+            }
+            Request::Detach { id } => {
+                state.check_detach(client, id)?;
+                state.teardown(kernel, id, client)?;
+                Reply::Done
+            }
+            Request::Free { id } => {
+                state.check_free(client, id)?;
+                state.free(kernel, client, id)?;
+                Reply::Done
+            }
+            Request::Ungrant { id, grantee } => {
+                let grantee = state.plan_ungrant(client, id, grantee)?;
+                state.ungrant(kernel, id, grantee)?;
+                Reply::Done
+            }
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! What must hold after every step of a random sequence, and the property
+//! tests' configuration.
+
+use capbuf_protocol::{Rights, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS};
+use proptest::prelude::*;
+
+use super::{World, POOLS};
+
+/// The property tests' configuration: `cases` cases unless `PROPTEST_CASES`
+/// says otherwise; a fresh seed each run, printed (with `--nocapture`, or
+/// beside a failure) so the run can be repeated with `PROPTEST_RNG_SEED`;
+/// failing cases saved to the committed `*.proptest-regressions` file beside
+/// the test's source file, which every run replays first.
+pub fn proptest_config(cases: u32) -> ProptestConfig {
+    use proptest::test_runner::{contextualize_config, FileFailurePersistence, RngSeed};
+    use std::hash::{BuildHasher, Hasher};
+    let mut config = contextualize_config(ProptestConfig { cases, ..ProptestConfig::default() });
+    config.failure_persistence = Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions")));
+    if config.rng_seed == RngSeed::Random {
+        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        config.rng_seed = RngSeed::Fixed(seed);
+    }
+    eprintln!("proptest: {} cases, PROPTEST_RNG_SEED={}", config.cases, config.rng_seed);
+    config
+}
+
+/// Table slots that hold a capability or are free in memsrv's list: all of
+/// them but the fixed slots left empty (pools and clients not configured).
+/// With nothing lost, memsrv's free slots and the slots holding a capability
+/// add up to exactly this: no slot leaks.
+fn accounted_slots(world: &World) -> u64 {
+    let server = world.borrow();
+    let fixed = server.config().pool_count() + 3;
+    (1u64 << server.config().table_bits) - MEMSRV_TABLE_FIRST_FREE + fixed as u64
+}
+
+/// After every step: no two frames overlap; each pool's bytes are conserved
+/// (free, buffers and reserves); table slots are conserved (free or holding a
+/// capability; only lost ones may be neither); memsrv holds exactly one
+/// untyped per block it knows; metadata lives only in reserve blocks in use,
+/// one piece per block; usage matches the registry and stays within quota,
+/// with one reserve block per buffer and attachment; each client's window
+/// holds exactly its attachments' runs; and no client holds a capability or a
+/// mapping to memory it is not attached to with at least those rights.
+pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
+    let accounted = accounted_slots(world);
+    let server = world.borrow();
+    let model = server.kernel();
+    prop_assert!(model.overlapping_frames().is_empty(), "frames overlap");
+    let reserves = server.reserves();
+    for (p, &(_, bits)) in POOLS.iter().enumerate() {
+        let data: u64 = server.registry().iter().filter(|(_, b)| b.pool == p).map(|(_, b)| b.data.pages).sum();
+        let reserved: u64 = reserves.iter().filter(|(_, r)| r.pool == p).map(|(_, r)| r.block.pages).sum();
+        prop_assert_eq!(reserved << PAGE_BITS, server.reserved_bytes(p).unwrap());
+        prop_assert_eq!(
+            server.free_bytes(p).unwrap() + ((data + reserved) << PAGE_BITS),
+            1 << bits,
+            "pool {} bytes conserved: free, buffers and reserves",
+            p
+        );
+        let lost: u64 = reserves.iter().filter(|(_, r)| r.pool == p && r.lost).map(|(_, r)| r.block.pages).sum();
+        prop_assert_eq!(server.lost_bytes(p), Some(lost << PAGE_BITS), "pool {} lost bytes", p);
+    }
+    let lost = server.lost();
+    let slots = server.free_slot_count() as u64 + model.used_table_slots() as u64;
+    prop_assert!(
+        slots <= accounted && accounted <= slots + lost.slots,
+        "slots: {} free or filled, {} lost, of {}",
+        slots,
+        lost.slots,
+        accounted
+    );
+    prop_assert_eq!(model.live_objects().0, server.block_count(), "one untyped per block memsrv knows");
+    // Metadata lives in reserve blocks only: a master CNode in its owner's, an
+    // attachment in the attaching client's, one per block, and every block in
+    // use holds exactly one (a lost block holds what memsrv could not revoke).
+    let mut holders = vec![0usize; reserves.iter().count()];
+    for (_, b) in server.registry().iter() {
+        let block = reserves.get(b.meta).unwrap();
+        prop_assert!(block.client == b.owner && block.in_use, "master CNode outside its owner's reserve");
+        holders[b.meta] += 1;
+        for (c, a) in b.attachments.iter().enumerate() {
+            if let Some(a) = a {
+                let block = reserves.get(a.meta).unwrap();
+                prop_assert!(block.client == c && block.in_use, "attachment outside its client's reserve");
+                holders[a.meta] += 1;
+            }
+        }
+    }
+    for (index, block) in reserves.iter() {
+        let held = (block.in_use && !block.lost) as usize;
+        prop_assert_eq!(holders[index], held, "reserve block {} held {} times", index, holders[index]);
+        let start = POOLS[block.pool].0 + (block.block.offset << PAGE_BITS);
+        prop_assert_eq!(start % (block.block.pages << PAGE_BITS), 0, "naturally aligned");
+    }
+    for (address, size_bits) in model.metadata_objects() {
+        let inside = reserves.iter().any(|(_, r)| {
+            let start = POOLS[r.pool].0 + (r.block.offset << PAGE_BITS);
+            r.in_use && address >= start && address + (1 << size_bits) <= start + (r.block.pages << PAGE_BITS)
+        });
+        prop_assert!(inside, "a CNode or page table at {:#x} is outside the reserves in use", address);
+    }
+    for c in 0..3 {
+        let quota = server.config().clients[c].unwrap();
+        let usage = server.usage(c);
+        let owned: Vec<_> = server.registry().iter().filter(|(_, b)| b.owner == c).collect();
+        prop_assert_eq!(usage.buffers, owned.len() as u64);
+        // Each buffer is charged its pages, or its whole aligned block when the
+        // alignment exceeds the buffer's own power-of-two size.
+        let charged = |b: &capbuf_server::Buffer| {
+            let aligned = 1u64 << b.align_order;
+            if aligned > b.data.pages.next_power_of_two() {
+                aligned
+            } else {
+                b.data.pages
+            }
+        };
+        prop_assert_eq!(usage.bytes, owned.iter().map(|(_, b)| charged(b) << PAGE_BITS).sum::<u64>());
+        let attached: Vec<_> = server.registry().iter().filter_map(|(_, b)| b.attachments[c]).collect();
+        prop_assert_eq!(usage.attachments, attached.len() as u64);
+        prop_assert!(usage.bytes <= quota.quota_bytes && usage.buffers <= quota.quota_buffers);
+        prop_assert!(usage.attachments <= quota.quota_attachments);
+        let in_use = reserves.of(c).filter(|&i| reserves.get(i).is_some_and(|r| r.in_use && !r.lost)).count() as u64;
+        prop_assert_eq!(in_use, usage.buffers + usage.attachments, "client {}'s reserve blocks in use", c);
+        let window: u32 = attached.iter().map(|a| a.window.slots).sum();
+        prop_assert_eq!(server.windows().used_slots(c), window, "client {}'s window holds its attachments", c);
+        let allowed = |address: u64, size_bits: u32, rights: Rights| {
+            server.registry().iter().any(|(_, b)| {
+                let start = server.physical_address(b);
+                let end = start + (b.data.pages << PAGE_BITS);
+                b.attachments[c].is_some_and(|a| rights.within(a.rights))
+                    && address >= start
+                    && address + (1 << size_bits) <= end
+            })
+        };
+        for (address, size_bits, rights) in model.client_reachable_frames(c) {
+            prop_assert!(
+                allowed(address, size_bits, rights),
+                "client {} holds a frame cap at {:#x} it may not",
+                c,
+                address
+            );
+        }
+        for m in model.client_mappings(c) {
+            prop_assert!(
+                allowed(m.physical_address, m.size_bits, m.rights),
+                "client {} maps {:#x} it may not",
+                c,
+                m.physical_address
+            );
+        }
+    }
+    Ok(())
+}
