@@ -246,6 +246,7 @@ impl Driver {
         }
         let name = pass.name;
         let descriptors = request.data_segments();
+        let plural = if descriptors == 1 { "" } else { "s" };
         match step {
             Step::Read { sector, offset, bytes } => {
                 self.sync_for_cpu(offset, bytes)?;
@@ -254,13 +255,13 @@ impl Driver {
                 })?;
                 let end = sector + bytes / SECTOR;
                 debug_println!(
-                    "blk: {name}: read sectors {sector}..{end} into offset {offset:#x} ({bytes} bytes, {descriptors} data descriptors from base + offset): disk pattern verified"
+                    "blk: {name}: read sectors {sector}..{end} into offset {offset:#x} ({bytes} bytes, {descriptors} data descriptor{plural} from base + offset): disk pattern verified"
                 );
             }
             Step::Write { sector, offset, bytes } => {
                 let end = sector + bytes / SECTOR;
                 debug_println!(
-                    "blk: {name}: wrote sectors {sector}..{end} from offset {offset:#x} ({bytes} bytes, {descriptors} data descriptors)"
+                    "blk: {name}: wrote sectors {sector}..{end} from offset {offset:#x} ({bytes} bytes, {descriptors} data descriptor{plural})"
                 );
             }
             Step::Flush => debug_println!("blk: {name}: flush done"),
