@@ -9,6 +9,7 @@
 #   make compose-test  check capbuf-compose refuses broken system.xml variants and composes
 #                    the SDK's examples as the SDK's microkit does (scripts/compose-examples)
 #   make integration-test  boot the smallest system with capbuf (docs/integration.md)
+#   make dma-test    QEMU's virtio-blk disk DMAs into capbuf buffers (docs/dma.md); checked on the host
 #   make setup       install/find what the system targets need and say what was chosen
 #   make bench       allocator benchmark table and kernel invocations per request
 #   make qemu-bench  every request in guest instructions, next to a null PPC (QEMU, -icount)
@@ -30,7 +31,7 @@ CARGO ?= cargo
 OUT := $(BUILD_DIR)/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
 SETUP_MK := $(OUT)/setup.mk
 SETUP := scripts/setup --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) --output $(SETUP_MK)
-SYSTEM_TARGETS := check-sdk pds memsrv compose image region-image run qemu-test compose-test qemu-bench integration-test
+SYSTEM_TARGETS := check-sdk pds memsrv compose image region-image run qemu-test compose-test qemu-bench integration-test dma-test
 
 .PHONY: all test host-test bench header setup $(SYSTEM_TARGETS) clean
 all: host-test
@@ -62,7 +63,7 @@ $(SYSTEM_TARGETS):
 test: host-test
 	@$(SETUP); status=$$?; \
 	if [ $$status -eq 0 ]; then \
-		$(MAKE) --no-print-directory CAPBUF_SETUP_DONE=1 compose-test qemu-test integration-test; \
+		$(MAKE) --no-print-directory CAPBUF_SETUP_DONE=1 compose-test qemu-test integration-test dma-test; \
 	elif [ $$status -eq 3 ]; then \
 		echo; \
 		echo "=================================================================="; \
@@ -72,6 +73,7 @@ test: host-test
 		echo "             composes the SDK's examples byte for byte as microkit does"; \
 		echo "           - qemu-test: the demo system and tests/region-paddr.system booted on seL4 in QEMU"; \
 		echo "           - integration-test: docs/integration.md's system booted in QEMU"; \
+		echo "           - dma-test: QEMU's virtio-blk disk DMAs into capbuf buffers, checked on the host"; \
 		echo "         Only the host tests ran. Get the SDK and run make test again."; \
 		echo "=================================================================="; \
 	else \
@@ -166,6 +168,15 @@ $(OUT)/integration.img: memsrv compose $(PD_ELF_DIR)/app.elf examples/integratio
 # The system docs/integration.md walks through, built and booted.
 integration-test: $(OUT)/integration.img
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-test $< $(OUT)/integration.log examples/integration/expect
+
+$(OUT)/dma.img: pds compose examples/dma/system.xml
+	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) examples/dma/system.xml --board $(MICROKIT_BOARD) \
+		--config $(MICROKIT_CONFIG) -o $@ -r $(OUT)/dma-report.txt --search-path $(PD_ELF_DIR)
+
+# The virtio-blk driver (pds/demo/blk) against QEMU's disk: reads and writes
+# through uncached and cached capbuf buffers; the disk image is checked after.
+dma-test: $(OUT)/dma.img
+	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/dma-test $< $(OUT)/dma-disk.img $(OUT)/dma.log
 
 compose-test: pds compose $(C_PDS)
 	MICROKIT_SDK=$(MICROKIT_SDK) scripts/compose-test $(COMPOSE) $(PD_ELF_DIR) $(MICROKIT_BOARD) $(MICROKIT_CONFIG)

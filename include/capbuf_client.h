@@ -16,6 +16,12 @@
  *     capbuf_grant(&cb, id, PEER_CLIENT_ID, CAPBUF_RIGHTS_READ_ONLY);
  *     capbuf_free(&cb, id);                                      // unmapped everywhere
  *
+ * A buffer is physically contiguous: byte `offset` is at INFO's
+ * physical_address + offset (dma="true" clients), whatever frames it is made
+ * of. A driver DMAing to or from a cached buffer brackets each transfer with
+ * capbuf_sync_for_device / capbuf_sync_for_cpu (at the end of this file);
+ * UNCACHED buffers need neither.
+ *
  * Every function returns CAPBUF_OK (0), a CAPBUF_ERR_* code from memsrv or
  * CAPBUF_CLIENT_ERR_VERSION (capbuf_error_name names any of them); output parameters are written only on success.
  * A reply of the wrong length or carrying a capability is CAPBUF_ERR_WRONG_LENGTH
@@ -26,14 +32,21 @@
 #include <microkit.h>
 #include "capbuf.h"
 
-/* Client-side error, in a range memsrv never replies with: memsrv speaks
- * another major protocol version. */
+/* Client-side errors, in a range memsrv never replies with: memsrv speaks
+ * another major protocol version; a range reaches past the end of a buffer. */
 #define CAPBUF_CLIENT_ERR_VERSION 0xffffff00ULL
+#define CAPBUF_CLIENT_ERR_RANGE 0xffffff01ULL
 
 /* The name of any code a function here returns. */
 static inline const char *capbuf_error_name(uint64_t code)
 {
-    return code == CAPBUF_CLIENT_ERR_VERSION ? "CLIENT_ERR_VERSION" : capbuf_strerror(code);
+    if (code == CAPBUF_CLIENT_ERR_VERSION) {
+        return "CLIENT_ERR_VERSION";
+    }
+    if (code == CAPBUF_CLIENT_ERR_RANGE) {
+        return "CLIENT_ERR_RANGE";
+    }
+    return capbuf_strerror(code);
 }
 
 /* One client's connection to memsrv. */
@@ -239,4 +252,112 @@ static inline uint64_t capbuf_pool_info(capbuf_t *cb, uint64_t pool, capbuf_pool
         info->lost = r[CAPBUF_POOL_INFO_REPLY_MR_LOST];
     }
     return err;
+}
+
+/* Cache maintenance for DMA on cached buffers (Linux's dma_sync_single_for_*).
+ *
+ * A cached buffer (the default) is not coherent with a device that does not
+ * snoop the CPU's caches. Call capbuf_sync_for_device after the CPU wrote data
+ * a device will read, before telling the device, and before giving the device
+ * a range to write (so no dirty line is later evicted over its data). Call
+ * capbuf_sync_for_cpu after the device wrote a range, before the CPU reads it.
+ * Both check that `len` bytes at `offset` lie inside `view`
+ * (CAPBUF_CLIENT_ERR_RANGE otherwise), run the AArch64 instruction on each
+ * cache line of the range (dc cvac: clean; dc civac: clean and invalidate;
+ * user mode may run them as the SDK's kernels are built with
+ * KernelAArch64UserCacheEnable), then dsb sy. dc ivac is not allowed at EL0,
+ * so do not write a device-written range, nor other bytes in its first and
+ * last lines, while the device owns it: keep such ranges line-aligned. On an
+ * UNCACHED view no line is touched, only the barrier runs. QEMU's TCG models
+ * no caches, so a missing call shows only on hardware. Elsewhere than
+ * AArch64 (hosts, where this header is tested) only the barrier runs. */
+
+/* The cache lines [*first, *end) covering `len` bytes at `offset` of `view`,
+ * for lines of `line_size` bytes (a power of two); none (first == end) for
+ * len 0 or an UNCACHED view. */
+static inline uint64_t capbuf_cache_lines(const capbuf_view_t *view, uint64_t offset, uint64_t len,
+                                          uint64_t line_size, uintptr_t *first, uintptr_t *end)
+{
+    if (offset > view->size || len > view->size - offset) {
+        return CAPBUF_CLIENT_ERR_RANGE;
+    }
+    if (len == 0 || (view->flags & CAPBUF_FLAG_UNCACHED)) {
+        *first = *end = view->vaddr;
+        return CAPBUF_OK;
+    }
+    uintptr_t mask = (uintptr_t)line_size - 1;
+    *first = (view->vaddr + (uintptr_t)offset) & ~mask;
+    *end = (view->vaddr + (uintptr_t)offset + (uintptr_t)len + mask) & ~mask;
+    return CAPBUF_OK;
+}
+
+#if defined(__aarch64__)
+/* Smallest data cache line, from CTR_EL0.DminLine (the kernel lets EL0 read it). */
+static inline uint64_t capbuf_arch_line_size(void)
+{
+    uint64_t ctr;
+    __asm__ volatile("mrs %0, ctr_el0" : "=r"(ctr));
+    return 4ULL << ((ctr >> 16) & 0xf);
+}
+static inline void capbuf_arch_clean(uintptr_t line)
+{
+    __asm__ volatile("dc cvac, %0" : : "r"(line) : "memory");
+}
+static inline void capbuf_arch_clean_invalidate(uintptr_t line)
+{
+    __asm__ volatile("dc civac, %0" : : "r"(line) : "memory");
+}
+static inline void capbuf_arch_barrier(void)
+{
+    __asm__ volatile("dsb sy" : : : "memory");
+}
+#else
+static inline uint64_t capbuf_arch_line_size(void)
+{
+    return 64;
+}
+static inline void capbuf_arch_clean(uintptr_t line)
+{
+    (void)line;
+}
+static inline void capbuf_arch_clean_invalidate(uintptr_t line)
+{
+    (void)line;
+}
+static inline void capbuf_arch_barrier(void)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+#endif
+
+/* Clean `len` bytes at `offset` of `view`: what the CPU wrote reaches memory. */
+static inline uint64_t capbuf_sync_for_device(const capbuf_view_t *view, uint64_t offset, uint64_t len)
+{
+    uint64_t line_size = capbuf_arch_line_size();
+    uintptr_t line, end;
+    uint64_t err = capbuf_cache_lines(view, offset, len, line_size, &line, &end);
+    if (err != CAPBUF_OK) {
+        return err;
+    }
+    for (; line < end; line += line_size) {
+        capbuf_arch_clean(line);
+    }
+    capbuf_arch_barrier();
+    return CAPBUF_OK;
+}
+
+/* Clean and invalidate `len` bytes at `offset` of `view`: the CPU's next reads come from memory. */
+static inline uint64_t capbuf_sync_for_cpu(const capbuf_view_t *view, uint64_t offset, uint64_t len)
+{
+    uint64_t line_size = capbuf_arch_line_size();
+    uintptr_t line, end;
+    uint64_t err = capbuf_cache_lines(view, offset, len, line_size, &line, &end);
+    if (err != CAPBUF_OK) {
+        return err;
+    }
+    for (; line < end; line += line_size) {
+        capbuf_arch_clean_invalidate(line);
+    }
+    capbuf_arch_barrier();
+    return CAPBUF_OK;
 }

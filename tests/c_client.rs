@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use capbuf_client::{dma, ClientError, View};
 use capbuf_protocol::{
     AllocFlags, AttachReply, BufferId, Error, HelloReply, InfoReply, PoolInfoReply, Reply, Request, Rights,
     MAX_MESSAGE_WORDS, PADDR_HIDDEN, PROTOCOL_VERSION,
@@ -105,7 +106,10 @@ fn the_c_library_speaks_the_rust_protocol() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("run the C client");
-    let input: String = exchanges.iter().map(|(_, r)| r.as_str()).collect();
+    let mut input: String = exchanges.iter().map(|(_, r)| r.as_str()).collect();
+    for (view, offset, len, line_size) in cache_line_cases() {
+        input += &format!("{} {} {} {offset} {len} {line_size}\n", view.vaddr, view.size, view.flags.bits());
+    }
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "the C client exited with {}", output.status);
@@ -136,6 +140,53 @@ fn the_c_library_speaks_the_rust_protocol() {
         "attach_with_cap UNEXPECTED_CAPS".to_string(),
         "attach_short WRONG_LENGTH".to_string(),
         "connect_old CLIENT_ERR_VERSION".to_string(),
+        "sync_device OK".to_string(),
+        "sync_cpu_partial OK".to_string(),
+        "sync_empty_at_end OK".to_string(),
+        "sync_past_end CLIENT_ERR_RANGE".to_string(),
+        "sync_wrapping CLIENT_ERR_RANGE".to_string(),
     ];
     assert_eq!(results, expected);
+
+    // The C library's cache lines are the Rust library's, refusals included.
+    let lines: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("lines ")).collect();
+    let cases = cache_line_cases();
+    assert_eq!(lines.len(), cases.len());
+    for (line, (view, offset, len, line_size)) in lines.iter().zip(cases) {
+        let expected = match dma::cache_lines(&view, offset, len, line_size) {
+            Ok(lines) => format!("OK {} {}", lines.span().0, lines.span().1),
+            Err(ClientError::OutOfRange) => "CLIENT_ERR_RANGE 0 0".to_string(),
+            Err(other) => panic!("{other:?}"),
+        };
+        assert_eq!(*line, expected, "{view:?} offset {offset} len {len} line {line_size}");
+    }
+}
+
+/// Views and ranges for the cache-line comparison: partial lines, a range
+/// across a 2 MiB frame's end, the last byte, empty, uncached, past the end,
+/// wrapping around.
+fn cache_line_cases() -> Vec<(View, u64, u64, u64)> {
+    let view = |size: u64, flags: u64| View {
+        id: BufferId::new(1, 1),
+        vaddr: 0x2020_0000,
+        size,
+        rights: Rights::ReadWrite,
+        flags: AllocFlags::from_bits(flags).unwrap(),
+    };
+    let (small, large, uncached) = (view(12288, 0), view(3 << 20, 0), view(12288, AllocFlags::UNCACHED));
+    vec![
+        (small, 0, 12288, 64),
+        (small, 10, 20, 64),
+        (small, 60, 8, 64),
+        (small, 4000, 200, 128),
+        (small, 12287, 1, 64),
+        (small, 12288, 0, 64),
+        (large, (2 << 20) - 10, 20, 64),
+        (large, 0, 3 << 20, 64),
+        (uncached, 0, 12288, 64),
+        (small, 12280, 16, 64),
+        (small, 12289, 0, 64),
+        (small, u64::MAX - 7, 16, 64),
+        (uncached, 0, 12289, 64),
+    ]
 }

@@ -1,8 +1,9 @@
 /* Demo C client: the capbuf C library (include/capbuf_client.h) from a C
  * protection domain, sharing buffers with a Rust one (the producer) in both
  * directions. Started by the driver's notification when it is done:
- *   1. allocate a buffer, fill it, grant it read-write to the producer, put
- *      its id in the shared mailbox and notify the producer;
+ *   1. allocate a buffer, fill it, run the cache maintenance calls over it,
+ *      grant it read-write to the producer, put its id in the shared mailbox
+ *      and notify the producer;
  *   2. when the producer answers: check it wrote its mark into our buffer,
  *      attach the buffer it granted us read-only, check its pattern and INFO,
  *      and ask the producer to withdraw the grant;
@@ -64,6 +65,20 @@ static void share_ours(void)
     for (uint64_t i = 0; i < WORDS; i++) {
         words[i] = 0xc0de000000000000ULL | i;
     }
+    /* No device here: this shows the cache maintenance calls run at EL0 on
+     * seL4 from C, and refuse a range past the buffer's end. */
+    if ((err = capbuf_sync_for_device(&mine_view, 0, SIZE)) != CAPBUF_OK ||
+        (err = capbuf_sync_for_cpu(&mine_view, 100, 1000)) != CAPBUF_OK) {
+        fail("sync", err);
+        return;
+    }
+    if ((err = capbuf_sync_for_device(&mine_view, SIZE - 8, 16)) != CAPBUF_CLIENT_ERR_RANGE) {
+        fail("a sync past the end was not refused", err);
+        return;
+    }
+    microkit_dbg_puts("cdemo: sync_for_device and sync_for_cpu ran from C (dc cvac, dc civac); past the end: ");
+    microkit_dbg_puts(capbuf_error_name(err));
+    microkit_dbg_puts("\n");
     if ((err = capbuf_grant(&cb, mine, PRODUCER_CLIENT_ID, CAPBUF_RIGHTS_READ_WRITE)) != CAPBUF_OK) {
         fail("grant", err);
         return;

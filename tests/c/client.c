@@ -36,5 +36,24 @@ int main(void)
     printf("result attach_with_cap %s\n", capbuf_error_name(capbuf_attach(&cb, id, CAPBUF_RIGHTS_READ_ONLY, &view)));
     printf("result attach_short %s\n", capbuf_error_name(capbuf_attach(&cb, id, CAPBUF_RIGHTS_READ_ONLY, &view)));
     printf("result connect_old %s\n", capbuf_error_name(capbuf_connect(&cb, 3)));
+
+    /* Cache maintenance over memory of this process (on an AArch64 host the
+     * instructions really run): whole, partial, and refused ranges. */
+    static uint64_t memory[3 * 4096 / 8] __attribute__((aligned(4096)));
+    capbuf_view_t local = {1, (uintptr_t)memory, sizeof memory, 12, CAPBUF_RIGHTS_READ_WRITE, 0};
+    printf("result sync_device %s\n", capbuf_error_name(capbuf_sync_for_device(&local, 0, sizeof memory)));
+    printf("result sync_cpu_partial %s\n", capbuf_error_name(capbuf_sync_for_cpu(&local, 4000, 200)));
+    printf("result sync_empty_at_end %s\n", capbuf_error_name(capbuf_sync_for_cpu(&local, sizeof memory, 0)));
+    printf("result sync_past_end %s\n", capbuf_error_name(capbuf_sync_for_device(&local, sizeof memory - 8, 16)));
+    printf("result sync_wrapping %s\n", capbuf_error_name(capbuf_sync_for_cpu(&local, UINT64_MAX - 7, 16)));
+
+    /* Then the cache lines of each case the test sends: vaddr size flags offset len line_size. */
+    unsigned long long vaddr, size, flags, offset, len, line_size;
+    while (scanf("%llu %llu %llu %llu %llu %llu", &vaddr, &size, &flags, &offset, &len, &line_size) == 6) {
+        capbuf_view_t v = {0, (uintptr_t)vaddr, size, 12, CAPBUF_RIGHTS_READ_WRITE, flags};
+        uintptr_t first = 0, end = 0;
+        e = capbuf_error_name(capbuf_cache_lines(&v, offset, len, line_size, &first, &end));
+        printf("lines %s %llu %llu\n", e, U(first), U(end));
+    }
     return 0;
 }

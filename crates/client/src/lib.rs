@@ -6,10 +6,14 @@
 //! [`capbuf_protocol::CLIENT_WINDOW`]) and replies with the address, so the
 //! library holds no capability and makes no kernel call but the PPC, which
 //! goes through [`Sys`]: the `capbuf-microkit` crate implements it with
-//! Microkit's `ppcall`, the tests with the host model.
+//! Microkit's `ppcall`, the tests with the host model. [`dma`] is what a
+//! driver needs besides: physical ranges per frame and the cache lines to
+//! maintain around a transfer.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod dma;
 
 use capbuf_protocol::{
     AllocFlags, BufferId, Error, HelloReply, InfoReply, KernelFailure, Op, PoolInfoReply, Reply, Request, Rights,
@@ -50,6 +54,10 @@ pub enum ClientError {
     Version(u64),
     /// The library tracks as many attachments as it can ([`MAX_VIEWS`]).
     TooManyAttachments,
+    /// A range reaches past the end of the buffer (or wraps around).
+    OutOfRange,
+    /// INFO hid the physical address: this client is not `dma="true"`.
+    PhysicalAddressHidden,
 }
 
 impl From<Error> for ClientError {
@@ -64,7 +72,10 @@ impl ClientError {
         match self {
             ClientError::Server(error) => Some(*error),
             ClientError::Kernel(_) => Some(Error::Kernel),
-            ClientError::Version(_) | ClientError::TooManyAttachments => None,
+            ClientError::Version(_)
+            | ClientError::TooManyAttachments
+            | ClientError::OutOfRange
+            | ClientError::PhysicalAddressHidden => None,
         }
     }
 }
@@ -171,6 +182,21 @@ impl<S: Sys> Client<S> {
         let view = View { id, vaddr: reply.vaddr, size: reply.size, rights: reply.rights, flags: reply.flags };
         self.views[entry] = Some(view);
         Ok(view)
+    }
+
+    /// The cache lines of `len` bytes at `offset` of attached buffer `id`
+    /// ([`dma::cache_lines`]), for a CPU whose smallest data cache line is
+    /// `line_size` bytes. Like [`Self::attach`]'s `AlreadyAttached`, the
+    /// library answers `NotAttached` itself, without asking memsrv.
+    pub fn cache_lines(
+        &self,
+        id: BufferId,
+        offset: u64,
+        len: u64,
+        line_size: u64,
+    ) -> Result<dma::CacheLines, ClientError> {
+        let view = self.view(id).ok_or(ClientError::Server(Error::NotAttached))?;
+        dma::cache_lines(&view, offset, len, line_size)
     }
 
     fn forget(&mut self, id: BufferId) {

@@ -10,7 +10,14 @@
 //! ```
 //!
 //! The protocol logic lives in `capbuf-client` (host-tested); this crate is the
-//! seL4 glue: the PPC, and volatile access to what memsrv mapped.
+//! seL4 glue: the PPC, volatile access to what memsrv mapped, and the cache
+//! maintenance instructions a driver runs around DMA on a cached buffer
+//! ([`DmaSync`]).
+//!
+//! A buffer is physically contiguous: byte `offset` is at INFO's
+//! `physical_address + offset` (for `dma="true"` clients), whatever frames it
+//! is made of; [`dma::physical_ranges`] splits a range at frame boundaries for
+//! drivers that want it.
 #![no_std]
 
 use capbuf_protocol::MAX_MESSAGE_WORDS;
@@ -18,7 +25,7 @@ use core::ptr::NonNull;
 use sel4_microkit::{Channel, MessageInfo};
 use sel4_shared_memory::{access::ReadOnly, SharedMemoryRef};
 
-pub use capbuf_client::{ClientError, RawReply, Sys, View};
+pub use capbuf_client::{dma, ClientError, RawReply, Sys, View};
 pub use capbuf_protocol::{AllocFlags, BufferId, Error, InfoReply, PoolInfoReply};
 
 /// The kernel side of the client library: one PPC channel to memsrv.
@@ -83,5 +90,105 @@ impl Memory for Capbuf {
 
     fn words_mut(&mut self, id: BufferId) -> Option<SharedMemoryRef<'_, [u64]>> {
         self.view(id).filter(|view| view.rights.can_write()).map(|view| shared(&view))
+    }
+}
+
+/// Cache maintenance for DMA on cached buffers (Linux's
+/// `dma_sync_single_for_device` / `_for_cpu`).
+///
+/// Needed only for buffers allocated without `UNCACHED` that a device which
+/// does not snoop the CPU's caches reads or writes; on an `UNCACHED` buffer
+/// both calls check the range, issue the barrier and touch no line. Both run
+/// user-mode AArch64 cache instructions by virtual address over the range's
+/// lines (the SDK's kernels are built with `KernelAArch64UserCacheEnable`),
+/// then `dsb sy`, so they need no capability and no call to memsrv. Ranges
+/// are checked against the attachment: [`ClientError::OutOfRange`] past its
+/// end, `NotAttached` for a buffer this client has not attached.
+///
+/// QEMU's TCG models no caches: in emulation DMA is coherent whether or not
+/// these are called, so only hardware shows a missing call.
+pub trait DmaSync {
+    /// Clean (`dc cvac`) the lines of `len` bytes at `offset`: what the CPU
+    /// wrote reaches memory. Call it after writing data a device will read,
+    /// before telling the device (writing its doorbell); and before giving the
+    /// device a range to write, so that no dirty line is later evicted over
+    /// what the device wrote.
+    fn sync_for_device(&self, id: BufferId, offset: u64, len: u64) -> Result<(), ClientError>;
+
+    /// Clean and invalidate (`dc civac`) the lines of `len` bytes at
+    /// `offset`: the CPU's next reads come from memory. Call it after the
+    /// device reports it wrote the range, before reading it (lines may have
+    /// been fetched speculatively during the transfer). `dc ivac`, invalidate
+    /// without clean, is not allowed at EL0; so do not write the range, nor
+    /// other bytes in its first and last lines, while the device owns it: a
+    /// dirty line would be written back over the device's data. Keep
+    /// device-written ranges cache-line aligned.
+    fn sync_for_cpu(&self, id: BufferId, offset: u64, len: u64) -> Result<(), ClientError>;
+}
+
+impl DmaSync for Capbuf {
+    fn sync_for_device(&self, id: BufferId, offset: u64, len: u64) -> Result<(), ClientError> {
+        let lines = self.cache_lines(id, offset, len, cache::line_size())?;
+        lines.for_each(cache::clean);
+        cache::barrier();
+        Ok(())
+    }
+
+    fn sync_for_cpu(&self, id: BufferId, offset: u64, len: u64) -> Result<(), ClientError> {
+        let lines = self.cache_lines(id, offset, len, cache::line_size())?;
+        lines.for_each(cache::clean_invalidate);
+        cache::barrier();
+        Ok(())
+    }
+}
+
+/// The AArch64 instructions. `cache_lines` only yields lines of an
+/// attachment memsrv mapped into this protection domain.
+#[cfg(target_arch = "aarch64")]
+mod cache {
+    use core::arch::asm;
+
+    /// Smallest data cache line of this CPU's caches, from `CTR_EL0.DminLine`
+    /// (readable at EL0: the kernel sets `SCTLR_EL1.UCT`).
+    pub fn line_size() -> u64 {
+        let ctr: u64;
+        // SAFETY: reads a system register; no memory access, no side effect.
+        unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+        4 << ((ctr >> 16) & 0xf)
+    }
+
+    /// `dc cvac`: clean the line at `address` to the point of coherency.
+    pub fn clean(address: u64) {
+        // SAFETY: cache maintenance by VA changes no memory contents; EL0 may
+        // run it (`SCTLR_EL1.UCI`) on an address it may read, which every
+        // line of a mapped attachment is.
+        unsafe { asm!("dc cvac, {}", in(reg) address, options(nostack, preserves_flags)) };
+    }
+
+    /// `dc civac`: clean and invalidate the line at `address`.
+    pub fn clean_invalidate(address: u64) {
+        // SAFETY: as for `clean`; the line's contents in memory are those the
+        // CPU last wrote or, if it wrote none since it was cleaned, the device's.
+        unsafe { asm!("dc civac, {}", in(reg) address, options(nostack, preserves_flags)) };
+    }
+
+    /// `dsb sy`: the maintenance is complete, for every observer, before
+    /// anything after it (the doorbell write, the reads of the data).
+    pub fn barrier() {
+        // SAFETY: a barrier; no memory access of its own.
+        unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+    }
+}
+
+/// Other architectures: no user-mode cache maintenance here, only the fence.
+#[cfg(not(target_arch = "aarch64"))]
+mod cache {
+    pub fn line_size() -> u64 {
+        64
+    }
+    pub fn clean(_address: u64) {}
+    pub fn clean_invalidate(_address: u64) {}
+    pub fn barrier() {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
     }
 }
