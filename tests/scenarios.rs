@@ -184,6 +184,73 @@ fn lowering_or_withdrawing_a_grant_revokes_the_attachment() {
     assert_pristine(&world);
 }
 
+/// The property tests' minimal case of the old bug, where an address the
+/// client still held was handed to its next attachment: a revoked mapping's
+/// run is a hole, never reused under the client, until it detaches the id.
+#[test]
+fn a_run_revoked_by_the_owner_is_not_reused_until_the_client_detaches() {
+    let world = world();
+    let (mut client, mut owner) = (client(&world, 0), client(&world, 2));
+    let first = owner.alloc(PAGE, 0, 0, 0).unwrap();
+    owner.grant(first, 10, Rights::ReadOnly).unwrap();
+    let old = client.attach(first, Rights::ReadOnly).unwrap();
+    let second = client.alloc(PAGE, 0, 0, 0).unwrap();
+    owner.ungrant(first, 10).unwrap();
+    assert_eq!(world.borrow().kernel().client_read(0, old.vaddr), Err(Fault { vaddr: old.vaddr, write: false }));
+    let third = client.alloc(PAGE, 0, 0, 0).unwrap();
+    let new = client.attach(third, Rights::ReadWrite).unwrap();
+    assert_ne!(new.vaddr, old.vaddr, "the next attach gets another address");
+    // Through the old address nothing is reached: not the old buffer, not the new one.
+    assert_eq!(
+        world.borrow_mut().kernel_mut().client_write(0, old.vaddr, 7),
+        Err(Fault { vaddr: old.vaddr, write: true })
+    );
+    assert_eq!(world.borrow().kernel().client_read(0, old.vaddr), Err(Fault { vaddr: old.vaddr, write: false }));
+    world.borrow_mut().kernel_mut().client_write(0, new.vaddr, 8).unwrap();
+    assert_eq!(world.borrow().usage(0).attachments, 2, "the attachment and the hole");
+    // DETACH says success and gives the run back: the client's next attach may use it.
+    assert_eq!(client.detach(first), Ok(()));
+    assert!(client.view(first).is_none());
+    assert_eq!(world.borrow().windows().hole(0, first), None);
+    assert_eq!(world.borrow().usage(0).attachments, 1);
+    let reused = client.attach(second, Rights::ReadWrite).unwrap();
+    assert_eq!(reused.vaddr, old.vaddr, "the run is free again, first fit");
+    assert_eq!(world.borrow().kernel().client_read(0, new.vaddr), Ok(8));
+    for id in [second, third] {
+        client.free(id).unwrap();
+    }
+    owner.free(first).unwrap();
+    assert_pristine(&world);
+}
+
+/// Holes count against the holder's attachment quota until it detaches
+/// them; a revocation the client asked for itself (its own FREE) leaves none.
+#[test]
+fn holes_count_against_the_attachment_quota_until_detached() {
+    let world = world_with(config(8 << 20, 4, 2));
+    let (mut owner, mut holder) = (client(&world, 0), client(&world, 1));
+    let shared: Vec<_> = (0..2).map(|_| owner.alloc(PAGE, 0, 0, 0).unwrap()).collect();
+    for &id in &shared {
+        owner.grant(id, 11, Rights::ReadWrite).unwrap();
+        holder.attach(id, Rights::ReadWrite).unwrap();
+    }
+    owner.attach(shared[0], Rights::ReadWrite).unwrap();
+    owner.free(shared[0]).unwrap();
+    owner.grant(shared[1], 11, Rights::ReadOnly).unwrap();
+    assert_eq!(world.borrow().windows().holes(1).len(), 2);
+    assert_eq!((world.borrow().usage(0).attachments, world.borrow().windows().used_slots(0)), (0, 0), "no hole");
+    let mine = holder.alloc(PAGE, 0, 0, 0).unwrap();
+    assert_eq!(holder.attach(mine, Rights::ReadWrite), Err(ClientError::Server(Error::QuotaAttachments)));
+    assert_eq!(holder.detach(shared[0]), Ok(()));
+    holder.attach(mine, Rights::ReadWrite).unwrap();
+    assert_eq!(holder.detach(shared[1]), Ok(()));
+    holder.attach(shared[1], Rights::ReadOnly).unwrap();
+    holder.free(mine).unwrap();
+    holder.detach(shared[1]).unwrap();
+    owner.free(shared[1]).unwrap();
+    assert_pristine(&world);
+}
+
 #[test]
 fn a_sixteen_mebibyte_buffer_attaches_in_one_call_with_eight_frames() {
     let mut config = config(64 << 20, 4, 4);
