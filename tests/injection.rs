@@ -182,13 +182,16 @@ impl System {
     /// revocations) left, whether the library has a view of it or not (an
     /// attach whose undo the kernel refused was kept without one), and tidy
     /// the libraries' other views of freed buffers.
-    fn free_everything(&mut self) {
+    /// Returns how many holes there were once every buffer was freed.
+    fn free_everything(&mut self) -> u64 {
         for (id, owner) in std::mem::take(&mut self.buffers) {
             self.clients[owner].free(id).unwrap();
         }
+        let mut holes = 0;
         for (c, client) in self.clients.iter_mut().enumerate() {
             for &(id, _) in &self.issued {
                 if self.world.borrow().windows().hole(c, id).is_some() {
+                    holes += 1;
                     assert_eq!(client.detach(id), Ok(()), "client {c} detaches its hole for {id}");
                 } else if client.view(id).is_some() {
                     assert!(client.detach(id).is_err(), "the buffer was freed");
@@ -196,6 +199,7 @@ impl System {
             }
             assert!(self.world.borrow().windows().holes(c).is_empty(), "client {c}: holes left");
         }
+        holes
     }
 }
 
@@ -301,9 +305,24 @@ struct Tally {
     lost: Lost,
     lost_requests: u64,
     kept_attachments: u64,
+    /// Holes revocations left, holes DETACH gave back during the sequences,
+    /// and holes detached at the end.
+    holes: (u64, u64, u64),
+}
+
+/// Holes all clients have.
+fn hole_count(world: &World) -> u64 {
+    (0..3).map(|c| world.borrow().windows().holes(c).len() as u64).sum()
 }
 
 impl Tally {
+    /// A request left `after` holes where there were `before`: no request
+    /// both makes and gives back holes.
+    fn count_holes(&mut self, before: u64, after: u64) {
+        self.holes.0 += after.saturating_sub(before);
+        self.holes.1 += before.saturating_sub(after);
+    }
+
     fn total(&self) -> u64 {
         self.injected.values().sum()
     }
@@ -322,6 +341,11 @@ impl Tally {
         for (request, invocations) in by_request {
             eprintln!("  {request}: {}", invocations.join(", "));
         }
+        let (made, detached, at_end) = self.holes;
+        eprintln!(
+            "  holes left by revocations during the sequences: {made}, DETACH gave back {detached} of them; \
+             detached after the final frees: {at_end}"
+        );
         if self.kept_attachments > 0 {
             eprintln!("  attaches whose undo failed too, kept attached: {}", self.kept_attachments);
         }
@@ -351,9 +375,11 @@ fn run_single(
         if let Some((nth, code)) = fault {
             system.world.borrow_mut().kernel_mut().fail_invocation(nth, KernelError(code));
         }
+        let holes_before = hole_count(&system.world);
         let result = system.perform(request);
         system.world.borrow_mut().kernel_mut().clear_failures();
         tally.requests += 1;
+        tally.count_holes(holes_before, hole_count(&system.world));
         check_invariants(&system.world)?;
         prop_assert_eq!(system.world.borrow().lost(), Lost::default(), "one failure at a time loses nothing");
         let injected = system.world.borrow().kernel().injected()[injected_before..].to_vec();
@@ -371,7 +397,9 @@ fn run_single(
             _ => prop_assert_eq!(&before, &after, "{:?} refused by the kernel changed memsrv's books", request),
         }
         // The next request is served: the same one again succeeds.
+        let holes_before = hole_count(&system.world);
         let retry = system.perform(request);
+        tally.count_holes(holes_before, hole_count(&system.world));
         prop_assert_eq!(retry, Ok(()), "{:?} sent again after {:?}", request, named);
         check_invariants(&system.world)?;
     }
@@ -388,7 +416,7 @@ fn single_kernel_failures_are_undone_and_leak_nothing() {
         tally.cases += 1;
         let mut system = System::new();
         run_single(&mut system, &steps, &mut tally)?;
-        system.free_everything();
+        tally.holes.2 += system.free_everything();
         check_invariants(&system.world)?;
         assert_pristine(&system.world);
         Ok(())
@@ -414,7 +442,7 @@ fn single_kernel_failures_with_a_small_table() {
         small.table_bits = 7;
         let mut system = System::with(small);
         run_single(&mut system, &steps, &mut tally)?;
-        system.free_everything();
+        tally.holes.2 += system.free_everything();
         check_invariants(&system.world)?;
         assert_pristine(&system.world);
         Ok(())
@@ -444,9 +472,11 @@ fn double_kernel_failures_count_what_is_lost_and_memsrv_goes_on() {
                 world.kernel_mut().fail_invocation(nth, KernelError(code));
                 world.kernel_mut().fail_invocation(nth + gap, KernelError(code));
             }
+            let holes_before = hole_count(&system.world);
             let result = system.perform(request);
             system.world.borrow_mut().kernel_mut().clear_failures();
             tally.requests += 1;
+            tally.count_holes(holes_before, hole_count(&system.world));
             check_invariants(&system.world)?;
             let injected = system.world.borrow().kernel().injected()[injected_before..].to_vec();
             for failure in &injected {
@@ -464,7 +494,9 @@ fn double_kernel_failures_count_what_is_lost_and_memsrv_goes_on() {
             // The same request again is served (though the client may have
             // lost a reserve block, or be attached already).
             if !injected.is_empty() {
+                let holes_before = hole_count(&system.world);
                 let retry = system.perform(request);
+                tally.count_holes(holes_before, hole_count(&system.world));
                 prop_assert!(!matches!(retry, Err(Failure::Kernel(_))), "{:?} sent again: {:?}", request, retry);
                 check_invariants(&system.world)?;
             }
@@ -481,7 +513,7 @@ fn double_kernel_failures_count_what_is_lost_and_memsrv_goes_on() {
                 prop_assert_eq!(info.lost, system.world.borrow().lost_bytes(pool as usize).unwrap());
             }
         }
-        system.free_everything();
+        tally.holes.2 += system.free_everything();
         system.world.borrow_mut().reclaim().unwrap();
         check_invariants(&system.world)?;
         // Everything is back but what was lost: a lost block holds at most
