@@ -221,7 +221,14 @@ static inline uint64_t capbuf_info(capbuf_t *cb, capbuf_id_t id, capbuf_info_t *
     return err;
 }
 
-/* DETACH: memsrv unmaps buffer `id` from this PD. */
+/* DETACH: memsrv unmaps buffer `id` from this PD and gives its window slots
+ * back; the view's address is not to be used again. If the owner freed the
+ * buffer, or lowered or withdrew this PD's grant, the mapping went then (an
+ * access faults) but memsrv kept the window slots, so that the old address
+ * never reaches this PD's next attachment: DETACH gives them back and returns
+ * CAPBUF_OK. Call it for every buffer you attached. With nothing of `id` left
+ * for this PD it returns NOT_ATTACHED, STALE_BUFFER or UNKNOWN_BUFFER, as
+ * other ops on the id do. */
 static inline uint64_t capbuf_detach(capbuf_t *cb, capbuf_id_t id)
 {
     uint64_t q[CAPBUF_DETACH_REQUEST_WORDS];

@@ -6,6 +6,8 @@
 //! clients that had a right to the buffer when it was freed (the owner's
 //! double free, a grantee's old id); `NOT_OWNER` and `NOT_ATTACHED` only for
 //! clients that may know the buffer. `NOT_GRANTED` is never sent any more.
+//! A hole (the window run of an attachment the owner revoked) is seen only by
+//! its own client's DETACH of that very id, which succeeds.
 
 mod common;
 
@@ -95,6 +97,9 @@ fn ids_rights_and_ownership() {
     ok(&w, 0, Op::Free, &[raw]);
     assert_eq!(refused(&w, 0, Op::Free as u64, &[raw], 0), Error::StaleBuffer, "double free");
     assert_eq!(refused(&w, 1, attach, &[raw, RO], 0), Error::StaleBuffer);
+    // The grantee was attached: the FREE left a hole in its window, which its
+    // DETACH gives back, once.
+    ok(&w, 1, Op::Detach, &[raw]);
     assert_eq!(refused(&w, 1, Op::Detach as u64, &[raw], 0), Error::StaleBuffer);
     ok(&w, 0, Op::Free, &[read_only.raw()]);
     assert_pristine(&w);
@@ -142,9 +147,19 @@ fn no_id_oracle() {
         assert_eq!(refused(&w, grantee, op as u64, &words, 0), Error::UnknownBuffer, "{op:?} on {withdrawn}");
         assert_eq!(refused(&w, owner, op as u64, &words, 0), Error::StaleBuffer, "{op:?} on {withdrawn}");
     }
-    // Those who had a right to the freed buffer are told it is stale.
+    // Those who had a right to the freed buffer are told it is stale. The
+    // grantee was attached to it, so the FREE left a hole in its window: only
+    // its own DETACH of that id finds it (and gives it back); every other op
+    // answers as it would without one.
+    assert!(w.borrow().windows().hole(grantee as usize, freed).is_some());
     for (op, words) in ops(freed) {
         assert_eq!(refused(&w, owner, op as u64, &words, 0), Error::StaleBuffer, "{op:?}: the owner's double free");
+        if op != Op::Detach {
+            assert_eq!(refused(&w, grantee, op as u64, &words, 0), Error::StaleBuffer, "{op:?}: a grantee's old id");
+        }
+    }
+    ok(&w, grantee, Op::Detach, &[freed.raw()]);
+    for (op, words) in ops(freed) {
         assert_eq!(refused(&w, grantee, op as u64, &words, 0), Error::StaleBuffer, "{op:?}: a grantee's old id");
     }
     // Ids that never existed are unknown to everyone.

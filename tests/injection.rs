@@ -4,8 +4,9 @@
 //!
 //! One failure at a time: the request is refused with a KERNEL error naming
 //! the invocation and the seL4 error; memsrv's books (buffers, grants,
-//! attachments, usage, free bytes, reserve blocks in use, window runs) are as
-//! before the request (a FREE may have revoked attachments, and no more);
+//! attachments, usage, free bytes, reserve blocks in use, window runs, holes)
+//! are as before the request (a FREE may have revoked attachments, leaving
+//! holes, and no more);
 //! after every step pool bytes, table slots, untyped blocks, registry
 //! entries, reserve blocks, window runs and quotas are conserved and nothing
 //! is lost; the same request, sent again, is served. At the end everything
@@ -84,12 +85,13 @@ fn fault() -> impl Strategy<Value = (u64, u64)> {
     (prop_oneof![4 => 1u64..4, 3 => 1u64..30, 1 => 1u64..600], 1u64..=10)
 }
 
-/// The three clients, the live buffers with their owners, every id issued.
+/// The three clients, the live buffers with their owners, every id issued
+/// with its owner.
 struct System {
     world: World,
     clients: [capbuf_client::Client<Port>; 3],
     buffers: Vec<(BufferId, usize)>,
-    issued: Vec<BufferId>,
+    issued: Vec<(BufferId, usize)>,
 }
 
 impl System {
@@ -107,11 +109,24 @@ impl System {
         (!self.buffers.is_empty()).then(|| self.buffers[index % self.buffers.len()])
     }
 
+    /// The buffers a DETACH may name: the live ones, and freed ones a client
+    /// still has a hole for (its attachment went with the FREE; its DETACH
+    /// gives the window run back).
+    fn detachable(&self) -> Vec<(BufferId, usize)> {
+        let server = self.world.borrow();
+        let holed = |id: BufferId| (0..3).any(|c| server.windows().hole(c, id).is_some());
+        let freed = self.issued.iter().filter(|(id, _)| server.registry().get(*id).is_err() && holed(*id));
+        self.buffers.iter().chain(freed).copied().collect()
+    }
+
     /// The buffer `request` is about, if any.
     fn target(&self, request: Request) -> Option<BufferId> {
         match request {
+            Request::Detach { buffer, .. } => {
+                let ids = self.detachable();
+                (!ids.is_empty()).then(|| ids[buffer % ids.len()].0)
+            }
             Request::Attach { buffer, .. }
-            | Request::Detach { buffer, .. }
             | Request::Grant { buffer, .. }
             | Request::Ungrant { buffer, .. }
             | Request::Free { buffer, .. } => self.pick(buffer).map(|(id, _)| id),
@@ -131,13 +146,13 @@ impl System {
             Request::Alloc { client, pages, pool, align_bits } => {
                 let id = self.clients[client].alloc(pages << PAGE_BITS, align_bits, pool, 0).map_err(refused)?;
                 self.buffers.push((id, client));
-                self.issued.push(id);
+                self.issued.push((id, client));
                 Ok(())
             }
             Request::Reclaim => self.world.borrow_mut().reclaim(),
             _ => {
                 let Some(id) = self.target(request) else { return Ok(()) };
-                let owner = self.buffers.iter().find(|(b, _)| *b == id).map_or(0, |(_, owner)| *owner);
+                let owner = self.issued.iter().find(|(b, _)| *b == id).map_or(0, |(_, owner)| *owner);
                 let who = |offset: usize| (owner + offset) % 3;
                 let id_of = |offset: usize| 10 + who(offset) as u64;
                 let result = match request {
@@ -163,25 +178,35 @@ impl System {
         }
     }
 
-    /// Free every buffer, tidy the libraries' views of freed buffers and
-    /// detach what memsrv kept attached without the library knowing.
-    fn free_everything(&mut self) {
+    /// Free every buffer, then detach every hole the frees (and earlier
+    /// revocations) left, whether the library has a view of it or not (an
+    /// attach whose undo the kernel refused was kept without one), and tidy
+    /// the libraries' other views of freed buffers.
+    /// Returns how many holes there were once every buffer was freed.
+    fn free_everything(&mut self) -> u64 {
         for (id, owner) in std::mem::take(&mut self.buffers) {
             self.clients[owner].free(id).unwrap();
         }
-        for client in &mut self.clients {
-            for &id in &self.issued {
-                if client.view(id).is_some() {
+        let mut holes = 0;
+        for (c, client) in self.clients.iter_mut().enumerate() {
+            for &(id, _) in &self.issued {
+                if self.world.borrow().windows().hole(c, id).is_some() {
+                    holes += 1;
+                    assert_eq!(client.detach(id), Ok(()), "client {c} detaches its hole for {id}");
+                } else if client.view(id).is_some() {
                     assert!(client.detach(id).is_err(), "the buffer was freed");
                 }
             }
+            assert!(self.world.borrow().windows().holes(c).is_empty(), "client {c}: holes left");
         }
+        holes
     }
 }
 
 /// memsrv's books, as a client could learn them: every buffer with its
 /// owner, place, grants, attachments (rights and window run) and whether it
-/// is being freed; usage; free bytes; reserve blocks in use; window slots; lost.
+/// is being freed; usage; free bytes; reserve blocks in use; window slots;
+/// each client's holes (buffer id, first slot, slots; sorted); lost.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Books {
     buffers: BTreeMap<BufferId, BufferBooks>,
@@ -189,6 +214,7 @@ struct Books {
     free: Vec<u64>,
     reserves_in_use: Vec<usize>,
     window_slots: Vec<u32>,
+    holes: Vec<Vec<(BufferId, u32, u32)>>,
     lost: Lost,
 }
 
@@ -224,24 +250,47 @@ fn books(world: &World) -> Books {
         free: (0..POOLS.len()).map(|p| server.free_bytes(p).unwrap()).collect(),
         reserves_in_use: server.reserves().iter().filter(|(_, r)| r.in_use).map(|(i, _)| i).collect(),
         window_slots: (0..3).map(|c| server.windows().used_slots(c)).collect(),
+        holes: (0..3)
+            .map(|c| {
+                let mut holes: Vec<_> =
+                    server.windows().holes(c).iter().map(|h| (h.id, h.run.first, h.run.slots)).collect();
+                holes.sort();
+                holes
+            })
+            .collect(),
         lost: server.lost(),
     }
 }
 
 /// A FREE the kernel interrupted may have revoked attachments of its buffer,
-/// and started on its memory; nothing else may differ.
+/// and started on its memory; nothing else may differ. Each attachment it
+/// revoked left its holder a hole with the same run (counted in the holder's
+/// attachments and window as before), but the owner's own, whose run and
+/// quota came back.
 fn after_interrupted_free(before: &Books, after: &Books, id: BufferId) -> Result<(), TestCaseError> {
     let (was, is) = (&before.buffers[&id], after.buffers.get(&id).expect("the buffer is still there"));
     prop_assert_eq!((was.owner, was.pool, was.data, was.grants), (is.owner, is.pool, is.data, is.grants));
-    for (old, new) in was.attachments.iter().zip(is.attachments) {
+    let mut holes = before.holes.clone();
+    let mut usage = before.usage.clone();
+    let mut window_slots = before.window_slots.clone();
+    for (holder, (old, new)) in was.attachments.iter().zip(is.attachments).enumerate() {
         prop_assert!(new.is_none() || new == *old, "an attachment changed");
+        let Some((_, run)) = old.filter(|_| new.is_none()) else { continue };
+        if holder == was.owner {
+            usage[holder].attachments -= 1;
+            window_slots[holder] -= run.slots;
+        } else {
+            holes[holder].push((id, run.first, run.slots));
+            holes[holder].sort();
+        }
     }
+    prop_assert_eq!(&holes, &after.holes, "holes: the revoked attachments of others");
+    prop_assert_eq!(&usage, &after.usage);
+    prop_assert_eq!(&window_slots, &after.window_slots);
     let others = |books: &Books| {
         books.buffers.iter().filter(|(b, _)| **b != id).map(|(b, v)| (*b, v.clone())).collect::<Vec<_>>()
     };
     prop_assert_eq!(others(before), others(after));
-    let owned = |books: &Books| books.usage.iter().map(|u| (u.bytes, u.buffers)).collect::<Vec<_>>();
-    prop_assert_eq!(owned(before), owned(after));
     prop_assert_eq!(&before.free, &after.free);
     prop_assert_eq!(before.lost, after.lost);
     Ok(())
@@ -256,9 +305,24 @@ struct Tally {
     lost: Lost,
     lost_requests: u64,
     kept_attachments: u64,
+    /// Holes revocations left, holes DETACH gave back during the sequences,
+    /// and holes detached at the end.
+    holes: (u64, u64, u64),
+}
+
+/// Holes all clients have.
+fn hole_count(world: &World) -> u64 {
+    (0..3).map(|c| world.borrow().windows().holes(c).len() as u64).sum()
 }
 
 impl Tally {
+    /// A request left `after` holes where there were `before`: no request
+    /// both makes and gives back holes.
+    fn count_holes(&mut self, before: u64, after: u64) {
+        self.holes.0 += after.saturating_sub(before);
+        self.holes.1 += before.saturating_sub(after);
+    }
+
     fn total(&self) -> u64 {
         self.injected.values().sum()
     }
@@ -277,6 +341,11 @@ impl Tally {
         for (request, invocations) in by_request {
             eprintln!("  {request}: {}", invocations.join(", "));
         }
+        let (made, detached, at_end) = self.holes;
+        eprintln!(
+            "  holes left by revocations during the sequences: {made}, DETACH gave back {detached} of them; \
+             detached after the final frees: {at_end}"
+        );
         if self.kept_attachments > 0 {
             eprintln!("  attaches whose undo failed too, kept attached: {}", self.kept_attachments);
         }
@@ -306,9 +375,11 @@ fn run_single(
         if let Some((nth, code)) = fault {
             system.world.borrow_mut().kernel_mut().fail_invocation(nth, KernelError(code));
         }
+        let holes_before = hole_count(&system.world);
         let result = system.perform(request);
         system.world.borrow_mut().kernel_mut().clear_failures();
         tally.requests += 1;
+        tally.count_holes(holes_before, hole_count(&system.world));
         check_invariants(&system.world)?;
         prop_assert_eq!(system.world.borrow().lost(), Lost::default(), "one failure at a time loses nothing");
         let injected = system.world.borrow().kernel().injected()[injected_before..].to_vec();
@@ -326,7 +397,9 @@ fn run_single(
             _ => prop_assert_eq!(&before, &after, "{:?} refused by the kernel changed memsrv's books", request),
         }
         // The next request is served: the same one again succeeds.
+        let holes_before = hole_count(&system.world);
         let retry = system.perform(request);
+        tally.count_holes(holes_before, hole_count(&system.world));
         prop_assert_eq!(retry, Ok(()), "{:?} sent again after {:?}", request, named);
         check_invariants(&system.world)?;
     }
@@ -343,7 +416,7 @@ fn single_kernel_failures_are_undone_and_leak_nothing() {
         tally.cases += 1;
         let mut system = System::new();
         run_single(&mut system, &steps, &mut tally)?;
-        system.free_everything();
+        tally.holes.2 += system.free_everything();
         check_invariants(&system.world)?;
         assert_pristine(&system.world);
         Ok(())
@@ -369,7 +442,7 @@ fn single_kernel_failures_with_a_small_table() {
         small.table_bits = 7;
         let mut system = System::with(small);
         run_single(&mut system, &steps, &mut tally)?;
-        system.free_everything();
+        tally.holes.2 += system.free_everything();
         check_invariants(&system.world)?;
         assert_pristine(&system.world);
         Ok(())
@@ -399,9 +472,11 @@ fn double_kernel_failures_count_what_is_lost_and_memsrv_goes_on() {
                 world.kernel_mut().fail_invocation(nth, KernelError(code));
                 world.kernel_mut().fail_invocation(nth + gap, KernelError(code));
             }
+            let holes_before = hole_count(&system.world);
             let result = system.perform(request);
             system.world.borrow_mut().kernel_mut().clear_failures();
             tally.requests += 1;
+            tally.count_holes(holes_before, hole_count(&system.world));
             check_invariants(&system.world)?;
             let injected = system.world.borrow().kernel().injected()[injected_before..].to_vec();
             for failure in &injected {
@@ -419,7 +494,9 @@ fn double_kernel_failures_count_what_is_lost_and_memsrv_goes_on() {
             // The same request again is served (though the client may have
             // lost a reserve block, or be attached already).
             if !injected.is_empty() {
+                let holes_before = hole_count(&system.world);
                 let retry = system.perform(request);
+                tally.count_holes(holes_before, hole_count(&system.world));
                 prop_assert!(!matches!(retry, Err(Failure::Kernel(_))), "{:?} sent again: {:?}", request, retry);
                 check_invariants(&system.world)?;
             }
@@ -436,7 +513,7 @@ fn double_kernel_failures_count_what_is_lost_and_memsrv_goes_on() {
                 prop_assert_eq!(info.lost, system.world.borrow().lost_bytes(pool as usize).unwrap());
             }
         }
-        system.free_everything();
+        tally.holes.2 += system.free_everything();
         system.world.borrow_mut().reclaim().unwrap();
         check_invariants(&system.world)?;
         // Everything is back but what was lost: a lost block holds at most

@@ -2,10 +2,14 @@
 //! library and server state machine, against the seL4 model. After every
 //! step the invariants of [`common::invariants::check_invariants`] hold: no
 //! two frames overlap, pool bytes and table slots are conserved, usage
-//! matches the registry and stays within quota, and no client holds a
-//! capability or a mapping to memory it is not attached to with at least
-//! those rights.
-//! At the end everything is freed and the system must be exactly as it started.
+//! matches the registry and the holes and stays within quota, and no client
+//! holds a capability or a mapping to memory it is not attached to with at
+//! least those rights. Every view a client library holds is at the address
+//! of that client's attachment to the buffer, or of its hole for the id (the
+//! run of an attachment someone else revoked): an access through it reaches
+//! that buffer or faults, never another buffer, until the client detaches.
+//! At the end everything is freed, every hole detached, and the system must
+//! be exactly as it started.
 
 mod common;
 
@@ -110,6 +114,32 @@ fn knows(world: &World, client: usize, id: BufferId) -> bool {
     world.borrow().registry().get(id).is_ok_and(|b| b.owner == client || b.grants[client].is_some())
 }
 
+/// Every view `clients` hold is where memsrv keeps the buffer for that
+/// client: its attachment's run, or its hole's if someone else revoked it.
+fn check_views(
+    world: &World,
+    clients: &[capbuf_client::Client<Port>; 3],
+    issued: impl Iterator<Item = BufferId> + Clone,
+) -> Result<(), TestCaseError> {
+    let server = world.borrow();
+    for (c, library) in clients.iter().enumerate() {
+        for (id, _) in server.registry().iter().filter(|(_, b)| b.attachments[c].is_some()) {
+            prop_assert!(library.view(id).is_some(), "client {}: attached to {} without a view", c, id);
+        }
+        for hole in server.windows().holes(c) {
+            let view = library.view(hole.id);
+            prop_assert_eq!(view.map(|v| v.vaddr), Some(hole.run.vaddr()), "client {}: hole for {}", c, hole.id);
+        }
+        for id in issued.clone() {
+            let Some(view) = library.view(id) else { continue };
+            let attached = server.registry().get(id).ok().and_then(|b| b.attachments[c]).map(|a| a.window);
+            let run = attached.or(server.windows().hole(c, id));
+            prop_assert_eq!(run.map(|run| run.vaddr()), Some(view.vaddr), "client {}: view of {}", c, id);
+        }
+    }
+    Ok(())
+}
+
 /// What memsrv must tell `client` about the freed `id`: stale if the client
 /// had a right to it when it was freed (and, as memsrv remembers the last 32
 /// such generations of each slot per client, it is among them), else unknown.
@@ -145,11 +175,29 @@ proptest! {
                     if let Ok(id) = clients[client].alloc(pages << PAGE_BITS, 0, pool, flags) {
                         buffers.push((id, client));
                         // A fresh buffer is zero, whatever the memory held before.
-                        let view = clients[client].attach(id, Rights::ReadOnly).unwrap();
-                        for page in 0..pages {
-                            prop_assert_eq!(world.borrow().kernel().client_read(client, view.vaddr + (page << PAGE_BITS)), Ok(0));
+                        let start = {
+                            let server = world.borrow();
+                            server.physical_address(server.registry().get(id).unwrap())
+                        };
+                        let end = start + (pages << PAGE_BITS);
+                        prop_assert_eq!(world.borrow().kernel().dirty_pages(start, end), 0);
+                        // And so it reads, unless holes fill the client's
+                        // attachment quota (they count until it detaches them).
+                        match clients[client].attach(id, Rights::ReadOnly) {
+                            Ok(view) => {
+                                for page in 0..pages {
+                                    let vaddr = view.vaddr + (page << PAGE_BITS);
+                                    prop_assert_eq!(world.borrow().kernel().client_read(client, vaddr), Ok(0));
+                                }
+                                clients[client].detach(id).unwrap();
+                            }
+                            Err(refused) => {
+                                prop_assert_eq!(refused, ClientError::Server(Error::QuotaAttachments));
+                                let server = world.borrow();
+                                let quota = server.config().clients[client].unwrap().quota_attachments;
+                                prop_assert_eq!(server.usage(client).attachments, quota);
+                            }
                         }
-                        clients[client].detach(id).unwrap();
                     }
                 }
                 Step::Attach { client, buffer, write } => if let Some((id, _)) = pick(buffer) {
@@ -182,7 +230,12 @@ proptest! {
                     let _ = clients[client].ungrant(id, 10 + grantee as u64);
                 },
                 Step::Detach { client, buffer } => if let Some((id, _)) = pick(buffer) {
-                    let _ = clients[client].detach(id);
+                    let hole = world.borrow().windows().hole(client, id);
+                    let result = clients[client].detach(id);
+                    if hole.is_some() {
+                        prop_assert_eq!(result, Ok(()), "detaching a hole");
+                        prop_assert_eq!(world.borrow().windows().hole(client, id), None);
+                    }
                 },
                 Step::Free { client, buffer } => if let Some((id, owner)) = pick(buffer) {
                     let known = [0, 1, 2].map(|c| knows(&world, c, id));
@@ -204,7 +257,14 @@ proptest! {
                         let live = world.borrow().registry().get(id).ok().and_then(|b| b.attachments[client]);
                         match live {
                             Some(a) => prop_assert_eq!(result.is_ok(), a.rights.can_write()),
-                            None => prop_assert!(result.is_err(), "wrote through a revoked mapping"),
+                            None => {
+                                prop_assert!(result.is_err(), "wrote through a revoked mapping");
+                                let read = world.borrow().kernel().client_read(client, vaddr);
+                                prop_assert!(read.is_err(), "read through a revoked mapping");
+                                // It faults until the client detaches: the run is its hole.
+                                let hole = world.borrow().windows().hole(client, id);
+                                prop_assert!(hole.is_some(), "a revoked view without a hole");
+                            }
                         }
                     }
                 },
@@ -214,6 +274,13 @@ proptest! {
                         let expected = ClientError::Server(freed_error(&freed, client, id));
                         prop_assert_eq!(clients[client].info(id).err(), Some(expected));
                         prop_assert_eq!(clients[client].free(id).err(), Some(expected));
+                        // A client attached when the buffer was freed detaches
+                        // its hole; otherwise DETACH is answered like the rest.
+                        if world.borrow().windows().hole(client, id).is_some() {
+                            prop_assert_eq!(clients[client].detach(id), Ok(()));
+                            prop_assert!(clients[client].view(id).is_none());
+                        }
+                        prop_assert_eq!(clients[client].detach(id).err(), Some(expected));
                     }
                     let never = BufferId::new(which as u32 % 256, 1 << 30);
                     prop_assert_eq!(clients[client].info(never), Err(ClientError::Server(Error::UnknownBuffer)));
@@ -244,16 +311,25 @@ proptest! {
                 }
             }
             check_invariants(&world)?;
+            check_views(&world, &clients, buffers.iter().map(|b| b.0).chain(freed.iter().map(|f| f.0)))?;
         }
         for (id, owner) in buffers {
+            let known = [0, 1, 2].map(|c| knows(&world, c, id));
             clients[owner].free(id).unwrap();
+            freed.push((id, known));
         }
+        check_invariants(&world)?;
+        check_views(&world, &clients, freed.iter().map(|f| f.0))?;
+        // Every view left is a hole: DETACH gives it back, and then the id
+        // is answered as any freed one.
         for (c, client) in clients.iter_mut().enumerate() {
             for &(id, _) in freed.iter() {
                 if client.view(id).is_some() {
-                    prop_assert_eq!(client.detach(id), Err(ClientError::Server(freed_error(&freed, c, id))), "client {}", c);
+                    prop_assert_eq!(client.detach(id), Ok(()), "client {}", c);
                     prop_assert!(client.view(id).is_none(), "the library tidied its view");
                 }
+                let expected = ClientError::Server(freed_error(&freed, c, id));
+                prop_assert_eq!(client.detach(id), Err(expected), "client {}", c);
             }
         }
         assert_pristine(&world);

@@ -5,7 +5,7 @@ mod common;
 
 use capbuf_client::ClientError;
 use capbuf_model::Fault;
-use capbuf_protocol::{AllocFlags, Error, Rights, PADDR_HIDDEN};
+use capbuf_protocol::{AllocFlags, Error, Op, Rights, PADDR_HIDDEN};
 use common::*;
 
 const PAGE: u64 = 4096;
@@ -80,9 +80,15 @@ fn a_buffer_freed_under_a_client_is_gone_not_stale() {
     assert!(kernel.kernel().client_mappings(1).is_empty());
     assert!(kernel.kernel().client_reachable_frames(1).is_empty(), "no capability to the reused memory either");
     assert!(kernel.kernel().client_read(1, view.vaddr).is_err());
+    // The victim's window run stays taken (its old address keeps faulting)
+    // until it detaches the id, which gives the run back.
+    assert_eq!(kernel.windows().hole(1, id).map(|run| run.vaddr()), Some(view.vaddr));
+    assert_eq!(kernel.usage(1).attachments, 1, "the hole counts until DETACH");
     drop(kernel);
-    assert_eq!(victim.detach(id), Err(ClientError::Server(Error::StaleBuffer)));
-    assert!(victim.view(id).is_none(), "the library released its slots anyway");
+    assert_eq!(victim.detach(id), Ok(()));
+    assert!(victim.view(id).is_none());
+    assert_eq!((world.borrow().windows().used_slots(1), world.borrow().usage(1).attachments), (0, 0));
+    assert_eq!(victim.detach(id), Err(ClientError::Server(Error::StaleBuffer)), "once");
     // The next buffer reuses the memory, zeroed.
     let again = owner.alloc(3 << 20, 0, 0, 0).unwrap();
     let view = owner.attach(again, Rights::ReadWrite).unwrap();
@@ -136,6 +142,8 @@ fn uncached_and_read_only_flags_hold_for_everyone() {
         assert!(mappings.iter().all(|m| !m.cached && m.rights == Rights::ReadOnly), "uncached, read-only for {c}");
     }
     owner.free(id).unwrap();
+    assert!(world.borrow().kernel().client_mappings(1).is_empty());
+    other.detach(id).unwrap();
     assert_pristine(&world);
 }
 
@@ -149,15 +157,21 @@ fn lowering_or_withdrawing_a_grant_revokes_the_attachment() {
     world.borrow_mut().kernel_mut().client_write(1, view.vaddr, 1).unwrap();
     owner.grant(id, 11, Rights::ReadOnly).unwrap();
     assert!(world.borrow().kernel().client_read(1, view.vaddr).is_err(), "write access gone at once");
-    assert_eq!(other.detach(id), Err(ClientError::Server(Error::NotAttached)));
+    // The revoked mapping left a hole: the id names it until the client
+    // detaches, so a new attach must wait for that.
+    let raw_attach = |world: &World| world.borrow_mut().handle(1, Op::Attach as u64, &[id.raw(), 1], 0).result;
+    assert_eq!(raw_attach(&world), Err(Error::AlreadyAttached));
+    assert_eq!(other.detach(id), Ok(()), "the hole given back");
+    assert_eq!(other.detach(id), Err(ClientError::Server(Error::NotAttached)), "as before, without a hole");
     let view = other.attach(id, Rights::ReadOnly).unwrap();
     assert_eq!(world.borrow().kernel().client_read(1, view.vaddr), Ok(1));
     owner.ungrant(id, 11).unwrap();
     assert!(world.borrow().kernel().client_read(1, view.vaddr).is_err());
-    // Without its grant the client has no right to the buffer: it is told
-    // nothing about it, and the library still tidies its view.
-    assert_eq!(other.detach(id), Err(ClientError::Server(Error::UnknownBuffer)), "tidies the library's view");
+    // Without its grant the client has no right to the buffer, but the hole
+    // is its own: DETACH gives it back. Then it is told nothing about the id.
+    assert_eq!(other.detach(id), Ok(()));
     assert!(other.view(id).is_none());
+    assert_eq!(other.detach(id), Err(ClientError::Server(Error::UnknownBuffer)), "no right, no hole");
     assert_eq!(other.attach(id, Rights::ReadOnly), Err(ClientError::Server(Error::UnknownBuffer)));
     assert_eq!(owner.ungrant(id, 11), Err(ClientError::Server(Error::NotGrantee)));
     owner.free(id).unwrap();
@@ -167,6 +181,73 @@ fn lowering_or_withdrawing_a_grant_revokes_the_attachment() {
         "no right when it was freed, so not told that it was"
     );
     assert_eq!(owner.free(id), Err(ClientError::Server(Error::StaleBuffer)), "the owner's double free");
+    assert_pristine(&world);
+}
+
+/// The property tests' minimal case of the old bug, where an address the
+/// client still held was handed to its next attachment: a revoked mapping's
+/// run is a hole, never reused under the client, until it detaches the id.
+#[test]
+fn a_run_revoked_by_the_owner_is_not_reused_until_the_client_detaches() {
+    let world = world();
+    let (mut client, mut owner) = (client(&world, 0), client(&world, 2));
+    let first = owner.alloc(PAGE, 0, 0, 0).unwrap();
+    owner.grant(first, 10, Rights::ReadOnly).unwrap();
+    let old = client.attach(first, Rights::ReadOnly).unwrap();
+    let second = client.alloc(PAGE, 0, 0, 0).unwrap();
+    owner.ungrant(first, 10).unwrap();
+    assert_eq!(world.borrow().kernel().client_read(0, old.vaddr), Err(Fault { vaddr: old.vaddr, write: false }));
+    let third = client.alloc(PAGE, 0, 0, 0).unwrap();
+    let new = client.attach(third, Rights::ReadWrite).unwrap();
+    assert_ne!(new.vaddr, old.vaddr, "the next attach gets another address");
+    // Through the old address nothing is reached: not the old buffer, not the new one.
+    assert_eq!(
+        world.borrow_mut().kernel_mut().client_write(0, old.vaddr, 7),
+        Err(Fault { vaddr: old.vaddr, write: true })
+    );
+    assert_eq!(world.borrow().kernel().client_read(0, old.vaddr), Err(Fault { vaddr: old.vaddr, write: false }));
+    world.borrow_mut().kernel_mut().client_write(0, new.vaddr, 8).unwrap();
+    assert_eq!(world.borrow().usage(0).attachments, 2, "the attachment and the hole");
+    // DETACH says success and gives the run back: the client's next attach may use it.
+    assert_eq!(client.detach(first), Ok(()));
+    assert!(client.view(first).is_none());
+    assert_eq!(world.borrow().windows().hole(0, first), None);
+    assert_eq!(world.borrow().usage(0).attachments, 1);
+    let reused = client.attach(second, Rights::ReadWrite).unwrap();
+    assert_eq!(reused.vaddr, old.vaddr, "the run is free again, first fit");
+    assert_eq!(world.borrow().kernel().client_read(0, new.vaddr), Ok(8));
+    for id in [second, third] {
+        client.free(id).unwrap();
+    }
+    owner.free(first).unwrap();
+    assert_pristine(&world);
+}
+
+/// Holes count against the holder's attachment quota until it detaches
+/// them; a revocation the client asked for itself (its own FREE) leaves none.
+#[test]
+fn holes_count_against_the_attachment_quota_until_detached() {
+    let world = world_with(config(8 << 20, 4, 2));
+    let (mut owner, mut holder) = (client(&world, 0), client(&world, 1));
+    let shared: Vec<_> = (0..2).map(|_| owner.alloc(PAGE, 0, 0, 0).unwrap()).collect();
+    for &id in &shared {
+        owner.grant(id, 11, Rights::ReadWrite).unwrap();
+        holder.attach(id, Rights::ReadWrite).unwrap();
+    }
+    owner.attach(shared[0], Rights::ReadWrite).unwrap();
+    owner.free(shared[0]).unwrap();
+    owner.grant(shared[1], 11, Rights::ReadOnly).unwrap();
+    assert_eq!(world.borrow().windows().holes(1).len(), 2);
+    assert_eq!((world.borrow().usage(0).attachments, world.borrow().windows().used_slots(0)), (0, 0), "no hole");
+    let mine = holder.alloc(PAGE, 0, 0, 0).unwrap();
+    assert_eq!(holder.attach(mine, Rights::ReadWrite), Err(ClientError::Server(Error::QuotaAttachments)));
+    assert_eq!(holder.detach(shared[0]), Ok(()));
+    holder.attach(mine, Rights::ReadWrite).unwrap();
+    assert_eq!(holder.detach(shared[1]), Ok(()));
+    holder.attach(shared[1], Rights::ReadOnly).unwrap();
+    holder.free(mine).unwrap();
+    holder.detach(shared[1]).unwrap();
+    owner.free(shared[1]).unwrap();
     assert_pristine(&world);
 }
 
@@ -285,6 +366,7 @@ fn a_client_holds_no_capability_to_its_buffers_so_revocation_holds() {
     assert!(world.borrow().kernel().client_mappings(0).is_empty());
     assert_eq!(world.borrow().kernel().client_read(0, mine.vaddr), Err(Fault { vaddr: mine.vaddr, write: false }));
     owner.free(id).unwrap();
+    other.detach(id).unwrap();
     assert_pristine(&world);
 }
 

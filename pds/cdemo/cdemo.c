@@ -8,8 +8,8 @@
  *      attach the buffer it granted us read-only, check its pattern and INFO,
  *      and ask the producer to withdraw the grant;
  *   3. when it has: read the buffer again (the load faults; the supervisor,
- *      this PD's parent, steps over it), detach, free ours, and notify the
- *      producer that we are done. */
+ *      this PD's parent, steps over it), detach it (memsrv kept its window
+ *      slot until then), free ours, and notify the producer that we are done. */
 #include <stdint.h>
 #include <microkit.h>
 #include "capbuf_client.h"
@@ -143,9 +143,16 @@ static void after_ungrant(void)
 {
     uint64_t err;
     uint64_t read = probe(theirs_view.vaddr);
-    /* The grant is gone, so memsrv treats us as an outsider to that buffer. */
+    /* memsrv kept the mapping's window slot (a hole), so theirs_view.vaddr
+     * faults rather than reach our next attachment: DETACH gives it back. */
+    if ((err = capbuf_detach(&cb, theirs)) != CAPBUF_OK) {
+        fail("detach after UNGRANT was not OK", err);
+        return;
+    }
+    /* Then nothing of it is left for us, and the grant is gone: memsrv treats
+     * us as an outsider to that buffer. */
     if ((err = capbuf_detach(&cb, theirs)) != CAPBUF_ERR_UNKNOWN_BUFFER) {
-        fail("detach after UNGRANT was not UNKNOWN_BUFFER", err);
+        fail("a second detach after UNGRANT was not UNKNOWN_BUFFER", err);
         return;
     }
     if ((err = capbuf_detach(&cb, mine)) != CAPBUF_OK) {
@@ -166,6 +173,8 @@ static void after_ungrant(void)
         return;
     }
     microkit_dbg_puts("cdemo: read after the producer's UNGRANT faulted; detach then said ");
+    microkit_dbg_puts(capbuf_error_name(CAPBUF_OK));
+    microkit_dbg_puts(" (its window slot given back), a second one ");
     microkit_dbg_puts(capbuf_error_name(CAPBUF_ERR_UNKNOWN_BUFFER));
     microkit_dbg_puts("; ours freed, double free refused with ");
     microkit_dbg_puts(capbuf_error_name(CAPBUF_ERR_STALE_BUFFER));

@@ -1,7 +1,8 @@
 //! What must hold after every step of a random sequence, and the property
 //! tests' configuration.
 
-use capbuf_protocol::{Rights, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS};
+use capbuf_protocol::{BufferId, Rights, LARGE_PAGE_BITS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS};
+use capbuf_server::window::Run;
 use proptest::prelude::*;
 
 use super::{World, POOLS};
@@ -24,6 +25,11 @@ pub fn proptest_config(cases: u32) -> ProptestConfig {
     config
 }
 
+/// The first address past window run `run`.
+fn run_end(run: Run) -> u64 {
+    run.vaddr() + ((run.slots as u64) << LARGE_PAGE_BITS)
+}
+
 /// Table slots that hold a capability or are free in memsrv's list: all of
 /// them but the fixed slots left empty (pools and clients not configured).
 /// With nothing lost, memsrv's free slots and the slots holding a capability
@@ -38,9 +44,13 @@ fn accounted_slots(world: &World) -> u64 {
 /// (free, buffers and reserves); table slots are conserved (free or holding a
 /// capability; only lost ones may be neither); memsrv holds exactly one
 /// untyped per block it knows; metadata lives only in reserve blocks in use,
-/// one piece per block; usage matches the registry and stays within quota,
-/// with one reserve block per buffer and attachment; each client's window
-/// holds exactly its attachments' runs; and no client holds a capability or a
+/// one piece per block; usage matches the registry and the holes and stays
+/// within quota (attachments and holes within the attachment limit), with one
+/// reserve block per buffer and live attachment; each client's window holds
+/// exactly its attachments' runs and its holes' runs, none overlapping, and
+/// at most one of them per buffer id; nothing is mapped in a hole, and every
+/// mapping lies in the run of an attachment, at that attachment's buffer's
+/// memory for its offset in the run; and no client holds a capability or a
 /// mapping to memory it is not attached to with at least those rights.
 pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
     let accounted = accounted_slots(world);
@@ -116,14 +126,51 @@ pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
             }
         };
         prop_assert_eq!(usage.bytes, owned.iter().map(|(_, b)| charged(b) << PAGE_BITS).sum::<u64>());
-        let attached: Vec<_> = server.registry().iter().filter_map(|(_, b)| b.attachments[c]).collect();
-        prop_assert_eq!(usage.attachments, attached.len() as u64);
+        let attached: Vec<_> =
+            server.registry().iter().filter_map(|(id, b)| b.attachments[c].map(|a| (id, b, a))).collect();
+        let holes = server.windows().holes(c);
+        prop_assert_eq!(usage.attachments, (attached.len() + holes.len()) as u64, "client {}: attachments + holes", c);
         prop_assert!(usage.bytes <= quota.quota_bytes && usage.buffers <= quota.quota_buffers);
-        prop_assert!(usage.attachments <= quota.quota_attachments);
+        let limit = quota.quota_attachments.min(capbuf_server::reserve::MAX_ATTACHMENTS);
+        prop_assert_eq!(limit, capbuf_server::reserve::attachment_limit(server.config(), c));
+        prop_assert!(usage.attachments <= limit, "client {}: {} attachments and holes", c, usage.attachments);
         let in_use = reserves.of(c).filter(|&i| reserves.get(i).is_some_and(|r| r.in_use && !r.lost)).count() as u64;
-        prop_assert_eq!(in_use, usage.buffers + usage.attachments, "client {}'s reserve blocks in use", c);
-        let window: u32 = attached.iter().map(|a| a.window.slots).sum();
-        prop_assert_eq!(server.windows().used_slots(c), window, "client {}'s window holds its attachments", c);
+        prop_assert_eq!(in_use, usage.buffers + attached.len() as u64, "client {}'s reserve blocks in use", c);
+        // The window: exactly the attachments' and the holes' runs, disjoint,
+        // one run per buffer id at most.
+        let runs: Vec<(BufferId, Run)> =
+            attached.iter().map(|(id, _, a)| (*id, a.window)).chain(holes.iter().map(|h| (h.id, h.run))).collect();
+        let window: u32 = runs.iter().map(|(_, run)| run.slots).sum();
+        prop_assert_eq!(
+            server.windows().used_slots(c),
+            window,
+            "client {}'s window holds its attachments and holes",
+            c
+        );
+        for (i, (id, run)) in runs.iter().enumerate() {
+            prop_assert!(
+                (run.first..run.first + run.slots).all(|slot| server.windows().is_used(c, slot as usize)),
+                "client {}: run {:?} not taken",
+                c,
+                run
+            );
+            for (other, other_run) in &runs[i + 1..] {
+                prop_assert!(id != other, "client {}: two runs for {}", c, id);
+                let apart = run.first + run.slots <= other_run.first || other_run.first + other_run.slots <= run.first;
+                prop_assert!(apart, "client {}: runs {:?} and {:?} overlap", c, run, other_run);
+            }
+        }
+        // Every mapping is where memsrv put it: in an attachment's run, at
+        // its buffer's memory for that offset (so never in a hole).
+        for m in model.client_mappings(c) {
+            let home = attached.iter().find(|(_, _, a)| (a.window.vaddr()..run_end(a.window)).contains(&m.vaddr));
+            let Some((_, b, a)) = home else {
+                prop_assert!(false, "client {}: a mapping at {:#x} outside its attachments", c, m.vaddr);
+                return Ok(());
+            };
+            let expected = server.physical_address(b) + (m.vaddr - a.window.vaddr());
+            prop_assert_eq!(m.physical_address, expected, "client {}: the mapping at {:#x}", c, m.vaddr);
+        }
         let allowed = |address: u64, size_bits: u32, rights: Rights| {
             server.registry().iter().any(|(_, b)| {
                 let start = server.physical_address(b);

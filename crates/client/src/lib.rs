@@ -170,6 +170,9 @@ impl<S: Sys> Client<S> {
 
     /// Attach to buffer `id` with `rights`: one PPC whatever the size, after
     /// which memsrv has mapped the buffer at the returned view's address.
+    /// While the library holds a view of `id` (even one whose attachment the
+    /// owner revoked) it refuses with `AlreadyAttached` itself: [`Self::detach`]
+    /// first, as memsrv would also ask.
     pub fn attach(&mut self, id: BufferId, rights: Rights) -> Result<View, ClientError> {
         if self.view(id).is_some() {
             return Err(ClientError::Server(Error::AlreadyAttached));
@@ -207,11 +210,15 @@ impl<S: Sys> Client<S> {
         }
     }
 
-    /// Detach from buffer `id`: memsrv revokes the attachment, which unmaps it.
-    /// If the owner already freed the buffer ([`Error::StaleBuffer`]),
-    /// revoked this client's attachment ([`Error::NotAttached`]) or withdrew
-    /// its grant ([`Error::UnknownBuffer`]), memsrv says so and the library
-    /// still forgets the view.
+    /// Detach from buffer `id`: memsrv revokes the attachment, which unmaps
+    /// it, and gives its window run back. If the owner already freed the
+    /// buffer, lowered or withdrew the grant, the mapping went then, but
+    /// memsrv kept the run (a hole) so that the view's address faults rather
+    /// than reach this client's next attachment: DETACH gives the run back
+    /// and succeeds. If memsrv has nothing of `id` left for this client (it
+    /// was detached by a raw request, say) it answers [`Error::StaleBuffer`],
+    /// [`Error::NotAttached`] or [`Error::UnknownBuffer`], and the library
+    /// forgets the view all the same.
     pub fn detach(&mut self, id: BufferId) -> Result<(), ClientError> {
         let result = call(&mut self.sys, Request::Detach { id }).map(|_| ());
         match result {

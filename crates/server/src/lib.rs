@@ -16,7 +16,10 @@
 //! (with the attachment's rights) plus a page table, in an untyped block of
 //! its own, mapped by memsrv into the client's window. Detach revokes that
 //! block; free revokes the leaves, which deletes every frame capability
-//! derived from them in every CSpace.
+//! derived from them in every CSpace. An attachment revoked at another
+//! client's request (UNGRANT, a lowered GRANT, FREE) leaves its window run
+//! taken, as a hole, until its client detaches the id ([`window`]), so an
+//! address the client still holds faults instead of reaching its next buffer.
 //!
 //! The metadata blocks (master CNodes, attachments) come from per-client
 //! [`reserve`]s set aside at start-up, never from buffer memory, so a client

@@ -57,14 +57,28 @@ pub fn block_pages(config: &Config) -> u64 {
     worst_case_metadata_pages(largest_buffer_pages(config))
 }
 
+/// Most attachments one client may hold at once, whatever its quota: one per
+/// live buffer ([`MAX_BUFFERS`]). Holes (see [`crate::window`]) count too.
+pub const MAX_ATTACHMENTS: u64 = MAX_BUFFERS as u64;
+
+/// Attachments client index `client` may hold at once, holes included: its
+/// `quota_attachments`, at most [`MAX_ATTACHMENTS`]. ATTACH refuses beyond
+/// it with `QUOTA_ATTACHMENTS`. 0 for an unconfigured client.
+///
+/// Live attachments alone never exceed [`MAX_ATTACHMENTS`] (one per live
+/// buffer), but a hole outlives its buffer until the client detaches it, so
+/// without the cap a larger quota would let holes grow without bound.
+pub fn attachment_limit(config: &Config, client: usize) -> u64 {
+    config.clients.get(client).copied().flatten().map_or(0, |quota| quota.quota_attachments.min(MAX_ATTACHMENTS))
+}
+
 /// Blocks in the reserve of client index `client`: the most metadata blocks
 /// its quotas let it hold at once. 0 for an unconfigured client.
 pub fn reserve_blocks(config: &Config, client: usize) -> u64 {
     let Some(quota) = config.clients.get(client).copied().flatten() else { return 0 };
     let live = MAX_BUFFERS as u64;
-    let attachments = quota.quota_attachments.min(live);
     let buffers = quota.quota_buffers.min(live).min(quota.quota_bytes >> PAGE_BITS);
-    attachments + buffers
+    attachment_limit(config, client) + buffers
 }
 
 /// Bytes memsrv sets aside for the metadata of client index `client`; what

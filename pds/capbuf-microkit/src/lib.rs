@@ -64,9 +64,10 @@ pub fn connect(channel: Channel) -> Result<Capbuf, ClientError> {
 /// Another protection domain or a device may write the memory at any time, so
 /// every access is a volatile read or write. The view borrows the client, so
 /// the buffer cannot be detached or freed through it, nor its window reused,
-/// while the view lives. If the owner frees the buffer or withdraws the grant
-/// meanwhile, the mapping is gone and an access faults: it never reaches memory
-/// that was reused.
+/// while the view lives. If the owner frees the buffer or lowers or withdraws
+/// the grant meanwhile, the mapping is gone and an access faults: it never
+/// reaches memory that was reused, and memsrv keeps the window slots from
+/// this client's next attachments until it detaches the buffer.
 pub trait Memory {
     /// Read-only view of attached buffer `id`.
     fn words(&self, id: BufferId) -> Option<SharedMemoryRef<'_, [u64], ReadOnly>>;
@@ -79,7 +80,9 @@ fn shared(view: &View) -> SharedMemoryRef<'static, [u64]> {
     // SAFETY: memsrv mapped `view.size` bytes at `view.vaddr` in this
     // protection domain's VSpace, inside capbuf's window, which nothing else
     // maps; callers narrow the lifetime to a borrow of the client, which
-    // keeps the window slot reserved; all access is volatile.
+    // keeps the window slot reserved (memsrv does not reuse it, even after
+    // the owner revokes the attachment, until this client detaches the
+    // buffer, which needs the client mutably); all access is volatile.
     unsafe { SharedMemoryRef::new(NonNull::new(pointer).expect("the window does not start at 0")) }
 }
 

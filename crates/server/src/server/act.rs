@@ -8,7 +8,9 @@
 //! is then given back. A revoke cannot be undone, so requests that take
 //! things away (DETACH, UNGRANT, a lowered grant, FREE) revoke first and only
 //! then release the books; if the kernel refuses, the state is what it was
-//! and the request can be retried.
+//! and the request can be retried. An attachment revoked at another client's
+//! request leaves its window run behind as a hole ([`crate::window`]), which
+//! only the holder's DETACH gives back, with no invocation.
 //!
 //! Should the undo itself be refused, nothing the request took is reused:
 //! an attachment is kept as made (DETACH removes it), a buffer's reserve
@@ -17,7 +19,7 @@
 use capbuf_pool::Allocation;
 use capbuf_protocol::{BufferId, Error, Invocation, KernelFailure, MAX_CLIENTS, MEMSRV_TABLE_VSPACES, PAGE_BITS};
 
-use super::decide::{AllocPlan, AttachPlan, ATTACH_SLOTS};
+use super::decide::{AllocPlan, AttachPlan, DetachPlan, ATTACH_SLOTS};
 use super::state::State;
 use crate::kernel::{CapRef, Failure, Kernel, MapAttributes, Named, Object, Slot, RETYPE_FAN_OUT_LIMIT};
 use crate::layout::FrameLayout;
@@ -271,30 +273,66 @@ impl<const NODES: usize> State<NODES> {
         Ok(())
     }
 
-    /// Revoke client `holder`'s attachment to buffer `id`, if any: its block
-    /// holds the CNode, the frame copies and the page table, so the kernel
-    /// unmaps them all. Only then do the block, the slot, the window run and
-    /// the quota come back.
-    pub(super) fn teardown<K: Kernel>(&mut self, kernel: &mut K, id: BufferId, holder: usize) -> Result<(), Failure> {
+    /// Revoke client `holder`'s attachment to buffer `id`, if any, at client
+    /// `requester`'s request: its block holds the CNode, the frame copies and
+    /// the page table, so the kernel unmaps them all. Only then do the block
+    /// and the slot come back, and, if the holder asked, the window run and
+    /// the quota. Revoked at someone else's request, the run stays taken as
+    /// the holder's hole, counted in its attachments, until it DETACHes the
+    /// id (see [`crate::window`]); the plan made sure a hole fits.
+    pub(super) fn teardown<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        id: BufferId,
+        holder: usize,
+        requester: usize,
+    ) -> Result<(), Failure> {
         let Some(attachment) = self.registry.get(id)?.attachments[holder] else { return Ok(()) };
+        if holder != requester && !self.windows.has_room_for_hole(holder) {
+            return Err(Error::Internal.into());
+        }
         let untyped = self.reserve_slot(attachment.meta)?;
         kernel.revoke(untyped).named(Invocation::CNodeRevoke)?;
         self.registry.get_mut(id)?.attachments[holder] = None;
         self.slots.release(attachment.cnode)?;
         self.reserves.set_in_use(attachment.meta, false);
-        self.windows.release(holder, attachment.window);
-        self.usage[holder].attachments -= 1;
+        if holder == requester {
+            self.windows.release(holder, attachment.window);
+            self.usage[holder].attachments -= 1;
+        } else {
+            self.windows.make_hole(holder, id, attachment.window).map_err(|_| Error::Internal)?;
+        }
         Ok(())
     }
 
-    /// Free: every attachment revoked (each complete in itself), then the
-    /// buffer's leaves (which reach every frame and every copy of one,
-    /// anywhere), then its master CNode's block; only then do the books
-    /// let go. A refusal after the first leaf leaves the buffer
-    /// [`Buffer::freeing`]: gone for everyone but its owner's next FREE.
+    /// DETACH: revoke the client's attachment, or give back its hole (no
+    /// invocation: the mapping went when the attachment was revoked).
+    pub(super) fn detach<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        client: usize,
+        id: BufferId,
+        plan: DetachPlan,
+    ) -> Result<(), Failure> {
+        match plan {
+            DetachPlan::Attachment => self.teardown(kernel, id, client, client),
+            DetachPlan::Hole => {
+                self.windows.release_hole(client, id).ok_or(Error::Internal)?;
+                self.usage[client].attachments -= 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Free: every attachment revoked (each complete in itself; the others'
+    /// become holes, the owner's own is released), then the buffer's leaves
+    /// (which reach every frame and every copy of one, anywhere), then its
+    /// master CNode's block; only then do the books let go. A refusal after
+    /// the first leaf leaves the buffer [`Buffer::freeing`]: gone for
+    /// everyone but its owner's next FREE.
     pub(super) fn free<K: Kernel>(&mut self, kernel: &mut K, client: usize, id: BufferId) -> Result<(), Failure> {
         for holder in 0..MAX_CLIENTS {
-            self.teardown(kernel, id, holder)?;
+            self.teardown(kernel, id, holder, client)?;
         }
         let buffer = self.registry.get(id)?;
         let (pool, data, meta) = (buffer.pool, buffer.data, buffer.meta);
@@ -312,21 +350,32 @@ impl<const NODES: usize> State<NODES> {
         Ok(())
     }
 
+    /// GRANT by the owner `client`; an attachment above the new rights is
+    /// revoked and leaves the grantee a hole.
     pub(super) fn grant<K: Kernel>(
         &mut self,
         kernel: &mut K,
+        client: usize,
         id: BufferId,
         (grantee, rights, revoke): (usize, capbuf_protocol::Rights, bool),
     ) -> Result<(), Failure> {
         if revoke {
-            self.teardown(kernel, id, grantee)?;
+            self.teardown(kernel, id, grantee, client)?;
         }
         self.registry.get_mut(id)?.grants[grantee] = Some(rights);
         Ok(())
     }
 
-    pub(super) fn ungrant<K: Kernel>(&mut self, kernel: &mut K, id: BufferId, grantee: usize) -> Result<(), Failure> {
-        self.teardown(kernel, id, grantee)?;
+    /// UNGRANT by the owner `client`; the grantee's attachment, if any, is
+    /// revoked and leaves it a hole.
+    pub(super) fn ungrant<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        client: usize,
+        id: BufferId,
+        grantee: usize,
+    ) -> Result<(), Failure> {
+        self.teardown(kernel, id, grantee, client)?;
         self.registry.get_mut(id)?.grants[grantee] = None;
         Ok(())
     }

@@ -1,18 +1,19 @@
 //! Deciding: every check a request needs, and what it will take (blocks,
-//! slots, a reserve block, a window run, quota), without touching the kernel.
+//! slots, a reserve block, a window run, quota, room for a hole), without
+//! touching the kernel.
 //! A request refused here changed nothing. Like seL4's own `decode*`
 //! functions, these read the state and return a plan; [`super::act`] then
 //! carries it out.
 
 use capbuf_protocol::{
     AllocFlags, BufferId, Error, HelloReply, InfoReply, PoolInfoReply, Rights, MAX_ALIGN_BITS, MAX_BUFFER_BITS,
-    PADDR_HIDDEN, PAGE_BITS, PROTOCOL_VERSION,
+    MAX_CLIENTS, PADDR_HIDDEN, PAGE_BITS, PROTOCOL_VERSION,
 };
 
 use super::state::State;
 use crate::kernel::Slot;
 use crate::layout::FrameLayout;
-use crate::registry::charged_pages;
+use crate::registry::{charged_pages, Buffer};
 use crate::reserve;
 use crate::window::Run;
 
@@ -50,6 +51,16 @@ pub(super) struct AttachPlan {
 
 /// Slots an attach needs: its CNode's and a scratch slot to make it in.
 pub(super) const ATTACH_SLOTS: usize = 2;
+
+/// What a DETACH takes away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum DetachPlan {
+    /// The client's attachment: revoke it, give everything back.
+    Attachment,
+    /// The client's hole for the id: give its window run back; the kernel
+    /// has nothing left to do.
+    Hole,
+}
 
 impl<const NODES: usize> State<NODES> {
     pub(super) fn hello(&self, client: usize) -> Result<HelloReply, Error> {
@@ -157,10 +168,12 @@ impl<const NODES: usize> State<NODES> {
         if !rights.within(allowed) {
             return Err(Error::RightsEscalation);
         }
-        if buffer.attachments[client].is_some() {
+        // A hole for the id is the client's old mapping of it: DETACH it
+        // first, as an attachment, so the id names one run at most.
+        if buffer.attachments[client].is_some() || self.windows.hole(client, id).is_some() {
             return Err(Error::AlreadyAttached);
         }
-        if self.usage[client].attachments.saturating_add(1) > self.client(client)?.quota_attachments {
+        if self.usage[client].attachments.saturating_add(1) > reserve::attachment_limit(&self.config, client) {
             return Err(Error::QuotaAttachments);
         }
         let layout = FrameLayout::for_pages(buffer.data.pages);
@@ -172,18 +185,36 @@ impl<const NODES: usize> State<NODES> {
         Ok(AttachPlan { id, size, rights, layout, flags: buffer.flags, master: buffer.master, meta, run })
     }
 
-    pub(super) fn check_detach(&self, client: usize, id: BufferId) -> Result<(), Error> {
+    /// A hole is found only by its own client's DETACH of exactly its id,
+    /// before anything else is asked of the id (which may be stale, or no
+    /// longer granted); a client without one is answered as ever.
+    pub(super) fn plan_detach(&self, client: usize, id: BufferId) -> Result<DetachPlan, Error> {
+        if self.windows.hole(client, id).is_some() {
+            return Ok(DetachPlan::Hole);
+        }
         if self.registry.get_for(client, id)?.attachments[client].is_none() {
             return Err(Error::NotAttached);
+        }
+        Ok(DetachPlan::Attachment)
+    }
+
+    /// Revoking `holder`'s attachment to `buffer` at someone else's request
+    /// leaves a hole: refuse if it would not fit. It always does (attachments
+    /// and holes together are within [`reserve::attachment_limit`]), so a
+    /// refusal is a memsrv bug, caught before any invocation.
+    fn check_hole_room(&self, buffer: &Buffer, holder: usize, requester: usize) -> Result<(), Error> {
+        if holder != requester && buffer.attachments[holder].is_some() && !self.windows.has_room_for_hole(holder) {
+            return Err(Error::Internal);
         }
         Ok(())
     }
 
     pub(super) fn check_free(&self, client: usize, id: BufferId) -> Result<(), Error> {
-        if self.registry.get_to_free(client, id)?.owner != client {
+        let buffer = self.registry.get_to_free(client, id)?;
+        if buffer.owner != client {
             return Err(Error::NotOwner);
         }
-        Ok(())
+        (0..MAX_CLIENTS).try_for_each(|holder| self.check_hole_room(buffer, holder, client))
     }
 
     fn grantee(&self, client: usize, id: BufferId, grantee: u64) -> Result<usize, Error> {
@@ -214,14 +245,19 @@ impl<const NODES: usize> State<NODES> {
             return Err(Error::RightsEscalation);
         }
         let revoke = buffer.attachments[grantee].is_some_and(|a| !a.rights.within(rights));
+        if revoke {
+            self.check_hole_room(buffer, grantee, client)?;
+        }
         Ok((grantee, rights, revoke))
     }
 
     pub(super) fn plan_ungrant(&self, client: usize, id: BufferId, grantee: u64) -> Result<usize, Error> {
         let grantee = self.grantee(client, id, grantee)?;
-        if self.registry.get(id)?.grants[grantee].is_none() {
+        let buffer = self.registry.get(id)?;
+        if buffer.grants[grantee].is_none() {
             return Err(Error::NotGrantee);
         }
+        self.check_hole_room(buffer, grantee, client)?;
         Ok(grantee)
     }
 }

@@ -32,7 +32,9 @@ pub struct Usage {
     pub bytes: u64,
     /// Buffers owned.
     pub buffers: u64,
-    /// Attachments held.
+    /// Attachments held, and holes: window runs of attachments another
+    /// client's request revoked, kept until this client detaches them
+    /// ([`crate::window`]).
     pub attachments: u64,
 }
 
@@ -314,12 +316,12 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             }
             Request::Grant { id, grantee, rights } => {
                 let plan = state.plan_grant(client, id, grantee, rights)?;
-                state.grant(kernel, id, plan)?;
+                state.grant(kernel, client, id, plan)?;
                 Reply::Done
             }
             Request::Detach { id } => {
-                state.check_detach(client, id)?;
-                state.teardown(kernel, id, client)?;
+                let plan = state.plan_detach(client, id)?;
+                state.detach(kernel, client, id, plan)?;
                 Reply::Done
             }
             Request::Free { id } => {
@@ -329,7 +331,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             }
             Request::Ungrant { id, grantee } => {
                 let grantee = state.plan_ungrant(client, id, grantee)?;
-                state.ungrant(kernel, id, grantee)?;
+                state.ungrant(kernel, client, id, grantee)?;
                 Reply::Done
             }
         })
