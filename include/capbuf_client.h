@@ -89,7 +89,8 @@ typedef struct {
     uint64_t total;
     uint64_t free;
     uint64_t largest_free;
-    uint64_t lost; /* bytes memsrv could not get back after a kernel failure */
+    uint64_t lost;        /* bytes memsrv could not get back after a kernel failure */
+    uint64_t quarantined; /* bytes of freed buffers a device may still write, until QUIESCE */
 } capbuf_pool_info_t;
 
 /* One request: `request_words` registers out, `reply_words` registers back
@@ -236,7 +237,8 @@ static inline uint64_t capbuf_detach(capbuf_t *cb, capbuf_id_t id)
     return capbuf_call(cb, CAPBUF_OP_DETACH, q, CAPBUF_DETACH_REQUEST_WORDS, 0, CAPBUF_DETACH_REPLY_WORDS);
 }
 
-/* FREE (owner only): every attachment in every PD is revoked, then the memory is reused. */
+/* FREE (owner only): every attachment in every PD is revoked, then the memory is reused (after QUIESCE if a
+ * dma client learnt its physical address). */
 static inline uint64_t capbuf_free(capbuf_t *cb, capbuf_id_t id)
 {
     uint64_t q[CAPBUF_FREE_REQUEST_WORDS];
@@ -244,7 +246,8 @@ static inline uint64_t capbuf_free(capbuf_t *cb, capbuf_id_t id)
     return capbuf_call(cb, CAPBUF_OP_FREE, q, CAPBUF_FREE_REQUEST_WORDS, 0, CAPBUF_FREE_REPLY_WORDS);
 }
 
-/* POOL_INFO: total (less metadata reserves), free, largest free block and lost bytes of pool `pool`. */
+/* POOL_INFO: total (less metadata reserves), free, largest free block, lost and quarantined bytes of
+ * pool `pool`. */
 static inline uint64_t capbuf_pool_info(capbuf_t *cb, uint64_t pool, capbuf_pool_info_t *info)
 {
     uint64_t q[CAPBUF_POOL_INFO_REQUEST_WORDS];
@@ -257,8 +260,19 @@ static inline uint64_t capbuf_pool_info(capbuf_t *cb, uint64_t pool, capbuf_pool
         info->free = r[CAPBUF_POOL_INFO_REPLY_MR_FREE];
         info->largest_free = r[CAPBUF_POOL_INFO_REPLY_MR_LARGEST_FREE];
         info->lost = r[CAPBUF_POOL_INFO_REPLY_MR_LOST];
+        info->quarantined = r[CAPBUF_POOL_INFO_REPLY_MR_QUARANTINED];
     }
     return err;
+}
+
+/* QUIESCE (dma clients): this PD's device no longer uses buffer `id`, live or freed. A freed buffer
+ * whose physical address a dma client learnt from INFO stays out of the pool (quarantined) until every
+ * such client has called this; CAPBUF_ERR_UNKNOWN_BUFFER if there is nothing to confirm. */
+static inline uint64_t capbuf_quiesce(capbuf_t *cb, capbuf_id_t id)
+{
+    uint64_t q[CAPBUF_QUIESCE_REQUEST_WORDS];
+    q[CAPBUF_QUIESCE_MR_ID] = id;
+    return capbuf_call(cb, CAPBUF_OP_QUIESCE, q, CAPBUF_QUIESCE_REQUEST_WORDS, 0, CAPBUF_QUIESCE_REPLY_WORDS);
 }
 
 /* Cache maintenance for DMA on cached buffers (Linux's dma_sync_single_for_*).

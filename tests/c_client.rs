@@ -74,7 +74,7 @@ fn the_c_library_speaks_the_rust_protocol() {
         pool: 1,
         owner: 6,
     };
-    let pool = PoolInfoReply { total: 1 << 20, free: 3 << 18, largest_free: 1 << 19, lost: 4096 };
+    let pool = PoolInfoReply { total: 1 << 20, free: 3 << 18, largest_free: 1 << 19, lost: 4096, quarantined: 3 << 12 };
     let kernel = capbuf_protocol::KernelFailure { invocation: capbuf_protocol::Invocation::CNodeRevoke, code: 3 };
     let mut kernel_words = [0; MAX_MESSAGE_WORDS];
     let kernel_length = kernel.encode(&mut kernel_words);
@@ -93,6 +93,8 @@ fn the_c_library_speaks_the_rust_protocol() {
         (Request::Detach { id }, reply(Ok(Reply::Done))),
         (Request::PoolInfo { pool: 1 }, reply(Ok(Reply::PoolInfo(pool)))),
         (Request::Free { id }, reply(Err(Error::StaleBuffer))),
+        (Request::Quiesce { id }, reply(Ok(Reply::Done))),
+        (Request::Quiesce { id }, reply(Err(Error::UnknownBuffer))),
         // A KERNEL reply names the refused invocation and the seL4 error.
         (Request::Detach { id }, raw(Error::Kernel.code(), 0, &kernel_words[..kernel_length])),
         // A reply that carries a capability, then one a word short: both refused.
@@ -134,8 +136,10 @@ fn the_c_library_speaks_the_rust_protocol() {
         format!("info OK 12288 {PADDR_HIDDEN} 12 3 1 1 1 6"),
         "ungrant OK".to_string(),
         "detach OK".to_string(),
-        "pool_info OK 1048576 786432 524288 4096".to_string(),
+        "pool_info OK 1048576 786432 524288 4096 12288".to_string(),
         "free STALE_BUFFER".to_string(),
+        "quiesce OK".to_string(),
+        "quiesce_unknown UNKNOWN_BUFFER".to_string(),
         format!("detach_kernel KERNEL {} 3", capbuf_protocol::Invocation::CNodeRevoke as u64),
         "attach_with_cap UNEXPECTED_CAPS".to_string(),
         "attach_short WRONG_LENGTH".to_string(),

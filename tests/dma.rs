@@ -43,7 +43,9 @@ fn frames_at_base_plus_offset() {
         let ranges: Vec<(u64, u64)> = dma::physical_ranges(&info, 0, size).unwrap().collect();
         let frames: Vec<(u64, u64)> = mappings.iter().map(|m| (m.physical_address, 1 << m.size_bits)).collect();
         assert_eq!(ranges, frames);
+        // The driver learnt the address: its memory is quarantined until it says no device uses it.
         driver.free(id).unwrap();
+        driver.quiesce(id).unwrap();
     }
 }
 

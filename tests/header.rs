@@ -30,6 +30,11 @@ fn c_header_compiles_and_matches_the_rust_definitions() {
         emit(format!("CAPBUF_INVOCATION_{}", invocation.name()), invocation as u64);
     }
     emit("CAPBUF_POOL_INFO_REPLY_MR_LOST".into(), 3);
+    emit("CAPBUF_POOL_INFO_REPLY_MR_QUARANTINED".into(), 4);
+    emit("CAPBUF_POOL_INFO_REPLY_WORDS".into(), 5);
+    emit("CAPBUF_OP_QUIESCE".into(), 10);
+    emit("CAPBUF_QUIESCE_MR_ID".into(), 0);
+    emit("CAPBUF_QUIESCE_REPLY_WORDS".into(), 0);
     emit("CAPBUF_PROTOCOL_VERSION".into(), capbuf_protocol::PROTOCOL_VERSION);
     emit("CAPBUF_RIGHTS_READ_ONLY".into(), Rights::ReadOnly as u64);
     emit("CAPBUF_FLAG_UNCACHED".into(), AllocFlags::UNCACHED);

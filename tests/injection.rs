@@ -37,12 +37,42 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 /// buffer's owner: 0 is the owner, 1 and 2 the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Request {
-    Alloc { client: usize, pages: u64, pool: u64, align_bits: u64 },
-    Attach { client: usize, buffer: usize, write: bool },
-    Detach { client: usize, buffer: usize },
-    Grant { client: usize, buffer: usize, grantee: usize, write: bool },
-    Ungrant { client: usize, buffer: usize, grantee: usize },
-    Free { client: usize, buffer: usize },
+    Alloc {
+        client: usize,
+        pages: u64,
+        pool: u64,
+        align_bits: u64,
+    },
+    Attach {
+        client: usize,
+        buffer: usize,
+        write: bool,
+    },
+    Detach {
+        client: usize,
+        buffer: usize,
+    },
+    Grant {
+        client: usize,
+        buffer: usize,
+        grantee: usize,
+        write: bool,
+    },
+    Ungrant {
+        client: usize,
+        buffer: usize,
+        grantee: usize,
+    },
+    Free {
+        client: usize,
+        buffer: usize,
+    },
+    /// INFO: by the `dma` client (client index 2), it exposes the buffer, so
+    /// that a FREE quarantines its pages.
+    Info {
+        client: usize,
+        buffer: usize,
+    },
     Reclaim,
 }
 
@@ -55,6 +85,7 @@ impl Request {
             Request::Grant { .. } => "GRANT",
             Request::Ungrant { .. } => "UNGRANT",
             Request::Free { .. } => "FREE",
+            Request::Info { .. } => "INFO",
             Request::Reclaim => "reclaim",
         }
     }
@@ -72,8 +103,9 @@ fn request() -> impl Strategy<Value = Request> {
         2 => (c.clone(), b).prop_map(|(client, buffer)| Request::Detach { client, buffer }),
         4 => (owner(), b, c.clone(), any::<bool>())
             .prop_map(|(client, buffer, grantee, write)| Request::Grant { client, buffer, grantee, write }),
-        2 => (owner(), b, c).prop_map(|(client, buffer, grantee)| Request::Ungrant { client, buffer, grantee }),
+        2 => (owner(), b, c.clone()).prop_map(|(client, buffer, grantee)| Request::Ungrant { client, buffer, grantee }),
         2 => (owner(), b).prop_map(|(client, buffer)| Request::Free { client, buffer }),
+        2 => (c, b).prop_map(|(client, buffer)| Request::Info { client, buffer }),
         1 => Just(Request::Reclaim),
     ]
 }
@@ -129,7 +161,8 @@ impl System {
             Request::Attach { buffer, .. }
             | Request::Grant { buffer, .. }
             | Request::Ungrant { buffer, .. }
-            | Request::Free { buffer, .. } => self.pick(buffer).map(|(id, _)| id),
+            | Request::Free { buffer, .. }
+            | Request::Info { buffer, .. } => self.pick(buffer).map(|(id, _)| id),
             Request::Alloc { .. } | Request::Reclaim => None,
         }
     }
@@ -164,6 +197,7 @@ impl System {
                         self.clients[who(client)].grant(id, id_of(grantee), rights(write))
                     }
                     Request::Ungrant { client, grantee, .. } => self.clients[who(client)].ungrant(id, id_of(grantee)),
+                    Request::Info { client, .. } => self.clients[who(client)].info(id).map(|_| ()),
                     Request::Free { client, .. } => {
                         let result = self.clients[who(client)].free(id);
                         if result.is_ok() {
@@ -199,6 +233,15 @@ impl System {
             }
             assert!(self.world.borrow().windows().holes(c).is_empty(), "client {c}: holes left");
         }
+        // Every exposed client confirms: the quarantine gives everything back.
+        let held: Vec<_> = self.world.borrow().quarantine().iter().map(|q| (q.id, q.pending)).collect();
+        for (id, pending) in held {
+            for (c, client) in self.clients.iter_mut().enumerate() {
+                if pending & (1 << c) != 0 {
+                    assert_eq!(client.quiesce(id), Ok(()), "client {c} confirms {id}");
+                }
+            }
+        }
         holes
     }
 }
@@ -206,7 +249,8 @@ impl System {
 /// memsrv's books, as a client could learn them: every buffer with its
 /// owner, place, grants, attachments (rights and window run) and whether it
 /// is being freed; usage; free bytes; reserve blocks in use; window slots;
-/// each client's holes (buffer id, first slot, slots; sorted); lost.
+/// each client's holes (buffer id, first slot, slots; sorted); lost;
+/// quarantined bytes per pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Books {
     buffers: BTreeMap<BufferId, BufferBooks>,
@@ -216,6 +260,7 @@ struct Books {
     window_slots: Vec<u32>,
     holes: Vec<Vec<(BufferId, u32, u32)>>,
     lost: Lost,
+    quarantined: Vec<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,6 +271,7 @@ struct BufferBooks {
     grants: [Option<Rights>; MAX_CLIENTS],
     attachments: [Option<(Rights, capbuf_server::window::Run)>; MAX_CLIENTS],
     freeing: bool,
+    exposed: u16,
 }
 
 fn books(world: &World) -> Books {
@@ -241,6 +287,7 @@ fn books(world: &World) -> Books {
                 grants: b.grants,
                 attachments,
                 freeing: b.freeing,
+                exposed: b.exposed,
             },
         )
     });
@@ -259,6 +306,7 @@ fn books(world: &World) -> Books {
             })
             .collect(),
         lost: server.lost(),
+        quarantined: (0..POOLS.len()).map(|p| server.quarantined_bytes(p).unwrap()).collect(),
     }
 }
 
@@ -269,7 +317,10 @@ fn books(world: &World) -> Books {
 /// quota came back.
 fn after_interrupted_free(before: &Books, after: &Books, id: BufferId) -> Result<(), TestCaseError> {
     let (was, is) = (&before.buffers[&id], after.buffers.get(&id).expect("the buffer is still there"));
-    prop_assert_eq!((was.owner, was.pool, was.data, was.grants), (is.owner, is.pool, is.data, is.grants));
+    prop_assert_eq!(
+        (was.owner, was.pool, was.data, was.grants, was.exposed),
+        (is.owner, is.pool, is.data, is.grants, is.exposed)
+    );
     let mut holes = before.holes.clone();
     let mut usage = before.usage.clone();
     let mut window_slots = before.window_slots.clone();
@@ -292,6 +343,7 @@ fn after_interrupted_free(before: &Books, after: &Books, id: BufferId) -> Result
     };
     prop_assert_eq!(others(before), others(after));
     prop_assert_eq!(&before.free, &after.free);
+    prop_assert_eq!(&before.quarantined, &after.quarantined, "nothing quarantined until the FREE completes");
     prop_assert_eq!(before.lost, after.lost);
     Ok(())
 }
@@ -308,6 +360,8 @@ struct Tally {
     /// Holes revocations left, holes DETACH gave back during the sequences,
     /// and holes detached at the end.
     holes: (u64, u64, u64),
+    /// Frees that quarantined their buffer (a `dma` client had its address).
+    quarantining_frees: u64,
 }
 
 /// Holes all clients have.
@@ -341,6 +395,7 @@ impl Tally {
         for (request, invocations) in by_request {
             eprintln!("  {request}: {}", invocations.join(", "));
         }
+        eprintln!("  FREEs that quarantined their buffer: {}", self.quarantining_frees);
         let (made, detached, at_end) = self.holes;
         eprintln!(
             "  holes left by revocations during the sequences: {made}, DETACH gave back {detached} of them; \
@@ -379,6 +434,7 @@ fn run_single(
         let result = system.perform(request);
         system.world.borrow_mut().kernel_mut().clear_failures();
         tally.requests += 1;
+        tally.quarantining_frees += (books(&system.world).quarantined > before.quarantined) as u64;
         tally.count_holes(holes_before, hole_count(&system.world));
         check_invariants(&system.world)?;
         prop_assert_eq!(system.world.borrow().lost(), Lost::default(), "one failure at a time loses nothing");
@@ -398,8 +454,10 @@ fn run_single(
         }
         // The next request is served: the same one again succeeds.
         let holes_before = hole_count(&system.world);
+        let quarantined_before = books(&system.world).quarantined;
         let retry = system.perform(request);
         tally.count_holes(holes_before, hole_count(&system.world));
+        tally.quarantining_frees += (books(&system.world).quarantined > quarantined_before) as u64;
         prop_assert_eq!(retry, Ok(()), "{:?} sent again after {:?}", request, named);
         check_invariants(&system.world)?;
     }

@@ -8,16 +8,20 @@
 //! of that client's attachment to the buffer, or of its hole for the id (the
 //! run of an attachment someone else revoked): an access through it reaches
 //! that buffer or faults, never another buffer, until the client detaches.
-//! At the end everything is freed, every hole detached, and the system must
-//! be exactly as it started.
+//! A `dma` client's INFO exposes it to the buffer; FREE quarantines exactly
+//! the exposed buffers' pages, and QUIESCE answers only a client with
+//! something to confirm. At the end everything is freed, every exposed
+//! client quiesces, every hole is detached, and the system must be exactly
+//! as it started.
 
 mod common;
 
 use capbuf_client::ClientError;
-use capbuf_protocol::{BufferId, Error, Rights, PAGE_BITS};
+use capbuf_protocol::{BufferId, Error, Rights, PADDR_HIDDEN, PAGE_BITS};
 use common::invariants::{check_invariants, proptest_config};
 use common::*;
 use proptest::prelude::*;
+use std::collections::HashMap;
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -56,6 +60,17 @@ enum Step {
         buffer: usize,
         page: u64,
     },
+    /// INFO: a `dma` client (client 2) that learns the address is exposed.
+    Info {
+        client: usize,
+        buffer: usize,
+    },
+    /// QUIESCE of a live buffer (`freed` false) or of a freed one.
+    Quiesce {
+        client: usize,
+        which: usize,
+        freed: bool,
+    },
     Stale {
         client: usize,
         which: usize,
@@ -93,6 +108,8 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (c.clone(), b).prop_map(|(client, buffer)| Step::Free { client, buffer }),
         4 => (c.clone(), b, 0u64..700).prop_map(|(client, buffer, page)| Step::Touch { client, buffer, page }),
         1 => (c.clone(), b).prop_map(|(client, which)| Step::Stale { client, which }),
+        2 => (c.clone(), b).prop_map(|(client, buffer)| Step::Info { client, buffer }),
+        2 => (c.clone(), b, any::<bool>()).prop_map(|(client, which, freed)| Step::Quiesce { client, which, freed }),
         1 => (c.clone(), 0u64..12, prop::collection::vec(any::<u64>(), 0..9))
             .prop_map(|(client, label, words)| Step::Garbage { client, label, words }),
         1 => Just(Step::Reclaim),
@@ -168,6 +185,9 @@ proptest! {
         let mut buffers: Vec<(BufferId, usize)> = Vec::new();
         // Freed ids in order, with which clients had a right to each when it was freed.
         let mut freed: Vec<(BufferId, [bool; 3])> = Vec::new();
+        // The test's own books of exposure: per buffer id, the clients that
+        // learnt its address and have not quiesced (live or quarantined).
+        let mut exposed: HashMap<BufferId, u16> = HashMap::new();
         for step in steps {
             let pick = |i: usize| if buffers.is_empty() { None } else { Some(buffers[i % buffers.len()]) };
             match step {
@@ -239,11 +259,19 @@ proptest! {
                 },
                 Step::Free { client, buffer } => if let Some((id, owner)) = pick(buffer) {
                     let known = [0, 1, 2].map(|c| knows(&world, c, id));
+                    let (pages, pool) = world.borrow().registry().get(id).map(|b| (b.data.pages, b.pool)).unwrap();
+                    let before = world.borrow().quarantined_bytes(pool).unwrap();
                     let result = clients[client].free(id);
                     if client == owner {
                         prop_assert_eq!(result, Ok(()));
                         buffers.retain(|(b, _)| *b != id);
                         freed.push((id, known));
+                        let pending = exposed.get(&id).copied().unwrap_or(0);
+                        let held = world.borrow().quarantine().iter().find(|q| q.id == id).map(|q| q.pending);
+                        prop_assert_eq!(held, (pending != 0).then_some(pending), "quarantined iff exposed");
+                        let after = world.borrow().quarantined_bytes(pool).unwrap();
+                        let grown = if pending != 0 { pages << PAGE_BITS } else { 0 };
+                        prop_assert_eq!(after, before + grown);
                     } else if known[client] {
                         prop_assert_eq!(result, Err(ClientError::Server(Error::NotOwner)));
                     } else {
@@ -265,6 +293,42 @@ proptest! {
                                 let hole = world.borrow().windows().hole(client, id);
                                 prop_assert!(hole.is_some(), "a revoked view without a hole");
                             }
+                        }
+                    }
+                },
+                Step::Info { client, buffer } => if let Some((id, _)) = pick(buffer) {
+                    let known = knows(&world, client, id);
+                    match clients[client].info(id) {
+                        Ok(info) => {
+                            prop_assert!(known);
+                            if info.physical_address != PADDR_HIDDEN {
+                                prop_assert_eq!(client, 2, "only the dma client sees addresses");
+                                *exposed.entry(id).or_default() |= 1 << client;
+                            }
+                        }
+                        Err(error) => prop_assert!(!known, "{:?} to a client with a right", error),
+                    }
+                    let live = world.borrow().registry().get(id).unwrap().exposed;
+                    prop_assert_eq!(live, exposed.get(&id).copied().unwrap_or(0));
+                },
+                Step::Quiesce { client, which, freed: old } => {
+                    let id = match (old, freed.is_empty()) {
+                        (true, false) => Some(freed[which % freed.len()].0),
+                        (false, _) => pick(which).map(|b| b.0),
+                        _ => None,
+                    };
+                    if let Some(id) = id {
+                        let pending = exposed.get(&id).copied().unwrap_or(0);
+                        let result = clients[client].quiesce(id);
+                        if pending & (1 << client) != 0 {
+                            prop_assert_eq!(result, Ok(()));
+                            exposed.insert(id, pending & !(1 << client));
+                            if old && pending == 1 << client {
+                                let held = world.borrow().quarantine().iter().any(|q| q.id == id);
+                                prop_assert!(!held, "the last confirmation releases the pages");
+                            }
+                        } else {
+                            prop_assert_eq!(result, Err(ClientError::Server(Error::UnknownBuffer)), "no oracle");
                         }
                     }
                 },
@@ -320,6 +384,15 @@ proptest! {
         }
         check_invariants(&world)?;
         check_views(&world, &clients, freed.iter().map(|f| f.0))?;
+        // Every exposed client confirms; then the quarantine is empty.
+        for (&id, &pending) in exposed.iter() {
+            for (c, client) in clients.iter_mut().enumerate() {
+                if pending & (1 << c) != 0 {
+                    prop_assert_eq!(client.quiesce(id), Ok(()), "client {} confirms {}", c, id);
+                }
+            }
+        }
+        check_invariants(&world)?;
         // Every view left is a hole: DETACH gives it back, and then the id
         // is answered as any freed one.
         for (c, client) in clients.iter_mut().enumerate() {

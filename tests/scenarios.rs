@@ -63,6 +63,9 @@ fn producer_shares_read_only_and_free_revokes_everyone() {
     assert_eq!(world.borrow().kernel().client_read(1, seen.vaddr), Err(Fault { vaddr: seen.vaddr, write: false }));
     producer.free(id).unwrap();
     assert!(world.borrow().kernel().client_read(0, view.vaddr).is_err(), "the owner's own mapping is gone too");
+    // The driver learnt the address: the memory waits for its QUIESCE.
+    assert_eq!(world.borrow().quarantined_bytes(0), Some(info.size));
+    driver.quiesce(id).unwrap();
     assert_pristine(&world);
 }
 
@@ -108,6 +111,7 @@ fn reused_memory_is_zero_when_handed_out() {
         world.borrow_mut().kernel_mut().client_write(2, page, u64::MAX).unwrap();
     }
     dma.free(first).unwrap();
+    dma.quiesce(first).unwrap();
     assert!(
         world.borrow().kernel().dirty_pages(POOLS[1].0, POOLS[1].0 + (1 << POOLS[1].1)) > 0,
         "memory is not zeroed eagerly"
@@ -120,6 +124,7 @@ fn reused_memory_is_zero_when_handed_out() {
     }
     assert!(world.borrow().kernel().counts.reset > 0, "the kernel's reset did the zeroing");
     dma.free(second).unwrap();
+    dma.quiesce(second).unwrap();
     assert_pristine(&world);
 }
 

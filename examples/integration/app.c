@@ -43,6 +43,11 @@ void init(void)
         return;
     }
     int aligned = info.physical_address != CAPBUF_PADDR_HIDDEN && info.physical_address % (1 << 16) == 0;
+    /* No device was given the address: say so, or FREE would quarantine the memory until then. */
+    if ((err = capbuf_quiesce(&cb, id)) != CAPBUF_OK) {
+        say("FAIL: quiesce", err);
+        return;
+    }
     if ((err = capbuf_free(&cb, id)) != CAPBUF_OK) {
         say("FAIL: free", err);
         return;

@@ -28,9 +28,11 @@ int main(void)
     printf("result ungrant %s\n", capbuf_error_name(capbuf_ungrant(&cb, id, 7)));
     printf("result detach %s\n", capbuf_error_name(capbuf_detach(&cb, id)));
     e = capbuf_error_name(capbuf_pool_info(&cb, 1, &pool));
-    printf("result pool_info %s %llu %llu %llu %llu\n", e, U(pool.total), U(pool.free), U(pool.largest_free),
-           U(pool.lost));
+    printf("result pool_info %s %llu %llu %llu %llu %llu\n", e, U(pool.total), U(pool.free), U(pool.largest_free),
+           U(pool.lost), U(pool.quarantined));
     printf("result free %s\n", capbuf_error_name(capbuf_free(&cb, id)));
+    printf("result quiesce %s\n", capbuf_error_name(capbuf_quiesce(&cb, id)));
+    printf("result quiesce_unknown %s\n", capbuf_error_name(capbuf_quiesce(&cb, id)));
     e = capbuf_error_name(capbuf_detach(&cb, id));
     printf("result detach_kernel %s %llu %llu\n", e, U(cb.kernel_invocation), U(cb.kernel_error));
     printf("result attach_with_cap %s\n", capbuf_error_name(capbuf_attach(&cb, id, CAPBUF_RIGHTS_READ_ONLY, &view)));

@@ -41,7 +41,9 @@ fn accounted_slots(world: &World) -> u64 {
 }
 
 /// After every step: no two frames overlap; each pool's bytes are conserved
-/// (free, buffers and reserves); table slots are conserved (free or holding a
+/// (free, buffers, reserves and quarantine); only `dma` clients are exposed
+/// to a buffer or pending in quarantine, and only buffers freed (ids no
+/// longer live) are in it, each at most once and with someone to confirm; table slots are conserved (free or holding a
 /// capability; only lost ones may be neither); memsrv holds exactly one
 /// untyped per block it knows; metadata lives only in reserve blocks in use,
 /// one piece per block; usage matches the registry and the holes and stays
@@ -62,14 +64,27 @@ pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
         let data: u64 = server.registry().iter().filter(|(_, b)| b.pool == p).map(|(_, b)| b.data.pages).sum();
         let reserved: u64 = reserves.iter().filter(|(_, r)| r.pool == p).map(|(_, r)| r.block.pages).sum();
         prop_assert_eq!(reserved << PAGE_BITS, server.reserved_bytes(p).unwrap());
+        let quarantined: u64 = server.quarantine().iter().filter(|q| q.pool == p).map(|q| q.data.pages).sum();
+        prop_assert_eq!(quarantined << PAGE_BITS, server.quarantined_bytes(p).unwrap());
         prop_assert_eq!(
-            server.free_bytes(p).unwrap() + ((data + reserved) << PAGE_BITS),
+            server.free_bytes(p).unwrap() + ((data + reserved + quarantined) << PAGE_BITS),
             1 << bits,
-            "pool {} bytes conserved: free, buffers and reserves",
+            "pool {} bytes conserved: free, buffers, reserves and quarantine",
             p
         );
         let lost: u64 = reserves.iter().filter(|(_, r)| r.pool == p && r.lost).map(|(_, r)| r.block.pages).sum();
         prop_assert_eq!(server.lost_bytes(p), Some(lost << PAGE_BITS), "pool {} lost bytes", p);
+    }
+    for (id, buffer) in server.registry().iter() {
+        let dma: u16 = (0..3).filter(|&c| server.config().clients[c].unwrap().dma).map(|c| 1 << c).sum();
+        prop_assert_eq!(buffer.exposed & !dma, 0, "buffer {} exposed to a client without the dma right", id);
+    }
+    let mut held: Vec<BufferId> = Vec::new();
+    for entry in server.quarantine().iter() {
+        prop_assert!(entry.pending != 0, "a quarantined buffer with nobody left to confirm");
+        prop_assert!(server.registry().get(entry.id).is_err(), "a live buffer in quarantine");
+        prop_assert!(!held.contains(&entry.id), "quarantined twice");
+        held.push(entry.id);
     }
     let lost = server.lost();
     let slots = server.free_slot_count() as u64 + model.used_table_slots() as u64;

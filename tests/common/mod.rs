@@ -114,6 +114,7 @@ pub fn assert_pristine(world: &World) {
     let fresh = world_with(server.config().clone());
     let fresh = fresh.borrow();
     assert!(server.registry().is_empty());
+    assert_eq!(server.quarantine().iter().count(), 0, "nothing left in quarantine");
     for p in 0..server.config().pool_count() {
         assert_eq!(server.free_bytes(p), server.total_bytes(p), "pool {p}: everything but the reserves is free");
         assert_eq!(server.free_bytes(p), fresh.free_bytes(p), "pool {p} is as it started");

@@ -155,7 +155,7 @@ impl<S: Sys> Client<S> {
         }
     }
 
-    /// Total, free and largest free block of pool `pool`.
+    /// Total, free and largest free block of pool `pool`, lost and quarantined bytes.
     pub fn pool_info(&mut self, pool: u64) -> Result<PoolInfoReply, ClientError> {
         match call(&mut self.sys, Request::PoolInfo { pool })? {
             Reply::PoolInfo(info) => Ok(info),
@@ -234,6 +234,17 @@ impl<S: Sys> Client<S> {
     pub fn free(&mut self, id: BufferId) -> Result<(), ClientError> {
         call(&mut self.sys, Request::Free { id })?;
         self.forget(id);
+        Ok(())
+    }
+
+    /// Tell memsrv this client's device no longer uses buffer `id` (live, or
+    /// freed while the device might still write it): memory whose physical
+    /// address this `dma` client learnt goes back to the pool only after
+    /// that. Call it once the device has stopped using the buffer (the
+    /// request reaped, the device reset). [`Error::UnknownBuffer`] if the
+    /// client has nothing to confirm for `id`.
+    pub fn quiesce(&mut self, id: BufferId) -> Result<(), ClientError> {
+        call(&mut self.sys, Request::Quiesce { id })?;
         Ok(())
     }
 }

@@ -38,8 +38,9 @@ pub use rights::{AllocFlags, Rights};
 /// Protocol version. A client refuses to run against a memsrv whose version
 /// differs: the major number is the high 32 bits, the minor the low 32 bits,
 /// and only the major number must match. Major 3: POOL_INFO replies with the
-/// lost bytes, KERNEL errors name the failed invocation.
-pub const PROTOCOL_VERSION: u64 = 3 << 32;
+/// lost bytes, KERNEL errors name the failed invocation. Major 4: QUIESCE,
+/// and POOL_INFO replies with the quarantined bytes.
+pub const PROTOCOL_VERSION: u64 = 4 << 32;
 
 /// The major part of a protocol version.
 pub const fn version_major(version: u64) -> u32 {

@@ -10,7 +10,8 @@
 //! | DETACH    | id                                   | -                                                                    |
 //! | FREE      | id                                   | -                                                                    |
 //! | UNGRANT   | id, grantee client id                | -                                                                    |
-//! | POOL_INFO | pool                                 | total bytes, free bytes, largest free block, lost bytes              |
+//! | POOL_INFO | pool                                 | total bytes, free bytes, largest free block, lost bytes, quarantined bytes |
+//! | QUIESCE   | id                                   | -                                                                    |
 //!
 //! An error reply's label is the [`Error`] code; a KERNEL error reply
 //! carries the failed invocation and the seL4 error ([`crate::KernelFailure`]),
@@ -80,6 +81,11 @@ pub enum Request {
         /// Pool index.
         pool: u64,
     },
+    /// See [`Op::Quiesce`].
+    Quiesce {
+        /// The buffer (live, or freed into quarantine).
+        id: BufferId,
+    },
 }
 
 /// Why a message could not be read as a request: always one of the decode errors.
@@ -98,6 +104,7 @@ impl Request {
             Request::Free { .. } => Op::Free,
             Request::Ungrant { .. } => Op::Ungrant,
             Request::PoolInfo { .. } => Op::PoolInfo,
+            Request::Quiesce { .. } => Op::Quiesce,
         }
     }
 
@@ -122,6 +129,7 @@ impl Request {
             Op::Free => Request::Free { id: id() },
             Op::Ungrant => Request::Ungrant { id: id(), grantee: words[1] },
             Op::PoolInfo => Request::PoolInfo { pool: words[0] },
+            Op::Quiesce => Request::Quiesce { id: id() },
         })
     }
 
@@ -132,7 +140,9 @@ impl Request {
             Request::Alloc { size, align_bits, pool, flags } => &[size, align_bits, pool, flags],
             Request::Attach { id, rights } => &[id.raw(), rights],
             Request::Grant { id, grantee, rights } => &[id.raw(), grantee, rights],
-            Request::Info { id } | Request::Detach { id } | Request::Free { id } => &[id.raw()],
+            Request::Info { id } | Request::Detach { id } | Request::Free { id } | Request::Quiesce { id } => {
+                &[id.raw()]
+            }
             Request::Ungrant { id, grantee } => &[id.raw(), grantee],
             Request::PoolInfo { pool } => &[pool],
         };
@@ -211,6 +221,10 @@ pub struct PoolInfoReply {
     /// could not be undone (0 unless the kernel misbehaved). They are counted
     /// in neither the total nor the free bytes.
     pub lost: u64,
+    /// Bytes of freed buffers whose physical address a `dma` client learnt
+    /// and that wait for its [`Op::Quiesce`] before they are free again.
+    /// They are counted in the total, not in the free bytes.
+    pub quarantined: u64,
 }
 
 /// A successful reply.
@@ -226,7 +240,7 @@ pub enum Reply {
     Info(InfoReply),
     /// To [`Op::PoolInfo`].
     PoolInfo(PoolInfoReply),
-    /// To ops that return nothing ([`Op::Grant`], [`Op::Detach`], [`Op::Free`], [`Op::Ungrant`]).
+    /// To ops that return nothing ([`Op::Grant`], [`Op::Detach`], [`Op::Free`], [`Op::Ungrant`], [`Op::Quiesce`]).
     Done,
 }
 
@@ -247,7 +261,7 @@ impl Reply {
                 i.pool,
                 i.owner,
             ],
-            Reply::PoolInfo(p) => &[p.total, p.free, p.largest_free, p.lost],
+            Reply::PoolInfo(p) => &[p.total, p.free, p.largest_free, p.lost, p.quarantined],
             Reply::Done => &[],
         };
         out[..words.len()].copy_from_slice(words);
@@ -302,8 +316,9 @@ impl Reply {
                 free: words[1],
                 largest_free: words[2],
                 lost: words[3],
+                quarantined: words[4],
             }),
-            Op::Grant | Op::Detach | Op::Free | Op::Ungrant => Reply::Done,
+            Op::Grant | Op::Detach | Op::Free | Op::Ungrant | Op::Quiesce => Reply::Done,
         })
     }
 }
@@ -321,7 +336,7 @@ const _: () = {
 mod tests {
     use super::*;
 
-    fn every_request() -> [Request; 9] {
+    fn every_request() -> [Request; 10] {
         let id = BufferId::new(3, 9);
         [
             Request::Hello,
@@ -333,6 +348,7 @@ mod tests {
             Request::Free { id },
             Request::Ungrant { id, grantee: 4 },
             Request::PoolInfo { pool: 0 },
+            Request::Quiesce { id },
         ]
     }
 
@@ -396,9 +412,16 @@ mod tests {
             ),
             (
                 Op::PoolInfo,
-                Reply::PoolInfo(PoolInfoReply { total: 1 << 24, free: 1 << 23, largest_free: 1 << 23, lost: 1 << 16 }),
+                Reply::PoolInfo(PoolInfoReply {
+                    total: 1 << 24,
+                    free: 1 << 23,
+                    largest_free: 1 << 23,
+                    lost: 1 << 16,
+                    quarantined: 1 << 13,
+                }),
             ),
             (Op::Free, Reply::Done),
+            (Op::Quiesce, Reply::Done),
         ];
         for (op, reply) in replies {
             let mut words = [0; MAX_MESSAGE_WORDS];

@@ -20,14 +20,27 @@ pub enum Op {
     Free = 7,
     /// Owner withdraws a grant; the grantee's attachment, if any, is revoked.
     Ungrant = 8,
-    /// Total, free and largest free block of one pool, and the bytes lost to kernel failures.
+    /// Total, free and largest free block of one pool, the bytes lost to kernel failures and in quarantine.
     PoolInfo = 9,
+    /// The caller's device no longer uses the buffer: memory it was told the
+    /// physical address of may go back to the pool once freed.
+    Quiesce = 10,
 }
 
 impl Op {
     /// Every op, for tables and generated headers.
-    pub const ALL: [Op; 9] =
-        [Op::Hello, Op::Alloc, Op::Attach, Op::Grant, Op::Info, Op::Detach, Op::Free, Op::Ungrant, Op::PoolInfo];
+    pub const ALL: [Op; 10] = [
+        Op::Hello,
+        Op::Alloc,
+        Op::Attach,
+        Op::Grant,
+        Op::Info,
+        Op::Detach,
+        Op::Free,
+        Op::Ungrant,
+        Op::PoolInfo,
+        Op::Quiesce,
+    ];
 
     /// Name in `SCREAMING_SNAKE_CASE`, as the C header spells it.
     pub const fn name(self) -> &'static str {
@@ -41,6 +54,7 @@ impl Op {
             Op::Free => "FREE",
             Op::Ungrant => "UNGRANT",
             Op::PoolInfo => "POOL_INFO",
+            Op::Quiesce => "QUIESCE",
         }
     }
 
@@ -51,7 +65,7 @@ impl Op {
             Op::Alloc => &["SIZE", "ALIGN_BITS", "POOL", "FLAGS"],
             Op::Attach => &["ID", "RIGHTS"],
             Op::Grant => &["ID", "GRANTEE", "RIGHTS"],
-            Op::Info | Op::Detach | Op::Free => &["ID"],
+            Op::Info | Op::Detach | Op::Free | Op::Quiesce => &["ID"],
             Op::Ungrant => &["ID", "GRANTEE"],
             Op::PoolInfo => &["POOL"],
         }
@@ -64,8 +78,8 @@ impl Op {
             Op::Alloc => &["ID"],
             Op::Attach => &["SIZE", "VADDR", "PAGE_BITS", "RIGHTS", "FLAGS"],
             Op::Info => &["SIZE", "PADDR", "PAGE_BITS", "RIGHTS", "ATTACHMENTS", "FLAGS", "POOL", "OWNER"],
-            Op::PoolInfo => &["TOTAL", "FREE", "LARGEST_FREE", "LOST"],
-            Op::Grant | Op::Detach | Op::Free | Op::Ungrant => &[],
+            Op::PoolInfo => &["TOTAL", "FREE", "LARGEST_FREE", "LOST", "QUARANTINED"],
+            Op::Grant | Op::Detach | Op::Free | Op::Ungrant | Op::Quiesce => &[],
         }
     }
 
@@ -95,7 +109,7 @@ impl TryFrom<u64> for Op {
     }
 }
 
-const _: () = assert!(Op::ALL.len() == Op::PoolInfo as usize, "ops are numbered 1..=N without gaps");
+const _: () = assert!(Op::ALL.len() == Op::Quiesce as usize, "ops are numbered 1..=N without gaps");
 
 #[cfg(test)]
 mod tests {
@@ -107,7 +121,7 @@ mod tests {
             assert_eq!(Op::try_from(op as u64), Ok(op));
         }
         assert_eq!(Op::try_from(0), Err(0));
-        assert_eq!(Op::try_from(10), Err(10));
+        assert_eq!(Op::try_from(11), Err(11));
         assert_eq!(Op::try_from(u64::MAX), Err(u64::MAX));
     }
 
@@ -118,5 +132,6 @@ mod tests {
         assert_eq!(Op::Attach as u64, 3);
         assert_eq!(Op::Free as u64, 7);
         assert_eq!(Op::PoolInfo as u64, 9);
+        assert_eq!(Op::Quiesce as u64, 10);
     }
 }

@@ -37,6 +37,7 @@
 
 pub mod kernel;
 pub mod layout;
+pub mod quarantine;
 pub mod registry;
 pub mod reserve;
 mod server;
@@ -44,6 +45,7 @@ pub mod window;
 
 pub use kernel::{CapRef, Failure, Kernel, KernelError, MapAttributes, Object, Slot};
 pub use layout::FrameLayout;
+pub use quarantine::{Quarantine, Quarantined};
 pub use registry::{charged_pages, Attachment, Buffer, Registry, MAX_BUFFERS};
 pub use reserve::{reserve_bytes, ReserveBlock, Reserves};
 pub use server::{Lost, Outcome, Server, StartError, Usage, MAX_TABLE_BITS};

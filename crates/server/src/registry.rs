@@ -48,6 +48,10 @@ pub struct Buffer {
     /// a later invocation: only the owner's FREE, which completes it, still
     /// finds the buffer; everyone else is answered as if it were freed.
     pub freeing: bool,
+    /// Bit `c` set: client index `c` is `dma` and a successful INFO gave it
+    /// the physical address, and it has not quiesced since. FREE then
+    /// quarantines the pages ([`crate::quarantine`]).
+    pub exposed: u16,
 }
 
 /// Pages charged to the owner's byte quota for a buffer of `pages` pages
@@ -272,6 +276,7 @@ mod tests {
             grants: [None; MAX_CLIENTS],
             attachments: [None; MAX_CLIENTS],
             freeing: false,
+            exposed: 0,
         }
     }
 

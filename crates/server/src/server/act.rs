@@ -23,6 +23,7 @@ use super::decide::{AllocPlan, AttachPlan, DetachPlan, ATTACH_SLOTS};
 use super::state::State;
 use crate::kernel::{CapRef, Failure, Kernel, MapAttributes, Named, Object, Slot, RETYPE_FAN_OUT_LIMIT};
 use crate::layout::FrameLayout;
+use crate::quarantine::Quarantined;
 use crate::registry::{Attachment, Buffer};
 
 /// What a request has taken and made so far.
@@ -154,6 +155,7 @@ impl<const NODES: usize> State<NODES> {
             grants: [None; MAX_CLIENTS],
             attachments: [None; MAX_CLIENTS],
             freeing: false,
+            exposed: 0,
         })?;
         self.usage[client].buffers += 1;
         self.usage[client].bytes += plan.bytes;
@@ -343,11 +345,40 @@ impl<const NODES: usize> State<NODES> {
         kernel.revoke(self.reserve_slot(meta)?).named(Invocation::CNodeRevoke)?;
         let buffer = self.registry.remove(id)?;
         self.slots.release(buffer.master)?;
-        self.pool_free(pool, data)?;
+        if buffer.exposed == 0 {
+            self.pool_free(pool, data)?;
+        } else {
+            // A device may still write the pages: they stay allocated until
+            // every exposed client quiesces. check_free made room.
+            let entry = Quarantined { id, pool, data, pending: buffer.exposed };
+            self.quarantine.hold(entry).map_err(|_| Error::Internal)?;
+        }
         self.reserves.set_in_use(meta, false);
         self.usage[client].buffers -= 1;
         self.usage[client].bytes -= buffer.charged_pages() << PAGE_BITS;
         Ok(())
+    }
+
+    /// QUIESCE: client `client`'s device no longer uses buffer `id`. On a
+    /// live buffer its exposure ends; on a quarantined one its confirmation
+    /// is counted, and the last gives the pages back to the pool (a merge
+    /// only marks blocks dormant: no invocation). Everything else is
+    /// [`Error::UnknownBuffer`], so a client with nothing to confirm learns
+    /// nothing about the id.
+    pub(super) fn quiesce(&mut self, client: usize, id: BufferId) -> Result<(), Error> {
+        let bit = 1u16 << client;
+        if let Ok(buffer) = self.registry.get_mut(id) {
+            if buffer.exposed & bit == 0 {
+                return Err(Error::UnknownBuffer);
+            }
+            buffer.exposed &= !bit;
+            return Ok(());
+        }
+        match self.quarantine.confirm(client, id) {
+            None => Err(Error::UnknownBuffer),
+            Some(None) => Ok(()),
+            Some(Some(entry)) => self.pool_free(entry.pool, entry.data),
+        }
     }
 
     /// GRANT by the owner `client`; an attachment above the new rights is

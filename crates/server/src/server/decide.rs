@@ -83,6 +83,7 @@ impl<const NODES: usize> State<NODES> {
             free: state.pool.free_pages() << PAGE_BITS,
             largest_free: state.pool.largest_free() << PAGE_BITS,
             lost: self.lost_bytes(pool),
+            quarantined: self.quarantine.pages_in(pool) << PAGE_BITS,
         })
     }
 
@@ -213,6 +214,11 @@ impl<const NODES: usize> State<NODES> {
         let buffer = self.registry.get_to_free(client, id)?;
         if buffer.owner != client {
             return Err(Error::NotOwner);
+        }
+        if buffer.exposed != 0 && !self.quarantine.has_room() {
+            // Full of memory devices may still write: the buffer stays until
+            // the exposed clients quiesce some of it.
+            return Err(Error::TooManyBuffers);
         }
         (0..MAX_CLIENTS).try_for_each(|holder| self.check_hole_room(buffer, holder, client))
     }

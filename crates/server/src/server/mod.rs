@@ -17,6 +17,7 @@ use heapless::FnvIndexMap;
 use self::blocks::{block_key, BlockCap};
 use self::state::{Incident, PoolState, Slots, State};
 use crate::kernel::{Failure, Kernel, Slot};
+use crate::quarantine::Quarantine;
 use crate::registry::{Buffer, Registry};
 use crate::reserve::{self, Reserves};
 use crate::window::Windows;
@@ -139,6 +140,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 config,
                 pools,
                 registry: Registry::default(),
+                quarantine: Quarantine::default(),
                 usage: [Usage::default(); MAX_CLIENTS],
                 blocks,
                 slots,
@@ -236,6 +238,16 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         self.state.pools.get(pool)?.as_ref().map(|_| self.state.lost_bytes(pool))
     }
 
+    /// Bytes of pool `pool` in quarantine: what POOL_INFO reports as quarantined.
+    pub fn quarantined_bytes(&self, pool: usize) -> Option<u64> {
+        self.state.pools.get(pool)?.as_ref().map(|_| self.state.quarantine.pages_in(pool) << PAGE_BITS)
+    }
+
+    /// Freed buffers whose pages wait for their exposed clients' QUIESCE.
+    pub fn quarantine(&self) -> &Quarantine {
+        &self.state.quarantine
+    }
+
     /// Everything lost for good since start-up.
     pub fn lost(&self) -> Lost {
         let pools = self.state.config.pool_count();
@@ -297,7 +309,13 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         let (state, kernel) = (&mut self.state, &mut self.kernel);
         Ok(match request {
             Request::Hello => Reply::Hello(state.hello(client)?),
-            Request::Info { id } => Reply::Info(state.info(client, id)?),
+            Request::Info { id } => {
+                let info = state.info(client, id)?;
+                if info.physical_address != capbuf_protocol::PADDR_HIDDEN {
+                    state.registry.get_mut(id)?.exposed |= 1 << client;
+                }
+                Reply::Info(info)
+            }
             Request::PoolInfo { pool } => Reply::PoolInfo(state.pool_info(pool)?),
             Request::Alloc { size, align_bits, pool, flags } => {
                 let plan = state.plan_alloc(client, size, align_bits, pool, flags)?;
@@ -327,6 +345,10 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             Request::Free { id } => {
                 state.check_free(client, id)?;
                 state.free(kernel, client, id)?;
+                Reply::Done
+            }
+            Request::Quiesce { id } => {
+                state.quiesce(client, id)?;
                 Reply::Done
             }
             Request::Ungrant { id, grantee } => {

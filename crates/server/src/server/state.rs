@@ -6,6 +6,7 @@ use capbuf_protocol::{ClientConfig, Config, Error, KernelFailure, MAX_CLIENTS, M
 use super::blocks::{block_key, Blocks};
 use super::{Lost, Usage, TABLE_CAPACITY};
 use crate::kernel::Slot;
+use crate::quarantine::Quarantine;
 use crate::registry::Registry;
 use crate::reserve::Reserves;
 use crate::window::Windows;
@@ -58,6 +59,8 @@ pub(super) struct State<const NODES: usize> {
     pub(super) config: Config,
     pub(super) pools: [Option<PoolState<NODES>>; MAX_POOLS],
     pub(super) registry: Registry,
+    /// Freed buffers' pages a device may still write.
+    pub(super) quarantine: Quarantine,
     pub(super) usage: [Usage; MAX_CLIENTS],
     pub(super) blocks: Blocks,
     pub(super) slots: Slots,

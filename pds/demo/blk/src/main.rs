@@ -79,8 +79,24 @@ struct Driver {
     outstanding: Option<(u16, Request)>,
     interrupts: u64,
     freed: Option<BufferId>,
+    /// The quarantine step's buffer, freed with a read outstanding into it.
+    quarantined: Option<Quarantined>,
     finished: bool,
 }
+
+/// The quarantine step: the buffer freed under the device and what was checked.
+struct Quarantined {
+    id: BufferId,
+    physical_address: u64,
+    fresh: BufferId,
+    fresh_address: u64,
+    fresh_data: Shared,
+}
+
+/// Size of the quarantine step's buffer and of the read into it: 8 frames, a chain of 10 descriptors.
+const QUARANTINE_BYTES: u64 = 32 << 10;
+/// The sectors the quarantine step reads.
+const QUARANTINE_SECTOR: u64 = 2000;
 
 /// Find the block device among the mapped transports.
 fn find_device() -> Result<Device<Shared>, Stop> {
@@ -168,6 +184,7 @@ impl Driver {
             outstanding: None,
             interrupts: 0,
             freed: None,
+            quarantined: None,
             finished: false,
         })
     }
@@ -237,6 +254,9 @@ impl Driver {
 
     fn complete(&mut self, used: Used) -> Result<(), Stop> {
         let Some((head, request)) = self.outstanding.take() else { fail!("a completion nobody waited for: {used:?}") };
+        if self.quarantined.is_some() {
+            return self.end_quarantine(used, head, request);
+        }
         let pass = self.pass.as_ref().expect("a pass is running");
         let step = plan::steps(pass.number)[self.step];
         let status = Request::status(&self.ring, self.slot);
@@ -298,13 +318,92 @@ impl Driver {
         if cached {
             self.check_sync_refusals(id)?;
         }
+        // Every request into it is reaped: the device no longer uses it, so
+        // FREE gives its memory straight back (INFO told this PD the address).
+        refused("quiesce data", self.capbuf.quiesce(id))?;
         refused("free data", self.capbuf.free(id))?;
         self.freed = Some(id);
         if number == 0 {
             self.begin_pass(1)
         } else {
-            self.finish()
+            self.begin_quarantine()
         }
+    }
+
+    /// Free a buffer while the device may still write it: submit a read into
+    /// it, FREE it before reaping the request. memsrv must keep its memory
+    /// out of the pool until this PD's QUIESCE.
+    fn begin_quarantine(&mut self) -> Result<(), Stop> {
+        let id = refused("alloc quarantine", self.capbuf.alloc(QUARANTINE_BYTES, 0, 0, AllocFlags::UNCACHED))?;
+        let info = refused("info quarantine", self.capbuf.info(id))?;
+        let ranges = refused("physical ranges", dma::physical_ranges(&info, 0, QUARANTINE_BYTES))?;
+        let request = match Request::read(self.disk, self.slot, QUARANTINE_SECTOR, ranges) {
+            Ok(request) => request,
+            Err(error) => fail!("quarantine read: {error:?}"),
+        };
+        request.prepare(&mut self.ring, self.slot);
+        let head = match self.queue.submit(&mut self.ring, request.segments()) {
+            Ok(head) => head,
+            Err(error) => fail!("submit quarantine read: {error:?}"),
+        };
+        self.outstanding = Some((head, request));
+        refused("free under the device", self.capbuf.free(id))?;
+        let pool = refused("pool info", self.capbuf.pool_info(0))?;
+        if pool.quarantined != QUARANTINE_BYTES {
+            fail!("freed under the device: {} bytes quarantined, expected {QUARANTINE_BYTES}", pool.quarantined);
+        }
+        let fresh = refused("alloc fresh", self.capbuf.alloc(QUARANTINE_BYTES, 0, 0, AllocFlags::UNCACHED))?;
+        let fresh_address = refused("info fresh", self.capbuf.info(fresh))?.physical_address;
+        let (start, end) = (info.physical_address, info.physical_address + QUARANTINE_BYTES);
+        if (start..end).contains(&fresh_address) || (fresh_address..fresh_address + QUARANTINE_BYTES).contains(&start) {
+            fail!("fresh buffer {fresh} at {fresh_address:#x} overlaps quarantined {start:#x}..{end:#x}");
+        }
+        // The fresh buffer holds poison: the device's write must not reach it.
+        let view = refused("attach fresh", self.capbuf.attach(fresh, Rights::ReadWrite))?;
+        // SAFETY: memsrv mapped the fresh buffer at `view.vaddr`; `end_quarantine`
+        // drops this `Shared` before it frees the buffer.
+        let fresh_data = unsafe { Shared::new(view.vaddr as usize, view.size as usize) };
+        fill(&fresh_data, 0, QUARANTINE_BYTES, |_| POISON);
+        // Only now ring the doorbell: the device writes the freed buffer's
+        // memory after its FREE.
+        self.device.notify(0);
+        self.quarantined = Some(Quarantined { id, physical_address: start, fresh, fresh_address, fresh_data });
+        Ok(())
+    }
+
+    /// The read into the freed buffer completed: the device wrote quarantined
+    /// memory, no one else's. Now QUIESCE gives it back.
+    fn end_quarantine(&mut self, used: Used, head: u16, request: Request) -> Result<(), Stop> {
+        let Some(q) = self.quarantined.take() else { fail!("no quarantine step") };
+        let status = Request::status(&self.ring, self.slot);
+        if used.head != head || status != Status::Ok || used.written != request.bytes as u32 + 1 {
+            fail!(
+                "quarantine read: head {} (sent {head}), status {status:?}, {} bytes written",
+                used.head,
+                used.written
+            );
+        }
+        verify(&q.fresh_data, 0, QUARANTINE_BYTES, |_| POISON)?;
+        drop(q.fresh_data);
+        refused("quiesce quarantined", self.capbuf.quiesce(q.id))?;
+        let again = self.capbuf.quiesce(q.id);
+        if again != Err(ClientError::Server(Error::UnknownBuffer)) {
+            fail!("second quiesce of {}: {again:?}", q.id);
+        }
+        refused("quiesce fresh", self.capbuf.quiesce(q.fresh))?;
+        refused("free fresh", self.capbuf.free(q.fresh))?;
+        let pool = refused("pool info", self.capbuf.pool_info(0))?;
+        if pool.quarantined != 0 {
+            fail!("after quiesce: {} bytes still quarantined", pool.quarantined);
+        }
+        debug_println!(
+            "blk: quarantine: buffer {} at physical {:#x} freed with a read queued: {QUARANTINE_BYTES} bytes quarantined, a fresh buffer {} of the same size at {:#x}; doorbell, the device wrote the freed memory, the fresh buffer untouched; read reaped, QUIESCE: 0 bytes quarantined",
+            q.id,
+            q.physical_address,
+            q.fresh,
+            q.fresh_address,
+        );
+        self.finish()
     }
 
     /// The sync calls check their range against the attachment.
@@ -330,6 +429,7 @@ impl Driver {
     fn finish(&mut self) -> Result<(), Stop> {
         // Stop the device before its queue's memory goes back to the pool.
         self.device.reset();
+        refused("quiesce queue", self.capbuf.quiesce(self.ring_id))?;
         refused("free queue", self.capbuf.free(self.ring_id))?;
         let pool = refused("pool info", self.capbuf.pool_info(0))?;
         if pool.free != pool.total {

@@ -60,6 +60,8 @@ fn init() -> NullHandler {
     memory.as_mut_ptr().index(0).write(7);
     let usable = memory.as_ptr().index(0).read() == 7 && view.size == BUFFER_SIZE;
     drop(memory);
+    // No device was given the address: say so, or FREE would quarantine the memory.
+    capbuf.quiesce(id).expect("quiesce");
     capbuf.free(id).expect("free");
     let pools = [capbuf.pool_info(0), capbuf.pool_info(1)];
     debug_println!(

@@ -50,6 +50,8 @@ fn dma(capbuf: &mut Capbuf) -> bool {
         info.physical_address,
         view.vaddr
     );
+    // No device was given the address: say so, or FREE would quarantine the memory.
+    capbuf.quiesce(id).expect("quiesce dma");
     capbuf.free(id).expect("free dma");
     ok
 }
@@ -66,6 +68,7 @@ fn large(capbuf: &mut Capbuf) -> bool {
         "driver: 16 MiB buffer attached with one call, page size 2^{}, last word written and read back",
         info.page_bits
     );
+    capbuf.quiesce(id).expect("quiesce 16 MiB");
     capbuf.free(id).expect("free 16 MiB");
     ok && info.page_bits == 21
 }
