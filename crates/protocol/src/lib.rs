@@ -1,12 +1,15 @@
 //! The capbuf wire ABI: everything memsrv and its clients must agree on.
 //!
 //! A request is a protected procedure call (PPC) to memsrv. Its message label
-//! is the [`Op`] number and its message registers hold the arguments in the
-//! order given by [`Request`]. The reply's label is `0` on success or an
-//! [`Error`] code, and on success its message registers hold the [`Reply`]
-//! fields; a KERNEL error's hold the [`KernelFailure`]. No reply carries a capability: memsrv maps an attachment into
-//! the caller's VSpace itself (see [`AttachReply`]), so revoking it holds
-//! whatever the client does with the capabilities it has.
+//! is the [`Op`] number and its message registers hold the [`Request`]'s
+//! fields. The reply's label is `0` on success or an [`Error`] code, and on
+//! success its message registers hold the [`Reply`]'s fields; a KERNEL
+//! error's hold the [`KernelFailure`]. Every op's fields are declared once,
+//! in the ABI table (`src/op.rs`), each of a type that travels in one
+//! message register ([`Word`]); everything else, the C header included,
+//! comes from it. No reply carries a capability: memsrv maps an attachment
+//! into the caller's VSpace itself (see [`AttachReply`]), so revoking it
+//! holds whatever the client does with the capabilities it has.
 //!
 //! This crate has no seL4 dependency so that both ends, the host model and the
 //! C header generator use the same definitions. Every number here is part of
@@ -15,6 +18,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[macro_use]
+mod table;
+
 mod config;
 mod error;
 mod id;
@@ -22,6 +28,7 @@ mod invocation;
 mod message;
 mod op;
 mod rights;
+mod wire;
 
 pub use config::{
     inner_bits, inner_cptr, microkit, table_cptr, ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW,
@@ -31,9 +38,13 @@ pub use config::{
 pub use error::Error;
 pub use id::BufferId;
 pub use invocation::{Invocation, KernelFailure};
-pub use message::{AttachReply, DecodeError, HelloReply, InfoReply, PoolInfoReply, Reply, Request, MAX_MESSAGE_WORDS};
-pub use op::Op;
+pub use message::{DecodeError, ReplyError, MAX_MESSAGE_WORDS};
+pub use op::{
+    AllocReply, AttachReply, DetachReply, FreeReply, GrantReply, HelloReply, InfoReply, Op, PoolInfoReply, Reply,
+    Request, UngrantReply,
+};
 pub use rights::{AllocFlags, Rights};
+pub use wire::{Align, ClientId, Field, PoolId, Word};
 
 /// Protocol version. A client refuses to run against a memsrv whose version
 /// differs: the major number is the high 32 bits, the minor the low 32 bits,

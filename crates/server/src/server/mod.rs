@@ -9,8 +9,8 @@ mod state;
 
 use capbuf_pool::Pool;
 use capbuf_protocol::{
-    Config, ConfigError, Error, KernelFailure, Reply, Request, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS,
-    MEMSRV_TABLE_FIRST_FREE, PAGE_BITS,
+    AllocReply, AttachReply, Config, ConfigError, DetachReply, Error, FreeReply, GrantReply, KernelFailure, Reply,
+    Request, UngrantReply, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS,
 };
 use heapless::FnvIndexMap;
 
@@ -296,17 +296,17 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     fn dispatch(&mut self, client: usize, request: Request) -> Result<Reply, Failure> {
         let (state, kernel) = (&mut self.state, &mut self.kernel);
         Ok(match request {
-            Request::Hello => Reply::Hello(state.hello(client)?),
+            Request::Hello {} => Reply::Hello(state.hello(client)?),
             Request::Info { id } => Reply::Info(state.info(client, id)?),
             Request::PoolInfo { pool } => Reply::PoolInfo(state.pool_info(pool)?),
-            Request::Alloc { size, align_bits, pool, flags } => {
-                let plan = state.plan_alloc(client, size, align_bits, pool, flags)?;
-                Reply::Alloc(state.alloc(kernel, client, plan)?)
+            Request::Alloc { size, align, pool, flags } => {
+                let plan = state.plan_alloc(client, size, align, pool, flags)?;
+                Reply::Alloc(AllocReply { id: state.alloc(kernel, client, plan)? })
             }
             Request::Attach { id, rights } => {
                 let plan = state.plan_attach(client, id, rights)?;
                 state.attach(kernel, client, plan)?;
-                Reply::Attach(capbuf_protocol::AttachReply {
+                Reply::Attach(AttachReply {
                     size: plan.size,
                     vaddr: plan.run.vaddr(),
                     page_bits: plan.layout.page_bits() as u64,
@@ -317,22 +317,22 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             Request::Grant { id, grantee, rights } => {
                 let plan = state.plan_grant(client, id, grantee, rights)?;
                 state.grant(kernel, client, id, plan)?;
-                Reply::Done
+                Reply::Grant(GrantReply {})
             }
             Request::Detach { id } => {
                 let plan = state.plan_detach(client, id)?;
                 state.detach(kernel, client, id, plan)?;
-                Reply::Done
+                Reply::Detach(DetachReply {})
             }
             Request::Free { id } => {
                 state.check_free(client, id)?;
                 state.free(kernel, client, id)?;
-                Reply::Done
+                Reply::Free(FreeReply {})
             }
             Request::Ungrant { id, grantee } => {
                 let grantee = state.plan_ungrant(client, id, grantee)?;
                 state.ungrant(kernel, client, id, grantee)?;
-                Reply::Done
+                Reply::Ungrant(UngrantReply {})
             }
         })
     }

@@ -18,7 +18,7 @@
 mod plan;
 mod shared;
 
-use capbuf_microkit::{dma, AllocFlags, BufferId, Capbuf, ClientError, DmaSync, Error, InfoReply};
+use capbuf_microkit::{dma, Align, AllocFlags, BufferId, Capbuf, ClientError, DmaSync, Error, InfoReply, PoolId};
 use capbuf_protocol::Rights;
 use capbuf_virtio::blk::{self, Disk, Request, Slot, Status};
 use capbuf_virtio::mmio::{self, Device, Transport};
@@ -117,7 +117,7 @@ impl Driver {
         let mut device = find_device()?;
 
         // The virtqueue and the request slot: coherent (uncached) memory.
-        let ring_id = refused("alloc queue", capbuf.alloc(4096, 0, 0, AllocFlags::UNCACHED))?;
+        let ring_id = refused("alloc queue", capbuf.alloc(4096, Align::PAGE, PoolId(0), AllocFlags::UNCACHED))?;
         let view = refused("attach queue", capbuf.attach(ring_id, Rights::ReadWrite))?;
         let base = refused("info queue", capbuf.info(ring_id))?.physical_address;
         // SAFETY: memsrv mapped the queue buffer's 4 KiB at `view.vaddr`; it
@@ -174,8 +174,8 @@ impl Driver {
 
     fn begin_pass(&mut self, number: u64) -> Result<(), Stop> {
         let cached = number == 1;
-        let (name, flags) = if cached { ("cached+sync", 0) } else { ("uncached", AllocFlags::UNCACHED) };
-        let id = refused("alloc data", self.capbuf.alloc(DATA_BYTES, 0, 0, flags))?;
+        let (name, flags) = if cached { ("cached+sync", AllocFlags::NONE) } else { ("uncached", AllocFlags::UNCACHED) };
+        let id = refused("alloc data", self.capbuf.alloc(DATA_BYTES, Align::PAGE, PoolId(0), flags))?;
         let view = refused("attach data", self.capbuf.attach(id, Rights::ReadWrite))?;
         let info = refused("info data", self.capbuf.info(id))?;
         if info.page_bits != 21 || view.flags.uncached() == cached {
@@ -331,7 +331,7 @@ impl Driver {
         // Stop the device before its queue's memory goes back to the pool.
         self.device.reset();
         refused("free queue", self.capbuf.free(self.ring_id))?;
-        let pool = refused("pool info", self.capbuf.pool_info(0))?;
+        let pool = refused("pool info", self.capbuf.pool_info(PoolId(0)))?;
         if pool.free != pool.total {
             fail!("pool 0: {} of {} bytes free", pool.free, pool.total);
         }

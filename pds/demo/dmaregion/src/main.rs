@@ -9,7 +9,7 @@
 
 use core::ops::Range;
 
-use capbuf_microkit::{AllocFlags, Memory};
+use capbuf_microkit::{Align, AllocFlags, Memory, PoolId};
 use capbuf_protocol::{Rights, PAGE_SIZE};
 use sel4_microkit::{debug_println, protection_domain, Channel, NullHandler};
 
@@ -51,7 +51,7 @@ fn init() -> NullHandler {
     );
 
     let mut capbuf = capbuf_microkit::connect(MEMSRV).expect("memsrv");
-    let id = capbuf.alloc(BUFFER_SIZE, 16, 0, AllocFlags::UNCACHED).expect("alloc");
+    let id = capbuf.alloc(BUFFER_SIZE, Align::bits(16), PoolId(0), AllocFlags::UNCACHED).expect("alloc");
     let info = capbuf.info(id).expect("info");
     let buffer = info.physical_address..info.physical_address + BUFFER_SIZE;
     let buffer_apart = !overlaps(&buffer, &region) && overlaps(&buffer, &POOLS[0]);
@@ -61,7 +61,7 @@ fn init() -> NullHandler {
     let usable = memory.as_ptr().index(0).read() == 7 && view.size == BUFFER_SIZE;
     drop(memory);
     capbuf.free(id).expect("free");
-    let pools = [capbuf.pool_info(0), capbuf.pool_info(1)];
+    let pools = [capbuf.pool_info(PoolId(0)), capbuf.pool_info(PoolId(1))];
     debug_println!(
         "dmaregion: capbuf buffer at physical {:#x} in pool 0, apart from the region: {buffer_apart}, usable: {usable}; \
          pools 0 and 1 answer: {}",

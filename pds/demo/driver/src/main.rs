@@ -5,7 +5,7 @@
 #![no_std]
 #![no_main]
 
-use capbuf_microkit::{AllocFlags, BufferId, Capbuf, ClientError, Error, Memory};
+use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, ClientError, ClientId, Error, Memory, PoolId, Sys};
 use capbuf_protocol::{Op, Rights, PAGE_SIZE};
 use sel4_microkit::{debug_println, protection_domain, Channel, MessageInfo, NullHandler};
 
@@ -34,8 +34,17 @@ fn raw(label: u64, length: usize) -> u64 {
     reply.label()
 }
 
+/// A request the library's types cannot express, sent through its PPC:
+/// memsrv's answer as the library would give it.
+fn raw_request(capbuf: &mut Capbuf, op: Op, words: &[u64]) -> Result<(), ClientError> {
+    match capbuf.sys().call(op as u64, words).label {
+        0 => Ok(()),
+        label => Err(Error::try_from(label).map_or(ClientError::BadReply, ClientError::Server)),
+    }
+}
+
 fn dma(capbuf: &mut Capbuf) -> bool {
-    let id = capbuf.alloc(64 * 1024, 16, 0, AllocFlags::UNCACHED).expect("alloc dma");
+    let id = capbuf.alloc(64 * 1024, Align::bits(16), PoolId(0), AllocFlags::UNCACHED).expect("alloc dma");
     let info = capbuf.info(id).expect("info");
     let view = capbuf.attach(id, Rights::ReadWrite).expect("attach");
     let in_pool = (POOL_BASE..POOL_BASE + POOL_SIZE).contains(&info.physical_address);
@@ -55,7 +64,7 @@ fn dma(capbuf: &mut Capbuf) -> bool {
 }
 
 fn large(capbuf: &mut Capbuf) -> bool {
-    let id = capbuf.alloc(16 << 20, 0, 0, 0).expect("alloc 16 MiB");
+    let id = capbuf.alloc(16 << 20, Align::PAGE, PoolId(0), AllocFlags::NONE).expect("alloc 16 MiB");
     let view = capbuf.attach(id, Rights::ReadWrite).expect("attach 16 MiB");
     let mut memory = capbuf.words_mut(id).expect("writable");
     let last = memory.as_ptr().len() - 1;
@@ -72,11 +81,24 @@ fn large(capbuf: &mut Capbuf) -> bool {
 
 fn hostile(capbuf: &mut Capbuf) -> bool {
     let mut ok = true;
-    ok &= expect("zero-size alloc", capbuf.alloc(0, 0, 0, 0), Error::ZeroSize);
-    ok &= expect("alloc larger than the pool", capbuf.alloc(POOL_SIZE * 2, 0, 0, 0), Error::TooLarge);
-    ok &= expect("alloc from pool 7", capbuf.alloc(PAGE_SIZE, 0, 7, 0), Error::InvalidPool);
-    ok &= expect("alloc with unknown flags", capbuf.alloc(PAGE_SIZE, 0, 0, 1 << 9), Error::InvalidFlags);
-    ok &= expect("alloc aligned to 2^40", capbuf.alloc(PAGE_SIZE, 40, 0, 0), Error::InvalidAlignment);
+    ok &= expect("zero-size alloc", capbuf.alloc(0, Align::PAGE, PoolId(0), AllocFlags::NONE), Error::ZeroSize);
+    ok &= expect(
+        "alloc larger than the pool",
+        capbuf.alloc(POOL_SIZE * 2, Align::PAGE, PoolId(0), AllocFlags::NONE),
+        Error::TooLarge,
+    );
+    ok &= expect(
+        "alloc from pool 7",
+        capbuf.alloc(PAGE_SIZE, Align::PAGE, PoolId(7), AllocFlags::NONE),
+        Error::InvalidPool,
+    );
+    let unknown_flags = raw_request(capbuf, Op::Alloc, &[PAGE_SIZE, 0, 0, 1 << 9]);
+    ok &= expect("alloc with unknown flags", unknown_flags, Error::InvalidFlags);
+    ok &= expect(
+        "alloc aligned to 2^40",
+        capbuf.alloc(PAGE_SIZE, Align::bits(40), PoolId(0), AllocFlags::NONE),
+        Error::InvalidAlignment,
+    );
     // Buffer 0.1 is the producer's and not granted to the driver: memsrv
     // answers as for an id that never existed, so ids cannot be probed.
     ok &= expect(
@@ -86,8 +108,8 @@ fn hostile(capbuf: &mut Capbuf) -> bool {
     );
     ok &= expect("free someone else's buffer", capbuf.free(BufferId::new(0, 1)), Error::UnknownBuffer);
     ok &= expect("info on a never-issued id", capbuf.info(BufferId::new(99, 1)), Error::UnknownBuffer);
-    let id = capbuf.alloc(PAGE_SIZE, 0, 0, 0).expect("alloc");
-    ok &= expect("grant to an unknown client", capbuf.grant(id, 99, Rights::ReadOnly), Error::InvalidGrantee);
+    let id = capbuf.alloc(PAGE_SIZE, Align::PAGE, PoolId(0), AllocFlags::NONE).expect("alloc");
+    ok &= expect("grant to an unknown client", capbuf.grant(id, ClientId(99), Rights::ReadOnly), Error::InvalidGrantee);
     ok &= expect("detach without attach", capbuf.detach(id), Error::NotAttached);
     capbuf.free(id).expect("free");
     ok &= expect("double free", capbuf.free(id), Error::StaleBuffer);
@@ -113,7 +135,7 @@ fn init() -> NullHandler {
     let dma_ok = dma(&mut capbuf);
     let large_ok = large(&mut capbuf);
     let hostile_ok = hostile(&mut capbuf);
-    let alive = capbuf.pool_info(0).is_ok();
+    let alive = capbuf.pool_info(PoolId(0)).is_ok();
     if dma_ok && large_ok && hostile_ok && alive {
         debug_println!("driver: all checks passed; memsrv still serving");
     } else {

@@ -9,7 +9,7 @@
 #![no_std]
 #![no_main]
 
-use capbuf_microkit::{BufferId, Capbuf, Error, Memory};
+use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, Error, Memory, PoolId};
 use capbuf_protocol::{microkit, Op, Rights, MAX_MESSAGE_WORDS, ROOT_SLOT_SHIFT};
 use sel4_microkit::{debug_println, protection_domain, Channel, NullHandler};
 
@@ -71,14 +71,13 @@ fn former_capbuf_cptrs() -> impl Iterator<Item = u64> {
 
 /// The copy-out attack; true if it failed everywhere it must.
 fn attack(capbuf: &mut Capbuf) -> bool {
-    let id = capbuf.alloc(64 * 1024, 0, 0, 0).expect("alloc");
+    let id = capbuf.alloc(64 * 1024, Align::PAGE, PoolId(0), AllocFlags::NONE).expect("alloc");
     let view = capbuf.attach(id, Rights::ReadWrite).expect("attach");
     capbuf.words_mut(id).expect("writable").as_mut_ptr().index(0).write(MARKER);
     // Any frame capability answers GetAddress: look for one.
     let cptrs = former_capbuf_cptrs().count();
-    let frames = former_capbuf_cptrs()
-        .filter(|&cptr| sel4::cap::SmallPage::from_bits(cptr).frame_get_address().is_ok())
-        .count();
+    let frames =
+        former_capbuf_cptrs().filter(|&cptr| sel4::cap::SmallPage::from_bits(cptr).frame_get_address().is_ok()).count();
     // Copy whatever the old receive path would name into a free slot of it.
     let receive_path = sel4::cap::CNode::from_bits(microkit::FREE_CPTRS.start);
     let copied = receive_path
@@ -102,7 +101,7 @@ fn attack(capbuf: &mut Capbuf) -> bool {
     let mut held: heapless::Vec<BufferId, 8> = heapless::Vec::new();
     let mut refusal = None;
     for _ in 0..=quota {
-        let Ok(extra) = capbuf.alloc(4096, 0, 0, 0) else { break };
+        let Ok(extra) = capbuf.alloc(4096, Align::PAGE, PoolId(0), AllocFlags::NONE) else { break };
         let _ = held.push(extra);
         if let Err(e) = capbuf.attach(extra, Rights::ReadOnly) {
             refusal = Some(e);
@@ -117,8 +116,8 @@ fn attack(capbuf: &mut Capbuf) -> bool {
             _ => "NOT REFUSED",
         }
     );
-    let within_quota = attached == quota
-        && matches!(refusal, Some(capbuf_microkit::ClientError::Server(Error::QuotaAttachments)));
+    let within_quota =
+        attached == quota && matches!(refusal, Some(capbuf_microkit::ClientError::Server(Error::QuotaAttachments)));
     for extra in held {
         capbuf.free(extra).expect("free");
     }
@@ -128,7 +127,7 @@ fn attack(capbuf: &mut Capbuf) -> bool {
 #[protection_domain]
 fn init() -> NullHandler {
     let mut capbuf = capbuf_microkit::connect(MEMSRV).expect("memsrv");
-    let before = capbuf.pool_info(0).expect("pool").free;
+    let before = capbuf.pool_info(PoolId(0)).expect("pool").free;
     let mut random = Random(0x5eed_cafe_f00d_d00d);
     let mut mine: heapless::Vec<u64, 8> = heapless::Vec::new();
     let (mut ok, mut refused, mut unknown) = (0u32, [0u32; 32], 0u32);
@@ -177,7 +176,7 @@ fn init() -> NullHandler {
             debug_println!("hostile: FAIL: could not free my buffer {id:#x}: {label:#x}");
         }
     }
-    let after = capbuf.pool_info(0).map(|p| p.free);
+    let after = capbuf.pool_info(PoolId(0)).map(|p| p.free);
     let kinds = refused.iter().filter(|n| **n > 0).count();
     if unknown == 0 && after == Ok(before) {
         debug_println!(

@@ -6,7 +6,7 @@
 #![no_std]
 #![no_main]
 
-use capbuf_microkit::{BufferId, Capbuf, Memory};
+use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, ClientId, Memory, PoolId};
 use capbuf_protocol::Rights;
 use core::ptr::NonNull;
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, ChannelSet, Handler, Infallible};
@@ -16,9 +16,9 @@ const MEMSRV: Channel = Channel::new(0);
 const VICTIM: Channel = Channel::new(1);
 const CDEMO: Channel = Channel::new(2);
 const SUPERVISOR: Channel = Channel::new(3);
-const CONSUMER_ID: u64 = 2;
-const VICTIM_ID: u64 = 3;
-const CDEMO_ID: u64 = 6;
+const CONSUMER_ID: ClientId = ClientId(2);
+const VICTIM_ID: ClientId = ClientId(3);
+const CDEMO_ID: ClientId = ClientId(6);
 /// What the producer writes into word 0 of the C client's buffer; the C client checks it.
 const MARK: u64 = 0x9e7e_0000_0000_0000;
 /// The pattern word `i` of a shared buffer holds; consumer and victim check it.
@@ -62,10 +62,10 @@ fn init() -> Producer {
     };
     let hello = *capbuf.hello();
     debug_println!("producer: memsrv protocol {:#x}, I am client {}", hello.version, hello.client_id);
-    let pool = capbuf.pool_info(0).expect("pool 0");
+    let pool = capbuf.pool_info(PoolId(0)).expect("pool 0");
     debug_println!("producer: pool 0 before: {} of {} bytes free", pool.free, pool.total);
 
-    let shared = capbuf.alloc(64 * 1024, 0, 0, 0).expect("alloc shared");
+    let shared = capbuf.alloc(64 * 1024, Align::PAGE, PoolId(0), AllocFlags::NONE).expect("alloc shared");
     let view = capbuf.attach(shared, Rights::ReadWrite).expect("attach shared");
     fill(&mut capbuf, shared);
     capbuf.grant(shared, CONSUMER_ID, Rights::ReadOnly).expect("grant consumer");
@@ -75,7 +75,7 @@ fn init() -> Producer {
         view.vaddr
     );
 
-    let doomed = capbuf.alloc(3 << 20, 0, 0, 0).expect("alloc doomed");
+    let doomed = capbuf.alloc(3 << 20, Align::PAGE, PoolId(0), AllocFlags::NONE).expect("alloc doomed");
     capbuf.attach(doomed, Rights::ReadWrite).expect("attach doomed");
     fill(&mut capbuf, doomed);
     capbuf.grant(doomed, VICTIM_ID, Rights::ReadWrite).expect("grant victim");
@@ -83,7 +83,15 @@ fn init() -> Producer {
     debug_println!(
         "producer: buffer {doomed} (3 MiB: one 2 MiB page and 256 small ones) granted read-write to the victim"
     );
-    Producer { capbuf, shared, doomed: Some(doomed), pool_free_at_start: pool.free, expected_faults: 0, for_cdemo: None, cdemo_stage: 0 }
+    Producer {
+        capbuf,
+        shared,
+        doomed: Some(doomed),
+        pool_free_at_start: pool.free,
+        expected_faults: 0,
+        for_cdemo: None,
+        cdemo_stage: 0,
+    }
 }
 
 impl Producer {
@@ -100,7 +108,8 @@ impl Producer {
             good
         };
         self.capbuf.detach(theirs).expect("detach the C client's buffer");
-        let ours = self.capbuf.alloc(16 * 1024, 0, 0, 0).expect("alloc for the C client");
+        let ours =
+            self.capbuf.alloc(16 * 1024, Align::PAGE, PoolId(0), AllocFlags::NONE).expect("alloc for the C client");
         self.capbuf.attach(ours, Rights::ReadWrite).expect("attach");
         fill(&mut self.capbuf, ours);
         self.capbuf.detach(ours).expect("detach");
@@ -127,7 +136,7 @@ impl Producer {
         }
         self.capbuf.free(self.shared).expect("free shared");
         debug_println!("producer: freed buffer {} (the stopped consumer's attachment is revoked with it)", self.shared);
-        let pool = self.capbuf.pool_info(0).expect("pool 0");
+        let pool = self.capbuf.pool_info(PoolId(0)).expect("pool 0");
         debug_println!("producer: pool 0 after: {} of {} bytes free", pool.free, pool.total);
         if pool.free == pool.total && pool.free == self.pool_free_at_start {
             debug_println!("CAPBUF DEMO: ALL TESTS PASSED");
