@@ -32,8 +32,9 @@ fn header() -> String {
     line("#pragma once".into());
     line("#include <stdint.h>".into());
     line(String::new());
-    let constants: [(&str, u64); 12] = [
+    let constants: [(&str, u64); 13] = [
         ("PROTOCOL_VERSION", p::PROTOCOL_VERSION),
+        ("VERSION_MAJOR_SHIFT", p::VERSION_MAJOR_SHIFT as u64),
         ("PAGE_BITS", p::PAGE_BITS as u64),
         ("LARGE_PAGE_BITS", p::LARGE_PAGE_BITS as u64),
         ("MAX_ALIGN_BITS", p::MAX_ALIGN_BITS as u64),

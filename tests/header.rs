@@ -37,6 +37,7 @@ fn c_header_compiles_and_matches_the_rust_definitions() {
     }
     emit("CAPBUF_POOL_INFO_REPLY_MR_LOST".into(), 3);
     emit("CAPBUF_PROTOCOL_VERSION".into(), capbuf_protocol::PROTOCOL_VERSION);
+    emit("CAPBUF_VERSION_MAJOR_SHIFT".into(), capbuf_protocol::VERSION_MAJOR_SHIFT as u64);
     emit("CAPBUF_RIGHTS_READ_ONLY".into(), Rights::ReadOnly as u64);
     emit("CAPBUF_FLAG_UNCACHED".into(), AllocFlags::UNCACHED.bits());
     emit("CAPBUF_FLAG_READ_ONLY".into(), AllocFlags::READ_ONLY.bits());

@@ -50,11 +50,14 @@ pub use wire::{Align, ClientId, Field, PoolId, Word};
 /// differs: the major number is the high 32 bits, the minor the low 32 bits,
 /// and only the major number must match. Major 3: POOL_INFO replies with the
 /// lost bytes, KERNEL errors name the failed invocation.
-pub const PROTOCOL_VERSION: u64 = 3 << 32;
+pub const PROTOCOL_VERSION: u64 = 3 << VERSION_MAJOR_SHIFT;
+
+/// Where a protocol version's major number starts.
+pub const VERSION_MAJOR_SHIFT: u32 = 32;
 
 /// The major part of a protocol version.
 pub const fn version_major(version: u64) -> u32 {
-    (version >> 32) as u32
+    (version >> VERSION_MAJOR_SHIFT) as u32
 }
 
 /// Smallest unit memsrv hands out: one 4 KiB small page (AArch64 `seL4_PageBits`).
