@@ -33,7 +33,7 @@ mod wire;
 pub use config::{
     inner_bits, inner_cptr, microkit, table_cptr, ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW,
     CONFIG_MAGIC, CONFIG_VERSION, CONFIG_WORDS, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_FIRST_FREE, MEMSRV_TABLE_ROOT_SLOT,
-    MEMSRV_TABLE_VSPACES, ROOT_CNODE_BITS, ROOT_SLOT_SHIFT,
+    MEMSRV_TABLE_VSPACES, POOL_SIZE_BITS, ROOT_CNODE_BITS, ROOT_SLOT_SHIFT, TABLE_BITS,
 };
 pub use error::Error;
 pub use id::BufferId;
@@ -80,8 +80,12 @@ pub const MAX_POOLS: usize = 4;
 /// Highest number of clients a memsrv can be configured with.
 pub const MAX_CLIENTS: usize = 16;
 /// Largest pool memsrv is built for, as a power of two (64 MiB): its pool
-/// trees are sized for it at compile time (2 bytes per page).
+/// trees are sized for it at compile time (2 bytes per page), and it refuses
+/// a larger one at start-up. capbuf-compose refuses it first.
 pub const MAX_POOL_BITS: u32 = 26;
+/// Most buffers memsrv tracks at once, all clients together: the size of its
+/// buffer table. A client can hold at most this many attachments and holes.
+pub const MAX_BUFFERS: usize = 128;
 /// Highest channel id Microkit allows (`MICROKIT_MAX_CHANNELS` - 1).
 pub const MAX_CHANNEL: u64 = 62;
 

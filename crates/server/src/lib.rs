@@ -46,4 +46,4 @@ pub use kernel::{CapRef, Failure, Kernel, KernelError, MapAttributes, Object, Sl
 pub use layout::FrameLayout;
 pub use registry::{charged_pages, Attachment, Buffer, Registry, MAX_BUFFERS};
 pub use reserve::{reserve_bytes, ReserveBlock, Reserves};
-pub use server::{Lost, Outcome, Server, StartError, Usage, MAX_TABLE_BITS};
+pub use server::{Lost, Outcome, Server, StartError, Usage};

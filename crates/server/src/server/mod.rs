@@ -10,7 +10,7 @@ mod state;
 use capbuf_pool::Pool;
 use capbuf_protocol::{
     AllocReply, AttachReply, Config, ConfigError, DetachReply, Error, FreeReply, GrantReply, KernelFailure, Reply,
-    Request, UngrantReply, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS,
+    Request, UngrantReply, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS, TABLE_BITS,
 };
 use heapless::FnvIndexMap;
 
@@ -21,9 +21,8 @@ use crate::registry::{Buffer, Registry};
 use crate::reserve::{self, Reserves};
 use crate::window::Windows;
 
-/// Largest table CNode radix memsrv can manage.
-pub const MAX_TABLE_BITS: u64 = 12;
-const TABLE_CAPACITY: usize = 1 << MAX_TABLE_BITS;
+/// Slots of the largest table CNode memsrv can manage ([`TABLE_BITS`]).
+const TABLE_CAPACITY: usize = 1 << *TABLE_BITS.end();
 
 /// What one client holds now, checked against its quotas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -116,31 +115,23 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     pub fn start(kernel: K, config: Config) -> Result<Self, StartError> {
         let refused = |error| StartError { error, kernel: None };
         config.validate().map_err(refused)?;
-        if config.table_bits > MAX_TABLE_BITS || 1 << config.table_bits <= MEMSRV_TABLE_FIRST_FREE {
-            return Err(refused(ConfigError::TableBits));
-        }
         reserve::check(&config).map_err(refused)?;
         let block_pages = reserve::block_pages(&config);
-        let mut pools = [const { None }; MAX_POOLS];
-        let mut blocks = FnvIndexMap::new();
-        for (i, pool) in config.pools.iter().flatten().enumerate() {
-            let order = (pool.size_bits as u32).checked_sub(PAGE_BITS).ok_or(refused(ConfigError::PoolSize))?;
-            let state = Pool::new(order).ok_or(refused(ConfigError::PoolSize))?;
-            let root = BlockCap { slot: i as Slot, dormant: false };
-            blocks.insert(block_key(i, state.root()), root).map_err(|_| refused(ConfigError::TableBits))?;
-            pools[i] = Some(PoolState { base: pool.physical_address, pool: state });
-        }
         // Slots below MEMSRV_TABLE_FIRST_FREE hold the pools' untypeds and the clients' VSpaces.
         let slots = Slots::new(MEMSRV_TABLE_FIRST_FREE as Slot..1 << config.table_bits)
             .ok_or(refused(ConfigError::TableBits))?;
+        let pools = config.pools;
+        // The state is large (its tables are sized for the largest
+        // configuration): it is built once, here, and the pools are put in
+        // it in place, so that start-up needs no more stack than it must.
         let mut server = Server {
             kernel,
             state: State {
                 config,
-                pools,
+                pools: [const { None }; MAX_POOLS],
                 registry: Registry::default(),
                 usage: [Usage::default(); MAX_CLIENTS],
-                blocks,
+                blocks: FnvIndexMap::new(),
                 slots,
                 reserves: Reserves::new(block_pages),
                 windows: Windows::default(),
@@ -148,6 +139,14 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 incident: Incident::default(),
             },
         };
+        for (i, pool) in pools.iter().flatten().enumerate() {
+            let order = (pool.size_bits as u32).checked_sub(PAGE_BITS).ok_or(refused(ConfigError::PoolSize))?;
+            let tree = Pool::new(order).ok_or(refused(ConfigError::PoolSize))?;
+            let root = BlockCap { slot: i as Slot, dormant: false };
+            let state = &mut server.state;
+            state.blocks.insert(block_key(i, tree.root()), root).map_err(|_| refused(ConfigError::TableBits))?;
+            state.pools[i] = Some(PoolState { base: pool.physical_address, pool: tree });
+        }
         if let Err(failure) = server.carve_reserves() {
             // Leave the kernel as memsrv found it: the pools' untypeds
             // without children. A refusal here changes nothing more.
