@@ -18,8 +18,10 @@
 mod plan;
 mod shared;
 
-use capbuf_microkit::{dma, Align, AllocFlags, BufferId, Capbuf, ClientError, DmaSync, Error, InfoReply, PoolId};
-use capbuf_protocol::Rights;
+use capbuf_demo::MEMSRV;
+use capbuf_microkit::{
+    dma, Align, AllocFlags, BufferId, Capbuf, ClientError, DmaSync, Error, InfoReply, PoolId, Rights,
+};
 use capbuf_virtio::blk::{self, Disk, Request, Slot, Status};
 use capbuf_virtio::mmio::{self, Device, Transport};
 use capbuf_virtio::queue::{Layout, SplitQueue, Used};
@@ -27,7 +29,7 @@ use plan::{Step, DATA_BYTES, DISK_SECTORS, POISON, SECTOR, WORDS_PER_SECTOR};
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, ChannelSet, Handler, Infallible};
 use shared::Shared;
 
-const MEMSRV: Channel = Channel::new(0);
+const PD: &str = "blk";
 /// The block device's interrupt (system.xml: irq 79, transport 31's).
 const DEVICE: Channel = Channel::new(1);
 /// system.xml maps the 4 KiB page at 0x0a003000: transports 24 to 31.
@@ -42,9 +44,10 @@ const SLOT_OFFSET: usize = 0x800;
 /// The driver gave up; the reason is printed.
 struct Stop;
 
+/// Print the FAIL line and stop.
 macro_rules! fail {
     ($($arg:tt)*) => {{
-        debug_println!("blk: FAIL: {}", format_args!($($arg)*));
+        capbuf_demo::fail!(PD, $($arg)*);
         return Err(Stop);
     }};
 }
@@ -397,7 +400,7 @@ impl Handler for Blk {
         let Some(driver) = &mut self.0 else { return Ok(()) };
         for channel in channels.iter() {
             if channel != DEVICE {
-                debug_println!("blk: FAIL: unexpected notification on channel {}", channel.index());
+                capbuf_demo::fail!(PD, "unexpected notification on channel {}", channel.index());
                 self.0 = None;
                 return Ok(());
             }

@@ -9,11 +9,12 @@
 
 use core::ops::Range;
 
-use capbuf_microkit::{Align, AllocFlags, Memory, PoolId};
-use capbuf_protocol::{Rights, PAGE_SIZE};
-use sel4_microkit::{debug_println, protection_domain, Channel, NullHandler};
+use capbuf_demo::fail;
+use capbuf_microkit::{Align, AllocFlags, Memory, PoolId, Rights};
+use capbuf_protocol::PAGE_SIZE;
+use sel4_microkit::{debug_println, protection_domain, NullHandler};
 
-const MEMSRV: Channel = Channel::new(0);
+const PD: &str = "dmaregion";
 /// The pools and the region's size as `tests/region-paddr.system` declares them.
 const POOLS: [Range<u64>; 2] = [0xa000_0000..0xa400_0000, 0x6000_0000..0x6001_0000];
 const REGION_SIZE: u64 = 0x1_0000;
@@ -50,7 +51,7 @@ fn init() -> NullHandler {
          mapped at {vaddr:#x}, 64 KiB written and read back: {mapped}"
     );
 
-    let mut capbuf = capbuf_microkit::connect(MEMSRV).expect("memsrv");
+    let mut capbuf = capbuf_demo::connect(PD);
     let id = capbuf.alloc(BUFFER_SIZE, Align::bits(16), PoolId(0), AllocFlags::UNCACHED).expect("alloc");
     let info = capbuf.info(id).expect("info");
     let buffer = info.physical_address..info.physical_address + BUFFER_SIZE;
@@ -71,7 +72,7 @@ fn init() -> NullHandler {
     if placed && outside_pools && mapped && buffer_apart && usable && pools.iter().all(|p| p.is_ok()) {
         debug_println!("CAPBUF REGION TEST: PASSED");
     } else {
-        debug_println!("dmaregion: FAIL: the region or capbuf misbehaved (see above)");
+        fail!(PD, "the region or capbuf misbehaved (see above)");
     }
     NullHandler::new()
 }
