@@ -22,20 +22,30 @@
  * capbuf_sync_for_device / capbuf_sync_for_cpu (at the end of this file);
  * UNCACHED buffers need neither.
  *
- * Every function returns CAPBUF_OK (0), a CAPBUF_ERR_* code from memsrv or
- * CAPBUF_CLIENT_ERR_VERSION (capbuf_error_name names any of them); output parameters are written only on success.
- * A reply of the wrong length or carrying a capability is CAPBUF_ERR_WRONG_LENGTH
- * or CAPBUF_ERR_UNEXPECTED_CAPS. Access attached memory through volatile
- * pointers: other PDs and devices may write it at any time. */
+ * Every function returns CAPBUF_OK (0), a CAPBUF_ERR_* code from memsrv
+ * (the reply's label, as memsrv sent it) or one of the library's own
+ * CAPBUF_CLIENT_ERR_* codes below; capbuf_error_name names any of them.
+ * Output parameters are written only on success. A reply memsrv would not
+ * send (a success carrying a capability or the wrong number of registers, a
+ * KERNEL error without its two) is CAPBUF_CLIENT_ERR_BAD_REPLY, never a
+ * memsrv code: CAPBUF_ERR_WRONG_LENGTH and CAPBUF_ERR_UNEXPECTED_CAPS mean
+ * memsrv found this library's request malformed. Register values are handed
+ * through as memsrv sent them (the Rust library also checks that rights and
+ * flags are defined values). Every register index is the generated
+ * CAPBUF_<OP>_MR_* / CAPBUF_<OP>_REPLY_MR_* of capbuf.h. Access attached
+ * memory through volatile pointers: other PDs and devices may write it at
+ * any time. */
 #pragma once
 #include <stdint.h>
 #include <microkit.h>
 #include "capbuf.h"
 
 /* Client-side errors, in a range memsrv never replies with: memsrv speaks
- * another major protocol version; a range reaches past the end of a buffer. */
+ * another major protocol version; a range reaches past the end of a buffer;
+ * the reply is not one memsrv sends (Rust: ClientError::BadReply). */
 #define CAPBUF_CLIENT_ERR_VERSION 0xffffff00ULL
 #define CAPBUF_CLIENT_ERR_RANGE 0xffffff01ULL
+#define CAPBUF_CLIENT_ERR_BAD_REPLY 0xffffff02ULL
 
 /* The name of any code a function here returns. */
 static inline const char *capbuf_error_name(uint64_t code)
@@ -45,6 +55,9 @@ static inline const char *capbuf_error_name(uint64_t code)
     }
     if (code == CAPBUF_CLIENT_ERR_RANGE) {
         return "CLIENT_ERR_RANGE";
+    }
+    if (code == CAPBUF_CLIENT_ERR_BAD_REPLY) {
+        return "CLIENT_ERR_BAD_REPLY";
     }
     return capbuf_strerror(code);
 }
@@ -105,7 +118,7 @@ static inline uint64_t capbuf_call(capbuf_t *cb, uint64_t op, const uint64_t *re
     uint64_t label = microkit_msginfo_get_label(info);
     if (label == CAPBUF_ERR_KERNEL) {
         if (seL4_MessageInfo_get_length(info) != CAPBUF_ERR_KERNEL_REPLY_WORDS) {
-            return CAPBUF_ERR_WRONG_LENGTH;
+            return CAPBUF_CLIENT_ERR_BAD_REPLY;
         }
         cb->kernel_invocation = microkit_mr_get(CAPBUF_ERR_KERNEL_REPLY_MR_INVOCATION);
         cb->kernel_error = microkit_mr_get(CAPBUF_ERR_KERNEL_REPLY_MR_CODE);
@@ -113,11 +126,8 @@ static inline uint64_t capbuf_call(capbuf_t *cb, uint64_t op, const uint64_t *re
     if (label != CAPBUF_OK) {
         return label;
     }
-    if (seL4_MessageInfo_get_extraCaps(info) != 0) {
-        return CAPBUF_ERR_UNEXPECTED_CAPS;
-    }
-    if (seL4_MessageInfo_get_length(info) != reply_words) {
-        return CAPBUF_ERR_WRONG_LENGTH;
+    if (seL4_MessageInfo_get_extraCaps(info) != 0 || seL4_MessageInfo_get_length(info) != reply_words) {
+        return CAPBUF_CLIENT_ERR_BAD_REPLY;
     }
     for (unsigned i = 0; i < reply_words; i++) {
         reply[i] = microkit_mr_get(i);
@@ -134,7 +144,8 @@ static inline uint64_t capbuf_connect(capbuf_t *cb, microkit_channel channel)
     if (err != CAPBUF_OK) {
         return err;
     }
-    if (r[CAPBUF_HELLO_REPLY_MR_VERSION] >> 32 != CAPBUF_PROTOCOL_VERSION >> 32) {
+    if (r[CAPBUF_HELLO_REPLY_MR_VERSION] >> CAPBUF_VERSION_MAJOR_SHIFT !=
+        CAPBUF_PROTOCOL_VERSION >> CAPBUF_VERSION_MAJOR_SHIFT) {
         return CAPBUF_CLIENT_ERR_VERSION;
     }
     cb->version = r[CAPBUF_HELLO_REPLY_MR_VERSION];

@@ -10,8 +10,9 @@ use std::process::{Command, Stdio};
 
 use capbuf_client::{dma, ClientError, View};
 use capbuf_protocol::{
-    AllocFlags, AttachReply, BufferId, Error, HelloReply, InfoReply, PoolInfoReply, Reply, Request, Rights,
-    MAX_MESSAGE_WORDS, PADDR_HIDDEN, PROTOCOL_VERSION,
+    Align, AllocFlags, AllocReply, AttachReply, BufferId, ClientId, DetachReply, Error, GrantReply, HelloReply,
+    InfoReply, PoolId, PoolInfoReply, Reply, Request, Rights, UngrantReply, MAX_MESSAGE_WORDS, PADDR_HIDDEN,
+    PROTOCOL_VERSION,
 };
 
 /// One reply as the stand-in reads it: label, extra caps, length, words.
@@ -51,7 +52,7 @@ fn the_c_library_speaks_the_rust_protocol() {
     let id = BufferId::new(5, 3);
     let hello = HelloReply {
         version: PROTOCOL_VERSION | 4,
-        client_id: 6,
+        client_id: ClientId(6),
         pools: 2,
         quota_bytes: 1 << 20,
         quota_buffers: 2,
@@ -62,7 +63,7 @@ fn the_c_library_speaks_the_rust_protocol() {
         vaddr: 0x2020_0000,
         page_bits: 12,
         rights: Rights::ReadWrite,
-        flags: AllocFlags::from_bits(AllocFlags::UNCACHED).unwrap(),
+        flags: AllocFlags::UNCACHED,
     };
     let info = InfoReply {
         size: 12288,
@@ -70,9 +71,9 @@ fn the_c_library_speaks_the_rust_protocol() {
         page_bits: 12,
         rights: Rights::ReadWrite,
         attachments: 1,
-        flags: AllocFlags::from_bits(AllocFlags::UNCACHED).unwrap(),
-        pool: 1,
-        owner: 6,
+        flags: AllocFlags::UNCACHED,
+        pool: PoolId(1),
+        owner: ClientId(6),
     };
     let pool = PoolInfoReply { total: 1 << 20, free: 3 << 18, largest_free: 1 << 19, lost: 4096, quarantined: 3 << 12 };
     let kernel = capbuf_protocol::KernelFailure { invocation: capbuf_protocol::Invocation::CNodeRevoke, code: 3 };
@@ -80,28 +81,31 @@ fn the_c_library_speaks_the_rust_protocol() {
     let kernel_length = kernel.encode(&mut kernel_words);
     let mut attach_words = [0; MAX_MESSAGE_WORDS];
     let attach_length = Reply::Attach(attach).encode(&mut attach_words);
+    let (grantee, uncached) = (ClientId(7), AllocFlags::UNCACHED);
     let exchanges: Vec<(Request, String)> = vec![
-        (Request::Hello, reply(Ok(Reply::Hello(hello)))),
+        (Request::Hello {}, reply(Ok(Reply::Hello(hello)))),
         (
-            Request::Alloc { size: 12288, align_bits: 16, pool: 1, flags: AllocFlags::UNCACHED },
-            reply(Ok(Reply::Alloc(id))),
+            Request::Alloc { size: 12288, align: Align::bits(16), pool: PoolId(1), flags: uncached },
+            reply(Ok(Reply::Alloc(AllocReply { id }))),
         ),
-        (Request::Attach { id, rights: Rights::ReadWrite as u64 }, reply(Ok(Reply::Attach(attach)))),
-        (Request::Grant { id, grantee: 7, rights: Rights::ReadOnly as u64 }, reply(Ok(Reply::Done))),
+        (Request::Attach { id, rights: Rights::ReadWrite }, reply(Ok(Reply::Attach(attach)))),
+        (Request::Grant { id, grantee, rights: Rights::ReadOnly }, reply(Ok(Reply::Grant(GrantReply {})))),
         (Request::Info { id }, reply(Ok(Reply::Info(info)))),
-        (Request::Ungrant { id, grantee: 7 }, reply(Ok(Reply::Done))),
-        (Request::Detach { id }, reply(Ok(Reply::Done))),
-        (Request::PoolInfo { pool: 1 }, reply(Ok(Reply::PoolInfo(pool)))),
+        (Request::Ungrant { id, grantee }, reply(Ok(Reply::Ungrant(UngrantReply {})))),
+        (Request::Detach { id }, reply(Ok(Reply::Detach(DetachReply {})))),
+        (Request::PoolInfo { pool: PoolId(1) }, reply(Ok(Reply::PoolInfo(pool)))),
         (Request::Free { id }, reply(Err(Error::StaleBuffer))),
-        (Request::Quiesce { id }, reply(Ok(Reply::Done))),
+        (Request::Quiesce { id }, reply(Ok(Reply::Quiesce(capbuf_protocol::QuiesceReply {})))),
         (Request::Quiesce { id }, reply(Err(Error::UnknownBuffer))),
-        // A KERNEL reply names the refused invocation and the seL4 error.
+        // A KERNEL reply names the refused invocation and the seL4 error;
+        // one without both registers is no reply memsrv sends.
         (Request::Detach { id }, raw(Error::Kernel.code(), 0, &kernel_words[..kernel_length])),
+        (Request::Detach { id }, raw(Error::Kernel.code(), 0, &kernel_words[..kernel_length - 1])),
         // A reply that carries a capability, then one a word short: both refused.
-        (Request::Attach { id, rights: Rights::ReadOnly as u64 }, raw(0, 1, &attach_words[..attach_length])),
-        (Request::Attach { id, rights: Rights::ReadOnly as u64 }, raw(0, 0, &attach_words[..attach_length - 1])),
+        (Request::Attach { id, rights: Rights::ReadOnly }, raw(0, 1, &attach_words[..attach_length])),
+        (Request::Attach { id, rights: Rights::ReadOnly }, raw(0, 0, &attach_words[..attach_length - 1])),
         // A memsrv of another major version.
-        (Request::Hello, reply(Ok(Reply::Hello(HelloReply { version: 1 << 32, ..hello })))),
+        (Request::Hello {}, reply(Ok(Reply::Hello(HelloReply { version: 1 << 32, ..hello })))),
     ];
     let mut child = Command::new(dir.join("client"))
         .stdin(Stdio::piped())
@@ -141,8 +145,9 @@ fn the_c_library_speaks_the_rust_protocol() {
         "quiesce OK".to_string(),
         "quiesce_unknown UNKNOWN_BUFFER".to_string(),
         format!("detach_kernel KERNEL {} 3", capbuf_protocol::Invocation::CNodeRevoke as u64),
-        "attach_with_cap UNEXPECTED_CAPS".to_string(),
-        "attach_short WRONG_LENGTH".to_string(),
+        "detach_kernel_short CLIENT_ERR_BAD_REPLY".to_string(),
+        "attach_with_cap CLIENT_ERR_BAD_REPLY".to_string(),
+        "attach_short CLIENT_ERR_BAD_REPLY".to_string(),
         "connect_old CLIENT_ERR_VERSION".to_string(),
         "sync_device OK".to_string(),
         "sync_cpu_partial OK".to_string(),
@@ -170,14 +175,15 @@ fn the_c_library_speaks_the_rust_protocol() {
 /// across a 2 MiB frame's end, the last byte, empty, uncached, past the end,
 /// wrapping around.
 fn cache_line_cases() -> Vec<(View, u64, u64, u64)> {
-    let view = |size: u64, flags: u64| View {
+    let view = |size: u64, flags: AllocFlags| View {
         id: BufferId::new(1, 1),
         vaddr: 0x2020_0000,
         size,
         rights: Rights::ReadWrite,
-        flags: AllocFlags::from_bits(flags).unwrap(),
+        flags,
     };
-    let (small, large, uncached) = (view(12288, 0), view(3 << 20, 0), view(12288, AllocFlags::UNCACHED));
+    let cached = AllocFlags::NONE;
+    let (small, large, uncached) = (view(12288, cached), view(3 << 20, cached), view(12288, AllocFlags::UNCACHED));
     vec![
         (small, 0, 12288, 64),
         (small, 10, 20, 64),

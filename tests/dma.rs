@@ -5,7 +5,7 @@
 mod common;
 
 use capbuf_client::{dma, ClientError};
-use capbuf_protocol::{AllocFlags, Error, Rights};
+use capbuf_protocol::{Align, AllocFlags, Error, PoolId, Rights};
 use common::*;
 
 const KIB: u64 = 1 << 10;
@@ -26,7 +26,7 @@ fn frames_at_base_plus_offset() {
     let mut driver = client(&world, 2);
     for (size, pool) in [(4 * KIB, 0), (60 * KIB, 1), (2 * MIB, 0), (2 * MIB + 4 * KIB, 0), (3 * MIB, 0), (6 * MIB, 2)]
     {
-        let id = driver.alloc(size, 0, pool, 0).unwrap();
+        let id = driver.alloc(size, Align::PAGE, PoolId(pool), AllocFlags::NONE).unwrap();
         let view = driver.attach(id, Rights::ReadWrite).unwrap();
         let info = driver.info(id).unwrap();
         let mappings = world.borrow().kernel().client_mappings(2);
@@ -57,7 +57,7 @@ fn the_library_answers_for_views_it_does_not_hold() {
 fn views_not_held() {
     let world = world();
     let mut driver = client(&world, 2);
-    let id = driver.alloc(8 * KIB, 0, 0, 0).unwrap();
+    let id = driver.alloc(8 * KIB, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     assert_eq!(driver.cache_lines(id, 0, 1, 64), Err(ClientError::Server(Error::NotAttached)), "not attached yet");
     driver.attach(id, Rights::ReadWrite).unwrap();
     assert_eq!(driver.cache_lines(id, 0, 8 * KIB, 64).map(|lines| lines.count()), Ok(128));
@@ -65,13 +65,13 @@ fn views_not_held() {
     driver.detach(id).unwrap();
     assert_eq!(driver.cache_lines(id, 0, 1, 64), Err(ClientError::Server(Error::NotAttached)), "detached");
 
-    let uncached = driver.alloc(8 * KIB, 0, 0, AllocFlags::UNCACHED).unwrap();
+    let uncached = driver.alloc(8 * KIB, Align::PAGE, PoolId(0), AllocFlags::UNCACHED).unwrap();
     driver.attach(uncached, Rights::ReadWrite).unwrap();
     assert_eq!(driver.cache_lines(uncached, 0, 8 * KIB, 64).map(|lines| lines.count()), Ok(0));
 
     // A client without the dma right learns no physical range.
     let mut other = client(&world, 0);
-    let hidden = other.alloc(4 * KIB, 0, 0, 0).unwrap();
+    let hidden = other.alloc(4 * KIB, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     let info = other.info(hidden).unwrap();
     assert_eq!(dma::physical_ranges(&info, 0, 4 * KIB), Err(ClientError::PhysicalAddressHidden));
 }

@@ -27,3 +27,47 @@ fn the_dma_guide_shows_the_system_the_dma_test_boots() {
     let sentinel = expect.lines().find_map(|l| l.strip_prefix("sentinel: ")).unwrap();
     assert!(guide.contains(sentinel), "docs/dma.md quotes the test's success line '{sentinel}'");
 }
+
+/// The limits the README and the integration guide state are the protocol
+/// crate's: each is defined once there, and the prose is checked against it.
+#[test]
+fn the_guides_state_the_protocols_limits() {
+    use capbuf_protocol::{MAX_ALIGN_BITS, MAX_BUFFERS, MAX_CLIENTS, MAX_POOLS, MAX_POOL_BITS, PAGE_SIZE, TABLE_BITS};
+    let root = env!("CARGO_MANIFEST_DIR");
+    // Prose wraps anywhere: compare with every run of white space made one space.
+    let read = |path: &str| {
+        let text = std::fs::read_to_string(format!("{root}/{path}")).unwrap();
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let (readme, guide) = (read("README.md"), read("docs/integration.md"));
+    let (pool_min, pool_max) = (PAGE_SIZE >> 10, (1u64 << MAX_POOL_BITS) >> 20);
+    let table_bits = format!("({} to {}, default {})", TABLE_BITS.start(), TABLE_BITS.end(), TABLE_BITS.end());
+    for (name, text, statements) in [
+        (
+            "README.md",
+            &readme,
+            vec![
+                format!("`table_bits`: radix of memsrv's bookkeeping CNode {table_bits}"),
+                format!("({pool_min} KiB to {pool_max} MiB, up to {MAX_POOLS} pools)"),
+                format!("Limits: {MAX_POOLS} pools of at most {pool_max} MiB, {MAX_CLIENTS} clients, {MAX_BUFFERS} live buffers"),
+                format!("alignment up to 2^{MAX_ALIGN_BITS}"),
+                format!("more buffers than memsrv tracks ({MAX_BUFFERS})"),
+            ],
+        ),
+        (
+            "docs/integration.md",
+            &guide,
+            vec![
+                format!("`table_bits` {table_bits}"),
+                format!("| pools | {MAX_POOLS}, each a power of two from {pool_min} KiB to {pool_max} MiB |"),
+                format!("| clients | {MAX_CLIENTS} |"),
+                format!("| live buffers | {MAX_BUFFERS} (all clients) |"),
+                format!("| alignment | up to 2^{MAX_ALIGN_BITS} bytes;"),
+            ],
+        ),
+    ] {
+        for statement in statements {
+            assert!(text.contains(&statement), "{name} must say: {statement}");
+        }
+    }
+}

@@ -11,7 +11,7 @@
 
 mod common;
 
-use capbuf_protocol::{AllocFlags, BufferId, Error, Op, Reply, Rights};
+use capbuf_protocol::{AllocFlags, AllocReply, BufferId, Error, Op, Reply, Rights};
 use common::*;
 
 /// Send a raw request from the client on `channel` and return the error, checking nothing changed.
@@ -29,7 +29,7 @@ fn ok(world: &World, channel: u64, op: Op, words: &[u64]) -> Reply {
 
 fn alloc(world: &World, channel: u64, size: u64, pool: u64, flags: u64) -> BufferId {
     match ok(world, channel, Op::Alloc, &[size, 0, pool, flags]) {
-        Reply::Alloc(id) => id,
+        Reply::Alloc(AllocReply { id }) => id,
         other => panic!("{other:?}"),
     }
 }
@@ -64,6 +64,25 @@ fn allocation_arguments() {
     assert_eq!(refused(&w, 0, Op::PoolInfo as u64, &[7], 0), Error::InvalidPool);
 }
 
+/// A register that holds no value of its field's type (rights that are
+/// neither read-only nor read-write, unknown flag bits) is refused when the
+/// request is decoded, before memsrv looks at anything the request names: the
+/// same answer whatever the id, pool or grantee, so it tells nobody anything.
+#[test]
+fn malformed_fields_are_refused_before_what_they_name_is_looked_at() {
+    let w = world();
+    let id = alloc(&w, 0, 4096, 0, 0).raw();
+    for (client, id) in [(0, id), (2, id), (0, BufferId::new(99, 1).raw())] {
+        assert_eq!(refused(&w, client, Op::Attach as u64, &[id, 2], 0), Error::InvalidRights);
+        assert_eq!(refused(&w, client, Op::Grant as u64, &[id, 11, 0], 0), Error::InvalidRights);
+        assert_eq!(refused(&w, client, Op::Grant as u64, &[id, 77, 7], 0), Error::InvalidRights);
+    }
+    assert_eq!(refused(&w, 0, Op::Alloc as u64, &[0, 40, 9, 4], 0), Error::InvalidFlags, "not INVALID_POOL");
+    assert_eq!(refused(&w, 0, Op::Alloc as u64, &[0, 40, 9, 0], 0), Error::InvalidPool);
+    ok(&w, 0, Op::Free, &[id]);
+    assert_pristine(&w);
+}
+
 #[test]
 fn ids_rights_and_ownership() {
     let w = world();
@@ -91,7 +110,7 @@ fn ids_rights_and_ownership() {
     assert_eq!(refused(&w, 1, Op::Detach as u64, &[raw], 0), Error::NotAttached);
     assert!(w.borrow_mut().handle(1, attach, &[raw, RO], 0).result.is_ok());
     assert_eq!(refused(&w, 1, attach, &[raw, RO], 0), Error::AlreadyAttached);
-    let read_only = alloc(&w, 0, 4096, 0, AllocFlags::READ_ONLY);
+    let read_only = alloc(&w, 0, 4096, 0, AllocFlags::READ_ONLY.bits());
     assert_eq!(refused(&w, 0, Op::Grant as u64, &[read_only.raw(), 11, RW], 0), Error::RightsEscalation);
     assert_eq!(refused(&w, 0, attach, &[read_only.raw(), RW], 0), Error::RightsEscalation);
     ok(&w, 0, Op::Free, &[raw]);
@@ -206,7 +225,9 @@ fn out_of_memory_and_table_limits() {
     assert_eq!(w.borrow().free_bytes(1), Some(0));
     assert_eq!(refused(&w, 0, Op::Alloc as u64, &[4096, 0, 1, 0], 0), Error::OutOfMemory);
     let mut ids = Vec::new();
-    while let Ok(Reply::Alloc(id)) = w.borrow_mut().handle(1, Op::Alloc as u64, &[4096, 0, 0, 0], 0).result {
+    while let Ok(Reply::Alloc(AllocReply { id })) =
+        w.borrow_mut().handle(1, Op::Alloc as u64, &[4096, 0, 0, 0], 0).result
+    {
         ids.push(id);
     }
     assert_eq!(ids.len(), capbuf_server::MAX_BUFFERS - 2);

@@ -19,6 +19,12 @@ fn c_header_compiles_and_matches_the_rust_definitions() {
         emit(format!("CAPBUF_{}_REQUEST_WORDS", op.name()), op.request_words() as u64);
         emit(format!("CAPBUF_{}_REPLY_WORDS", op.name()), op.reply_words() as u64);
         emit(format!("CAPBUF_{}_REPLY_CAPS", op.name()), op.reply_caps() as u64);
+        for (i, field) in op.request_fields().iter().enumerate() {
+            emit(format!("CAPBUF_{}_MR_{}", op.name(), field.name), i as u64);
+        }
+        for (i, field) in op.reply_fields().iter().enumerate() {
+            emit(format!("CAPBUF_{}_REPLY_MR_{}", op.name(), field.name), i as u64);
+        }
     }
     for error in Error::ALL {
         emit(format!("CAPBUF_ERR_{}", error.name()), error.code());
@@ -36,8 +42,10 @@ fn c_header_compiles_and_matches_the_rust_definitions() {
     emit("CAPBUF_QUIESCE_MR_ID".into(), 0);
     emit("CAPBUF_QUIESCE_REPLY_WORDS".into(), 0);
     emit("CAPBUF_PROTOCOL_VERSION".into(), capbuf_protocol::PROTOCOL_VERSION);
+    emit("CAPBUF_VERSION_MAJOR_SHIFT".into(), capbuf_protocol::VERSION_MAJOR_SHIFT as u64);
     emit("CAPBUF_RIGHTS_READ_ONLY".into(), Rights::ReadOnly as u64);
-    emit("CAPBUF_FLAG_UNCACHED".into(), AllocFlags::UNCACHED);
+    emit("CAPBUF_FLAG_UNCACHED".into(), AllocFlags::UNCACHED.bits());
+    emit("CAPBUF_FLAG_READ_ONLY".into(), AllocFlags::READ_ONLY.bits());
     emit("CAPBUF_ALLOC_MR_FLAGS".into(), 3);
     emit("CAPBUF_ATTACH_REPLY_MR_VADDR".into(), 1);
     emit("CAPBUF_INFO_REPLY_MR_PADDR".into(), 1);

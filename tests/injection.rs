@@ -25,7 +25,10 @@ use std::collections::BTreeMap;
 use capbuf_client::ClientError;
 use capbuf_model::Model;
 use capbuf_pool::Allocation;
-use capbuf_protocol::{BufferId, ConfigError, Invocation, KernelFailure, Rights, MAX_CLIENTS, PAGE_BITS};
+use capbuf_protocol::{
+    Align, AllocFlags, BufferId, ClientId, ConfigError, Invocation, KernelFailure, PoolId, Rights, MAX_CLIENTS,
+    PAGE_BITS,
+};
 use capbuf_server::{Failure, KernelError, Lost, Server, StartError, Usage};
 use common::invariants::{check_invariants, proptest_config};
 use common::*;
@@ -177,7 +180,9 @@ impl System {
         let rights = |write| if write { Rights::ReadWrite } else { Rights::ReadOnly };
         match request {
             Request::Alloc { client, pages, pool, align_bits } => {
-                let id = self.clients[client].alloc(pages << PAGE_BITS, align_bits, pool, 0).map_err(refused)?;
+                let id = self.clients[client]
+                    .alloc(pages << PAGE_BITS, Align::bits(align_bits), PoolId(pool), AllocFlags::NONE)
+                    .map_err(refused)?;
                 self.buffers.push((id, client));
                 self.issued.push((id, client));
                 Ok(())
@@ -194,9 +199,11 @@ impl System {
                     }
                     Request::Detach { client, .. } => self.clients[who(client)].detach(id),
                     Request::Grant { client, grantee, write, .. } => {
-                        self.clients[who(client)].grant(id, id_of(grantee), rights(write))
+                        self.clients[who(client)].grant(id, ClientId(id_of(grantee)), rights(write))
                     }
-                    Request::Ungrant { client, grantee, .. } => self.clients[who(client)].ungrant(id, id_of(grantee)),
+                    Request::Ungrant { client, grantee, .. } => {
+                        self.clients[who(client)].ungrant(id, ClientId(id_of(grantee)))
+                    }
                     Request::Info { client, .. } => self.clients[who(client)].info(id).map(|_| ()),
                     Request::Free { client, .. } => {
                         let result = self.clients[who(client)].free(id);
@@ -567,7 +574,7 @@ fn double_kernel_failures_count_what_is_lost_and_memsrv_goes_on() {
             }
             // memsrv goes on serving: every pool answers.
             for pool in 0..POOLS.len() as u64 {
-                let info = system.clients[0].pool_info(pool).unwrap();
+                let info = system.clients[0].pool_info(PoolId(pool)).unwrap();
                 prop_assert_eq!(info.lost, system.world.borrow().lost_bytes(pool as usize).unwrap());
             }
         }
@@ -634,7 +641,7 @@ fn failures_during_start_up_leave_the_kernel_as_it_was() {
 fn an_attach_whose_undo_is_refused_stays_attached_until_detached() {
     let world = world();
     let mut owner = client(&world, 0);
-    let id = owner.alloc(3 << 20, 0, 0, 0).unwrap();
+    let id = owner.alloc(3 << 20, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     // Attaching 3 MiB: the CNode (1), its guard (2), the page table (3), then
     // 257 frame copies: fail the second copy, and the revoke undoing it.
     world.borrow_mut().kernel_mut().fail_invocation(5, KernelError(10));
@@ -663,21 +670,21 @@ fn an_alloc_whose_undo_is_refused_loses_its_metadata_block_and_says_so() {
     let mut owner = client(&world, 0);
     // Once the pool is split, a 4 KiB buffer is a CNode (1), its guard (2)
     // and a frame (3): fail the frame, and the revoke undoing it.
-    let warm = owner.alloc(4096, 0, 0, 0).unwrap();
+    let warm = owner.alloc(4096, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     owner.free(warm).unwrap();
     let before = (world.borrow().free_bytes(0), world.borrow().usage(0));
     world.borrow_mut().kernel_mut().fail_invocation(3, KernelError(10));
     world.borrow_mut().kernel_mut().fail_invocation(4, KernelError(3));
     let retype = KernelFailure { invocation: Invocation::UntypedRetype, code: 10 };
-    assert_eq!(owner.alloc(4096, 0, 0, 0), Err(ClientError::Kernel(retype)));
+    assert_eq!(owner.alloc(4096, Align::PAGE, PoolId(0), AllocFlags::NONE), Err(ClientError::Kernel(retype)));
     let block = world.borrow().reserves().block_pages() << PAGE_BITS;
     assert_eq!(world.borrow().lost(), Lost { bytes: block, slots: 2 });
     assert_eq!((world.borrow().free_bytes(0), world.borrow().usage(0)), before, "the pages and quota are back");
-    assert_eq!(owner.pool_info(2).unwrap().lost, block, "the reserves live in pool 2");
-    assert_eq!(owner.pool_info(0).unwrap().lost, 0);
+    assert_eq!(owner.pool_info(PoolId(2)).unwrap().lost, block, "the reserves live in pool 2");
+    assert_eq!(owner.pool_info(PoolId(0)).unwrap().lost, 0);
     check_invariants(&world).unwrap();
     // The same pages serve the next buffer: memsrv revokes them first.
-    let id = owner.alloc(4096, 0, 0, 0).unwrap();
+    let id = owner.alloc(4096, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     let view = owner.attach(id, Rights::ReadWrite).unwrap();
     assert_eq!(world.borrow().kernel().client_read(0, view.vaddr), Ok(0));
     owner.free(id).unwrap();

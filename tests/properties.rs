@@ -17,7 +17,7 @@
 mod common;
 
 use capbuf_client::ClientError;
-use capbuf_protocol::{BufferId, Error, Rights, PADDR_HIDDEN, PAGE_BITS};
+use capbuf_protocol::{Align, AllocFlags, BufferId, ClientId, Error, PoolId, Rights, PADDR_HIDDEN, PAGE_BITS};
 use common::invariants::{check_invariants, proptest_config};
 use common::*;
 use proptest::prelude::*;
@@ -192,7 +192,8 @@ proptest! {
             let pick = |i: usize| if buffers.is_empty() { None } else { Some(buffers[i % buffers.len()]) };
             match step {
                 Step::Alloc { client, pages, pool, flags } => {
-                    if let Ok(id) = clients[client].alloc(pages << PAGE_BITS, 0, pool, flags) {
+                    let flags = AllocFlags::from_bits(flags).expect("every combination of the defined flags");
+                    if let Ok(id) = clients[client].alloc(pages << PAGE_BITS, Align::PAGE, PoolId(pool), flags) {
                         buffers.push((id, client));
                         // A fresh buffer is zero, whatever the memory held before.
                         let start = {
@@ -244,10 +245,10 @@ proptest! {
                 },
                 Step::Grant { client, buffer, grantee, write } => if let Some((id, _)) = pick(buffer) {
                     let rights = if write { Rights::ReadWrite } else { Rights::ReadOnly };
-                    let _ = clients[client].grant(id, 10 + grantee as u64, rights);
+                    let _ = clients[client].grant(id, ClientId(10 + grantee as u64), rights);
                 },
                 Step::Ungrant { client, buffer, grantee } => if let Some((id, _)) = pick(buffer) {
-                    let _ = clients[client].ungrant(id, 10 + grantee as u64);
+                    let _ = clients[client].ungrant(id, ClientId(10 + grantee as u64));
                 },
                 Step::Detach { client, buffer } => if let Some((id, _)) = pick(buffer) {
                     let hole = world.borrow().windows().hole(client, id);

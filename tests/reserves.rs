@@ -5,7 +5,10 @@
 mod common;
 
 use capbuf_model::Model;
-use capbuf_protocol::{ClientConfig, Config, ConfigError, PoolConfig, Rights, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
+use capbuf_protocol::{
+    Align, AllocFlags, ClientConfig, ClientId, Config, ConfigError, PoolConfig, PoolId, Rights, MAX_CLIENTS, MAX_POOLS,
+    PAGE_BITS,
+};
 use capbuf_server::{reserve, Server};
 use common::*;
 
@@ -18,7 +21,10 @@ const PAGE: u64 = 1 << PAGE_BITS;
 fn a_client_that_filled_a_pool_attaches_its_buffers() {
     let world = world_with(config(6 << 20, 10, 10));
     let mut c = client(&world, 0);
-    let mut ids = vec![c.alloc(501 * PAGE, 0, 0, 0).unwrap(), c.alloc(505 * PAGE, 0, 0, 0).unwrap()];
+    let mut ids = vec![
+        c.alloc(501 * PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap(),
+        c.alloc(505 * PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap(),
+    ];
     // The trimmed tails, 18 pages in blocks of 8, 4, 2, 2, 1 and 1, too.
     loop {
         let largest = world.borrow_mut().handle(0, capbuf_protocol::Op::PoolInfo as u64, &[0], 0).result;
@@ -26,7 +32,7 @@ fn a_client_that_filled_a_pool_attaches_its_buffers() {
         if info.largest_free == 0 {
             break;
         }
-        ids.push(c.alloc(info.largest_free, 0, 0, 0).unwrap());
+        ids.push(c.alloc(info.largest_free, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap());
     }
     assert_eq!(ids.len(), 8);
     assert_eq!(world.borrow().free_bytes(0), Some(0), "not one page of pool 0 left");
@@ -40,7 +46,7 @@ fn a_client_that_filled_a_pool_attaches_its_buffers() {
     // Another client's buffer fills the other pool to the last page too: its
     // master CNode needs no pool memory either.
     let mut other = client(&world, 1);
-    let whole = other.alloc(1 << 20, 0, 1, 0).unwrap();
+    let whole = other.alloc(1 << 20, Align::PAGE, PoolId(1), AllocFlags::NONE).unwrap();
     assert_eq!(world.borrow().free_bytes(1), Some(0));
     other.attach(whole, Rights::ReadOnly).unwrap();
     for id in ids {
@@ -58,13 +64,13 @@ fn a_client_that_filled_a_pool_attaches_its_buffers() {
 fn a_full_reserve_serves_every_attachment_and_buffer_the_quotas_allow() {
     let world = world_with(config(6 << 20, 3, 3));
     let mut clients = [client(&world, 0), client(&world, 1), client(&world, 2)];
-    let worst = clients[0].alloc(1023 * PAGE, 0, 0, 0).unwrap();
-    let most_small = clients[0].alloc(255 * PAGE, 0, 1, 0).unwrap();
-    let last_page = clients[0].alloc(PAGE, 0, 1, 0).unwrap();
+    let worst = clients[0].alloc(1023 * PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
+    let most_small = clients[0].alloc(255 * PAGE, Align::PAGE, PoolId(1), AllocFlags::NONE).unwrap();
+    let last_page = clients[0].alloc(PAGE, Align::PAGE, PoolId(1), AllocFlags::NONE).unwrap();
     assert_eq!((world.borrow().free_bytes(0), world.borrow().free_bytes(1)), (Some(PAGE), Some(0)));
     for id in [worst, most_small, last_page] {
-        clients[0].grant(id, 11, Rights::ReadWrite).unwrap();
-        clients[0].grant(id, 12, Rights::ReadOnly).unwrap();
+        clients[0].grant(id, ClientId(11), Rights::ReadWrite).unwrap();
+        clients[0].grant(id, ClientId(12), Rights::ReadOnly).unwrap();
     }
     for (index, c) in clients.iter_mut().enumerate() {
         for id in [worst, most_small, last_page] {
@@ -91,10 +97,10 @@ fn a_full_reserve_serves_every_attachment_and_buffer_the_quotas_allow() {
     // At the quotas, with the pools full, the refusals are the quotas'.
     use capbuf_client::ClientError::Server as Refused;
     use capbuf_protocol::Error;
-    let mine = clients[1].alloc(PAGE, 0, 0, 0).unwrap();
+    let mine = clients[1].alloc(PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     assert_eq!(world.borrow().free_bytes(0), Some(0), "the last page; its master CNode is in client 1's reserve");
     assert_eq!(clients[1].attach(mine, Rights::ReadWrite), Err(Refused(Error::QuotaAttachments)));
-    assert_eq!(clients[0].alloc(PAGE, 0, 0, 0), Err(Refused(Error::QuotaBuffers)));
+    assert_eq!(clients[0].alloc(PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE), Err(Refused(Error::QuotaBuffers)));
     clients[1].detach(worst).unwrap();
     clients[1].attach(mine, Rights::ReadWrite).unwrap();
     clients[1].free(mine).unwrap();
@@ -126,19 +132,21 @@ fn aligned_buffers_pay_for_the_blocks_they_break() {
     let world = world_with(config);
     assert_eq!(world.borrow().reserved_bytes(0), Some(0), "the reserves went to the last pool");
     let (mut attacker, mut victim) = (client(&world, 0), client(&world, 1));
-    let first = attacker.alloc(PAGE, 22, 0, 0).unwrap();
-    let second = attacker.alloc(PAGE, 22, 0, 0).unwrap();
+    let first = attacker.alloc(PAGE, Align::bits(22), PoolId(0), AllocFlags::NONE).unwrap();
+    let second = attacker.alloc(PAGE, Align::bits(22), PoolId(0), AllocFlags::NONE).unwrap();
     assert_eq!(world.borrow().usage(0).bytes, 8 << 20, "each paid for a 4 MiB block");
     assert_eq!(attacker.info(first).unwrap().size, PAGE, "the buffer itself is one page");
     assert_eq!(
-        attacker.alloc(PAGE, 22, 0, 0),
+        attacker.alloc(PAGE, Align::bits(22), PoolId(0), AllocFlags::NONE),
         Err(capbuf_client::ClientError::Server(capbuf_protocol::Error::QuotaBytes))
     );
-    let big = victim.alloc(8 << 20, 0, 0, 0).expect("an 8 MiB buffer within the victim's quota");
+    let big = victim
+        .alloc(8 << 20, Align::PAGE, PoolId(0), AllocFlags::NONE)
+        .expect("an 8 MiB buffer within the victim's quota");
     attacker.free(first).unwrap();
     assert_eq!(world.borrow().usage(0).bytes, 4 << 20);
     // Alignment up to the buffer's own power-of-two size costs nothing more.
-    let aligned = attacker.alloc(5 * PAGE, 15, 0, 0).unwrap();
+    let aligned = attacker.alloc(5 * PAGE, Align::bits(15), PoolId(0), AllocFlags::NONE).unwrap();
     assert_eq!(world.borrow().usage(0).bytes, (4 << 20) + 5 * PAGE);
     for id in [second, aligned] {
         attacker.free(id).unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use capbuf_client::ClientError;
 use capbuf_model::Fault;
-use capbuf_protocol::{AllocFlags, Error, Op, Rights, PADDR_HIDDEN};
+use capbuf_protocol::{Align, AllocFlags, ClientId, Error, Op, PoolId, Rights, PADDR_HIDDEN};
 use common::*;
 
 const PAGE: u64 = 4096;
@@ -19,9 +19,9 @@ fn pages(view: &capbuf_client::View) -> impl Iterator<Item = u64> {
 fn producer_shares_read_only_and_free_revokes_everyone() {
     let world = world();
     let (mut producer, mut consumer, mut driver) = (client(&world, 0), client(&world, 1), client(&world, 2));
-    assert_eq!(producer.hello().client_id, 10);
+    assert_eq!(producer.hello().client_id, ClientId(10));
 
-    let id = producer.alloc(60 * 1024, 0, 0, 0).unwrap();
+    let id = producer.alloc(60 * 1024, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     let view = producer.attach(id, Rights::ReadWrite).unwrap();
     assert_eq!(view.size, 60 * 1024, "exactly the pages asked for");
     for (i, page) in pages(&view).enumerate() {
@@ -34,7 +34,7 @@ fn producer_shares_read_only_and_free_revokes_everyone() {
         Err(ClientError::Server(Error::UnknownBuffer)),
         "not granted: the consumer is not even told the buffer exists"
     );
-    producer.grant(id, 11, Rights::ReadOnly).unwrap();
+    producer.grant(id, ClientId(11), Rights::ReadOnly).unwrap();
     assert_eq!(consumer.attach(id, Rights::ReadWrite), Err(ClientError::Server(Error::RightsEscalation)));
     let seen = consumer.attach(id, Rights::ReadOnly).unwrap();
     for (i, page) in pages(&seen).enumerate() {
@@ -48,10 +48,10 @@ fn producer_shares_read_only_and_free_revokes_everyone() {
     let info = consumer.info(id).unwrap();
     assert_eq!(
         (info.rights, info.attachments, info.physical_address, info.owner),
-        (Rights::ReadOnly, 2, PADDR_HIDDEN, 10)
+        (Rights::ReadOnly, 2, PADDR_HIDDEN, ClientId(10))
     );
     assert_eq!(driver.info(id), Err(ClientError::Server(Error::UnknownBuffer)));
-    producer.grant(id, 12, Rights::ReadOnly).unwrap();
+    producer.grant(id, ClientId(12), Rights::ReadOnly).unwrap();
     let info = driver.info(id).unwrap();
     assert_eq!(info.physical_address % PAGE, 0);
     assert!(
@@ -73,8 +73,8 @@ fn producer_shares_read_only_and_free_revokes_everyone() {
 fn a_buffer_freed_under_a_client_is_gone_not_stale() {
     let world = world();
     let (mut owner, mut victim) = (client(&world, 0), client(&world, 1));
-    let id = owner.alloc(3 << 20, 0, 0, 0).unwrap();
-    owner.grant(id, 11, Rights::ReadWrite).unwrap();
+    let id = owner.alloc(3 << 20, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
+    owner.grant(id, ClientId(11), Rights::ReadWrite).unwrap();
     let view = victim.attach(id, Rights::ReadWrite).unwrap();
     assert_eq!(world.borrow().kernel().client_mappings(1).len(), 1 + 256, "one 2 MiB frame and 256 small ones");
     world.borrow_mut().kernel_mut().client_write(1, view.vaddr + (3 << 20) - PAGE, 7).unwrap();
@@ -93,7 +93,7 @@ fn a_buffer_freed_under_a_client_is_gone_not_stale() {
     assert_eq!((world.borrow().windows().used_slots(1), world.borrow().usage(1).attachments), (0, 0));
     assert_eq!(victim.detach(id), Err(ClientError::Server(Error::StaleBuffer)), "once");
     // The next buffer reuses the memory, zeroed.
-    let again = owner.alloc(3 << 20, 0, 0, 0).unwrap();
+    let again = owner.alloc(3 << 20, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     let view = owner.attach(again, Rights::ReadWrite).unwrap();
     assert_eq!(world.borrow().kernel().client_read(0, view.vaddr + (3 << 20) - PAGE), Ok(0));
     owner.free(again).unwrap();
@@ -104,7 +104,7 @@ fn a_buffer_freed_under_a_client_is_gone_not_stale() {
 fn reused_memory_is_zero_when_handed_out() {
     let world = world();
     let mut dma = client(&world, 2);
-    let first = dma.alloc(PAGE * 5, 0, 1, 0).unwrap();
+    let first = dma.alloc(PAGE * 5, Align::PAGE, PoolId(1), AllocFlags::NONE).unwrap();
     let address = dma.info(first).unwrap().physical_address;
     let view = dma.attach(first, Rights::ReadWrite).unwrap();
     for page in pages(&view) {
@@ -116,7 +116,7 @@ fn reused_memory_is_zero_when_handed_out() {
         world.borrow().kernel().dirty_pages(POOLS[1].0, POOLS[1].0 + (1 << POOLS[1].1)) > 0,
         "memory is not zeroed eagerly"
     );
-    let second = dma.alloc(PAGE * 5, 0, 1, 0).unwrap();
+    let second = dma.alloc(PAGE * 5, Align::PAGE, PoolId(1), AllocFlags::NONE).unwrap();
     assert_eq!(dma.info(second).unwrap().physical_address, address, "same memory handed out again");
     let view = dma.attach(second, Rights::ReadWrite).unwrap();
     for page in pages(&view) {
@@ -133,12 +133,12 @@ fn uncached_and_read_only_flags_hold_for_everyone() {
     let world = world();
     let (mut owner, mut other) = (client(&world, 0), client(&world, 1));
     let flags = AllocFlags::UNCACHED | AllocFlags::READ_ONLY;
-    let id = owner.alloc(PAGE, 0, 0, flags).unwrap();
+    let id = owner.alloc(PAGE, Align::PAGE, PoolId(0), flags).unwrap();
     assert_eq!(owner.attach(id, Rights::ReadWrite), Err(ClientError::Server(Error::RightsEscalation)));
     let view = owner.attach(id, Rights::ReadOnly).unwrap();
     assert!(view.flags.uncached());
-    assert_eq!(owner.grant(id, 11, Rights::ReadWrite), Err(ClientError::Server(Error::RightsEscalation)));
-    owner.grant(id, 11, Rights::ReadOnly).unwrap();
+    assert_eq!(owner.grant(id, ClientId(11), Rights::ReadWrite), Err(ClientError::Server(Error::RightsEscalation)));
+    owner.grant(id, ClientId(11), Rights::ReadOnly).unwrap();
     other.attach(id, Rights::ReadOnly).unwrap();
     // memsrv maps it, so the attributes are memsrv's, not the client's choice.
     for c in 0..2 {
@@ -156,11 +156,11 @@ fn uncached_and_read_only_flags_hold_for_everyone() {
 fn lowering_or_withdrawing_a_grant_revokes_the_attachment() {
     let world = world();
     let (mut owner, mut other) = (client(&world, 0), client(&world, 1));
-    let id = owner.alloc(PAGE * 2, 0, 0, 0).unwrap();
-    owner.grant(id, 11, Rights::ReadWrite).unwrap();
+    let id = owner.alloc(PAGE * 2, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
+    owner.grant(id, ClientId(11), Rights::ReadWrite).unwrap();
     let view = other.attach(id, Rights::ReadWrite).unwrap();
     world.borrow_mut().kernel_mut().client_write(1, view.vaddr, 1).unwrap();
-    owner.grant(id, 11, Rights::ReadOnly).unwrap();
+    owner.grant(id, ClientId(11), Rights::ReadOnly).unwrap();
     assert!(world.borrow().kernel().client_read(1, view.vaddr).is_err(), "write access gone at once");
     // The revoked mapping left a hole: the id names it until the client
     // detaches, so a new attach must wait for that.
@@ -170,7 +170,7 @@ fn lowering_or_withdrawing_a_grant_revokes_the_attachment() {
     assert_eq!(other.detach(id), Err(ClientError::Server(Error::NotAttached)), "as before, without a hole");
     let view = other.attach(id, Rights::ReadOnly).unwrap();
     assert_eq!(world.borrow().kernel().client_read(1, view.vaddr), Ok(1));
-    owner.ungrant(id, 11).unwrap();
+    owner.ungrant(id, ClientId(11)).unwrap();
     assert!(world.borrow().kernel().client_read(1, view.vaddr).is_err());
     // Without its grant the client has no right to the buffer, but the hole
     // is its own: DETACH gives it back. Then it is told nothing about the id.
@@ -178,7 +178,7 @@ fn lowering_or_withdrawing_a_grant_revokes_the_attachment() {
     assert!(other.view(id).is_none());
     assert_eq!(other.detach(id), Err(ClientError::Server(Error::UnknownBuffer)), "no right, no hole");
     assert_eq!(other.attach(id, Rights::ReadOnly), Err(ClientError::Server(Error::UnknownBuffer)));
-    assert_eq!(owner.ungrant(id, 11), Err(ClientError::Server(Error::NotGrantee)));
+    assert_eq!(owner.ungrant(id, ClientId(11)), Err(ClientError::Server(Error::NotGrantee)));
     owner.free(id).unwrap();
     assert_eq!(
         other.detach(id),
@@ -196,13 +196,13 @@ fn lowering_or_withdrawing_a_grant_revokes_the_attachment() {
 fn a_run_revoked_by_the_owner_is_not_reused_until_the_client_detaches() {
     let world = world();
     let (mut client, mut owner) = (client(&world, 0), client(&world, 2));
-    let first = owner.alloc(PAGE, 0, 0, 0).unwrap();
-    owner.grant(first, 10, Rights::ReadOnly).unwrap();
+    let first = owner.alloc(PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
+    owner.grant(first, ClientId(10), Rights::ReadOnly).unwrap();
     let old = client.attach(first, Rights::ReadOnly).unwrap();
-    let second = client.alloc(PAGE, 0, 0, 0).unwrap();
-    owner.ungrant(first, 10).unwrap();
+    let second = client.alloc(PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
+    owner.ungrant(first, ClientId(10)).unwrap();
     assert_eq!(world.borrow().kernel().client_read(0, old.vaddr), Err(Fault { vaddr: old.vaddr, write: false }));
-    let third = client.alloc(PAGE, 0, 0, 0).unwrap();
+    let third = client.alloc(PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     let new = client.attach(third, Rights::ReadWrite).unwrap();
     assert_ne!(new.vaddr, old.vaddr, "the next attach gets another address");
     // Through the old address nothing is reached: not the old buffer, not the new one.
@@ -234,17 +234,17 @@ fn a_run_revoked_by_the_owner_is_not_reused_until_the_client_detaches() {
 fn holes_count_against_the_attachment_quota_until_detached() {
     let world = world_with(config(8 << 20, 4, 2));
     let (mut owner, mut holder) = (client(&world, 0), client(&world, 1));
-    let shared: Vec<_> = (0..2).map(|_| owner.alloc(PAGE, 0, 0, 0).unwrap()).collect();
+    let shared: Vec<_> = (0..2).map(|_| owner.alloc(PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap()).collect();
     for &id in &shared {
-        owner.grant(id, 11, Rights::ReadWrite).unwrap();
+        owner.grant(id, ClientId(11), Rights::ReadWrite).unwrap();
         holder.attach(id, Rights::ReadWrite).unwrap();
     }
     owner.attach(shared[0], Rights::ReadWrite).unwrap();
     owner.free(shared[0]).unwrap();
-    owner.grant(shared[1], 11, Rights::ReadOnly).unwrap();
+    owner.grant(shared[1], ClientId(11), Rights::ReadOnly).unwrap();
     assert_eq!(world.borrow().windows().holes(1).len(), 2);
     assert_eq!((world.borrow().usage(0).attachments, world.borrow().windows().used_slots(0)), (0, 0), "no hole");
-    let mine = holder.alloc(PAGE, 0, 0, 0).unwrap();
+    let mine = holder.alloc(PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     assert_eq!(holder.attach(mine, Rights::ReadWrite), Err(ClientError::Server(Error::QuotaAttachments)));
     assert_eq!(holder.detach(shared[0]), Ok(()));
     holder.attach(mine, Rights::ReadWrite).unwrap();
@@ -268,7 +268,7 @@ fn a_sixteen_mebibyte_buffer_attaches_in_one_call_with_eight_frames() {
         capbuf_server::Server::<_, { 2 << 13 }>::new(model, config_one_pool).unwrap(),
     ));
     let mut c = capbuf_client::Client::new(Port { world: world.clone(), client: 0 }).unwrap();
-    let id = c.alloc(16 << 20, 0, 0, 0).unwrap();
+    let id = c.alloc(16 << 20, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     let before = world.borrow().kernel().counts;
     let view = c.attach(id, Rights::ReadWrite).unwrap();
     let after = world.borrow().kernel().counts;
@@ -284,12 +284,12 @@ fn a_sixteen_mebibyte_buffer_attaches_in_one_call_with_eight_frames() {
 fn freeing_keeps_blocks_split_so_reuse_zeroes_only_what_was_used() {
     let world = world();
     let mut c = client(&world, 2);
-    let first = c.alloc(PAGE, 0, 0, 0).unwrap();
+    let first = c.alloc(PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     let view = c.attach(first, Rights::ReadWrite).unwrap();
     world.borrow_mut().kernel_mut().client_write(2, view.vaddr, 9).unwrap();
     c.free(first).unwrap();
     let before = world.borrow().kernel().counts;
-    let again = c.alloc(PAGE, 0, 0, 0).unwrap();
+    let again = c.alloc(PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     let view = c.attach(again, Rights::ReadWrite).unwrap();
     let after = world.borrow().kernel().counts;
     assert_eq!(world.borrow().kernel().client_read(2, view.vaddr), Ok(0));
@@ -302,7 +302,7 @@ fn freeing_keeps_blocks_split_so_reuse_zeroes_only_what_was_used() {
     c.free(again).unwrap();
     // A buffer as large as the pool allows needs the blocks whole again: they
     // are collapsed, reset by the kernel, and the memory is zero.
-    let big = c.alloc(2 << 20, 21, 0, 0).unwrap();
+    let big = c.alloc(2 << 20, Align::bits(21), PoolId(0), AllocFlags::NONE).unwrap();
     let view = c.attach(big, Rights::ReadWrite).unwrap();
     for page in pages(&view) {
         assert_eq!(world.borrow().kernel().client_read(2, page), Ok(0));
@@ -319,7 +319,9 @@ fn dormant_blocks_give_their_slots_back_when_the_table_runs_short() {
     let mut c = client(&world, 0);
     for round in 0..200u64 {
         let size = PAGE * (1 + (round * 37) % 200);
-        let id = c.alloc(size, 0, round % 2, 0).unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        let id = c
+            .alloc(size, Align::PAGE, PoolId(round % 2), AllocFlags::NONE)
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
         c.attach(id, Rights::ReadWrite).unwrap_or_else(|e| panic!("round {round}: {e:?}"));
         c.free(id).unwrap();
     }
@@ -336,8 +338,8 @@ fn every_cptr() -> impl Iterator<Item = u64> {
 fn a_client_holds_no_capability_to_its_buffers_so_revocation_holds() {
     let world = world();
     let (mut owner, mut other) = (client(&world, 0), client(&world, 1));
-    let id = owner.alloc(3 << 20, 0, 0, 0).unwrap();
-    owner.grant(id, 11, Rights::ReadWrite).unwrap();
+    let id = owner.alloc(3 << 20, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
+    owner.grant(id, ClientId(11), Rights::ReadWrite).unwrap();
     let mine = owner.attach(id, Rights::ReadWrite).unwrap();
     let theirs = other.attach(id, Rights::ReadWrite).unwrap();
     world.borrow_mut().kernel_mut().client_write(1, theirs.vaddr, 5).unwrap();
@@ -360,7 +362,7 @@ fn a_client_holds_no_capability_to_its_buffers_so_revocation_holds() {
         }
     }
     // Ungrant: the grantee's mapping is gone; it reads nothing the owner writes later.
-    owner.ungrant(id, 11).unwrap();
+    owner.ungrant(id, ClientId(11)).unwrap();
     world.borrow_mut().kernel_mut().client_write(0, mine.vaddr, 6).unwrap();
     for page in pages(&theirs) {
         assert_eq!(world.borrow().kernel().client_read(1, page), Err(Fault { vaddr: page, write: false }));
@@ -401,16 +403,16 @@ fn full_window() {
     let (attach, detach) = (capbuf_protocol::Op::Attach, capbuf_protocol::Op::Detach);
     let mut ids = Vec::new();
     for i in 0..64u64 {
-        let id = c.alloc(if i < 63 { 8 << 20 } else { 4 << 20 }, 0, i % 3, 0).unwrap();
+        let id = c.alloc(if i < 63 { 8 << 20 } else { 4 << 20 }, Align::PAGE, PoolId(i % 3), AllocFlags::NONE).unwrap();
         ids.push(id);
         // The library tracks 32 views: attach with raw requests.
         assert!(request(attach, &[id.raw(), 3]).is_ok(), "attachment {i}");
     }
-    let big = c.alloc(6 << 20, 0, 2, 0).unwrap();
+    let big = c.alloc(6 << 20, Align::PAGE, PoolId(2), AllocFlags::NONE).unwrap();
     let before = snapshot_of(&world);
     assert_eq!(request(attach, &[big.raw(), 3]), Err(Error::WindowFull));
     assert_eq!(snapshot_of(&world), before, "a refused attach changes nothing");
-    let small = c.alloc(PAGE, 0, 0, 0).unwrap();
+    let small = c.alloc(PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
     match request(attach, &[small.raw(), 3]) {
         Ok(capbuf_protocol::Reply::Attach(reply)) => {
             assert_eq!(reply.vaddr, capbuf_protocol::CLIENT_WINDOW.end - (4 << 20), "the first free slot")

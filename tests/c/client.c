@@ -35,6 +35,7 @@ int main(void)
     printf("result quiesce_unknown %s\n", capbuf_error_name(capbuf_quiesce(&cb, id)));
     e = capbuf_error_name(capbuf_detach(&cb, id));
     printf("result detach_kernel %s %llu %llu\n", e, U(cb.kernel_invocation), U(cb.kernel_error));
+    printf("result detach_kernel_short %s\n", capbuf_error_name(capbuf_detach(&cb, id)));
     printf("result attach_with_cap %s\n", capbuf_error_name(capbuf_attach(&cb, id, CAPBUF_RIGHTS_READ_ONLY, &view)));
     printf("result attach_short %s\n", capbuf_error_name(capbuf_attach(&cb, id, CAPBUF_RIGHTS_READ_ONLY, &view)));
     printf("result connect_old %s\n", capbuf_error_name(capbuf_connect(&cb, 3)));

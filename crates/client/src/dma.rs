@@ -136,19 +136,13 @@ impl Iterator for CacheLines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use capbuf_protocol::{AllocFlags, BufferId, Rights};
+    use capbuf_protocol::{AllocFlags, BufferId, ClientId, PoolId, Rights};
 
     const MIB: u64 = 1 << 20;
     const VADDR: u64 = 0x2000_0000;
 
-    fn view(size: u64, flags: u64) -> View {
-        View {
-            id: BufferId::new(1, 1),
-            vaddr: VADDR,
-            size,
-            rights: Rights::ReadWrite,
-            flags: AllocFlags::from_bits(flags).unwrap(),
-        }
+    fn view(size: u64, flags: AllocFlags) -> View {
+        View { id: BufferId::new(1, 1), vaddr: VADDR, size, rights: Rights::ReadWrite, flags }
     }
 
     fn info(size: u64, physical_address: u64) -> InfoReply {
@@ -158,9 +152,9 @@ mod tests {
             page_bits: if size >= LARGE_PAGE { 21 } else { 12 },
             rights: Rights::ReadWrite,
             attachments: 1,
-            flags: AllocFlags::default(),
-            pool: 0,
-            owner: 1,
+            flags: AllocFlags::NONE,
+            pool: PoolId(0),
+            owner: ClientId(1),
         }
     }
 
@@ -213,7 +207,7 @@ mod tests {
 
     #[test]
     fn cache_lines_cover_partial_ranges_from_line_to_line() {
-        let v = view(64 * 1024, 0);
+        let v = view(64 * 1024, AllocFlags::NONE);
         let lines = cache_lines(&v, 10, 20, 64).unwrap();
         assert_eq!(lines.span(), (VADDR, VADDR + 64), "one line holds bytes 10..30");
         let lines = cache_lines(&v, 60, 8, 64).unwrap();
@@ -226,7 +220,7 @@ mod tests {
 
     #[test]
     fn cache_lines_run_across_frame_boundaries() {
-        let v = view(3 * MIB, 0);
+        let v = view(3 * MIB, AllocFlags::NONE);
         let lines: Vec<_> = cache_lines(&v, 2 * MIB - 10, 20, 64).unwrap().collect();
         assert_eq!(
             lines,
@@ -241,7 +235,7 @@ mod tests {
 
     #[test]
     fn cache_lines_refuse_what_is_outside_the_buffer() {
-        let v = view(8192, 0);
+        let v = view(8192, AllocFlags::NONE);
         assert_eq!(cache_lines(&v, 8192, 1, 64), Err(ClientError::OutOfRange));
         assert_eq!(cache_lines(&v, 8000, 193, 64), Err(ClientError::OutOfRange));
         assert_eq!(cache_lines(&v, u64::MAX, 2, 64), Err(ClientError::OutOfRange), "no wrap-around");
@@ -256,7 +250,7 @@ mod tests {
     fn cache_lines_are_minimal_aligned_and_inside_the_mapping() {
         // Every range of a small buffer, for two line sizes.
         let size = 3 * 4096;
-        let v = view(size, 0);
+        let v = view(size, AllocFlags::NONE);
         for line_size in [64, 128] {
             for offset in (0..size).step_by(37) {
                 for len in [1, 63, 64, 65, 4096, size - offset] {
@@ -278,6 +272,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "power of two")]
     fn a_line_size_that_is_no_power_of_two_is_a_bug() {
-        let _ = cache_lines(&view(4096, 0), 0, 1, 48);
+        let _ = cache_lines(&view(4096, AllocFlags::NONE), 0, 1, 48);
     }
 }

@@ -16,8 +16,9 @@
 pub mod dma;
 
 use capbuf_protocol::{
-    AllocFlags, BufferId, Error, HelloReply, InfoReply, KernelFailure, Op, PoolInfoReply, Reply, Request, Rights,
-    MAX_MESSAGE_WORDS, PROTOCOL_VERSION,
+    Align, AllocFlags, AllocReply, AttachReply, BufferId, ClientId, DetachReply, Error, FreeReply, GrantReply,
+    HelloReply, InfoReply, KernelFailure, PoolId, PoolInfoReply, QuiesceReply, Reply, ReplyError, Request, Rights,
+    UngrantReply, MAX_MESSAGE_WORDS, PROTOCOL_VERSION,
 };
 
 /// A raw reply: label, message registers and the number of capabilities received.
@@ -43,8 +44,10 @@ pub trait Sys {
 /// Why a client call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientError {
-    /// memsrv refused (or the reply was malformed). Never [`Error::Kernel`]:
-    /// that arrives as [`ClientError::Kernel`].
+    /// memsrv refused. Never [`Error::Kernel`]: that arrives as
+    /// [`ClientError::Kernel`]. The library also answers
+    /// [`Error::AlreadyAttached`] and [`Error::NotAttached`] itself, as memsrv
+    /// would, where it knows without asking.
     Server(Error),
     /// The kernel refused one of memsrv's invocations ([`Error::Kernel`]):
     /// which, and the seL4 error. memsrv undid the request; see
@@ -52,6 +55,11 @@ pub enum ClientError {
     Kernel(KernelFailure),
     /// memsrv speaks another major protocol version.
     Version(u64),
+    /// The reply is not one memsrv sends ([`ReplyError::Malformed`]): a label
+    /// that is no error code, capabilities, the wrong number of registers, a
+    /// register holding no value of its field's type, or a KERNEL error
+    /// without its registers.
+    BadReply,
     /// The library tracks as many attachments as it can ([`MAX_VIEWS`]).
     TooManyAttachments,
     /// A range reaches past the end of the buffer (or wraps around).
@@ -66,6 +74,16 @@ impl From<Error> for ClientError {
     }
 }
 
+impl From<ReplyError> for ClientError {
+    fn from(error: ReplyError) -> Self {
+        match error {
+            ReplyError::Refused(error) => ClientError::Server(error),
+            ReplyError::Kernel(failure) => ClientError::Kernel(failure),
+            ReplyError::Malformed => ClientError::BadReply,
+        }
+    }
+}
+
 impl ClientError {
     /// The error code memsrv replied with, if it replied with one.
     pub fn error(&self) -> Option<Error> {
@@ -73,6 +91,7 @@ impl ClientError {
             ClientError::Server(error) => Some(*error),
             ClientError::Kernel(_) => Some(Error::Kernel),
             ClientError::Version(_)
+            | ClientError::BadReply
             | ClientError::TooManyAttachments
             | ClientError::OutOfRange
             | ClientError::PhysicalAddressHidden => None,
@@ -108,10 +127,7 @@ pub struct Client<S> {
 impl<S: Sys> Client<S> {
     /// Greet memsrv and check its protocol version.
     pub fn new(mut sys: S) -> Result<Self, ClientError> {
-        let hello = match call(&mut sys, Request::Hello)? {
-            Reply::Hello(hello) => hello,
-            _ => return Err(ClientError::Server(Error::WrongLength)),
-        };
+        let hello: HelloReply = call(&mut sys, Request::Hello {})?;
         if capbuf_protocol::version_major(hello.version) != capbuf_protocol::version_major(PROTOCOL_VERSION) {
             return Err(ClientError::Version(hello.version));
         }
@@ -128,39 +144,39 @@ impl<S: Sys> Client<S> {
         &mut self.sys
     }
 
-    /// Allocate a zeroed buffer of at least `size` bytes (rounded up to pages),
-    /// aligned to `2^align_bits` bytes (0: page), from pool `pool`.
-    pub fn alloc(&mut self, size: u64, align_bits: u64, pool: u64, flags: u64) -> Result<BufferId, ClientError> {
-        match call(&mut self.sys, Request::Alloc { size, align_bits, pool, flags })? {
-            Reply::Alloc(id) => Ok(id),
-            _ => Err(ClientError::Server(Error::WrongLength)),
-        }
+    /// Allocate a zeroed, physically contiguous buffer of at least `size`
+    /// bytes (rounded up to whole pages) from pool `pool`, its first byte
+    /// aligned to `align` ([`Align::PAGE`], or [`Align::bits`]), with
+    /// `flags` fixed for its life ([`AllocFlags::NONE`], or
+    /// [`AllocFlags::UNCACHED`] and [`AllocFlags::READ_ONLY`] combined with
+    /// `|`). The buffer is this client's, not attached yet.
+    pub fn alloc(&mut self, size: u64, align: Align, pool: PoolId, flags: AllocFlags) -> Result<BufferId, ClientError> {
+        let reply: AllocReply = call(&mut self.sys, Request::Alloc { size, align, pool, flags })?;
+        Ok(reply.id)
     }
 
-    /// Let client `grantee` attach to buffer `id` with at most `rights`.
-    pub fn grant(&mut self, id: BufferId, grantee: u64, rights: Rights) -> Result<(), ClientError> {
-        call(&mut self.sys, Request::Grant { id, grantee, rights: rights as u64 }).map(|_| ())
+    /// Let client `grantee` attach to buffer `id` with at most `rights`
+    /// (owner only). Granting again changes the rights; lowering them revokes
+    /// an attachment with more.
+    pub fn grant(&mut self, id: BufferId, grantee: ClientId, rights: Rights) -> Result<(), ClientError> {
+        let GrantReply {} = call(&mut self.sys, Request::Grant { id, grantee, rights })?;
+        Ok(())
     }
 
-    /// Withdraw a grant; the grantee's attachment, if any, is revoked.
-    pub fn ungrant(&mut self, id: BufferId, grantee: u64) -> Result<(), ClientError> {
-        call(&mut self.sys, Request::Ungrant { id, grantee }).map(|_| ())
+    /// Withdraw a grant (owner only); the grantee's attachment, if any, is revoked.
+    pub fn ungrant(&mut self, id: BufferId, grantee: ClientId) -> Result<(), ClientError> {
+        let UngrantReply {} = call(&mut self.sys, Request::Ungrant { id, grantee })?;
+        Ok(())
     }
 
     /// Size, physical address (if this client may see it), rights, reference count.
     pub fn info(&mut self, id: BufferId) -> Result<InfoReply, ClientError> {
-        match call(&mut self.sys, Request::Info { id })? {
-            Reply::Info(info) => Ok(info),
-            _ => Err(ClientError::Server(Error::WrongLength)),
-        }
+        call(&mut self.sys, Request::Info { id })
     }
 
-    /// Total, free and largest free block of pool `pool`, lost and quarantined bytes.
-    pub fn pool_info(&mut self, pool: u64) -> Result<PoolInfoReply, ClientError> {
-        match call(&mut self.sys, Request::PoolInfo { pool })? {
-            Reply::PoolInfo(info) => Ok(info),
-            _ => Err(ClientError::Server(Error::WrongLength)),
-        }
+    /// Total, free and largest free block of pool `pool`, and the bytes lost and in quarantine.
+    pub fn pool_info(&mut self, pool: PoolId) -> Result<PoolInfoReply, ClientError> {
+        call(&mut self.sys, Request::PoolInfo { pool })
     }
 
     /// The view of an attached buffer, if this client holds one.
@@ -178,10 +194,7 @@ impl<S: Sys> Client<S> {
             return Err(ClientError::Server(Error::AlreadyAttached));
         }
         let entry = self.views.iter().position(Option::is_none).ok_or(ClientError::TooManyAttachments)?;
-        let reply = match call(&mut self.sys, Request::Attach { id, rights: rights as u64 })? {
-            Reply::Attach(reply) => reply,
-            _ => return Err(ClientError::Server(Error::WrongLength)),
-        };
+        let reply: AttachReply = call(&mut self.sys, Request::Attach { id, rights })?;
         let view = View { id, vaddr: reply.vaddr, size: reply.size, rights: reply.rights, flags: reply.flags };
         self.views[entry] = Some(view);
         Ok(view)
@@ -220,7 +233,7 @@ impl<S: Sys> Client<S> {
     /// [`Error::NotAttached`] or [`Error::UnknownBuffer`], and the library
     /// forgets the view all the same.
     pub fn detach(&mut self, id: BufferId) -> Result<(), ClientError> {
-        let result = call(&mut self.sys, Request::Detach { id }).map(|_| ());
+        let result = call(&mut self.sys, Request::Detach { id }).map(|DetachReply {}| ());
         match result {
             Ok(()) | Err(ClientError::Server(Error::StaleBuffer | Error::NotAttached | Error::UnknownBuffer)) => {
                 self.forget(id);
@@ -232,7 +245,7 @@ impl<S: Sys> Client<S> {
 
     /// Free buffer `id` (owner only). Every attachment, this client's included, is revoked.
     pub fn free(&mut self, id: BufferId) -> Result<(), ClientError> {
-        call(&mut self.sys, Request::Free { id })?;
+        let FreeReply {} = call(&mut self.sys, Request::Free { id })?;
         self.forget(id);
         Ok(())
     }
@@ -244,37 +257,33 @@ impl<S: Sys> Client<S> {
     /// request reaped, the device reset). [`Error::UnknownBuffer`] if the
     /// client has nothing to confirm for `id`.
     pub fn quiesce(&mut self, id: BufferId) -> Result<(), ClientError> {
-        call(&mut self.sys, Request::Quiesce { id })?;
+        let QuiesceReply {} = call(&mut self.sys, Request::Quiesce { id })?;
         Ok(())
     }
 }
 
-fn call<S: Sys>(sys: &mut S, request: Request) -> Result<Reply, ClientError> {
+/// One request, marshalled by the ABI table: its registers out, and the
+/// reply read as the reply to its op, of type `R` (that op's reply struct).
+fn call<S: Sys, R: TryFrom<Reply>>(sys: &mut S, request: Request) -> Result<R, ClientError> {
     let mut words = [0; MAX_MESSAGE_WORDS];
     let (label, length) = request.encode(&mut words);
-    let op: Op = request.op();
     let raw = sys.call(label, &words[..length]);
-    let words = &raw.words[..raw.length.min(MAX_MESSAGE_WORDS)];
-    match Reply::decode(op, raw.label, words, raw.caps) {
-        Ok(reply) => Ok(reply),
-        // A KERNEL reply without its registers is malformed.
-        Err(Error::Kernel) => {
-            Err(KernelFailure::decode(words).map_or(ClientError::Server(Error::WrongLength), ClientError::Kernel))
-        }
-        Err(error) => Err(ClientError::Server(error)),
-    }
+    let words = raw.words.get(..raw.length).ok_or(ClientError::BadReply)?;
+    let reply = Reply::decode(request.op(), raw.label, words, raw.caps)?;
+    R::try_from(reply).map_err(|_| ClientError::BadReply)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use capbuf_protocol::Invocation;
+    use capbuf_protocol::{Invocation, Op};
 
-    /// Replies from a script: HELLO first, then whatever the test says.
-    struct Script(RawReply);
+    /// Replies from a script: HELLO first, then whatever the test says; keeps the last request.
+    struct Script(RawReply, Vec<u64>);
 
     impl Sys for Script {
-        fn call(&mut self, label: u64, _: &[u64]) -> RawReply {
+        fn call(&mut self, label: u64, words: &[u64]) -> RawReply {
+            self.1 = [&[label][..], words].concat();
             if label == Op::Hello as u64 {
                 let mut raw = RawReply { label: 0, words: [0; MAX_MESSAGE_WORDS], length: 6, caps: 0 };
                 raw.words[0] = PROTOCOL_VERSION;
@@ -284,19 +293,59 @@ mod tests {
         }
     }
 
+    fn raw(label: u64, words: &[u64], caps: usize) -> RawReply {
+        let mut raw = RawReply { label, words: [0; MAX_MESSAGE_WORDS], length: words.len(), caps };
+        raw.words[..words.len()].copy_from_slice(words);
+        raw
+    }
+
     #[test]
     fn a_kernel_failure_reaches_the_caller_with_its_invocation_and_code() {
-        let mut raw = RawReply { label: Error::Kernel.code(), words: [0; MAX_MESSAGE_WORDS], length: 2, caps: 0 };
-        raw.words[..2].copy_from_slice(&[Invocation::PageMap as u64, 3]);
-        let mut client = Client::new(Script(raw)).unwrap();
+        let kernel = raw(Error::Kernel.code(), &[Invocation::PageMap as u64, 3], 0);
+        let mut client = Client::new(Script(kernel, Vec::new())).unwrap();
         let failure = KernelFailure { invocation: Invocation::PageMap, code: 3 };
         let refused = client.attach(BufferId::new(1, 1), Rights::ReadOnly);
         assert_eq!(refused, Err(ClientError::Kernel(failure)));
         assert_eq!(refused.unwrap_err().error(), Some(Error::Kernel));
         assert!(client.view(BufferId::new(1, 1)).is_none());
         client.sys().0.length = 0;
-        assert_eq!(client.free(BufferId::new(1, 1)), Err(ClientError::Server(Error::WrongLength)), "malformed");
-        client.sys().0 = RawReply { label: Error::NotOwner.code(), words: [0; MAX_MESSAGE_WORDS], length: 0, caps: 0 };
+        assert_eq!(client.free(BufferId::new(1, 1)), Err(ClientError::BadReply), "a KERNEL reply without registers");
+        client.sys().0 = raw(Error::NotOwner.code(), &[], 0);
         assert_eq!(client.free(BufferId::new(1, 1)), Err(ClientError::Server(Error::NotOwner)));
+    }
+
+    #[test]
+    fn typed_arguments_go_out_in_the_tables_registers() {
+        let mut client = Client::new(Script(raw(0, &[BufferId::new(2, 5).raw()], 0), Vec::new())).unwrap();
+        let flags = AllocFlags::UNCACHED | AllocFlags::READ_ONLY;
+        assert_eq!(client.alloc(12288, Align::bits(16), PoolId(1), flags), Ok(BufferId::new(2, 5)));
+        assert_eq!(client.sys().1, [Op::Alloc as u64, 12288, 16, 1, 3]);
+        client.sys().0 = raw(0, &[], 0);
+        client.grant(BufferId::new(2, 5), ClientId(7), Rights::ReadOnly).unwrap();
+        assert_eq!(client.sys().1, [Op::Grant as u64, BufferId::new(2, 5).raw(), 7, 1]);
+        client.ungrant(BufferId::new(2, 5), ClientId(7)).unwrap();
+        assert_eq!(client.sys().1, [Op::Ungrant as u64, BufferId::new(2, 5).raw(), 7]);
+    }
+
+    #[test]
+    fn a_malformed_reply_is_the_librarys_own_error_and_changes_nothing() {
+        let id = BufferId::new(1, 1);
+        let attach = [4096, 0x2000_0000, 12, Rights::ReadWrite as u64, 0];
+        let mut client = Client::new(Script(raw(0, &attach, 1), Vec::new())).unwrap();
+        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "with a capability");
+        client.sys().0 = raw(0, &attach[..4], 0);
+        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "a word short");
+        client.sys().0 = raw(0, &[4096, 0x2000_0000, 12, 2, 0], 0);
+        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "rights 2");
+        client.sys().0 = raw(0, &[4096, 0x2000_0000, 12, 3, 4], 0);
+        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "flag bit 2");
+        client.sys().0 = raw(25, &[], 0);
+        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "no error 25");
+        client.sys().0 = RawReply { length: MAX_MESSAGE_WORDS + 1, ..raw(0, &[], 0) };
+        assert_eq!(client.info(id), Err(ClientError::BadReply), "more registers than any reply");
+        assert_eq!(ClientError::BadReply.error(), None, "not memsrv's error");
+        assert!(client.view(id).is_none());
+        client.sys().0 = raw(0, &attach, 0);
+        assert_eq!(client.attach(id, Rights::ReadWrite).map(|view| view.vaddr), Ok(0x2000_0000));
     }
 }

@@ -5,6 +5,8 @@
 //! decodes and validates it at start. The layout constants say where the
 //! composer puts the capabilities memsrv and clients need.
 
+use core::ops::RangeInclusive;
+
 use crate::{MAX_CHANNEL, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
 
 /// First word of an encoded configuration ("capbufcf").
@@ -53,6 +55,21 @@ pub const ROOT_SLOT_SHIFT: u64 = 64 - ROOT_CNODE_BITS;
 pub const MEMSRV_TABLE_VSPACES: u64 = MAX_POOLS as u64;
 /// First table slot memsrv allocates for its own objects.
 pub const MEMSRV_TABLE_FIRST_FREE: u64 = MEMSRV_TABLE_VSPACES + MAX_CLIENTS as u64;
+/// Radixes memsrv's table CNode may have (`table_bits`): from the smallest
+/// table with a slot left after the pools' untypeds and the clients' VSpaces
+/// ([`MEMSRV_TABLE_FIRST_FREE`]), to 12, the 4096 slots memsrv's fixed-size
+/// bookkeeping has room for. Whether a table in this range is large enough
+/// for a configuration's reserves is checked separately
+/// ([`ConfigError::ReservesExceedTable`]).
+pub const TABLE_BITS: RangeInclusive<u64> = (MEMSRV_TABLE_FIRST_FREE.ilog2() as u64 + 1)..=12;
+/// Sizes a configuration can give a pool, as powers of two: from a page to
+/// a 40-bit physical address space. A server takes only pools its trees are
+/// sized for: the memsrv protection domain up to [`crate::MAX_POOL_BITS`].
+pub const POOL_SIZE_BITS: RangeInclusive<u64> = PAGE_BITS as u64..=40;
+
+const _: () = assert!(1 << *TABLE_BITS.start() > MEMSRV_TABLE_FIRST_FREE);
+const _: () = assert!(1 << (*TABLE_BITS.start() - 1) <= MEMSRV_TABLE_FIRST_FREE, "the smallest such table");
+const _: () = assert!(*TABLE_BITS.end() < ROOT_SLOT_SHIFT, "a table slot leaves bits of the capability pointer");
 /// Virtual address window in which memsrv maps a client's attachments. The
 /// composer refuses a client whose own mappings overlap it. It lies in the
 /// first GiB, whose level-2 page table every Microkit PD already has.
@@ -121,9 +138,10 @@ pub struct Config {
 pub enum ConfigError {
     /// Wrong magic or version: the composer did not patch memsrv.
     NotPatched,
-    /// The table CNode radix is outside 4..=16.
+    /// The table CNode radix is outside [`TABLE_BITS`].
     TableBits,
-    /// No pool, or a pool size below a page or above 2^40.
+    /// No pool, or a pool size outside [`POOL_SIZE_BITS`] (or, at start-up,
+    /// larger than the server's pool trees).
     PoolSize,
     /// A pool's base is not aligned to its size.
     PoolAlignment,
@@ -168,7 +186,7 @@ impl Config {
 
     /// Check everything memsrv relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(4..=16).contains(&self.table_bits) {
+        if !TABLE_BITS.contains(&self.table_bits) {
             return Err(ConfigError::TableBits);
         }
         let pools = self.pool_count();
@@ -179,7 +197,7 @@ impl Config {
             return Err(ConfigError::Gap);
         }
         for (i, pool) in self.pools.iter().flatten().enumerate() {
-            if pool.size_bits < PAGE_BITS as u64 || pool.size_bits > 40 {
+            if !POOL_SIZE_BITS.contains(&pool.size_bits) {
                 return Err(ConfigError::PoolSize);
             }
             if pool.physical_address & ((1 << pool.size_bits) - 1) != 0 {
@@ -311,9 +329,17 @@ mod tests {
         let mut c = example();
         c.clients[1].as_mut().unwrap().channel = 63;
         assert_eq!(c.validate(), Err(ConfigError::Channel));
-        let mut c = example();
-        c.table_bits = 20;
-        assert_eq!(c.validate(), Err(ConfigError::TableBits));
+        for (table_bits, valid) in [(4, false), (5, true), (12, true), (13, false), (20, false)] {
+            let mut c = example();
+            c.table_bits = table_bits;
+            assert_eq!(c.validate().is_ok(), valid, "table_bits {table_bits}");
+            assert_eq!(TABLE_BITS.contains(&table_bits), valid);
+        }
+        for (size_bits, valid) in [(11, false), (12, true), (40, true), (41, false)] {
+            let mut c = example();
+            c.pools[1] = Some(PoolConfig { physical_address: 1 << 41, size_bits });
+            assert_eq!(c.validate().is_ok(), valid, "pool size_bits {size_bits}");
+        }
         let mut c = example();
         c.pools[0] = None;
         assert_eq!(c.validate(), Err(ConfigError::PoolSize));

@@ -161,9 +161,9 @@ impl Error {
 
     /// Names of the error reply's message registers, in order: only a
     /// KERNEL reply carries any ([`crate::KernelFailure`]).
-    pub const fn reply_fields(self) -> &'static [&'static str] {
+    pub const fn reply_fields(self) -> &'static [crate::Field] {
         match self {
-            Error::Kernel => &crate::KernelFailure::FIELDS,
+            Error::Kernel => crate::KernelFailure::FIELDS,
             _ => &[],
         }
     }

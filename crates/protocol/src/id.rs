@@ -1,5 +1,7 @@
 //! Buffer ids that cannot be confused once freed.
 
+use crate::{Error, Word};
+
 /// A buffer's name on the wire: a table index in the low 32 bits and a
 /// generation in the high 32 bits. Freeing bumps the generation of the slot,
 /// so an id held after a free is refused as stale instead of naming whatever
@@ -31,6 +33,19 @@ impl BufferId {
     /// Generation of the table slot when the id was issued.
     pub const fn generation(self) -> u32 {
         (self.0 >> 32) as u32
+    }
+}
+
+impl Word for BufferId {
+    const C_DESCRIPTION: &'static str = "capbuf_id_t";
+
+    /// Every word is an id; memsrv checks it names a buffer the caller may use.
+    fn from_word(word: u64) -> Result<Self, Error> {
+        Ok(BufferId(word))
+    }
+
+    fn to_word(self) -> u64 {
+        self.0
     }
 }
 

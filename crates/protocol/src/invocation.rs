@@ -1,6 +1,6 @@
 //! The kernel invocations memsrv makes, as a KERNEL error reply names them.
 
-use crate::MAX_MESSAGE_WORDS;
+use crate::{Error, Word};
 
 /// One kind of kernel invocation memsrv makes. A [`crate::Error::Kernel`]
 /// reply carries the number of the one the kernel refused in its first
@@ -60,40 +60,36 @@ impl TryFrom<u64> for Invocation {
 
 const _: () = assert!(Invocation::ALL.len() == Invocation::PageMap as usize, "numbered 1..=N without gaps");
 
-/// What the kernel refused: the registers of a [`crate::Error::Kernel`]
-/// reply. memsrv undid the request before replying (see the error's
-/// documentation for what may remain).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KernelFailure {
-    /// The invocation the kernel refused (message register 0).
-    pub invocation: Invocation,
-    /// The seL4 error number it returned (`seL4_Error`, message register 1).
-    pub code: u64,
-}
+impl Word for Invocation {
+    const C_DESCRIPTION: &'static str = "CAPBUF_INVOCATION_*";
 
-impl KernelFailure {
-    /// Names of the reply's message registers, in order.
-    pub const FIELDS: [&'static str; 2] = ["INVOCATION", "CODE"];
-
-    /// Write the reply's registers into `out` and return the length.
-    pub fn encode(&self, out: &mut [u64; MAX_MESSAGE_WORDS]) -> usize {
-        out[0] = self.invocation as u64;
-        out[1] = self.code;
-        Self::FIELDS.len()
+    /// Only replies carry an invocation; a register naming none makes the
+    /// message malformed (a request would be refused with [`Error::WrongLength`]).
+    fn from_word(word: u64) -> Result<Self, Error> {
+        Invocation::try_from(word).map_err(|_| Error::WrongLength)
     }
 
-    /// Read the registers of a KERNEL error reply; `None` if malformed.
-    pub fn decode(words: &[u64]) -> Option<KernelFailure> {
-        match *words {
-            [invocation, code] => Some(KernelFailure { invocation: Invocation::try_from(invocation).ok()?, code }),
-            _ => None,
-        }
+    fn to_word(self) -> u64 {
+        self as u64
+    }
+}
+
+wire_struct! {
+    /// What the kernel refused: the registers of a [`crate::Error::Kernel`]
+    /// reply. memsrv undid the request before replying (see the error's
+    /// documentation for what may remain).
+    KernelFailure {
+        /// The invocation the kernel refused (message register 0).
+        invocation (INVOCATION): Invocation,
+        /// The seL4 error number it returned (`seL4_Error`, message register 1).
+        code (CODE): u64,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MAX_MESSAGE_WORDS;
 
     #[test]
     fn numbers_never_move_and_failures_round_trip() {

@@ -1,12 +1,15 @@
 //! The capbuf wire ABI: everything memsrv and its clients must agree on.
 //!
 //! A request is a protected procedure call (PPC) to memsrv. Its message label
-//! is the [`Op`] number and its message registers hold the arguments in the
-//! order given by [`Request`]. The reply's label is `0` on success or an
-//! [`Error`] code, and on success its message registers hold the [`Reply`]
-//! fields; a KERNEL error's hold the [`KernelFailure`]. No reply carries a capability: memsrv maps an attachment into
-//! the caller's VSpace itself (see [`AttachReply`]), so revoking it holds
-//! whatever the client does with the capabilities it has.
+//! is the [`Op`] number and its message registers hold the [`Request`]'s
+//! fields. The reply's label is `0` on success or an [`Error`] code, and on
+//! success its message registers hold the [`Reply`]'s fields; a KERNEL
+//! error's hold the [`KernelFailure`]. Every op's fields are declared once,
+//! in the ABI table (`src/op.rs`), each of a type that travels in one
+//! message register ([`Word`]); everything else, the C header included,
+//! comes from it. No reply carries a capability: memsrv maps an attachment
+//! into the caller's VSpace itself (see [`AttachReply`]), so revoking it
+//! holds whatever the client does with the capabilities it has.
 //!
 //! This crate has no seL4 dependency so that both ends, the host model and the
 //! C header generator use the same definitions. Every number here is part of
@@ -15,6 +18,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[macro_use]
+mod table;
+
 mod config;
 mod error;
 mod id;
@@ -22,29 +28,37 @@ mod invocation;
 mod message;
 mod op;
 mod rights;
+mod wire;
 
 pub use config::{
     inner_bits, inner_cptr, microkit, table_cptr, ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW,
     CONFIG_MAGIC, CONFIG_VERSION, CONFIG_WORDS, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_FIRST_FREE, MEMSRV_TABLE_ROOT_SLOT,
-    MEMSRV_TABLE_VSPACES, ROOT_CNODE_BITS, ROOT_SLOT_SHIFT,
+    MEMSRV_TABLE_VSPACES, POOL_SIZE_BITS, ROOT_CNODE_BITS, ROOT_SLOT_SHIFT, TABLE_BITS,
 };
 pub use error::Error;
 pub use id::BufferId;
 pub use invocation::{Invocation, KernelFailure};
-pub use message::{AttachReply, DecodeError, HelloReply, InfoReply, PoolInfoReply, Reply, Request, MAX_MESSAGE_WORDS};
-pub use op::Op;
+pub use message::{DecodeError, ReplyError, MAX_MESSAGE_WORDS};
+pub use op::{
+    AllocReply, AttachReply, DetachReply, FreeReply, GrantReply, HelloReply, InfoReply, Op, PoolInfoReply,
+    QuiesceReply, Reply, Request, UngrantReply,
+};
 pub use rights::{AllocFlags, Rights};
+pub use wire::{Align, ClientId, Field, PoolId, Word};
 
 /// Protocol version. A client refuses to run against a memsrv whose version
 /// differs: the major number is the high 32 bits, the minor the low 32 bits,
 /// and only the major number must match. Major 3: POOL_INFO replies with the
 /// lost bytes, KERNEL errors name the failed invocation. Major 4: QUIESCE,
 /// and POOL_INFO replies with the quarantined bytes.
-pub const PROTOCOL_VERSION: u64 = 4 << 32;
+pub const PROTOCOL_VERSION: u64 = 4 << VERSION_MAJOR_SHIFT;
+
+/// Where a protocol version's major number starts.
+pub const VERSION_MAJOR_SHIFT: u32 = 32;
 
 /// The major part of a protocol version.
 pub const fn version_major(version: u64) -> u32 {
-    (version >> 32) as u32
+    (version >> VERSION_MAJOR_SHIFT) as u32
 }
 
 /// Smallest unit memsrv hands out: one 4 KiB small page (AArch64 `seL4_PageBits`).
@@ -67,8 +81,12 @@ pub const MAX_POOLS: usize = 4;
 /// Highest number of clients a memsrv can be configured with.
 pub const MAX_CLIENTS: usize = 16;
 /// Largest pool memsrv is built for, as a power of two (64 MiB): its pool
-/// trees are sized for it at compile time (2 bytes per page).
+/// trees are sized for it at compile time (2 bytes per page), and it refuses
+/// a larger one at start-up. capbuf-compose refuses it first.
 pub const MAX_POOL_BITS: u32 = 26;
+/// Most buffers memsrv tracks at once, all clients together: the size of its
+/// buffer table. A client can hold at most this many attachments and holes.
+pub const MAX_BUFFERS: usize = 128;
 /// Highest channel id Microkit allows (`MICROKIT_MAX_CHANNELS` - 1).
 pub const MAX_CHANNEL: u64 = 62;
 

@@ -1,88 +1,198 @@
-//! Operation numbers: the message label of a request.
+//! The ABI table: every op, its number (the request's message label), its C
+//! name, and the fields of its request and of its successful reply, each
+//! with its wire type ([`crate::Word`]) and C name, in message-register
+//! order. This is the one definition: [`Op`] and its field lists,
+//! [`Request`] and [`Reply`] with their encodings, memsrv's decoding, the
+//! client libraries' marshalling and the C header (`build.rs`) all come from
+//! it. An op is one entry here; a field is one line.
+//!
+//! An error reply's label is the [`crate::Error`] code; a KERNEL error reply
+//! carries the failed invocation and the seL4 error ([`crate::KernelFailure`]),
+//! any other error reply no registers.
 
-/// One capbuf operation. The value is the PPC message label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
-pub enum Op {
+use crate::{Align, AllocFlags, BufferId, ClientId, PoolId, Rights};
+
+wire_ops! {
     /// Protocol version, the caller's client id and its quotas. Clients call it first.
-    Hello = 1,
+    Hello = 1, HELLO {
+        request {}
+        /// Reply to [`Op::Hello`].
+        reply HelloReply {
+            /// memsrv's [`crate::PROTOCOL_VERSION`].
+            version (VERSION): u64,
+            /// The caller's client id, as configured in `system.xml`.
+            client_id (CLIENT_ID): ClientId,
+            /// Number of pools.
+            pools (POOLS): u64,
+            /// Bytes of buffers the caller may own at once.
+            quota_bytes (QUOTA_BYTES): u64,
+            /// Buffers the caller may own at once.
+            quota_buffers (QUOTA_BUFFERS): u64,
+            /// Attachments the caller may hold at once.
+            quota_attachments (QUOTA_ATTACHMENTS): u64,
+        }
+    }
+
     /// Allocate a zeroed, physically contiguous buffer owned by the caller.
-    Alloc = 2,
+    Alloc = 2, ALLOC {
+        request {
+            /// Bytes; rounded up to whole pages.
+            size (SIZE): u64,
+            /// Alignment of the first byte.
+            align (ALIGN_BITS): Align,
+            /// The pool to take it from.
+            pool (POOL): PoolId,
+            /// Fixed for the buffer's life.
+            flags (FLAGS): AllocFlags,
+        }
+        /// Reply to [`Op::Alloc`].
+        reply AllocReply {
+            /// The new buffer, owned by the caller, not attached yet.
+            id (ID): BufferId,
+        }
+    }
+
     /// Attach to a buffer the caller owns or was granted: memsrv maps it into the caller's window.
-    Attach = 3,
+    Attach = 3, ATTACH {
+        request {
+            /// The buffer.
+            id (ID): BufferId,
+            /// Rights of the mapping: no more than the caller holds.
+            rights (RIGHTS): Rights,
+        }
+        /// Reply to [`Op::Attach`]. memsrv has mapped the buffer into the
+        /// caller's VSpace, contiguously from `vaddr` (inside
+        /// [`crate::CLIENT_WINDOW`], 2 MiB aligned), with the attachment's
+        /// rights and the buffer's cacheability. The mapping is memsrv's: the
+        /// caller holds no capability to it, and DETACH, UNGRANT, a lowered
+        /// grant or FREE remove it.
+        reply AttachReply {
+            /// Buffer size in bytes, a multiple of the page size.
+            size (SIZE): u64,
+            /// Virtual address of the first byte in the caller's VSpace.
+            vaddr (VADDR): u64,
+            /// Size bits of the largest page the mapping uses (12 or 21).
+            page_bits (PAGE_BITS): u64,
+            /// Rights of the mapping.
+            rights (RIGHTS): Rights,
+            /// The buffer's allocation flags ([`AllocFlags::UNCACHED`] buffers are mapped uncached).
+            flags (FLAGS): AllocFlags,
+        }
+    }
+
     /// Owner lets another client attach, with rights no larger than the buffer allows.
-    Grant = 4,
+    Grant = 4, GRANT {
+        request {
+            /// The buffer.
+            id (ID): BufferId,
+            /// The client that may attach.
+            grantee (GRANTEE): ClientId,
+            /// Most rights the grantee may attach with.
+            rights (RIGHTS): Rights,
+        }
+        /// Reply to [`Op::Grant`]: no registers.
+        reply GrantReply {}
+    }
+
     /// Size, physical address (if allowed), page size, rights and reference count.
-    Info = 5,
+    Info = 5, INFO {
+        request {
+            /// The buffer.
+            id (ID): BufferId,
+        }
+        /// Reply to [`Op::Info`].
+        reply InfoReply {
+            /// Buffer size in bytes.
+            size (SIZE): u64,
+            /// Physical address of the first byte, or [`crate::PADDR_HIDDEN`].
+            physical_address (PADDR): u64,
+            /// Size bits of the buffer's largest page (12 or 21).
+            page_bits (PAGE_BITS): u64,
+            /// Rights the caller may attach with.
+            rights (RIGHTS): Rights,
+            /// Attachments currently held, all clients together (the reference count).
+            attachments (ATTACHMENTS): u64,
+            /// Allocation flags.
+            flags (FLAGS): AllocFlags,
+            /// Pool the buffer lives in.
+            pool (POOL): PoolId,
+            /// Client id of the owner.
+            owner (OWNER): ClientId,
+        }
+    }
+
     /// Drop the caller's attachment; its mapping disappears.
-    Detach = 6,
+    Detach = 6, DETACH {
+        request {
+            /// The buffer.
+            id (ID): BufferId,
+        }
+        /// Reply to [`Op::Detach`]: no registers.
+        reply DetachReply {}
+    }
+
     /// Owner frees the buffer: every attachment and capability derived from it is revoked.
-    Free = 7,
+    Free = 7, FREE {
+        request {
+            /// The buffer.
+            id (ID): BufferId,
+        }
+        /// Reply to [`Op::Free`]: no registers.
+        reply FreeReply {}
+    }
+
     /// Owner withdraws a grant; the grantee's attachment, if any, is revoked.
-    Ungrant = 8,
-    /// Total, free and largest free block of one pool, the bytes lost to kernel failures and in quarantine.
-    PoolInfo = 9,
-    /// The caller's device no longer uses the buffer: memory it was told the
-    /// physical address of may go back to the pool once freed.
-    Quiesce = 10,
+    Ungrant = 8, UNGRANT {
+        request {
+            /// The buffer.
+            id (ID): BufferId,
+            /// The client whose grant goes.
+            grantee (GRANTEE): ClientId,
+        }
+        /// Reply to [`Op::Ungrant`]: no registers.
+        reply UngrantReply {}
+    }
+
+    /// Total, free and largest free block of one pool, and the bytes lost to kernel failures.
+    PoolInfo = 9, POOL_INFO {
+        request {
+            /// The pool.
+            pool (POOL): PoolId,
+        }
+        /// Reply to [`Op::PoolInfo`].
+        reply PoolInfoReply {
+            /// Bytes buffers can use: the pool's size less the metadata reserves carved from it.
+            total (TOTAL): u64,
+            /// Bytes in free blocks (buffers and memsrv's bookkeeping objects excluded).
+            free (FREE): u64,
+            /// The largest contiguous free block, in bytes.
+            largest_free (LARGEST_FREE): u64,
+            /// Bytes memsrv can no longer use because a kernel invocation failed and
+            /// could not be undone (0 unless the kernel misbehaved). They are counted
+            /// in neither the total nor the free bytes.
+            lost (LOST): u64,
+            /// Bytes of freed buffers whose physical address a `dma` client
+            /// was told, held back from reuse until every such client QUIESCEs
+            /// ([`Op::Quiesce`]). Counted in the total, not in the free bytes.
+            quarantined (QUARANTINED): u64,
+        }
+    }
+
+    /// The caller's device no longer uses the buffer: for a buffer whose
+    /// physical address the caller (a `dma` client) was told, live or freed.
+    /// A freed buffer's memory goes back to the pool when every such client
+    /// has said so.
+    Quiesce = 10, QUIESCE {
+        request {
+            /// The buffer (for a freed one, the id it had).
+            id (ID): BufferId,
+        }
+        /// Reply to [`Op::Quiesce`]: no registers.
+        reply QuiesceReply {}
+    }
 }
 
 impl Op {
-    /// Every op, for tables and generated headers.
-    pub const ALL: [Op; 10] = [
-        Op::Hello,
-        Op::Alloc,
-        Op::Attach,
-        Op::Grant,
-        Op::Info,
-        Op::Detach,
-        Op::Free,
-        Op::Ungrant,
-        Op::PoolInfo,
-        Op::Quiesce,
-    ];
-
-    /// Name in `SCREAMING_SNAKE_CASE`, as the C header spells it.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Op::Hello => "HELLO",
-            Op::Alloc => "ALLOC",
-            Op::Attach => "ATTACH",
-            Op::Grant => "GRANT",
-            Op::Info => "INFO",
-            Op::Detach => "DETACH",
-            Op::Free => "FREE",
-            Op::Ungrant => "UNGRANT",
-            Op::PoolInfo => "POOL_INFO",
-            Op::Quiesce => "QUIESCE",
-        }
-    }
-
-    /// Names of the request's message registers, in order.
-    pub const fn request_fields(self) -> &'static [&'static str] {
-        match self {
-            Op::Hello => &[],
-            Op::Alloc => &["SIZE", "ALIGN_BITS", "POOL", "FLAGS"],
-            Op::Attach => &["ID", "RIGHTS"],
-            Op::Grant => &["ID", "GRANTEE", "RIGHTS"],
-            Op::Info | Op::Detach | Op::Free | Op::Quiesce => &["ID"],
-            Op::Ungrant => &["ID", "GRANTEE"],
-            Op::PoolInfo => &["POOL"],
-        }
-    }
-
-    /// Names of a successful reply's message registers, in order.
-    pub const fn reply_fields(self) -> &'static [&'static str] {
-        match self {
-            Op::Hello => &["VERSION", "CLIENT_ID", "POOLS", "QUOTA_BYTES", "QUOTA_BUFFERS", "QUOTA_ATTACHMENTS"],
-            Op::Alloc => &["ID"],
-            Op::Attach => &["SIZE", "VADDR", "PAGE_BITS", "RIGHTS", "FLAGS"],
-            Op::Info => &["SIZE", "PADDR", "PAGE_BITS", "RIGHTS", "ATTACHMENTS", "FLAGS", "POOL", "OWNER"],
-            Op::PoolInfo => &["TOTAL", "FREE", "LARGEST_FREE", "LOST", "QUARANTINED"],
-            Op::Grant | Op::Detach | Op::Free | Op::Ungrant | Op::Quiesce => &[],
-        }
-    }
-
     /// Number of message registers the request carries.
     pub const fn request_words(self) -> usize {
         self.request_fields().len()
@@ -109,8 +219,6 @@ impl TryFrom<u64> for Op {
     }
 }
 
-const _: () = assert!(Op::ALL.len() == Op::Quiesce as usize, "ops are numbered 1..=N without gaps");
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,8 +238,37 @@ mod tests {
         assert_eq!(Op::Hello as u64, 1);
         assert_eq!(Op::Alloc as u64, 2);
         assert_eq!(Op::Attach as u64, 3);
+        assert_eq!(Op::Quiesce as u64, 10);
         assert_eq!(Op::Free as u64, 7);
         assert_eq!(Op::PoolInfo as u64, 9);
-        assert_eq!(Op::Quiesce as u64, 10);
+    }
+
+    /// The C names are ABI, C protection domains are built against them: a
+    /// field keeps its name and register (new ones go at the end).
+    #[test]
+    fn field_names_never_move() {
+        let starts = |fields: &[crate::Field], names: &[&str]| {
+            let have: Vec<&str> = fields.iter().map(|f| f.name).collect();
+            assert!(have.starts_with(names), "{have:?} must start with {names:?}");
+        };
+        starts(Op::Alloc.request_fields(), &["SIZE", "ALIGN_BITS", "POOL", "FLAGS"]);
+        starts(Op::Attach.request_fields(), &["ID", "RIGHTS"]);
+        starts(Op::Grant.request_fields(), &["ID", "GRANTEE", "RIGHTS"]);
+        starts(Op::Ungrant.request_fields(), &["ID", "GRANTEE"]);
+        starts(Op::PoolInfo.request_fields(), &["POOL"]);
+        starts(
+            Op::Hello.reply_fields(),
+            &["VERSION", "CLIENT_ID", "POOLS", "QUOTA_BYTES", "QUOTA_BUFFERS", "QUOTA_ATTACHMENTS"],
+        );
+        starts(Op::Alloc.reply_fields(), &["ID"]);
+        starts(Op::Attach.reply_fields(), &["SIZE", "VADDR", "PAGE_BITS", "RIGHTS", "FLAGS"]);
+        starts(
+            Op::Info.reply_fields(),
+            &["SIZE", "PADDR", "PAGE_BITS", "RIGHTS", "ATTACHMENTS", "FLAGS", "POOL", "OWNER"],
+        );
+        starts(Op::PoolInfo.reply_fields(), &["TOTAL", "FREE", "LARGEST_FREE", "LOST"]);
+        for op in [Op::Info, Op::Detach, Op::Free] {
+            starts(op.request_fields(), &["ID"]);
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! Access rights and allocation flags as they travel in message registers.
 
+use crate::{Error, Word};
+
 /// Rights a client holds on a buffer. ARM cannot map a page write-only, so
 /// the only valid values are read-only and read-write; rights only ever shrink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,24 +46,40 @@ impl TryFrom<u64> for Rights {
     }
 }
 
-/// Flags given at allocation, fixed for the buffer's life.
+impl Word for Rights {
+    const C_DESCRIPTION: &'static str = "CAPBUF_RIGHTS_*";
+
+    /// A request with any other value is refused with [`Error::InvalidRights`].
+    fn from_word(word: u64) -> Result<Self, Error> {
+        Rights::try_from(word).map_err(|_| Error::InvalidRights)
+    }
+
+    fn to_word(self) -> u64 {
+        self as u64
+    }
+}
+
+/// Flags given at allocation, fixed for the buffer's life: a set of
+/// [`AllocFlags::UNCACHED`] and [`AllocFlags::READ_ONLY`], combined with `|`.
+/// A value holds only defined bits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AllocFlags(u64);
 
 impl AllocFlags {
+    /// No flag: a cached buffer its owner may attach writable.
+    pub const NONE: AllocFlags = AllocFlags(0);
     /// Clients should map the buffer uncached (device memory shared with DMA
-    /// that does not snoop caches). memsrv reports it; the client library
-    /// maps accordingly.
-    pub const UNCACHED: u64 = 1 << 0;
+    /// that does not snoop caches). memsrv maps every attachment of it uncached.
+    pub const UNCACHED: AllocFlags = AllocFlags(1 << 0);
     /// Nobody, owner included, may attach with write rights: for buffers a
     /// device writes and the CPU only reads.
-    pub const READ_ONLY: u64 = 1 << 1;
-    /// Every defined bit.
-    pub const ALL: u64 = Self::UNCACHED | Self::READ_ONLY;
+    pub const READ_ONLY: AllocFlags = AllocFlags(1 << 1);
+    /// Every defined flag.
+    pub const ALL: AllocFlags = Self::UNCACHED.union(Self::READ_ONLY);
 
     /// Flags from their wire form; unknown bits are refused.
     pub const fn from_bits(bits: u64) -> Option<AllocFlags> {
-        if bits & !Self::ALL == 0 {
+        if bits & !Self::ALL.0 == 0 {
             Some(AllocFlags(bits))
         } else {
             None
@@ -73,18 +91,55 @@ impl AllocFlags {
         self.0
     }
 
+    /// Both sets of flags (also `self | other`).
+    pub const fn union(self, other: AllocFlags) -> AllocFlags {
+        AllocFlags(self.0 | other.0)
+    }
+
+    /// Whether every flag of `other` is set.
+    pub const fn contains(self, other: AllocFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
     /// Whether [`Self::UNCACHED`] is set.
     pub const fn uncached(self) -> bool {
-        self.0 & Self::UNCACHED != 0
+        self.contains(Self::UNCACHED)
     }
 
     /// The most any attachment may hold.
     pub const fn max_rights(self) -> Rights {
-        if self.0 & Self::READ_ONLY != 0 {
+        if self.contains(Self::READ_ONLY) {
             Rights::ReadOnly
         } else {
             Rights::ReadWrite
         }
+    }
+}
+
+impl core::ops::BitOr for AllocFlags {
+    type Output = AllocFlags;
+
+    fn bitor(self, other: AllocFlags) -> AllocFlags {
+        self.union(other)
+    }
+}
+
+impl core::ops::BitOrAssign for AllocFlags {
+    fn bitor_assign(&mut self, other: AllocFlags) {
+        *self = self.union(other);
+    }
+}
+
+impl Word for AllocFlags {
+    const C_DESCRIPTION: &'static str = "CAPBUF_FLAG_* bits";
+
+    /// A request with an unknown bit set is refused with [`Error::InvalidFlags`].
+    fn from_word(word: u64) -> Result<Self, Error> {
+        AllocFlags::from_bits(word).ok_or(Error::InvalidFlags)
+    }
+
+    fn to_word(self) -> u64 {
+        self.0
     }
 }
 
@@ -106,10 +161,20 @@ mod tests {
 
     #[test]
     fn unknown_flag_bits_are_refused() {
-        assert_eq!(AllocFlags::from_bits(0), Some(AllocFlags::default()));
-        assert!(AllocFlags::from_bits(3).is_some());
+        assert_eq!(AllocFlags::from_bits(0), Some(AllocFlags::NONE));
+        assert_eq!(AllocFlags::from_bits(3), Some(AllocFlags::UNCACHED | AllocFlags::READ_ONLY));
         assert_eq!(AllocFlags::from_bits(4), None);
         assert_eq!(AllocFlags::from_bits(1 << 63), None);
         assert_eq!(AllocFlags::from_bits(2).unwrap().max_rights(), Rights::ReadOnly);
+    }
+
+    #[test]
+    fn flags_combine() {
+        let mut flags = AllocFlags::NONE;
+        assert!(!flags.uncached() && flags.max_rights() == Rights::ReadWrite);
+        flags |= AllocFlags::UNCACHED;
+        assert!(flags.uncached() && !flags.contains(AllocFlags::READ_ONLY));
+        assert_eq!(flags | AllocFlags::READ_ONLY, AllocFlags::ALL);
+        assert_eq!((AllocFlags::UNCACHED | AllocFlags::UNCACHED).bits(), 1);
     }
 }

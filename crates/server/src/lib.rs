@@ -48,4 +48,4 @@ pub use layout::FrameLayout;
 pub use quarantine::{Quarantine, Quarantined};
 pub use registry::{charged_pages, Attachment, Buffer, Registry, MAX_BUFFERS};
 pub use reserve::{reserve_bytes, ReserveBlock, Reserves};
-pub use server::{Lost, Outcome, Server, StartError, Usage, MAX_TABLE_BITS};
+pub use server::{Lost, Outcome, Server, StartError, Usage};

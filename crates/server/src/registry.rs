@@ -5,8 +5,8 @@ use capbuf_protocol::{AllocFlags, BufferId, Error, Rights, MAX_CLIENTS};
 
 use crate::kernel::Slot;
 
-/// Buffers memsrv can track at once.
-pub const MAX_BUFFERS: usize = 128;
+/// Buffers memsrv can track at once (the protocol's limit).
+pub use capbuf_protocol::MAX_BUFFERS;
 
 /// One client's attachment to a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 #![no_std]
 #![no_main]
 
-use capbuf_microkit::{AllocFlags, BufferId, Capbuf, DmaSync, Sys};
+use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, DmaSync, PoolId, Sys};
 use capbuf_protocol::{Op, Rights};
 use sel4_microkit::{debug_println, protection_domain, Channel, MessageInfo, NullHandler};
 
@@ -48,7 +48,7 @@ fn measure<S, T>(
 }
 
 fn alloc(capbuf: &mut Capbuf, size: u64) -> BufferId {
-    capbuf.alloc(size, 0, 0, 0).expect("alloc")
+    capbuf.alloc(size, Align::PAGE, PoolId(0), AllocFlags::NONE).expect("alloc")
 }
 
 fn attached(capbuf: &mut Capbuf, size: u64) -> BufferId {
@@ -88,7 +88,11 @@ fn init() -> NullHandler {
         c.sys().call(Op::Hello as u64, &[]);
     };
     row("HELLO", "", measure(&mut capbuf, |_| (), hello, |_, _| ()));
-    row("POOL_INFO", "", measure(&mut capbuf, |_| (), |c, _| c.pool_info(0).map(|_| ()).expect("pool"), |_, _| ()));
+    row(
+        "POOL_INFO",
+        "",
+        measure(&mut capbuf, |_| (), |c, _| c.pool_info(PoolId(0)).map(|_| ()).expect("pool"), |_, _| ()),
+    );
     row("INFO", "", measure(&mut capbuf, |_| (), |c, _| c.info(keep).map(|_| ()).expect("info"), |_, _| ()));
     for (size, name) in
         [(4096u64, "4 KiB"), (64 << 10, "64 KiB"), (2 << 20, "2 MiB"), (3 << 20, "3 MiB"), (16 << 20, "16 MiB")]
@@ -135,7 +139,7 @@ fn init() -> NullHandler {
         row("sync_for_cpu (dc civac)", name, measure(&mut capbuf, |_| (), cpu, |_, _| ()));
     }
     free(&mut capbuf, cached);
-    let uncached = capbuf.alloc(64 << 10, 0, 0, AllocFlags::UNCACHED).expect("alloc uncached");
+    let uncached = capbuf.alloc(64 << 10, Align::PAGE, PoolId(0), AllocFlags::UNCACHED).expect("alloc uncached");
     capbuf.attach(uncached, Rights::ReadWrite).expect("attach uncached");
     let device = |c: &mut Capbuf, _| c.sync_for_device(uncached, 0, 64 << 10).expect("sync_for_device");
     row("sync_for_device, UNCACHED (no line)", "64 KiB", measure(&mut capbuf, |_| (), device, |_, _| ()));

@@ -2,12 +2,20 @@
 //!
 //! ```ignore
 //! let mut capbuf = capbuf_microkit::connect(Channel::new(0))?;   // checks the protocol version
-//! let id = capbuf.alloc(64 * 1024, 0, 0, 0)?;
+//! let id = capbuf.alloc(64 * 1024, Align::PAGE, PoolId(0), AllocFlags::NONE)?;
 //! capbuf.attach(id, Rights::ReadWrite)?;                           // one PPC, mapped
 //! capbuf.words_mut(id).unwrap().as_mut_ptr().index(0).write(42);  // volatile
-//! capbuf.grant(id, CONSUMER_ID, Rights::ReadOnly)?;
+//! capbuf.grant(id, ClientId(2), Rights::ReadOnly)?;               // client 2 may attach read-only
 //! capbuf.free(id)?;                                                // revoked everywhere
 //! ```
+//!
+//! Arguments are typed: a size in bytes, an [`Align`] ([`Align::PAGE`] or
+//! [`Align::bits`]), a [`PoolId`] (the pool's index in `system.xml`),
+//! [`AllocFlags`] (`NONE`, or `UNCACHED` and `READ_ONLY` combined with `|`),
+//! a [`ClientId`] (the grantee's `id` in `system.xml`) and [`Rights`]. A call
+//! returns memsrv's refusal as [`ClientError::Server`], a kernel failure
+//! memsrv reported as [`ClientError::Kernel`], and a reply memsrv would not
+//! send as [`ClientError::BadReply`].
 //!
 //! The protocol logic lives in `capbuf-client` (host-tested); this crate is the
 //! seL4 glue: the PPC, volatile access to what memsrv mapped, and the cache
@@ -26,7 +34,9 @@ use sel4_microkit::{Channel, MessageInfo};
 use sel4_shared_memory::{access::ReadOnly, SharedMemoryRef};
 
 pub use capbuf_client::{dma, ClientError, RawReply, Sys, View};
-pub use capbuf_protocol::{AllocFlags, BufferId, Error, InfoReply, PoolInfoReply};
+pub use capbuf_protocol::{
+    Align, AllocFlags, BufferId, ClientId, Error, HelloReply, InfoReply, PoolId, PoolInfoReply, Rights,
+};
 
 /// The kernel side of the client library: one PPC channel to memsrv.
 pub struct MicrokitSys {

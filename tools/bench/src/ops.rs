@@ -2,7 +2,10 @@
 //! what each request costs beyond its PPC, independent of the machine.
 
 use capbuf_model::{Counts, Model};
-use capbuf_protocol::{ClientConfig, Config, Op, PoolConfig, Reply, Rights, MAX_CLIENTS, MAX_POOLS};
+use capbuf_protocol::{
+    Align, AllocFlags, AllocReply, BufferId, ClientConfig, Config, PoolConfig, PoolId, Reply, Request, Rights,
+    MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS,
+};
 use capbuf_server::Server;
 
 const NODES: usize = 2 << 14;
@@ -38,10 +41,12 @@ fn delta(after: Counts, before: Counts) -> Counts {
 }
 
 /// Run one request and return its reply and the kernel invocations it caused.
-fn measure(server: &mut Memsrv, client: u64, op: Op, words: &[u64]) -> (Reply, Counts) {
+fn measure(server: &mut Memsrv, client: u64, request: Request) -> (Reply, Counts) {
+    let mut words = [0; MAX_MESSAGE_WORDS];
+    let (label, length) = request.encode(&mut words);
     let before = server.kernel().counts;
-    let outcome = server.handle(client, op as u64, words, 0);
-    let reply = outcome.result.unwrap_or_else(|e| panic!("{op:?} refused: {e}"));
+    let outcome = server.handle(client, label, &words[..length], 0);
+    let reply = outcome.result.unwrap_or_else(|e| panic!("{request:?} refused: {e}"));
     (reply, delta(server.kernel().counts, before))
 }
 
@@ -60,11 +65,15 @@ fn row(name: &str, c: Counts) {
     );
 }
 
-fn id(reply: Reply) -> u64 {
+fn id(reply: Reply) -> BufferId {
     match reply {
-        Reply::Alloc(id) => id.raw(),
+        Reply::Alloc(AllocReply { id }) => id,
         other => panic!("{other:?}"),
     }
+}
+
+fn alloc(size: u64) -> Request {
+    Request::Alloc { size, align: Align::PAGE, pool: PoolId(0), flags: AllocFlags::NONE }
 }
 
 /// Print the table.
@@ -74,23 +83,24 @@ pub fn print() {
     println!("| request | retype | copy | mutate | map | revoke | delete | total | zeroed by reset |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut server = memsrv();
-    row("HELLO, INFO, GRANT, POOL_INFO", measure(&mut server, 0, Op::Hello, &[]).1);
-    let (first, c) = measure(&mut server, 0, Op::Alloc, &[4096, 0, 0, 0]);
+    row("HELLO, INFO, GRANT, POOL_INFO", measure(&mut server, 0, Request::Hello {}).1);
+    let (first, c) = measure(&mut server, 0, alloc(4096));
     // The reserves carved at start-up (16 MiB for these quotas) already split
     // the pool; the first buffer splits the next free 16 MiB block down to a page.
     row("ALLOC 4 KiB, first after start-up (splits a 16 MiB block)", c);
     let first = id(first);
     for (size, name) in [(4096u64, "4 KiB"), (64 << 10, "64 KiB"), (3 << 20, "3 MiB"), (16 << 20, "16 MiB")] {
-        let (reply, alloc) = measure(&mut server, 0, Op::Alloc, &[size, 0, 0, 0]);
-        let buffer = id(reply);
-        row(&format!("ALLOC {name} (pool already split)"), alloc);
-        row(&format!("ATTACH {name}"), measure(&mut server, 0, Op::Attach, &[buffer, Rights::ReadWrite as u64]).1);
-        row(&format!("DETACH {name}"), measure(&mut server, 0, Op::Detach, &[buffer]).1);
-        measure(&mut server, 0, Op::Attach, &[buffer, Rights::ReadWrite as u64]);
-        row(&format!("FREE {name}, attached"), measure(&mut server, 0, Op::Free, &[buffer]).1);
+        let (reply, counts) = measure(&mut server, 0, alloc(size));
+        let id = id(reply);
+        let attach = Request::Attach { id, rights: Rights::ReadWrite };
+        row(&format!("ALLOC {name} (pool already split)"), counts);
+        row(&format!("ATTACH {name}"), measure(&mut server, 0, attach).1);
+        row(&format!("DETACH {name}"), measure(&mut server, 0, Request::Detach { id }).1);
+        measure(&mut server, 0, attach);
+        row(&format!("FREE {name}, attached"), measure(&mut server, 0, Request::Free { id }).1);
     }
-    row("FREE the last buffer (pool merges back whole)", measure(&mut server, 0, Op::Free, &[first]).1);
-    let (reply, c) = measure(&mut server, 0, Op::Alloc, &[4096, 0, 0, 0]);
+    row("FREE the last buffer (pool merges back whole)", measure(&mut server, 0, Request::Free { id: first }).1);
+    let (reply, c) = measure(&mut server, 0, alloc(4096));
     row("ALLOC 4 KiB after everything was freed", c);
     let _ = reply;
 }

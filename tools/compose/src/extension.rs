@@ -13,7 +13,8 @@
 use std::ops::Range;
 
 use capbuf_protocol::{
-    ClientConfig, Config, PoolConfig, CLIENT_WINDOW, MAX_CLIENTS, MAX_POOLS, MAX_POOL_BITS, PAGE_BITS,
+    ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW, MAX_BUFFERS, MAX_CHANNEL, MAX_CLIENTS, MAX_POOLS,
+    MAX_POOL_BITS, PAGE_BITS, TABLE_BITS,
 };
 use microkit_tool::sdf::{SysMemoryRegionPaddr, SystemDescription};
 
@@ -121,7 +122,15 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
         .attribute("server")
         .ok_or_else(|| format!("system.xml {}: <capbuf> needs attribute 'server'", location(&node)))?
         .to_string();
-    let table_bits = number(&node, "table_bits", Some(12))?;
+    let table_bits = number(&node, "table_bits", Some(*TABLE_BITS.end()))?;
+    if !TABLE_BITS.contains(&table_bits) {
+        return Err(format!(
+            "system.xml {}: table_bits must be from {} to {} (the radix of memsrv's table CNode), not {table_bits}",
+            location(&node),
+            TABLE_BITS.start(),
+            TABLE_BITS.end()
+        ));
+    }
     let mut pools = Vec::new();
     let mut clients = Vec::new();
     for child in node.children().filter(|n| n.is_element()) {
@@ -295,12 +304,12 @@ pub fn resolve(
         });
         clients.push(pd);
     }
-    config.validate().map_err(|e| {
-        format!("capbuf: invalid configuration: {e:?} (duplicate client ids or channels, or table_bits outside 4..=12)")
+    config.validate().map_err(|e| match e {
+        ConfigError::Duplicate => "capbuf: duplicate client ids or channels in <capbuf>".to_string(),
+        ConfigError::Channel => format!("capbuf: a client's channel to memsrv has an id above {MAX_CHANNEL}"),
+        ConfigError::TableBits => format!("capbuf: table_bits must be from {} to {}", TABLE_BITS.start(), TABLE_BITS.end()),
+        other => format!("capbuf: invalid configuration: {other:?}"),
     })?;
-    if config.table_bits > 12 {
-        return Err("capbuf: table_bits must be at most 12".into());
-    }
     capbuf_server::reserve::check(&config).map_err(|e| match e {
         capbuf_protocol::ConfigError::ReservesExceedPools => format!(
             "capbuf: the clients' metadata reserves ({} KiB for these quotas) do not fit the pools; lower quota_buffers or quota_attachments, or add a pool",
@@ -324,10 +333,9 @@ pub fn resolve(
             ));
         }
         let buffers: u64 = extension.clients.iter().map(|c| c.quota_buffers).sum();
-        if buffers > capbuf_server::MAX_BUFFERS as u64 {
+        if buffers > MAX_BUFFERS as u64 {
             return Err(format!(
-                "capbuf: the clients' quota_buffers add up to {buffers}, memsrv tracks {} buffers; lower them or set overcommit=\"true\" on <capbuf>",
-                capbuf_server::MAX_BUFFERS
+                "capbuf: the clients' quota_buffers add up to {buffers}, memsrv tracks {MAX_BUFFERS} buffers; lower them or set overcommit=\"true\" on <capbuf>"
             ));
         }
     }

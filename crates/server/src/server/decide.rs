@@ -6,8 +6,8 @@
 //! carries it out.
 
 use capbuf_protocol::{
-    AllocFlags, BufferId, Error, HelloReply, InfoReply, PoolInfoReply, Rights, MAX_ALIGN_BITS, MAX_BUFFER_BITS,
-    MAX_CLIENTS, PADDR_HIDDEN, PAGE_BITS, PROTOCOL_VERSION,
+    Align, AllocFlags, BufferId, ClientId, Error, HelloReply, InfoReply, PoolId, PoolInfoReply, Rights, MAX_ALIGN_BITS,
+    MAX_BUFFER_BITS, MAX_CLIENTS, PADDR_HIDDEN, PAGE_BITS, PROTOCOL_VERSION,
 };
 
 use super::state::State;
@@ -67,7 +67,7 @@ impl<const NODES: usize> State<NODES> {
         let c = self.client(client)?;
         Ok(HelloReply {
             version: PROTOCOL_VERSION,
-            client_id: c.client_id,
+            client_id: ClientId(c.client_id),
             pools: self.config.pool_count() as u64,
             quota_bytes: c.quota_bytes,
             quota_buffers: c.quota_buffers,
@@ -75,9 +75,9 @@ impl<const NODES: usize> State<NODES> {
         })
     }
 
-    pub(super) fn pool_info(&self, pool: u64) -> Result<PoolInfoReply, Error> {
+    pub(super) fn pool_info(&self, pool: PoolId) -> Result<PoolInfoReply, Error> {
         let state = self.pool_state(pool)?;
-        let pool = pool as usize;
+        let pool = pool.0 as usize;
         Ok(PoolInfoReply {
             total: (state.pool.pages() - self.reserves.pages_in(pool)) << PAGE_BITS,
             free: state.pool.free_pages() << PAGE_BITS,
@@ -100,8 +100,8 @@ impl<const NODES: usize> State<NODES> {
             rights,
             attachments: buffer.attachment_count(),
             flags: buffer.flags,
-            pool: buffer.pool as u64,
-            owner: self.client(buffer.owner)?.client_id,
+            pool: PoolId(buffer.pool as u64),
+            owner: ClientId(self.client(buffer.owner)?.client_id),
         })
     }
 
@@ -114,17 +114,18 @@ impl<const NODES: usize> State<NODES> {
         Ok(())
     }
 
+    /// The request's flags are valid: [`capbuf_protocol::Request::decode`]
+    /// refused unknown bits before anything else.
     pub(super) fn plan_alloc(
         &self,
         client: usize,
         size: u64,
-        align_bits: u64,
-        pool: u64,
-        flags: u64,
+        align: Align,
+        pool: PoolId,
+        flags: AllocFlags,
     ) -> Result<AllocPlan, Error> {
         let state = self.pool_state(pool)?;
-        let pool = pool as usize;
-        let flags = AllocFlags::from_bits(flags).ok_or(Error::InvalidFlags)?;
+        let pool = pool.0 as usize;
         if size == 0 {
             return Err(Error::ZeroSize);
         }
@@ -132,11 +133,11 @@ impl<const NODES: usize> State<NODES> {
         if size > 1 << MAX_BUFFER_BITS || size > 1 << (order + PAGE_BITS) {
             return Err(Error::TooLarge);
         }
-        if align_bits > MAX_ALIGN_BITS as u64 || align_bits > (order + PAGE_BITS) as u64 {
+        if align.log2() > MAX_ALIGN_BITS as u64 || align.log2() > (order + PAGE_BITS) as u64 {
             return Err(Error::InvalidAlignment);
         }
         let pages = size.div_ceil(1 << PAGE_BITS);
-        let align_order = (align_bits as u32).saturating_sub(PAGE_BITS);
+        let align_order = align.page_order() as u32;
         let bytes = charged_pages(pages, align_order) << PAGE_BITS;
         let quota = self.client(client)?;
         let usage = self.usage[client];
@@ -162,10 +163,9 @@ impl<const NODES: usize> State<NODES> {
         Ok(AllocPlan { pool, pages, align_order, flags, bytes, meta, slots })
     }
 
-    pub(super) fn plan_attach(&self, client: usize, id: BufferId, rights: u64) -> Result<AttachPlan, Error> {
+    pub(super) fn plan_attach(&self, client: usize, id: BufferId, rights: Rights) -> Result<AttachPlan, Error> {
         let buffer = self.registry.get_for(client, id)?;
         let allowed = buffer.allowed(client).ok_or(Error::UnknownBuffer)?;
-        let rights = Rights::try_from(rights).map_err(|_| Error::InvalidRights)?;
         if !rights.within(allowed) {
             return Err(Error::RightsEscalation);
         }
@@ -223,12 +223,12 @@ impl<const NODES: usize> State<NODES> {
         (0..MAX_CLIENTS).try_for_each(|holder| self.check_hole_room(buffer, holder, client))
     }
 
-    fn grantee(&self, client: usize, id: BufferId, grantee: u64) -> Result<usize, Error> {
+    fn grantee(&self, client: usize, id: BufferId, grantee: ClientId) -> Result<usize, Error> {
         let buffer = self.registry.get_for(client, id)?;
         if buffer.owner != client {
             return Err(Error::NotOwner);
         }
-        match self.config.client_by_id(grantee) {
+        match self.config.client_by_id(grantee.0) {
             Some((index, _)) if index != client => Ok(index),
             _ => Err(Error::InvalidGrantee),
         }
@@ -241,11 +241,10 @@ impl<const NODES: usize> State<NODES> {
         &self,
         client: usize,
         id: BufferId,
-        grantee: u64,
-        rights: u64,
+        grantee: ClientId,
+        rights: Rights,
     ) -> Result<(usize, Rights, bool), Error> {
         let grantee = self.grantee(client, id, grantee)?;
-        let rights = Rights::try_from(rights).map_err(|_| Error::InvalidRights)?;
         let buffer = self.registry.get(id)?;
         if !rights.within(buffer.flags.max_rights()) {
             return Err(Error::RightsEscalation);
@@ -257,7 +256,7 @@ impl<const NODES: usize> State<NODES> {
         Ok((grantee, rights, revoke))
     }
 
-    pub(super) fn plan_ungrant(&self, client: usize, id: BufferId, grantee: u64) -> Result<usize, Error> {
+    pub(super) fn plan_ungrant(&self, client: usize, id: BufferId, grantee: ClientId) -> Result<usize, Error> {
         let grantee = self.grantee(client, id, grantee)?;
         let buffer = self.registry.get(id)?;
         if buffer.grants[grantee].is_none() {

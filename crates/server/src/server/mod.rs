@@ -9,8 +9,9 @@ mod state;
 
 use capbuf_pool::Pool;
 use capbuf_protocol::{
-    Config, ConfigError, Error, KernelFailure, Reply, Request, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS,
-    MEMSRV_TABLE_FIRST_FREE, PAGE_BITS,
+    AllocReply, AttachReply, Config, ConfigError, DetachReply, Error, FreeReply, GrantReply, KernelFailure,
+    QuiesceReply, Reply, Request, UngrantReply, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS, MEMSRV_TABLE_FIRST_FREE,
+    PAGE_BITS, TABLE_BITS,
 };
 use heapless::FnvIndexMap;
 
@@ -22,9 +23,8 @@ use crate::registry::{Buffer, Registry};
 use crate::reserve::{self, Reserves};
 use crate::window::Windows;
 
-/// Largest table CNode radix memsrv can manage.
-pub const MAX_TABLE_BITS: u64 = 12;
-const TABLE_CAPACITY: usize = 1 << MAX_TABLE_BITS;
+/// Slots of the largest table CNode memsrv can manage ([`TABLE_BITS`]).
+const TABLE_CAPACITY: usize = 1 << *TABLE_BITS.end();
 
 /// What one client holds now, checked against its quotas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -117,32 +117,24 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     pub fn start(kernel: K, config: Config) -> Result<Self, StartError> {
         let refused = |error| StartError { error, kernel: None };
         config.validate().map_err(refused)?;
-        if config.table_bits > MAX_TABLE_BITS || 1 << config.table_bits <= MEMSRV_TABLE_FIRST_FREE {
-            return Err(refused(ConfigError::TableBits));
-        }
         reserve::check(&config).map_err(refused)?;
         let block_pages = reserve::block_pages(&config);
-        let mut pools = [const { None }; MAX_POOLS];
-        let mut blocks = FnvIndexMap::new();
-        for (i, pool) in config.pools.iter().flatten().enumerate() {
-            let order = (pool.size_bits as u32).checked_sub(PAGE_BITS).ok_or(refused(ConfigError::PoolSize))?;
-            let state = Pool::new(order).ok_or(refused(ConfigError::PoolSize))?;
-            let root = BlockCap { slot: i as Slot, dormant: false };
-            blocks.insert(block_key(i, state.root()), root).map_err(|_| refused(ConfigError::TableBits))?;
-            pools[i] = Some(PoolState { base: pool.physical_address, pool: state });
-        }
         // Slots below MEMSRV_TABLE_FIRST_FREE hold the pools' untypeds and the clients' VSpaces.
         let slots = Slots::new(MEMSRV_TABLE_FIRST_FREE as Slot..1 << config.table_bits)
             .ok_or(refused(ConfigError::TableBits))?;
+        let pools = config.pools;
+        // The state is large (its tables are sized for the largest
+        // configuration): it is built once, here, and the pools are put in
+        // it in place, so that start-up needs no more stack than it must.
         let mut server = Server {
             kernel,
             state: State {
                 config,
-                pools,
+                pools: [const { None }; MAX_POOLS],
                 registry: Registry::default(),
                 quarantine: Quarantine::default(),
                 usage: [Usage::default(); MAX_CLIENTS],
-                blocks,
+                blocks: FnvIndexMap::new(),
                 slots,
                 reserves: Reserves::new(block_pages),
                 windows: Windows::default(),
@@ -150,6 +142,14 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 incident: Incident::default(),
             },
         };
+        for (i, pool) in pools.iter().flatten().enumerate() {
+            let order = (pool.size_bits as u32).checked_sub(PAGE_BITS).ok_or(refused(ConfigError::PoolSize))?;
+            let tree = Pool::new(order).ok_or(refused(ConfigError::PoolSize))?;
+            let root = BlockCap { slot: i as Slot, dormant: false };
+            let state = &mut server.state;
+            state.blocks.insert(block_key(i, tree.root()), root).map_err(|_| refused(ConfigError::TableBits))?;
+            state.pools[i] = Some(PoolState { base: pool.physical_address, pool: tree });
+        }
         if let Err(failure) = server.carve_reserves() {
             // Leave the kernel as memsrv found it: the pools' untypeds
             // without children. A refusal here changes nothing more.
@@ -308,7 +308,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     fn dispatch(&mut self, client: usize, request: Request) -> Result<Reply, Failure> {
         let (state, kernel) = (&mut self.state, &mut self.kernel);
         Ok(match request {
-            Request::Hello => Reply::Hello(state.hello(client)?),
+            Request::Hello {} => Reply::Hello(state.hello(client)?),
             Request::Info { id } => {
                 let info = state.info(client, id)?;
                 if info.physical_address != capbuf_protocol::PADDR_HIDDEN {
@@ -317,14 +317,14 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 Reply::Info(info)
             }
             Request::PoolInfo { pool } => Reply::PoolInfo(state.pool_info(pool)?),
-            Request::Alloc { size, align_bits, pool, flags } => {
-                let plan = state.plan_alloc(client, size, align_bits, pool, flags)?;
-                Reply::Alloc(state.alloc(kernel, client, plan)?)
+            Request::Alloc { size, align, pool, flags } => {
+                let plan = state.plan_alloc(client, size, align, pool, flags)?;
+                Reply::Alloc(AllocReply { id: state.alloc(kernel, client, plan)? })
             }
             Request::Attach { id, rights } => {
                 let plan = state.plan_attach(client, id, rights)?;
                 state.attach(kernel, client, plan)?;
-                Reply::Attach(capbuf_protocol::AttachReply {
+                Reply::Attach(AttachReply {
                     size: plan.size,
                     vaddr: plan.run.vaddr(),
                     page_bits: plan.layout.page_bits() as u64,
@@ -335,26 +335,26 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             Request::Grant { id, grantee, rights } => {
                 let plan = state.plan_grant(client, id, grantee, rights)?;
                 state.grant(kernel, client, id, plan)?;
-                Reply::Done
+                Reply::Grant(GrantReply {})
             }
             Request::Detach { id } => {
                 let plan = state.plan_detach(client, id)?;
                 state.detach(kernel, client, id, plan)?;
-                Reply::Done
+                Reply::Detach(DetachReply {})
             }
             Request::Free { id } => {
                 state.check_free(client, id)?;
                 state.free(kernel, client, id)?;
-                Reply::Done
+                Reply::Free(FreeReply {})
             }
             Request::Quiesce { id } => {
                 state.quiesce(client, id)?;
-                Reply::Done
+                Reply::Quiesce(QuiesceReply {})
             }
             Request::Ungrant { id, grantee } => {
                 let grantee = state.plan_ungrant(client, id, grantee)?;
                 state.ungrant(kernel, client, id, grantee)?;
-                Reply::Done
+                Reply::Ungrant(UngrantReply {})
             }
         })
     }

@@ -1,7 +1,7 @@
 //! memsrv's bookkeeping: everything it knows, none of the kernel.
 
 use capbuf_pool::Pool;
-use capbuf_protocol::{ClientConfig, Config, Error, KernelFailure, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
+use capbuf_protocol::{ClientConfig, Config, Error, KernelFailure, PoolId, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
 
 use super::blocks::{block_key, Blocks};
 use super::{Lost, Usage, TABLE_CAPACITY};
@@ -78,8 +78,8 @@ impl<const NODES: usize> State<NODES> {
         self.config.clients.get(client).and_then(Option::as_ref).ok_or(Error::Internal)
     }
 
-    pub(super) fn pool_state(&self, pool: u64) -> Result<&PoolState<NODES>, Error> {
-        usize::try_from(pool).ok().and_then(|p| self.pools.get(p)?.as_ref()).ok_or(Error::InvalidPool)
+    pub(super) fn pool_state(&self, pool: PoolId) -> Result<&PoolState<NODES>, Error> {
+        usize::try_from(pool.0).ok().and_then(|p| self.pools.get(p)?.as_ref()).ok_or(Error::InvalidPool)
     }
 
     pub(super) fn pool_order(&self, pool: usize) -> u32 {

@@ -18,8 +18,10 @@
 mod plan;
 mod shared;
 
-use capbuf_microkit::{dma, AllocFlags, BufferId, Capbuf, ClientError, DmaSync, Error, InfoReply};
-use capbuf_protocol::Rights;
+use capbuf_demo::MEMSRV;
+use capbuf_microkit::{
+    dma, Align, AllocFlags, BufferId, Capbuf, ClientError, DmaSync, Error, InfoReply, PoolId, Rights,
+};
 use capbuf_virtio::blk::{self, Disk, Request, Slot, Status};
 use capbuf_virtio::mmio::{self, Device, Transport};
 use capbuf_virtio::queue::{Layout, SplitQueue, Used};
@@ -27,7 +29,7 @@ use plan::{Step, DATA_BYTES, DISK_SECTORS, POISON, SECTOR, WORDS_PER_SECTOR};
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, ChannelSet, Handler, Infallible};
 use shared::Shared;
 
-const MEMSRV: Channel = Channel::new(0);
+const PD: &str = "blk";
 /// The block device's interrupt (system.xml: irq 79, transport 31's).
 const DEVICE: Channel = Channel::new(1);
 /// system.xml maps the 4 KiB page at 0x0a003000: transports 24 to 31.
@@ -42,9 +44,10 @@ const SLOT_OFFSET: usize = 0x800;
 /// The driver gave up; the reason is printed.
 struct Stop;
 
+/// Print the FAIL line and stop.
 macro_rules! fail {
     ($($arg:tt)*) => {{
-        debug_println!("blk: FAIL: {}", format_args!($($arg)*));
+        capbuf_demo::fail!(PD, $($arg)*);
         return Err(Stop);
     }};
 }
@@ -133,7 +136,7 @@ impl Driver {
         let mut device = find_device()?;
 
         // The virtqueue and the request slot: coherent (uncached) memory.
-        let ring_id = refused("alloc queue", capbuf.alloc(4096, 0, 0, AllocFlags::UNCACHED))?;
+        let ring_id = refused("alloc queue", capbuf.alloc(4096, Align::PAGE, PoolId(0), AllocFlags::UNCACHED))?;
         let view = refused("attach queue", capbuf.attach(ring_id, Rights::ReadWrite))?;
         let base = refused("info queue", capbuf.info(ring_id))?.physical_address;
         // SAFETY: memsrv mapped the queue buffer's 4 KiB at `view.vaddr`; it
@@ -191,8 +194,8 @@ impl Driver {
 
     fn begin_pass(&mut self, number: u64) -> Result<(), Stop> {
         let cached = number == 1;
-        let (name, flags) = if cached { ("cached+sync", 0) } else { ("uncached", AllocFlags::UNCACHED) };
-        let id = refused("alloc data", self.capbuf.alloc(DATA_BYTES, 0, 0, flags))?;
+        let (name, flags) = if cached { ("cached+sync", AllocFlags::NONE) } else { ("uncached", AllocFlags::UNCACHED) };
+        let id = refused("alloc data", self.capbuf.alloc(DATA_BYTES, Align::PAGE, PoolId(0), flags))?;
         let view = refused("attach data", self.capbuf.attach(id, Rights::ReadWrite))?;
         let info = refused("info data", self.capbuf.info(id))?;
         if info.page_bits != 21 || view.flags.uncached() == cached {
@@ -334,7 +337,7 @@ impl Driver {
     /// it, FREE it before reaping the request. memsrv must keep its memory
     /// out of the pool until this PD's QUIESCE.
     fn begin_quarantine(&mut self) -> Result<(), Stop> {
-        let id = refused("alloc quarantine", self.capbuf.alloc(QUARANTINE_BYTES, 0, 0, AllocFlags::UNCACHED))?;
+        let id = refused("alloc quarantine", self.capbuf.alloc(QUARANTINE_BYTES, Align::PAGE, PoolId(0), AllocFlags::UNCACHED))?;
         let info = refused("info quarantine", self.capbuf.info(id))?;
         let ranges = refused("physical ranges", dma::physical_ranges(&info, 0, QUARANTINE_BYTES))?;
         let request = match Request::read(self.disk, self.slot, QUARANTINE_SECTOR, ranges) {
@@ -348,11 +351,11 @@ impl Driver {
         };
         self.outstanding = Some((head, request));
         refused("free under the device", self.capbuf.free(id))?;
-        let pool = refused("pool info", self.capbuf.pool_info(0))?;
+        let pool = refused("pool info", self.capbuf.pool_info(PoolId(0)))?;
         if pool.quarantined != QUARANTINE_BYTES {
             fail!("freed under the device: {} bytes quarantined, expected {QUARANTINE_BYTES}", pool.quarantined);
         }
-        let fresh = refused("alloc fresh", self.capbuf.alloc(QUARANTINE_BYTES, 0, 0, AllocFlags::UNCACHED))?;
+        let fresh = refused("alloc fresh", self.capbuf.alloc(QUARANTINE_BYTES, Align::PAGE, PoolId(0), AllocFlags::UNCACHED))?;
         let fresh_address = refused("info fresh", self.capbuf.info(fresh))?.physical_address;
         let (start, end) = (info.physical_address, info.physical_address + QUARANTINE_BYTES);
         if (start..end).contains(&fresh_address) || (fresh_address..fresh_address + QUARANTINE_BYTES).contains(&start) {
@@ -392,7 +395,7 @@ impl Driver {
         }
         refused("quiesce fresh", self.capbuf.quiesce(q.fresh))?;
         refused("free fresh", self.capbuf.free(q.fresh))?;
-        let pool = refused("pool info", self.capbuf.pool_info(0))?;
+        let pool = refused("pool info", self.capbuf.pool_info(PoolId(0)))?;
         if pool.quarantined != 0 {
             fail!("after quiesce: {} bytes still quarantined", pool.quarantined);
         }
@@ -431,7 +434,7 @@ impl Driver {
         self.device.reset();
         refused("quiesce queue", self.capbuf.quiesce(self.ring_id))?;
         refused("free queue", self.capbuf.free(self.ring_id))?;
-        let pool = refused("pool info", self.capbuf.pool_info(0))?;
+        let pool = refused("pool info", self.capbuf.pool_info(PoolId(0)))?;
         if pool.free != pool.total {
             fail!("pool 0: {} of {} bytes free", pool.free, pool.total);
         }
@@ -497,7 +500,7 @@ impl Handler for Blk {
         let Some(driver) = &mut self.0 else { return Ok(()) };
         for channel in channels.iter() {
             if channel != DEVICE {
-                debug_println!("blk: FAIL: unexpected notification on channel {}", channel.index());
+                capbuf_demo::fail!(PD, "unexpected notification on channel {}", channel.index());
                 self.0 = None;
                 return Ok(());
             }

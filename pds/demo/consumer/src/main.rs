@@ -4,26 +4,25 @@
 #![no_std]
 #![no_main]
 
-use capbuf_microkit::{BufferId, Memory};
-use capbuf_protocol::{Rights, PADDR_HIDDEN};
-use sel4_microkit::{debug_println, protection_domain, Channel, NullHandler};
+use capbuf_demo::{fail, pattern, SHARED};
+use capbuf_microkit::{ClientError, Error, Memory, Rights};
+use capbuf_protocol::PADDR_HIDDEN;
+use sel4_microkit::{debug_println, protection_domain, NullHandler};
 
-const MEMSRV: Channel = Channel::new(0);
-/// The producer's first buffer: index 0, generation 1.
-const SHARED: BufferId = BufferId::new(0, 1);
+const PD: &str = "consumer";
 
 #[protection_domain]
 fn init() -> NullHandler {
-    let mut capbuf = capbuf_microkit::connect(MEMSRV).expect("memsrv");
+    let mut capbuf = capbuf_demo::connect(PD);
     match capbuf.attach(SHARED, Rights::ReadWrite) {
-        Err(capbuf_microkit::ClientError::Server(capbuf_microkit::Error::RightsEscalation)) => {
+        Err(ClientError::Server(Error::RightsEscalation)) => {
             debug_println!("consumer: read-write attach refused (RIGHTS_ESCALATION), as it must be")
         }
-        other => debug_println!("consumer: FAIL: read-write attach gave {other:?}"),
+        other => fail!(PD, "read-write attach gave {other:?}"),
     }
     let view = capbuf.attach(SHARED, Rights::ReadOnly).expect("attach read-only");
     let memory = capbuf.words(SHARED).expect("attached");
-    let good = (0..memory.as_ptr().len()).all(|i| memory.as_ptr().index(i).read() == 0xcafe_0000_0000_0000 | i as u64);
+    let good = (0..memory.as_ptr().len()).all(|i| memory.as_ptr().index(i).read() == pattern(i));
     let info = capbuf.info(SHARED).expect("info");
     if good && info.rights == Rights::ReadOnly && info.attachments == 2 && info.physical_address == PADDR_HIDDEN {
         debug_println!(
@@ -32,7 +31,7 @@ fn init() -> NullHandler {
             view.vaddr
         );
     } else {
-        debug_println!("consumer: FAIL: contents ok={good}, info {info:?}");
+        fail!(PD, "contents ok={good}, info {info:?}");
     }
     capbuf.detach(SHARED).expect("detach");
     let view = capbuf.attach(SHARED, Rights::ReadOnly).expect("attach again");
@@ -40,6 +39,6 @@ fn init() -> NullHandler {
     // SAFETY: deliberately writes through a read-only mapping to show the
     // kernel refuses it; the write faults and this thread never resumes.
     unsafe { core::ptr::write_volatile(view.vaddr as *mut u64, 1) };
-    debug_println!("consumer: FAIL: the write to a read-only buffer went through");
+    fail!(PD, "the write to a read-only buffer went through");
     NullHandler::new()
 }

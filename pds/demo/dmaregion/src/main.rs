@@ -9,11 +9,12 @@
 
 use core::ops::Range;
 
-use capbuf_microkit::{AllocFlags, Memory};
-use capbuf_protocol::{Rights, PAGE_SIZE};
-use sel4_microkit::{debug_println, protection_domain, Channel, NullHandler};
+use capbuf_demo::fail;
+use capbuf_microkit::{Align, AllocFlags, Memory, PoolId, Rights};
+use capbuf_protocol::PAGE_SIZE;
+use sel4_microkit::{debug_println, protection_domain, NullHandler};
 
-const MEMSRV: Channel = Channel::new(0);
+const PD: &str = "dmaregion";
 /// The pools and the region's size as `tests/region-paddr.system` declares them.
 const POOLS: [Range<u64>; 2] = [0xa000_0000..0xa400_0000, 0x6000_0000..0x6001_0000];
 const REGION_SIZE: u64 = 0x1_0000;
@@ -50,8 +51,8 @@ fn init() -> NullHandler {
          mapped at {vaddr:#x}, 64 KiB written and read back: {mapped}"
     );
 
-    let mut capbuf = capbuf_microkit::connect(MEMSRV).expect("memsrv");
-    let id = capbuf.alloc(BUFFER_SIZE, 16, 0, AllocFlags::UNCACHED).expect("alloc");
+    let mut capbuf = capbuf_demo::connect(PD);
+    let id = capbuf.alloc(BUFFER_SIZE, Align::bits(16), PoolId(0), AllocFlags::UNCACHED).expect("alloc");
     let info = capbuf.info(id).expect("info");
     let buffer = info.physical_address..info.physical_address + BUFFER_SIZE;
     let buffer_apart = !overlaps(&buffer, &region) && overlaps(&buffer, &POOLS[0]);
@@ -63,7 +64,7 @@ fn init() -> NullHandler {
     // No device was given the address: say so, or FREE would quarantine the memory.
     capbuf.quiesce(id).expect("quiesce");
     capbuf.free(id).expect("free");
-    let pools = [capbuf.pool_info(0), capbuf.pool_info(1)];
+    let pools = [capbuf.pool_info(PoolId(0)), capbuf.pool_info(PoolId(1))];
     debug_println!(
         "dmaregion: capbuf buffer at physical {:#x} in pool 0, apart from the region: {buffer_apart}, usable: {usable}; \
          pools 0 and 1 answer: {}",
@@ -73,7 +74,7 @@ fn init() -> NullHandler {
     if placed && outside_pools && mapped && buffer_apart && usable && pools.iter().all(|p| p.is_ok()) {
         debug_println!("CAPBUF REGION TEST: PASSED");
     } else {
-        debug_println!("dmaregion: FAIL: the region or capbuf misbehaved (see above)");
+        fail!(PD, "the region or capbuf misbehaved (see above)");
     }
     NullHandler::new()
 }

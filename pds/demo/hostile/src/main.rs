@@ -9,11 +9,12 @@
 #![no_std]
 #![no_main]
 
-use capbuf_microkit::{BufferId, Capbuf, Error, Memory};
-use capbuf_protocol::{microkit, Op, Rights, MAX_MESSAGE_WORDS, ROOT_SLOT_SHIFT};
-use sel4_microkit::{debug_println, protection_domain, Channel, NullHandler};
+use capbuf_demo::{fail, MEMSRV, POOL};
+use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, ClientError, Error, Memory, Rights};
+use capbuf_protocol::{microkit, Op, MAX_MESSAGE_WORDS, ROOT_SLOT_SHIFT};
+use sel4_microkit::{debug_println, protection_domain, NullHandler};
 
-const MEMSRV: Channel = Channel::new(0);
+const PD: &str = "hostile";
 const REQUESTS: u32 = 3000;
 /// memsrv's endpoint as this PD holds it: sending it along makes the kernel
 /// transfer (unwrap) one capability, which memsrv must refuse.
@@ -71,14 +72,13 @@ fn former_capbuf_cptrs() -> impl Iterator<Item = u64> {
 
 /// The copy-out attack; true if it failed everywhere it must.
 fn attack(capbuf: &mut Capbuf) -> bool {
-    let id = capbuf.alloc(64 * 1024, 0, 0, 0).expect("alloc");
+    let id = capbuf.alloc(64 * 1024, Align::PAGE, POOL, AllocFlags::NONE).expect("alloc");
     let view = capbuf.attach(id, Rights::ReadWrite).expect("attach");
     capbuf.words_mut(id).expect("writable").as_mut_ptr().index(0).write(MARKER);
     // Any frame capability answers GetAddress: look for one.
     let cptrs = former_capbuf_cptrs().count();
-    let frames = former_capbuf_cptrs()
-        .filter(|&cptr| sel4::cap::SmallPage::from_bits(cptr).frame_get_address().is_ok())
-        .count();
+    let frames =
+        former_capbuf_cptrs().filter(|&cptr| sel4::cap::SmallPage::from_bits(cptr).frame_get_address().is_ok()).count();
     // Copy whatever the old receive path would name into a free slot of it.
     let receive_path = sel4::cap::CNode::from_bits(microkit::FREE_CPTRS.start);
     let copied = receive_path
@@ -102,7 +102,7 @@ fn attack(capbuf: &mut Capbuf) -> bool {
     let mut held: heapless::Vec<BufferId, 8> = heapless::Vec::new();
     let mut refusal = None;
     for _ in 0..=quota {
-        let Ok(extra) = capbuf.alloc(4096, 0, 0, 0) else { break };
+        let Ok(extra) = capbuf.alloc(4096, Align::PAGE, POOL, AllocFlags::NONE) else { break };
         let _ = held.push(extra);
         if let Err(e) = capbuf.attach(extra, Rights::ReadOnly) {
             refusal = Some(e);
@@ -113,12 +113,11 @@ fn attack(capbuf: &mut Capbuf) -> bool {
     debug_println!(
         "hostile: {attached} attachments held, quota {quota}; one more: {}",
         match refusal {
-            Some(capbuf_microkit::ClientError::Server(Error::QuotaAttachments)) => "refused with QUOTA_ATTACHMENTS",
+            Some(ClientError::Server(Error::QuotaAttachments)) => "refused with QUOTA_ATTACHMENTS",
             _ => "NOT REFUSED",
         }
     );
-    let within_quota = attached == quota
-        && matches!(refusal, Some(capbuf_microkit::ClientError::Server(Error::QuotaAttachments)));
+    let within_quota = attached == quota && matches!(refusal, Some(ClientError::Server(Error::QuotaAttachments)));
     for extra in held {
         capbuf.free(extra).expect("free");
     }
@@ -127,8 +126,8 @@ fn attack(capbuf: &mut Capbuf) -> bool {
 
 #[protection_domain]
 fn init() -> NullHandler {
-    let mut capbuf = capbuf_microkit::connect(MEMSRV).expect("memsrv");
-    let before = capbuf.pool_info(0).expect("pool").free;
+    let mut capbuf = capbuf_demo::connect(PD);
+    let before = capbuf.pool_info(POOL).expect("pool").free;
     let mut random = Random(0x5eed_cafe_f00d_d00d);
     let mut mine: heapless::Vec<u64, 8> = heapless::Vec::new();
     let (mut ok, mut refused, mut unknown) = (0u32, [0u32; 32], 0u32);
@@ -152,7 +151,7 @@ fn init() -> NullHandler {
         if reply == 0 {
             ok += 1;
             if label == Op::Alloc as u64 && length == 4 && mine.push(first).is_err() {
-                debug_println!("hostile: FAIL: more buffers than the quota allows");
+                fail!(PD, "more buffers than the quota allows");
             }
             if label == Op::Free as u64 {
                 mine.retain(|id| *id != words[0]);
@@ -174,10 +173,10 @@ fn init() -> NullHandler {
         let _ = call(Op::Detach as u64, &[*id], false);
         let (label, _) = call(Op::Free as u64, &[*id], false);
         if label != 0 {
-            debug_println!("hostile: FAIL: could not free my buffer {id:#x}: {label:#x}");
+            fail!(PD, "could not free my buffer {id:#x}: {label:#x}");
         }
     }
-    let after = capbuf.pool_info(0).map(|p| p.free);
+    let after = capbuf.pool_info(POOL).map(|p| p.free);
     let kinds = refused.iter().filter(|n| **n > 0).count();
     if unknown == 0 && after == Ok(before) {
         debug_println!(
@@ -185,12 +184,12 @@ fn init() -> NullHandler {
             REQUESTS - ok
         );
     } else {
-        debug_println!("hostile: FAIL: {unknown} replies with unknown labels; pool free {after:?}, was {before}");
+        fail!(PD, "{unknown} replies with unknown labels; pool free {after:?}, was {before}");
     }
     if attack(&mut capbuf) {
         debug_println!("hostile: no capability to reach a buffer after DETACH: the attack failed everywhere");
     } else {
-        debug_println!("hostile: FAIL: the copy-out attack reached something");
+        fail!(PD, "the copy-out attack reached something");
     }
     NullHandler::new()
 }

@@ -6,25 +6,18 @@
 #![no_std]
 #![no_main]
 
-use capbuf_microkit::{BufferId, Capbuf, Memory};
-use capbuf_protocol::Rights;
+use capbuf_demo::{clients, fail, pattern, DOOMED, POOL, SHARED};
+use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, Memory, Rights};
 use core::ptr::NonNull;
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, ChannelSet, Handler, Infallible};
 use sel4_shared_memory::SharedMemoryRef;
 
-const MEMSRV: Channel = Channel::new(0);
+const PD: &str = "producer";
 const VICTIM: Channel = Channel::new(1);
 const CDEMO: Channel = Channel::new(2);
 const SUPERVISOR: Channel = Channel::new(3);
-const CONSUMER_ID: u64 = 2;
-const VICTIM_ID: u64 = 3;
-const CDEMO_ID: u64 = 6;
 /// What the producer writes into word 0 of the C client's buffer; the C client checks it.
 const MARK: u64 = 0x9e7e_0000_0000_0000;
-/// The pattern word `i` of a shared buffer holds; consumer and victim check it.
-pub const fn pattern(i: usize) -> u64 {
-    0xcafe_0000_0000_0000 | i as u64
-}
 
 struct Producer {
     capbuf: Capbuf,
@@ -56,34 +49,45 @@ fn fill(capbuf: &mut Capbuf, id: BufferId) {
 
 #[protection_domain]
 fn init() -> Producer {
-    let mut capbuf = match capbuf_microkit::connect(MEMSRV) {
-        Ok(c) => c,
-        Err(e) => panic!("producer: cannot reach memsrv: {e:?}"),
-    };
+    let mut capbuf = capbuf_demo::connect(PD);
     let hello = *capbuf.hello();
     debug_println!("producer: memsrv protocol {:#x}, I am client {}", hello.version, hello.client_id);
-    let pool = capbuf.pool_info(0).expect("pool 0");
+    let pool = capbuf.pool_info(POOL).expect("pool 0");
     debug_println!("producer: pool 0 before: {} of {} bytes free", pool.free, pool.total);
 
-    let shared = capbuf.alloc(64 * 1024, 0, 0, 0).expect("alloc shared");
+    let shared = capbuf.alloc(64 * 1024, Align::PAGE, POOL, AllocFlags::NONE).expect("alloc shared");
+    if shared != SHARED {
+        fail!(PD, "buffer {shared} is not the one the consumer attaches ({SHARED})");
+    }
     let view = capbuf.attach(shared, Rights::ReadWrite).expect("attach shared");
     fill(&mut capbuf, shared);
-    capbuf.grant(shared, CONSUMER_ID, Rights::ReadOnly).expect("grant consumer");
+    capbuf.grant(shared, clients::CONSUMER, Rights::ReadOnly).expect("grant consumer");
     debug_println!(
         "producer: buffer {shared} ({} bytes at {:#x}) filled, granted read-only to the consumer",
         view.size,
         view.vaddr
     );
 
-    let doomed = capbuf.alloc(3 << 20, 0, 0, 0).expect("alloc doomed");
+    let doomed = capbuf.alloc(3 << 20, Align::PAGE, POOL, AllocFlags::NONE).expect("alloc doomed");
+    if doomed != DOOMED {
+        fail!(PD, "buffer {doomed} is not the one the victim attaches ({DOOMED})");
+    }
     capbuf.attach(doomed, Rights::ReadWrite).expect("attach doomed");
     fill(&mut capbuf, doomed);
-    capbuf.grant(doomed, VICTIM_ID, Rights::ReadWrite).expect("grant victim");
+    capbuf.grant(doomed, clients::VICTIM, Rights::ReadWrite).expect("grant victim");
     capbuf.detach(doomed).expect("detach doomed");
     debug_println!(
         "producer: buffer {doomed} (3 MiB: one 2 MiB page and 256 small ones) granted read-write to the victim"
     );
-    Producer { capbuf, shared, doomed: Some(doomed), pool_free_at_start: pool.free, expected_faults: 0, for_cdemo: None, cdemo_stage: 0 }
+    Producer {
+        capbuf,
+        shared,
+        doomed: Some(doomed),
+        pool_free_at_start: pool.free,
+        expected_faults: 0,
+        for_cdemo: None,
+        cdemo_stage: 0,
+    }
 }
 
 impl Producer {
@@ -100,11 +104,11 @@ impl Producer {
             good
         };
         self.capbuf.detach(theirs).expect("detach the C client's buffer");
-        let ours = self.capbuf.alloc(16 * 1024, 0, 0, 0).expect("alloc for the C client");
+        let ours = self.capbuf.alloc(16 * 1024, Align::PAGE, POOL, AllocFlags::NONE).expect("alloc for the C client");
         self.capbuf.attach(ours, Rights::ReadWrite).expect("attach");
         fill(&mut self.capbuf, ours);
         self.capbuf.detach(ours).expect("detach");
-        self.capbuf.grant(ours, CDEMO_ID, Rights::ReadOnly).expect("grant the C client");
+        self.capbuf.grant(ours, clients::CDEMO, Rights::ReadOnly).expect("grant the C client");
         mailbox().as_mut_ptr().index(1).write(ours.raw());
         self.for_cdemo = Some(ours);
         if good {
@@ -113,7 +117,7 @@ impl Producer {
                 view.size
             );
         } else {
-            debug_println!("producer: FAIL: the C client's buffer {theirs} holds the wrong data");
+            fail!(PD, "the C client's buffer {theirs} holds the wrong data");
         }
         CDEMO.notify();
     }
@@ -122,17 +126,17 @@ impl Producer {
         // The consumer's and the victim's; the hostile client's and the C
         // client's are stepped over by the supervisor and counted there.
         if self.expected_faults != 2 {
-            debug_println!("producer: FAIL: saw {} expected faults, want 2", self.expected_faults);
+            fail!(PD, "saw {} expected faults, want 2", self.expected_faults);
             return;
         }
         self.capbuf.free(self.shared).expect("free shared");
         debug_println!("producer: freed buffer {} (the stopped consumer's attachment is revoked with it)", self.shared);
-        let pool = self.capbuf.pool_info(0).expect("pool 0");
+        let pool = self.capbuf.pool_info(POOL).expect("pool 0");
         debug_println!("producer: pool 0 after: {} of {} bytes free", pool.free, pool.total);
         if pool.free == pool.total && pool.free == self.pool_free_at_start {
             debug_println!("CAPBUF DEMO: ALL TESTS PASSED");
         } else {
-            debug_println!("producer: FAIL: pool not whole again ({} free at start)", self.pool_free_at_start);
+            fail!(PD, "pool not whole again ({} free at start)", self.pool_free_at_start);
         }
     }
 }
@@ -154,7 +158,7 @@ impl Handler for Producer {
                 match (self.cdemo_stage, self.for_cdemo) {
                     (1, _) => self.trade_with_cdemo(),
                     (2, Some(ours)) => {
-                        self.capbuf.ungrant(ours, CDEMO_ID).expect("withdraw the C client's grant");
+                        self.capbuf.ungrant(ours, clients::CDEMO).expect("withdraw the C client's grant");
                         debug_println!("producer: withdrew the C client's grant of buffer {ours} while it is attached");
                         CDEMO.notify();
                     }
@@ -162,10 +166,10 @@ impl Handler for Producer {
                         self.capbuf.free(ours).expect("free the buffer the C client had");
                         self.finish();
                     }
-                    _ => debug_println!("producer: FAIL: the C client is out of step"),
+                    _ => fail!(PD, "the C client is out of step"),
                 }
             } else {
-                debug_println!("producer: FAIL: unexpected notification on channel {}", channel.index());
+                fail!(PD, "unexpected notification on channel {}", channel.index());
             }
         }
         Ok(())

@@ -8,9 +8,11 @@
 #![no_std]
 #![no_main]
 
+use capbuf_demo::fail;
 use capbuf_protocol::CLIENT_WINDOW;
 use sel4_microkit::{debug_println, protection_domain, Channel, ChannelSet, Child, Handler, Infallible, MessageInfo};
 
+const PD: &str = "supervisor";
 const PRODUCER: Channel = Channel::new(0);
 const CONSUMER: usize = 0;
 const VICTIM: usize = 1;
@@ -45,7 +47,7 @@ fn skip_probe(child: Child) -> Option<MessageInfo> {
             Some(MessageInfo::new(0, 0))
         }
         Err(e) => {
-            debug_println!("supervisor: FAIL: cannot step the hostile client over its probe: {e:?}");
+            fail!(PD, "cannot step the hostile client over its probe: {e:?}");
             None
         }
     }
@@ -80,7 +82,7 @@ impl Handler for Supervisor {
         // Suspend the child: it stays stopped, and its pending fault reply is
         // cancelled, so the event loop's next receive starts clean.
         if let Err(e) = child.tcb().tcb_suspend() {
-            debug_println!("supervisor: FAIL: cannot suspend child {}: {e:?}", child.index());
+            fail!(PD, "cannot suspend child {}: {e:?}", child.index());
         }
         if expected {
             let name = if child.index() == CONSUMER {
@@ -91,13 +93,13 @@ impl Handler for Supervisor {
             debug_println!("supervisor: expected fault: the {name} was stopped by the kernel; child suspended");
             PRODUCER.notify();
         } else {
-            debug_println!("supervisor: FAIL: unexpected fault");
+            fail!(PD, "unexpected fault");
         }
         Ok(None)
     }
 
     fn notified(&mut self, channels: ChannelSet) -> Result<(), Self::Error> {
-        debug_println!("supervisor: FAIL: unexpected notification {}", channels.display());
+        fail!(PD, "unexpected notification {}", channels.display());
         Ok(())
     }
 }

@@ -1,0 +1,93 @@
+//! What the capbuf demo's Rust protection domains share: how they reach
+//! memsrv, the names `system.xml` gives the clients, the pool and the
+//! producer's buffers, and how each reports success and failure. The demo
+//! PDs (and those of `tests/region-paddr.system` and `examples/dma`) are
+//! each one `main.rs` of their own scenario on top of this.
+//!
+//! A line saying `FAIL` fails `scripts/qemu-test` at once ([`fail!`]); so
+//! does a panic, which is how a PD stops when it cannot go on at all (no
+//! memsrv, or a call the scenario needs refused: `expect`).
+#![no_std]
+
+use core::fmt::{Arguments, Debug};
+
+use capbuf_microkit::{BufferId, Capbuf, ClientError, Error, PoolId};
+use sel4_microkit::{debug_println, Channel};
+
+/// Every demo PD's channel to memsrv: its end of the PPC channel has id 0.
+pub const MEMSRV: Channel = Channel::new(0);
+
+/// The demo's pool (`main`, the only `<pool>`: index 0).
+pub const POOL: PoolId = PoolId(0);
+/// Where `system.xml` puts the pool, for the driver's physical address check.
+pub const POOL_BASE: u64 = 0xa000_0000;
+/// The pool's size in bytes.
+pub const POOL_SIZE: u64 = 64 << 20;
+
+/// The clients, by the `id` of their `<client>` in `system.xml`: how they
+/// name each other in grants.
+pub mod clients {
+    use capbuf_microkit::ClientId;
+
+    /// The producer: owns the buffers it shares.
+    pub const PRODUCER: ClientId = ClientId(1);
+    /// The consumer: attaches the producer's first buffer read-only.
+    pub const CONSUMER: ClientId = ClientId(2);
+    /// The victim: attached to the buffer the producer frees under it.
+    pub const VICTIM: ClientId = ClientId(3);
+    /// The driver: DMA, a 16 MiB buffer, the careless client's mistakes.
+    pub const DRIVER: ClientId = ClientId(4);
+    /// The hostile client: random and malformed requests, the copy-out attack.
+    pub const HOSTILE: ClientId = ClientId(5);
+    /// The C client (`pds/cdemo`), which trades buffers with the producer.
+    pub const CDEMO: ClientId = ClientId(6);
+}
+
+/// The producer's first buffer, granted read-only to the consumer: memsrv's
+/// first id (table index 0, generation 1), as the producer allocates first.
+pub const SHARED: BufferId = BufferId::new(0, 1);
+/// The producer's second buffer, granted read-write to the victim and freed
+/// while the victim is attached.
+pub const DOOMED: BufferId = BufferId::new(1, 1);
+
+/// What word `i` of the producer's shared buffers holds.
+pub const fn pattern(i: usize) -> u64 {
+    0xcafe_0000_0000_0000 | i as u64
+}
+
+/// Greet memsrv on [`MEMSRV`] and check its protocol version. A demo PD can
+/// do nothing without it: it stops here, naming itself and the error.
+pub fn connect(pd: &str) -> Capbuf {
+    match capbuf_microkit::connect(MEMSRV) {
+        Ok(capbuf) => capbuf,
+        Err(error) => panic!("{pd}: cannot reach memsrv: {error:?}"),
+    }
+}
+
+/// Print `<pd>: FAIL: <message>`, the line on which `scripts/qemu-test` fails.
+#[macro_export]
+macro_rules! fail {
+    ($pd:expr, $($message:tt)*) => {
+        $crate::print_failure($pd, format_args!($($message)*))
+    };
+}
+
+#[doc(hidden)]
+pub fn print_failure(pd: &str, message: Arguments<'_>) {
+    debug_println!("{pd}: FAIL: {message}");
+}
+
+/// A call memsrv must refuse with `want`: prints `<pd>: <what>: refused with
+/// NAME (code)` and returns `true` if it did, a FAIL line and `false` if not.
+pub fn expect_refusal<T: Debug>(pd: &str, what: &str, result: Result<T, ClientError>, want: Error) -> bool {
+    match result {
+        Err(ClientError::Server(error)) if error == want => {
+            debug_println!("{pd}: {what}: refused with {} ({})", error.name(), error.code());
+            true
+        }
+        other => {
+            fail!(pd, "{what}: got {other:?}, want {}", want.name());
+            false
+        }
+    }
+}
