@@ -135,6 +135,19 @@ static inline uint64_t capbuf_call(capbuf_t *cb, uint64_t op, const uint64_t *re
     return CAPBUF_OK;
 }
 
+/* The ops whose request is one buffer id and whose reply is empty (DETACH,
+ * FREE, QUIESCE): their layout, checked at compile time. */
+_Static_assert(CAPBUF_DETACH_REQUEST_WORDS == 1 && CAPBUF_DETACH_MR_ID == 0 && CAPBUF_DETACH_REPLY_WORDS == 0,
+               "DETACH: an id in, nothing out");
+_Static_assert(CAPBUF_FREE_REQUEST_WORDS == 1 && CAPBUF_FREE_MR_ID == 0 && CAPBUF_FREE_REPLY_WORDS == 0,
+               "FREE: an id in, nothing out");
+_Static_assert(CAPBUF_QUIESCE_REQUEST_WORDS == 1 && CAPBUF_QUIESCE_MR_ID == 0 && CAPBUF_QUIESCE_REPLY_WORDS == 0,
+               "QUIESCE: an id in, nothing out");
+static inline uint64_t capbuf_call_id(capbuf_t *cb, uint64_t op, capbuf_id_t id)
+{
+    return capbuf_call(cb, op, &id, 1, 0, 0);
+}
+
 /* HELLO: greet memsrv on `channel` and check its major protocol version. */
 static inline uint64_t capbuf_connect(capbuf_t *cb, microkit_channel channel)
 {
@@ -243,18 +256,14 @@ static inline uint64_t capbuf_info(capbuf_t *cb, capbuf_id_t id, capbuf_info_t *
  * other ops on the id do. */
 static inline uint64_t capbuf_detach(capbuf_t *cb, capbuf_id_t id)
 {
-    uint64_t q[CAPBUF_DETACH_REQUEST_WORDS];
-    q[CAPBUF_DETACH_MR_ID] = id;
-    return capbuf_call(cb, CAPBUF_OP_DETACH, q, CAPBUF_DETACH_REQUEST_WORDS, 0, CAPBUF_DETACH_REPLY_WORDS);
+    return capbuf_call_id(cb, CAPBUF_OP_DETACH, id);
 }
 
 /* FREE (owner only): every attachment in every PD is revoked, then the memory is reused (after QUIESCE if a
  * dma client learnt its physical address). */
 static inline uint64_t capbuf_free(capbuf_t *cb, capbuf_id_t id)
 {
-    uint64_t q[CAPBUF_FREE_REQUEST_WORDS];
-    q[CAPBUF_FREE_MR_ID] = id;
-    return capbuf_call(cb, CAPBUF_OP_FREE, q, CAPBUF_FREE_REQUEST_WORDS, 0, CAPBUF_FREE_REPLY_WORDS);
+    return capbuf_call_id(cb, CAPBUF_OP_FREE, id);
 }
 
 /* POOL_INFO: total (less metadata reserves), free, largest free block, lost and quarantined bytes of
@@ -281,9 +290,7 @@ static inline uint64_t capbuf_pool_info(capbuf_t *cb, uint64_t pool, capbuf_pool
  * such client has called this; CAPBUF_ERR_UNKNOWN_BUFFER if there is nothing to confirm. */
 static inline uint64_t capbuf_quiesce(capbuf_t *cb, capbuf_id_t id)
 {
-    uint64_t q[CAPBUF_QUIESCE_REQUEST_WORDS];
-    q[CAPBUF_QUIESCE_MR_ID] = id;
-    return capbuf_call(cb, CAPBUF_OP_QUIESCE, q, CAPBUF_QUIESCE_REQUEST_WORDS, 0, CAPBUF_QUIESCE_REPLY_WORDS);
+    return capbuf_call_id(cb, CAPBUF_OP_QUIESCE, id);
 }
 
 /* Cache maintenance for DMA on cached buffers (Linux's dma_sync_single_for_*).

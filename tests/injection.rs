@@ -30,7 +30,8 @@ use capbuf_protocol::{
     PAGE_BITS,
 };
 use capbuf_server::{Failure, KernelError, Lost, Server, StartError, Usage};
-use common::invariants::{check_invariants, proptest_config};
+use capbuf_testing::proptest_config;
+use common::invariants::check_invariants;
 use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};

@@ -18,7 +18,8 @@ mod common;
 
 use capbuf_client::ClientError;
 use capbuf_protocol::{Align, AllocFlags, BufferId, ClientId, Error, PoolId, Rights, PADDR_HIDDEN, PAGE_BITS};
-use common::invariants::{check_invariants, proptest_config};
+use capbuf_testing::proptest_config;
+use common::invariants::check_invariants;
 use common::*;
 use proptest::prelude::*;
 use std::collections::HashMap;
