@@ -7,7 +7,6 @@ use proptest::prelude::*;
 
 use super::{World, POOLS};
 
-
 /// The first address past window run `run`.
 fn run_end(run: Run) -> u64 {
     run.vaddr() + ((run.slots as u64) << LARGE_PAGE_BITS)
