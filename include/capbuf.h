@@ -9,7 +9,7 @@
 #pragma once
 #include <stdint.h>
 
-#define CAPBUF_PROTOCOL_VERSION 0x400000000ULL
+#define CAPBUF_PROTOCOL_VERSION 0x400000001ULL
 #define CAPBUF_VERSION_MAJOR_SHIFT 32ULL
 #define CAPBUF_PAGE_BITS 12ULL
 #define CAPBUF_LARGE_PAGE_BITS 21ULL
@@ -35,6 +35,8 @@
 #define CAPBUF_OP_UNGRANT 8
 #define CAPBUF_OP_POOL_INFO 9
 #define CAPBUF_OP_QUIESCE 10
+#define CAPBUF_OP_EXPORT 11
+#define CAPBUF_OP_UNEXPORT 12
 
 /* Error codes (reply labels); 0 is success. */
 #define CAPBUF_OK 0
@@ -62,6 +64,7 @@
 #define CAPBUF_ERR_KERNEL 0x16
 #define CAPBUF_ERR_WINDOW_FULL 0x17
 #define CAPBUF_ERR_INTERNAL 0x18
+#define CAPBUF_ERR_NOT_EXPORTABLE 0x19
 #define CAPBUF_ERR_UNKNOWN_OP 0xfffffe00
 #define CAPBUF_ERR_WRONG_LENGTH 0xfffffe01
 #define CAPBUF_ERR_UNEXPECTED_CAPS 0xfffffe02
@@ -151,6 +154,18 @@
 #define CAPBUF_QUIESCE_MR_ID 0 /* capbuf_id_t */
 #define CAPBUF_QUIESCE_REPLY_WORDS 0
 #define CAPBUF_QUIESCE_REPLY_CAPS 0
+#define CAPBUF_EXPORT_REQUEST_WORDS 2
+#define CAPBUF_EXPORT_MR_ID 0 /* capbuf_id_t */
+#define CAPBUF_EXPORT_MR_RIGHTS 1 /* CAPBUF_RIGHTS_* */
+#define CAPBUF_EXPORT_REPLY_WORDS 3
+#define CAPBUF_EXPORT_REPLY_CAPS 1
+#define CAPBUF_EXPORT_REPLY_MR_LARGE 0
+#define CAPBUF_EXPORT_REPLY_MR_SMALL 1
+#define CAPBUF_EXPORT_REPLY_MR_RADIX 2
+#define CAPBUF_UNEXPORT_REQUEST_WORDS 1
+#define CAPBUF_UNEXPORT_MR_ID 0 /* capbuf_id_t */
+#define CAPBUF_UNEXPORT_REPLY_WORDS 0
+#define CAPBUF_UNEXPORT_REPLY_CAPS 0
 
 /* A buffer id: table index in the low 32 bits, generation in the high 32. */
 typedef uint64_t capbuf_id_t;
@@ -184,6 +199,7 @@ static inline const char *capbuf_strerror(uint64_t code)
     case CAPBUF_ERR_KERNEL: return "KERNEL";
     case CAPBUF_ERR_WINDOW_FULL: return "WINDOW_FULL";
     case CAPBUF_ERR_INTERNAL: return "INTERNAL";
+    case CAPBUF_ERR_NOT_EXPORTABLE: return "NOT_EXPORTABLE";
     case CAPBUF_ERR_UNKNOWN_OP: return "UNKNOWN_OP";
     case CAPBUF_ERR_WRONG_LENGTH: return "WRONG_LENGTH";
     case CAPBUF_ERR_UNEXPECTED_CAPS: return "UNEXPECTED_CAPS";

@@ -41,7 +41,8 @@ const RW: u64 = Rights::ReadWrite as u64;
 fn malformed_messages() {
     let w = world();
     assert_eq!(refused(&w, 0, 0, &[], 0), Error::UnknownOp);
-    assert_eq!(refused(&w, 0, 11, &[1], 0), Error::UnknownOp);
+    assert_eq!(refused(&w, 0, 13, &[1], 0), Error::UnknownOp, "the first label after the ops");
+    assert_eq!(refused(&w, 0, Op::Export as u64, &[1], 0), Error::WrongLength);
     assert_eq!(refused(&w, 0, Op::Alloc as u64, &[4096, 0, 0], 0), Error::WrongLength);
     assert_eq!(refused(&w, 0, Op::Hello as u64, &[0], 0), Error::WrongLength);
     assert_eq!(refused(&w, 0, Op::Free as u64, &[1], 1), Error::UnexpectedCaps);

@@ -247,6 +247,7 @@ fn the_demo_systems_reserves() {
                 quota_buffers: quota("quota_buffers", 16),
                 quota_attachments: quota("quota_attachments", 16),
                 dma: false,
+                frame_caps: false,
             });
         }
     }

@@ -12,12 +12,12 @@ use crate::{MAX_CHANNEL, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
 /// First word of an encoded configuration ("capbufcf").
 pub const CONFIG_MAGIC: u64 = u64::from_le_bytes(*b"capbufcf");
 /// Version of the configuration encoding.
-pub const CONFIG_VERSION: u64 = 1;
+pub const CONFIG_VERSION: u64 = 2;
 /// Words in an encoded configuration.
 pub const CONFIG_WORDS: usize = HEADER_WORDS + MAX_POOLS * POOL_WORDS + MAX_CLIENTS * CLIENT_WORDS;
 const HEADER_WORDS: usize = 5;
 const POOL_WORDS: usize = 2;
-const CLIENT_WORDS: usize = 6;
+const CLIENT_WORDS: usize = 7;
 
 /// Microkit's capability layout, as Microkit 2.3.0 builds every protection
 /// domain's CSpace (`tool/microkit/src/capdl/builder.rs`, `PD_*_CAP_IDX`, and
@@ -120,7 +120,19 @@ pub struct ClientConfig {
     pub quota_attachments: u64,
     /// May see physical addresses (drives DMA).
     pub dma: bool,
+    /// May receive frame capabilities (EXPORT), with the weaker guarantee
+    /// that copies it takes die only at FREE. capbuf-compose gives such a
+    /// client a capability to its own root CNode at Microkit-CNode slot
+    /// [`CLIENT_ROOT_CPTR`], its receive path.
+    pub frame_caps: bool,
 }
+
+/// Microkit-CNode slot of a `frame_caps` client holding a capability to its
+/// own root CNode (guard 0): the CNode its received capabilities land in.
+pub const CLIENT_ROOT_CPTR: u64 = microkit::FREE_CPTRS.start;
+/// Root CNode slots a client library receives exported CNodes into: above
+/// slot 0 (the Microkit CNode) and the slots Microkit could use.
+pub const CLIENT_RECEIVE_SLOTS: core::ops::Range<u64> = 32..64;
 
 /// memsrv's whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -248,6 +260,7 @@ impl Config {
                 client.quota_buffers,
                 client.quota_attachments,
                 client.dma as u64,
+                client.frame_caps as u64,
             ]);
         }
         words
@@ -277,6 +290,7 @@ impl Config {
                 quota_buffers: words[at + 3],
                 quota_attachments: words[at + 4],
                 dma: words[at + 5] != 0,
+                frame_caps: words[at + 6] != 0,
             });
         }
         config.validate()?;
@@ -299,8 +313,10 @@ mod tests {
             quota_buffers: 4,
             quota_attachments: 8,
             dma: false,
+            frame_caps: false,
         });
-        config.clients[1] = Some(ClientConfig { channel: 5, client_id: 7, dma: true, ..config.clients[0].unwrap() });
+        config.clients[1] =
+            Some(ClientConfig { channel: 5, client_id: 7, dma: true, frame_caps: true, ..config.clients[0].unwrap() });
         config
     }
 

@@ -74,6 +74,9 @@ pub enum Error {
     /// memsrv found its own bookkeeping inconsistent: a bug in memsrv. The
     /// request was refused.
     Internal = 24,
+    /// EXPORT by a client that `system.xml` does not give `frame_caps="true"`:
+    /// it may never hold frame capabilities. Answered before the id is looked at.
+    NotExportable = 25,
     /// The label is not an [`crate::Op`].
     UnknownOp = 0xFFFF_FE00,
     /// The message has the wrong number of message registers for its op.
@@ -89,7 +92,7 @@ impl Error {
     pub const DECODE_BASE: u64 = 0xFFFF_FE00;
 
     /// Every error, for tables and generated headers.
-    pub const ALL: [Error; 28] = [
+    pub const ALL: [Error; 29] = [
         Error::ZeroSize,
         Error::TooLarge,
         Error::InvalidAlignment,
@@ -114,6 +117,7 @@ impl Error {
         Error::Kernel,
         Error::WindowFull,
         Error::Internal,
+        Error::NotExportable,
         Error::UnknownOp,
         Error::WrongLength,
         Error::UnexpectedCaps,
@@ -147,6 +151,7 @@ impl Error {
             Error::Kernel => "KERNEL",
             Error::WindowFull => "WINDOW_FULL",
             Error::Internal => "INTERNAL",
+            Error::NotExportable => "NOT_EXPORTABLE",
             Error::UnknownOp => "UNKNOWN_OP",
             Error::WrongLength => "WRONG_LENGTH",
             Error::UnexpectedCaps => "UNEXPECTED_CAPS",
@@ -183,7 +188,7 @@ impl core::fmt::Display for Error {
     }
 }
 
-const _: () = assert!(Error::Internal as u64 == 24, "domain errors are numbered 1..=24 without gaps");
+const _: () = assert!(Error::NotExportable as u64 == 25, "domain errors are numbered 1..=25 without gaps");
 const _: () = assert!(Error::UnknownOp as u64 == Error::DECODE_BASE);
 
 #[cfg(test)]
@@ -201,7 +206,7 @@ mod tests {
             }
         }
         assert_eq!(Error::try_from(0), Err(0));
-        assert_eq!(Error::try_from(25), Err(25));
+        assert_eq!(Error::try_from(26), Err(26));
     }
 
     #[test]

@@ -31,7 +31,8 @@ mod rights;
 mod wire;
 
 pub use config::{
-    inner_bits, inner_cptr, microkit, table_cptr, ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW,
+    inner_bits, inner_cptr, microkit, table_cptr, ClientConfig, Config, ConfigError, PoolConfig, CLIENT_RECEIVE_SLOTS,
+    CLIENT_ROOT_CPTR, CLIENT_WINDOW,
     CONFIG_MAGIC, CONFIG_VERSION, CONFIG_WORDS, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_FIRST_FREE, MEMSRV_TABLE_ROOT_SLOT,
     MEMSRV_TABLE_VSPACES, POOL_SIZE_BITS, ROOT_CNODE_BITS, ROOT_SLOT_SHIFT, TABLE_BITS,
 };
@@ -40,8 +41,8 @@ pub use id::BufferId;
 pub use invocation::{Invocation, KernelFailure};
 pub use message::{DecodeError, ReplyError, MAX_MESSAGE_WORDS};
 pub use op::{
-    AllocReply, AttachReply, DetachReply, FreeReply, GrantReply, HelloReply, InfoReply, Op, PoolInfoReply,
-    QuiesceReply, Reply, Request, UngrantReply,
+    AllocReply, AttachReply, DetachReply, ExportReply, FreeReply, GrantReply, HelloReply, InfoReply, Op,
+    PoolInfoReply, QuiesceReply, Reply, Request, UnexportReply, UngrantReply,
 };
 pub use rights::{AllocFlags, Rights};
 pub use wire::{Align, ClientId, Field, PoolId, Word};
@@ -50,8 +51,9 @@ pub use wire::{Align, ClientId, Field, PoolId, Word};
 /// differs: the major number is the high 32 bits, the minor the low 32 bits,
 /// and only the major number must match. Major 3: POOL_INFO replies with the
 /// lost bytes, KERNEL errors name the failed invocation. Major 4: QUIESCE,
-/// and POOL_INFO replies with the quarantined bytes.
-pub const PROTOCOL_VERSION: u64 = 4 << VERSION_MAJOR_SHIFT;
+/// and POOL_INFO replies with the quarantined bytes. Minor 1: EXPORT and
+/// UNEXPORT (only `frame_caps` clients may use them; nothing else changed).
+pub const PROTOCOL_VERSION: u64 = (4 << VERSION_MAJOR_SHIFT) | 1;
 
 /// Where a protocol version's major number starts.
 pub const VERSION_MAJOR_SHIFT: u32 = 32;

@@ -55,7 +55,7 @@ mod tests {
         PoolInfoReply, Request, Rights, MAX_MESSAGE_WORDS,
     };
 
-    fn every_request() -> [Request; 10] {
+    fn every_request() -> [Request; 12] {
         let id = BufferId::new(3, 9);
         [
             Request::Hello {},
@@ -68,6 +68,8 @@ mod tests {
             Request::Ungrant { id, grantee: ClientId(4) },
             Request::PoolInfo { pool: PoolId(0) },
             Request::Quiesce { id },
+            Request::Export { id, rights: Rights::ReadWrite },
+            Request::Unexport { id },
         ]
     }
 
@@ -157,6 +159,7 @@ mod tests {
                 }),
             ),
             (Op::Free, Reply::Free(FreeReply {})),
+            (Op::Export, Reply::Export(crate::ExportReply { large: 1, small: 2, radix: 2 })),
         ];
         for (op, reply) in replies {
             let mut words = [0; MAX_MESSAGE_WORDS];
@@ -171,6 +174,7 @@ mod tests {
     fn clients_see_server_errors_and_malformed_replies() {
         use ReplyError::{Malformed, Refused};
         assert_eq!(Reply::decode(Op::Free, Error::StaleBuffer.code(), &[], 0), Err(Refused(Error::StaleBuffer)));
+        assert_eq!(Reply::decode(Op::Export, 0, &[1, 2, 2], 0), Err(Malformed), "EXPORT without its CNode");
         let failure = KernelFailure { invocation: crate::Invocation::CNodeRevoke, code: 3 };
         assert_eq!(Reply::decode(Op::Free, Error::Kernel.code(), &[4, 3], 0), Err(ReplyError::Kernel(failure)));
         assert_eq!(Reply::decode(Op::Free, Error::Kernel.code(), &[4], 0), Err(Malformed), "a word short");

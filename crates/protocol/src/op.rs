@@ -190,6 +190,42 @@ wire_ops! {
         /// Reply to [`Op::Quiesce`]: no registers.
         reply QuiesceReply {}
     }
+
+    /// Only for a client `system.xml` gives `frame_caps="true"`: send the
+    /// caller a CNode holding copies of the buffer's frame capabilities with
+    /// `rights`, large frames first, then small. Its guard fills a capability
+    /// pointer below a root CNode slot: received into root slot `k`, frame
+    /// `i` is `(k << 58) | i`. It counts as one of the caller's attachments.
+    /// The weaker guarantee: a frame capability the caller copies out of it
+    /// survives UNEXPORT, UNGRANT and a lowered grant, and dies only at FREE.
+    Export = 11, EXPORT {
+        request {
+            /// The buffer.
+            id (ID): BufferId,
+            /// Rights of the frame copies: no more than the caller may attach with.
+            rights (RIGHTS): Rights,
+        }
+        /// Reply to [`Op::Export`], with one capability: the CNode.
+        reply ExportReply {
+            /// 2 MiB frames, in CNode slots `0..large`.
+            large (LARGE): u64,
+            /// 4 KiB frames, in CNode slots `large..large + small`.
+            small (SMALL): u64,
+            /// Radix of the CNode (its guard is `58 - radix` bits of 0).
+            radix (RADIX): u64,
+        }
+    }
+
+    /// Give back the caller's export of a buffer: memsrv revokes the CNode
+    /// (frame copies the caller took out of it survive until FREE).
+    Unexport = 12, UNEXPORT {
+        request {
+            /// The buffer.
+            id (ID): BufferId,
+        }
+        /// Reply to [`Op::Unexport`]: no registers.
+        reply UnexportReply {}
+    }
 }
 
 impl Op {
@@ -203,11 +239,14 @@ impl Op {
         self.reply_fields().len()
     }
 
-    /// Number of capabilities a successful reply carries: none. memsrv maps
-    /// attachments into the caller's VSpace itself; no client ever holds a
-    /// capability to a buffer's frames.
+    /// Number of capabilities a successful reply carries: the exported
+    /// CNode for EXPORT, none otherwise (memsrv maps attachments into the
+    /// caller's VSpace itself).
     pub const fn reply_caps(self) -> usize {
-        0
+        match self {
+            Op::Export => 1,
+            _ => 0,
+        }
     }
 }
 
@@ -229,7 +268,7 @@ mod tests {
             assert_eq!(Op::try_from(op as u64), Ok(op));
         }
         assert_eq!(Op::try_from(0), Err(0));
-        assert_eq!(Op::try_from(11), Err(11));
+        assert_eq!(Op::try_from(13), Err(13));
         assert_eq!(Op::try_from(u64::MAX), Err(u64::MAX));
     }
 
@@ -241,6 +280,9 @@ mod tests {
         assert_eq!(Op::Quiesce as u64, 10);
         assert_eq!(Op::Free as u64, 7);
         assert_eq!(Op::PoolInfo as u64, 9);
+        assert_eq!(Op::Export as u64, 11);
+        assert_eq!(Op::Unexport as u64, 12);
+        assert_eq!(Op::Export.reply_caps(), 1);
     }
 
     /// The C names are ABI, C protection domains are built against them: a

@@ -22,6 +22,18 @@ pub struct Attachment {
     pub window: crate::window::Run,
 }
 
+/// One `frame_caps` client's export of a buffer: a CNode of frame copies
+/// memsrv sent it (EXPORT), held in a block of that client's reserve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exported {
+    /// Rights of the frame copies.
+    pub rights: Rights,
+    /// Block of the client's reserve holding the CNode (an index into [`crate::Reserves`]).
+    pub meta: usize,
+    /// Table slot of memsrv's capability to the CNode (the client holds a copy).
+    pub cnode: Slot,
+}
+
 /// A live buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Buffer {
@@ -44,6 +56,9 @@ pub struct Buffer {
     pub grants: [Option<Rights>; MAX_CLIENTS],
     /// Each client's attachment.
     pub attachments: [Option<Attachment>; MAX_CLIENTS],
+    /// Each client's export (EXPORT); counted with its attachments against
+    /// its quota.
+    pub exports: [Option<Exported>; MAX_CLIENTS],
     /// A FREE revoked part of the buffer's memory before the kernel refused
     /// a later invocation: only the owner's FREE, which completes it, still
     /// finds the buffer; everyone else is answered as if it were freed.
@@ -275,6 +290,7 @@ mod tests {
             flags: AllocFlags::default(),
             grants: [None; MAX_CLIENTS],
             attachments: [None; MAX_CLIENTS],
+            exports: [None; MAX_CLIENTS],
             freeing: false,
             exposed: 0,
         }

@@ -281,6 +281,7 @@ mod tests {
                 quota_buffers,
                 quota_attachments,
                 dma: false,
+                frame_caps: false,
             });
         }
         config

@@ -22,6 +22,7 @@ fn memsrv() -> Box<Memsrv> {
             quota_buffers: 64,
             quota_attachments: 64,
             dma: true,
+            frame_caps: false,
         });
     }
     Box::new(Server::new(Model::new(12, &[(0xa000_0000, 26)], 2), config).expect("config"))

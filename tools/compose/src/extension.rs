@@ -35,6 +35,9 @@ pub struct Client {
     pub quota_buffers: u64,
     pub quota_attachments: u64,
     pub dma: bool,
+    /// `frame_caps="true"`: may receive frame capabilities (EXPORT), and gets
+    /// a capability to its own root CNode as its receive path.
+    pub frame_caps: bool,
 }
 
 /// The parsed element.
@@ -152,17 +155,18 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
                 });
             }
             "client" => {
-                check_attributes(&child, &["pd", "id", "quota_bytes", "quota_buffers", "quota_attachments", "dma"])?;
-                let dma = match child.attribute("dma") {
-                    None | Some("false") => false,
-                    Some("true") => true,
+                check_attributes(
+                    &child,
+                    &["pd", "id", "quota_bytes", "quota_buffers", "quota_attachments", "dma", "frame_caps"],
+                )?;
+                let flag = |name: &str| match child.attribute(name) {
+                    None | Some("false") => Ok(false),
+                    Some("true") => Ok(true),
                     Some(other) => {
-                        return Err(format!(
-                            "system.xml {}: dma must be true or false, not '{other}'",
-                            location(&child)
-                        ))
+                        Err(format!("system.xml {}: {name} must be true or false, not '{other}'", location(&child)))
                     }
                 };
+                let (dma, frame_caps) = (flag("dma")?, flag("frame_caps")?);
                 clients.push(Client {
                     pd: child
                         .attribute("pd")
@@ -173,6 +177,7 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
                     quota_buffers: number(&child, "quota_buffers", Some(16))?,
                     quota_attachments: number(&child, "quota_attachments", Some(16))?,
                     dma,
+                    frame_caps,
                 });
             }
             other => return Err(format!("system.xml {}: unknown element <{other}> in <capbuf>", location(&child))),
@@ -301,6 +306,7 @@ pub fn resolve(
             quota_buffers: client.quota_buffers,
             quota_attachments: client.quota_attachments,
             dma: client.dma,
+            frame_caps: client.frame_caps,
         });
         clients.push(pd);
     }

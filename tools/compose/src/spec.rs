@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use capbuf_protocol::{microkit, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, MEMSRV_TABLE_VSPACES};
+use capbuf_protocol::{microkit, CLIENT_ROOT_CPTR, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, MEMSRV_TABLE_VSPACES};
 use microkit_tool::capdl::builder::{PD_CAP_SIZE, SLOT_BITS};
 use microkit_tool::capdl::spec::capdl_obj_physical_size_bits;
 use microkit_tool::capdl::{CapDLNamedObject, CapDLSpecContainer};
@@ -79,7 +79,9 @@ fn client_vspace(container: &CapDLSpecContainer, name: &str) -> Result<Cap, Stri
 /// the table in root CNode slot 1, guard 0, so that memsrv's capability
 /// pointers name table slots and the slots of guarded CNodes held in them
 /// ([`capbuf_protocol::table_cptr`]), and in Microkit-CNode slot 458 for use
-/// as an invocation root. Clients get nothing: no memory, no capability.
+/// as an invocation root. A `frame_caps` client gets a capability to its own
+/// root CNode in Microkit-CNode slot [`CLIENT_ROOT_CPTR`] (458), the receive
+/// path for EXPORT's CNodes; other clients get nothing.
 pub fn extend(
     container: &mut CapDLSpecContainer,
     system: &SystemDescription,
@@ -110,6 +112,15 @@ pub fn extend(
     let server_microkit = find(container, &format!("cnode_{server}"))?;
     insert(container, server_root, MEMSRV_TABLE_ROOT_SLOT, cnode_cap(table, 0), "memsrv's table")?;
     insert(container, server_microkit, MEMSRV_TABLE_CPTR, cnode_cap(table, 0), "memsrv's table root")?;
+    for (i, &pd) in resolved.clients.iter().enumerate() {
+        if !resolved.config.clients[i].is_some_and(|c| c.frame_caps) {
+            continue;
+        }
+        let name = &system.protection_domains[pd].name;
+        let root = find(container, &format!("cnode_{name}_root"))?;
+        let microkit = find(container, &format!("cnode_{name}"))?;
+        insert(container, microkit, CLIENT_ROOT_CPTR, cnode_cap(root, 0), "the capbuf receive path")?;
+    }
     Ok(())
 }
 

@@ -19,12 +19,12 @@
 use capbuf_pool::Allocation;
 use capbuf_protocol::{BufferId, Error, Invocation, KernelFailure, MAX_CLIENTS, MEMSRV_TABLE_VSPACES, PAGE_BITS};
 
-use super::decide::{AllocPlan, AttachPlan, DetachPlan, ATTACH_SLOTS};
+use super::decide::{AllocPlan, AttachPlan, DetachPlan, ExportPlan, GrantPlan, ATTACH_SLOTS};
 use super::state::State;
 use crate::kernel::{CapRef, Failure, Kernel, MapAttributes, Named, Object, Slot, RETYPE_FAN_OUT_LIMIT};
 use crate::layout::FrameLayout;
 use crate::quarantine::Quarantined;
-use crate::registry::{Attachment, Buffer};
+use crate::registry::{Attachment, Buffer, Exported};
 
 /// What a request has taken and made so far.
 #[derive(Default)]
@@ -154,6 +154,7 @@ impl<const NODES: usize> State<NODES> {
             flags: plan.flags,
             grants: [None; MAX_CLIENTS],
             attachments: [None; MAX_CLIENTS],
+            exports: [None; MAX_CLIENTS],
             freeing: false,
             exposed: 0,
         })?;
@@ -275,6 +276,67 @@ impl<const NODES: usize> State<NODES> {
         Ok(())
     }
 
+    /// EXPORT: in a block of the client's reserve, a CNode holding copies of
+    /// the buffer's frame capabilities with the export's rights, whose guard
+    /// is then changed to fill a client's capability pointer below a root
+    /// CNode slot ([`capbuf_protocol::ROOT_SLOT_SHIFT`] bits). Returns the
+    /// table slot of the capability the PD sends with the reply.
+    pub(super) fn export<K: Kernel>(&mut self, kernel: &mut K, client: usize, plan: ExportPlan) -> Result<Slot, Failure> {
+        self.make_room(kernel, ATTACH_SLOTS)?;
+        let mut undo = Undo::default();
+        let failure = match self.copy_for_export(kernel, &plan, &mut undo) {
+            Ok(()) => return self.keep_export(client, &plan, &undo).map_err(Failure::from),
+            Err(failure) => failure,
+        };
+        if self.undo(kernel, &undo).is_err() {
+            // Kept as made, so that UNEXPORT, UNGRANT or FREE revoke it; nothing is sent.
+            self.keep_export(client, &plan, &undo)?;
+        }
+        Err(failure)
+    }
+
+    fn copy_for_export<K: Kernel>(&mut self, kernel: &mut K, plan: &ExportPlan, undo: &mut Undo) -> Result<(), Failure> {
+        let layout = plan.layout;
+        self.take_metadata(plan.meta, undo)?;
+        let radix = layout.attachment_radix();
+        let cnode = self.guarded_cnode(kernel, radix, undo)?;
+        for index in 0..layout.frames() as u32 {
+            let source = CapRef::InNode { node: plan.master, radix: layout.master_radix(), index };
+            let dest = CapRef::InNode { node: cnode, radix, index };
+            kernel.copy(source, dest, plan.rights).named(Invocation::CNodeCopy)?;
+        }
+        let (node, scratch) = undo.slots.ok_or(Error::Internal)?;
+        let guard = capbuf_protocol::ROOT_SLOT_SHIFT as u32 - radix;
+        kernel.mutate_cnode(node, scratch, guard).named(Invocation::CNodeMutate)?;
+        undo.cnode = Some(scratch);
+        Ok(())
+    }
+
+    fn keep_export(&mut self, client: usize, plan: &ExportPlan, undo: &Undo) -> Result<Slot, Error> {
+        let cnode = self.keep_cnode(undo)?;
+        let exported = Exported { rights: plan.rights, meta: plan.meta, cnode };
+        self.registry.get_mut(plan.id)?.exports[client] = Some(exported);
+        self.usage[client].attachments += 1;
+        Ok(cnode)
+    }
+
+    /// Revoke client `holder`'s export of buffer `id`, if any (UNEXPORT, or
+    /// at the owner's UNGRANT, lowered GRANT or FREE): the CNode and the
+    /// copies in it go. Copies the holder took out of it do not (seL4 frame
+    /// copies are not revocable); only FREE, revoking the frames, reaches
+    /// them. There is no mapping of memsrv's to keep a hole for, so the
+    /// block, the slot and the quota come back at once.
+    pub(super) fn teardown_export<K: Kernel>(&mut self, kernel: &mut K, id: BufferId, holder: usize) -> Result<(), Failure> {
+        let Some(exported) = self.registry.get(id)?.exports[holder] else { return Ok(()) };
+        let untyped = self.reserve_slot(exported.meta)?;
+        kernel.revoke(untyped).named(Invocation::CNodeRevoke)?;
+        self.registry.get_mut(id)?.exports[holder] = None;
+        self.slots.release(exported.cnode)?;
+        self.reserves.set_in_use(exported.meta, false);
+        self.usage[holder].attachments -= 1;
+        Ok(())
+    }
+
     /// Revoke client `holder`'s attachment to buffer `id`, if any, at client
     /// `requester`'s request: its block holds the CNode, the frame copies and
     /// the page table, so the kernel unmaps them all. Only then do the block
@@ -334,6 +396,7 @@ impl<const NODES: usize> State<NODES> {
     /// everyone but its owner's next FREE.
     pub(super) fn free<K: Kernel>(&mut self, kernel: &mut K, client: usize, id: BufferId) -> Result<(), Failure> {
         for holder in 0..MAX_CLIENTS {
+            self.teardown_export(kernel, id, holder)?;
             self.teardown(kernel, id, holder, client)?;
         }
         let buffer = self.registry.get(id)?;
@@ -388,17 +451,20 @@ impl<const NODES: usize> State<NODES> {
         kernel: &mut K,
         client: usize,
         id: BufferId,
-        (grantee, rights, revoke): (usize, capbuf_protocol::Rights, bool),
+        plan: GrantPlan,
     ) -> Result<(), Failure> {
-        if revoke {
-            self.teardown(kernel, id, grantee, client)?;
+        if plan.revoke_export {
+            self.teardown_export(kernel, id, plan.grantee)?;
         }
-        self.registry.get_mut(id)?.grants[grantee] = Some(rights);
+        if plan.revoke {
+            self.teardown(kernel, id, plan.grantee, client)?;
+        }
+        self.registry.get_mut(id)?.grants[plan.grantee] = Some(plan.rights);
         Ok(())
     }
 
-    /// UNGRANT by the owner `client`; the grantee's attachment, if any, is
-    /// revoked and leaves it a hole.
+    /// UNGRANT by the owner `client`; the grantee's export, if any, is
+    /// revoked, and its attachment, if any, leaving it a hole.
     pub(super) fn ungrant<K: Kernel>(
         &mut self,
         kernel: &mut K,
@@ -406,6 +472,7 @@ impl<const NODES: usize> State<NODES> {
         id: BufferId,
         grantee: usize,
     ) -> Result<(), Failure> {
+        self.teardown_export(kernel, id, grantee)?;
         self.teardown(kernel, id, grantee, client)?;
         self.registry.get_mut(id)?.grants[grantee] = None;
         Ok(())

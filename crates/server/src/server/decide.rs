@@ -49,6 +49,29 @@ pub(super) struct AttachPlan {
     pub(super) run: Run,
 }
 
+/// An export to make: the CNode of frame copies a `frame_caps` client receives.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ExportPlan {
+    pub(super) id: BufferId,
+    pub(super) rights: Rights,
+    pub(super) layout: FrameLayout,
+    /// The buffer's master CNode: where the frames are copied from.
+    pub(super) master: Slot,
+    /// The client's reserve block for the CNode.
+    pub(super) meta: usize,
+}
+
+/// A grant to make or change.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct GrantPlan {
+    pub(super) grantee: usize,
+    pub(super) rights: Rights,
+    /// The grantee's attachment exceeds the new rights.
+    pub(super) revoke: bool,
+    /// The grantee's export exceeds the new rights.
+    pub(super) revoke_export: bool,
+}
+
 /// Slots an attach needs: its CNode's and a scratch slot to make it in.
 pub(super) const ATTACH_SLOTS: usize = 2;
 
@@ -186,6 +209,38 @@ impl<const NODES: usize> State<NODES> {
         Ok(AttachPlan { id, size, rights, layout, flags: buffer.flags, master: buffer.master, meta, run })
     }
 
+    /// EXPORT: the checks of ATTACH (but no window run), after the one
+    /// that the caller may hold frame capabilities at all, which is answered
+    /// before the id is looked at. An export counts as an attachment.
+    pub(super) fn plan_export(&self, client: usize, id: BufferId, rights: Rights) -> Result<ExportPlan, Error> {
+        if !self.client(client)?.frame_caps {
+            return Err(Error::NotExportable);
+        }
+        let buffer = self.registry.get_for(client, id)?;
+        let allowed = buffer.allowed(client).ok_or(Error::UnknownBuffer)?;
+        if !rights.within(allowed) {
+            return Err(Error::RightsEscalation);
+        }
+        if buffer.exports[client].is_some() {
+            return Err(Error::AlreadyAttached);
+        }
+        if self.usage[client].attachments.saturating_add(1) > reserve::attachment_limit(&self.config, client) {
+            return Err(Error::QuotaAttachments);
+        }
+        self.check_slots(ATTACH_SLOTS)?;
+        let meta = self.reserves.free_block(client).ok_or(Error::OutOfMemory)?;
+        let layout = FrameLayout::for_pages(buffer.data.pages);
+        Ok(ExportPlan { id, rights, layout, master: buffer.master, meta })
+    }
+
+    /// UNEXPORT: the client's export of the id must exist.
+    pub(super) fn plan_unexport(&self, client: usize, id: BufferId) -> Result<(), Error> {
+        if self.registry.get_for(client, id)?.exports[client].is_none() {
+            return Err(Error::NotAttached);
+        }
+        Ok(())
+    }
+
     /// A hole is found only by its own client's DETACH of exactly its id,
     /// before anything else is asked of the id (which may be stale, or no
     /// longer granted); a client without one is answered as ever.
@@ -235,15 +290,15 @@ impl<const NODES: usize> State<NODES> {
     }
 
     /// Grant or change a grant: the grantee's index, its rights, and whether
-    /// its attachment must go (rights only ever shrink, so an attachment
-    /// with more than the new grant is revoked).
+    /// its attachment, and its export, must go (rights only ever shrink, so
+    /// an attachment or export with more than the new grant is revoked).
     pub(super) fn plan_grant(
         &self,
         client: usize,
         id: BufferId,
         grantee: ClientId,
         rights: Rights,
-    ) -> Result<(usize, Rights, bool), Error> {
+    ) -> Result<GrantPlan, Error> {
         let grantee = self.grantee(client, id, grantee)?;
         let buffer = self.registry.get(id)?;
         if !rights.within(buffer.flags.max_rights()) {
@@ -253,7 +308,8 @@ impl<const NODES: usize> State<NODES> {
         if revoke {
             self.check_hole_room(buffer, grantee, client)?;
         }
-        Ok((grantee, rights, revoke))
+        let revoke_export = buffer.exports[grantee].is_some_and(|e| !e.rights.within(rights));
+        Ok(GrantPlan { grantee, rights, revoke, revoke_export })
     }
 
     pub(super) fn plan_ungrant(&self, client: usize, id: BufferId, grantee: ClientId) -> Result<usize, Error> {

@@ -9,8 +9,8 @@ mod state;
 
 use capbuf_pool::Pool;
 use capbuf_protocol::{
-    AllocReply, AttachReply, Config, ConfigError, DetachReply, Error, FreeReply, GrantReply, KernelFailure,
-    QuiesceReply, Reply, Request, UngrantReply, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS, MEMSRV_TABLE_FIRST_FREE,
+    AllocReply, AttachReply, Config, ConfigError, DetachReply, Error, ExportReply, FreeReply, GrantReply, KernelFailure,
+    QuiesceReply, Reply, UnexportReply, Request, UngrantReply, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS, MEMSRV_TABLE_FIRST_FREE,
     PAGE_BITS, TABLE_BITS,
 };
 use heapless::FnvIndexMap;
@@ -51,11 +51,16 @@ pub struct Lost {
     pub slots: u64,
 }
 
-/// The answer to one request. No reply carries a capability.
+/// The answer to one request. Only a successful EXPORT's reply carries a
+/// capability ([`Outcome::send`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// The reply, or the error to put in the reply label.
     pub result: Result<Reply, Error>,
+    /// The table slot of the capability to send with the reply: the CNode
+    /// of a successful EXPORT. memsrv's capability pointer for it is
+    /// [`capbuf_protocol::table_cptr`].
+    pub send: Option<Slot>,
     /// For an [`Error::Kernel`] reply: the invocation the kernel refused and
     /// its error, which the reply carries. memsrv logs it.
     pub kernel: Option<KernelFailure>,
@@ -67,12 +72,14 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn new(result: Result<Reply, Failure>, incident: Incident) -> Outcome {
+    fn new(result: Result<(Reply, Option<Slot>), Failure>, incident: Incident) -> Outcome {
         let kernel = match result {
             Err(Failure::Kernel(failure)) => Some(failure),
             _ => None,
         };
-        Outcome { result: result.map_err(Failure::error), kernel, undo: incident.undo, lost: incident.lost }
+        let send = result.ok().and_then(|(_, send)| send);
+        let result = result.map(|(reply, _)| reply).map_err(Failure::error);
+        Outcome { result, send, kernel, undo: incident.undo, lost: incident.lost }
     }
 
     /// The reply message: its label (0 or the error code) and the number of
@@ -304,10 +311,12 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     }
 
     /// Decide, then act: every check and choice is made before the first
-    /// kernel invocation.
-    fn dispatch(&mut self, client: usize, request: Request) -> Result<Reply, Failure> {
+    /// kernel invocation. Returns the reply and the table slot of the
+    /// capability to send with it, if any.
+    fn dispatch(&mut self, client: usize, request: Request) -> Result<(Reply, Option<Slot>), Failure> {
         let (state, kernel) = (&mut self.state, &mut self.kernel);
-        Ok(match request {
+        let mut send = None;
+        let reply = match request {
             Request::Hello {} => Reply::Hello(state.hello(client)?),
             Request::Info { id } => {
                 let info = state.info(client, id)?;
@@ -356,6 +365,22 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 state.ungrant(kernel, client, id, grantee)?;
                 Reply::Ungrant(UngrantReply {})
             }
-        })
+            Request::Export { id, rights } => {
+                let plan = state.plan_export(client, id, rights)?;
+                send = Some(state.export(kernel, client, plan)?);
+                let layout = plan.layout;
+                Reply::Export(ExportReply {
+                    large: layout.large,
+                    small: layout.small,
+                    radix: layout.attachment_radix() as u64,
+                })
+            }
+            Request::Unexport { id } => {
+                state.plan_unexport(client, id)?;
+                state.teardown_export(kernel, id, client)?;
+                Reply::Unexport(UnexportReply {})
+            }
+        };
+        Ok((reply, send))
     }
 }
