@@ -206,6 +206,36 @@ impl Model {
         }
     }
 
+    /// `seL4_CNode_Copy` by a client that holds a capability to its own root
+    /// CNode (a `frame_caps` client: capbuf-compose puts one at its
+    /// Microkit-CNode slot 458): the capability its pointer `source` names is
+    /// copied, rights masked, into its root CNode slot `dest`. As in seL4, a
+    /// copy of a frame capability is a child of its source and not revocable.
+    pub fn client_copy_to_root(
+        &mut self,
+        client: usize,
+        dest: u64,
+        source: u64,
+        rights: Rights,
+    ) -> Result<(), KernelError> {
+        let src = self.resolve(client, source)?;
+        if dest as usize >= CLIENT_ROOT_SLOTS {
+            return Err(error::RANGE);
+        }
+        let place = Place::ClientRoot(client, dest);
+        if self.slot(place).is_some() {
+            return Err(error::DELETE_FIRST);
+        }
+        let state = self.cap(src).clone();
+        if matches!(self.object(state.object).kind, Kind::Untyped { .. }) {
+            return Err(error::INVALID_CAPABILITY);
+        }
+        let cap = self.new_cap(state.object, state.rights.min(rights), Some(src), place);
+        self.caps[cap].as_mut().expect("new cap").guard_bits = state.guard_bits;
+        self.set_slot(place, Some(cap));
+        Ok(())
+    }
+
     /// Corresponds to `seL4_ARM_Page_GetAddress` by the client on its
     /// capability pointer `cptr`: any frame capability answers.
     pub fn client_get_address(&self, client: usize, cptr: u64) -> Result<u64, KernelError> {

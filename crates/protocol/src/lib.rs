@@ -32,17 +32,17 @@ mod wire;
 
 pub use config::{
     inner_bits, inner_cptr, microkit, table_cptr, ClientConfig, Config, ConfigError, PoolConfig, CLIENT_RECEIVE_SLOTS,
-    CLIENT_ROOT_CPTR, CLIENT_WINDOW,
-    CONFIG_MAGIC, CONFIG_VERSION, CONFIG_WORDS, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_FIRST_FREE, MEMSRV_TABLE_ROOT_SLOT,
-    MEMSRV_TABLE_VSPACES, POOL_SIZE_BITS, ROOT_CNODE_BITS, ROOT_SLOT_SHIFT, TABLE_BITS,
+    CLIENT_ROOT_CPTR, CLIENT_WINDOW, CONFIG_MAGIC, CONFIG_VERSION, CONFIG_WORDS, MEMSRV_TABLE_CPTR,
+    MEMSRV_TABLE_FIRST_FREE, MEMSRV_TABLE_ROOT_SLOT, MEMSRV_TABLE_VSPACES, POOL_SIZE_BITS, ROOT_CNODE_BITS,
+    ROOT_SLOT_SHIFT, TABLE_BITS,
 };
 pub use error::Error;
 pub use id::BufferId;
 pub use invocation::{Invocation, KernelFailure};
 pub use message::{DecodeError, ReplyError, MAX_MESSAGE_WORDS};
 pub use op::{
-    AllocReply, AttachReply, DetachReply, ExportReply, FreeReply, GrantReply, HelloReply, InfoReply, Op,
-    PoolInfoReply, QuiesceReply, Reply, Request, UnexportReply, UngrantReply,
+    AllocReply, AttachReply, DetachReply, ExportReply, FreeReply, GrantReply, HelloReply, InfoReply, Op, PoolInfoReply,
+    QuiesceReply, Reply, Request, UnexportReply, UngrantReply,
 };
 pub use rights::{AllocFlags, Rights};
 pub use wire::{Align, ClientId, Field, PoolId, Word};

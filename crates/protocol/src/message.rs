@@ -179,12 +179,12 @@ mod tests {
         assert_eq!(Reply::decode(Op::Free, Error::Kernel.code(), &[4, 3], 0), Err(ReplyError::Kernel(failure)));
         assert_eq!(Reply::decode(Op::Free, Error::Kernel.code(), &[4], 0), Err(Malformed), "a word short");
         assert_eq!(Reply::decode(Op::Free, Error::Kernel.code(), &[0, 3], 0), Err(Malformed), "no invocation 0");
-        assert_eq!(Reply::decode(Op::Free, 25, &[], 0), Err(Malformed), "no error 25");
+        assert_eq!(Reply::decode(Op::Free, 26, &[], 0), Err(Malformed), "no error 26");
         assert_eq!(Reply::decode(Op::Alloc, 0, &[], 0), Err(Malformed));
         assert_eq!(Reply::decode(Op::Free, 0, &[0], 0), Err(Malformed));
         let attach = [0x1000, 0x2000_0000, 12, Rights::ReadOnly as u64, 0];
         assert!(Reply::decode(Op::Attach, 0, &attach, 0).is_ok());
-        assert_eq!(Reply::decode(Op::Attach, 0, &attach, 1), Err(Malformed), "no reply carries a cap");
+        assert_eq!(Reply::decode(Op::Attach, 0, &attach, 1), Err(Malformed), "no reply but EXPORT carries a cap");
         assert_eq!(Reply::decode(Op::Attach, 0, &[0, 0, 0, 0, 0], 0), Err(Malformed), "rights 0 is invalid");
         assert_eq!(Reply::decode(Op::Attach, 0, &[0, 0, 0, 1, 4], 0), Err(Malformed), "flag bit 2 is unknown");
     }

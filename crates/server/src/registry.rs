@@ -28,10 +28,12 @@ pub struct Attachment {
 pub struct Exported {
     /// Rights of the frame copies.
     pub rights: Rights,
-    /// Block of the client's reserve holding the CNode (an index into [`crate::Reserves`]).
-    pub meta: usize,
+    /// Block of the client's reserve holding the CNode (an index into
+    /// [`crate::Reserves`]). Narrow, like `cnode`, because every buffer
+    /// has room for every client's export.
+    pub meta: u16,
     /// Table slot of memsrv's capability to the CNode (the client holds a copy).
-    pub cnode: Slot,
+    pub cnode: u16,
 }
 
 /// A live buffer.

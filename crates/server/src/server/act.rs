@@ -281,7 +281,12 @@ impl<const NODES: usize> State<NODES> {
     /// is then changed to fill a client's capability pointer below a root
     /// CNode slot ([`capbuf_protocol::ROOT_SLOT_SHIFT`] bits). Returns the
     /// table slot of the capability the PD sends with the reply.
-    pub(super) fn export<K: Kernel>(&mut self, kernel: &mut K, client: usize, plan: ExportPlan) -> Result<Slot, Failure> {
+    pub(super) fn export<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        client: usize,
+        plan: ExportPlan,
+    ) -> Result<Slot, Failure> {
         self.make_room(kernel, ATTACH_SLOTS)?;
         let mut undo = Undo::default();
         let failure = match self.copy_for_export(kernel, &plan, &mut undo) {
@@ -295,7 +300,12 @@ impl<const NODES: usize> State<NODES> {
         Err(failure)
     }
 
-    fn copy_for_export<K: Kernel>(&mut self, kernel: &mut K, plan: &ExportPlan, undo: &mut Undo) -> Result<(), Failure> {
+    fn copy_for_export<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        plan: &ExportPlan,
+        undo: &mut Undo,
+    ) -> Result<(), Failure> {
         let layout = plan.layout;
         self.take_metadata(plan.meta, undo)?;
         let radix = layout.attachment_radix();
@@ -314,7 +324,8 @@ impl<const NODES: usize> State<NODES> {
 
     fn keep_export(&mut self, client: usize, plan: &ExportPlan, undo: &Undo) -> Result<Slot, Error> {
         let cnode = self.keep_cnode(undo)?;
-        let exported = Exported { rights: plan.rights, meta: plan.meta, cnode };
+        let narrow = |value: usize| u16::try_from(value).map_err(|_| Error::Internal);
+        let exported = Exported { rights: plan.rights, meta: narrow(plan.meta)?, cnode: narrow(cnode as usize)? };
         self.registry.get_mut(plan.id)?.exports[client] = Some(exported);
         self.usage[client].attachments += 1;
         Ok(cnode)
@@ -326,13 +337,18 @@ impl<const NODES: usize> State<NODES> {
     /// copies are not revocable); only FREE, revoking the frames, reaches
     /// them. There is no mapping of memsrv's to keep a hole for, so the
     /// block, the slot and the quota come back at once.
-    pub(super) fn teardown_export<K: Kernel>(&mut self, kernel: &mut K, id: BufferId, holder: usize) -> Result<(), Failure> {
+    pub(super) fn teardown_export<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        id: BufferId,
+        holder: usize,
+    ) -> Result<(), Failure> {
         let Some(exported) = self.registry.get(id)?.exports[holder] else { return Ok(()) };
-        let untyped = self.reserve_slot(exported.meta)?;
+        let untyped = self.reserve_slot(exported.meta as usize)?;
         kernel.revoke(untyped).named(Invocation::CNodeRevoke)?;
         self.registry.get_mut(id)?.exports[holder] = None;
-        self.slots.release(exported.cnode)?;
-        self.reserves.set_in_use(exported.meta, false);
+        self.slots.release(exported.cnode as Slot)?;
+        self.reserves.set_in_use(exported.meta as usize, false);
         self.usage[holder].attachments -= 1;
         Ok(())
     }

@@ -9,9 +9,9 @@ mod state;
 
 use capbuf_pool::Pool;
 use capbuf_protocol::{
-    AllocReply, AttachReply, Config, ConfigError, DetachReply, Error, ExportReply, FreeReply, GrantReply, KernelFailure,
-    QuiesceReply, Reply, UnexportReply, Request, UngrantReply, MAX_CLIENTS, MAX_MESSAGE_WORDS, MAX_POOLS, MEMSRV_TABLE_FIRST_FREE,
-    PAGE_BITS, TABLE_BITS,
+    AllocReply, AttachReply, Config, ConfigError, DetachReply, Error, ExportReply, FreeReply, GrantReply,
+    KernelFailure, QuiesceReply, Reply, Request, UnexportReply, UngrantReply, MAX_CLIENTS, MAX_MESSAGE_WORDS,
+    MAX_POOLS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS, TABLE_BITS,
 };
 use heapless::FnvIndexMap;
 
