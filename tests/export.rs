@@ -106,3 +106,34 @@ fn ungrant_lowered_grant_and_free_revoke_the_export() {
     assert_eq!(w.borrow().usage(1).attachments, 0);
     assert_pristine(&w);
 }
+
+#[test]
+fn the_client_library_receives_exports_into_its_receive_slots() {
+    use capbuf_client::ClientError;
+    use capbuf_protocol::{Align, AllocFlags, ClientId, PoolId};
+    let w = world();
+    let (mut owner, mut exporter) = (client(&w, 0), client(&w, 1));
+    assert_eq!(
+        owner.export(BufferId::new(1, 1), Rights::ReadOnly),
+        Err(ClientError::Server(Error::NotExportable)),
+        "a client without frame_caps"
+    );
+    let id = owner.alloc(3 << 20, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
+    owner.grant(id, ClientId(11), Rights::ReadWrite).unwrap();
+    let export = exporter.export(id, Rights::ReadWrite).unwrap();
+    assert_eq!((export.slot, export.large, export.small), (32, 1, 256));
+    assert_eq!(exporter.export(id, Rights::ReadWrite), Err(ClientError::Server(Error::AlreadyAttached)));
+    for (index, physical_address) in [(0, 0x4000_0000), (1, 0x4020_0000), (256, 0x402f_f000)] {
+        let cptr = export.frame(index).unwrap();
+        assert_eq!(w.borrow().kernel().client_get_address(1, cptr), Ok(physical_address), "frame {index}");
+    }
+    assert_eq!(export.frame(257), None);
+    // Revoked by the owner's UNGRANT: the library's UNEXPORT frees the slot all the same.
+    owner.ungrant(id, ClientId(11)).unwrap();
+    assert_eq!(exporter.unexport(id), Err(ClientError::Server(Error::UnknownBuffer)));
+    owner.grant(id, ClientId(11), Rights::ReadOnly).unwrap();
+    assert_eq!(exporter.export(id, Rights::ReadOnly).map(|e| e.slot), Ok(32), "the slot again");
+    exporter.unexport(id).unwrap();
+    owner.free(id).unwrap();
+    assert_pristine(&w);
+}

@@ -73,6 +73,20 @@ impl<const N: usize> Sys for Port<N> {
         (raw.label, raw.length) = outcome.encode(&mut raw.words);
         raw
     }
+
+    /// The kernel's capability transfer: the capability memsrv sends lands
+    /// in the client's root CNode slot `slot`, if that slot is empty.
+    fn call_receiving(&mut self, label: u64, words: &[u64], slot: u64) -> RawReply {
+        let mut server = self.world.borrow_mut();
+        let outcome = server.handle(self.client as u64, label, words, 0);
+        let mut raw = RawReply { label: 0, words: [0; MAX_MESSAGE_WORDS], length: 0, caps: 0 };
+        (raw.label, raw.length) = outcome.encode(&mut raw.words);
+        if let Some(send) = outcome.send {
+            let from = capbuf_server::CapRef::Table(send);
+            raw.caps = usize::from(server.kernel_mut().transfer_to_client(self.client, slot, from).is_ok());
+        }
+        raw
+    }
 }
 
 pub fn client(world: &World, index: usize) -> Client<Port> {

@@ -16,9 +16,9 @@
 pub mod dma;
 
 use capbuf_protocol::{
-    Align, AllocFlags, AllocReply, AttachReply, BufferId, ClientId, DetachReply, Error, FreeReply, GrantReply,
-    HelloReply, InfoReply, KernelFailure, PoolId, PoolInfoReply, QuiesceReply, Reply, ReplyError, Request, Rights,
-    UngrantReply, MAX_MESSAGE_WORDS, PROTOCOL_VERSION,
+    Align, AllocFlags, AllocReply, AttachReply, BufferId, ClientId, DetachReply, Error, ExportReply, FreeReply,
+    GrantReply, HelloReply, InfoReply, KernelFailure, PoolId, PoolInfoReply, QuiesceReply, Reply, ReplyError, Request,
+    Rights, UnexportReply, UngrantReply, CLIENT_RECEIVE_SLOTS, MAX_MESSAGE_WORDS, PROTOCOL_VERSION,
 };
 
 /// A raw reply: label, message registers and the number of capabilities received.
@@ -30,15 +30,26 @@ pub struct RawReply {
     pub words: [u64; MAX_MESSAGE_WORDS],
     /// Number of valid registers.
     pub length: usize,
-    /// Capabilities the reply carried (memsrv never sends one).
+    /// Capabilities the reply carried (only EXPORT's has one).
     pub caps: usize,
 }
 
-/// The one kernel operation the client library needs.
+/// The kernel operations the client library needs.
 pub trait Sys {
     /// Make a PPC to memsrv (`microkit_ppcall`): label and message registers
     /// in, the reply out.
     fn call(&mut self, label: u64, words: &[u64]) -> RawReply;
+
+    /// [`Sys::call`] with a receive path for the one capability an EXPORT
+    /// reply carries: root CNode slot `slot` of this protection domain
+    /// (`seL4_SetCapReceivePath` on its root CNode capability, which
+    /// capbuf-compose gives `frame_caps` clients). Without an implementation
+    /// no capability is received and [`Client::export`] answers
+    /// [`ClientError::BadReply`].
+    fn call_receiving(&mut self, label: u64, words: &[u64], slot: u64) -> RawReply {
+        let _ = slot;
+        self.call(label, words)
+    }
 }
 
 /// Why a client call failed.
@@ -117,11 +128,42 @@ pub struct View {
 /// Attachments one library instance tracks at once.
 pub const MAX_VIEWS: usize = 32;
 
+/// Exports one library instance tracks at once: one per root CNode slot of
+/// [`CLIENT_RECEIVE_SLOTS`].
+pub const MAX_EXPORTS: usize = (CLIENT_RECEIVE_SLOTS.end - CLIENT_RECEIVE_SLOTS.start) as usize;
+
+/// A buffer's frame capabilities, received by [`Client::export`]: a CNode in
+/// root CNode slot `slot`, whose frame `i` (2 MiB frames first, then 4 KiB
+/// ones) has capability pointer `(slot << 58) | i` ([`Export::frame`]).
+/// Copies taken out of it survive [`Client::unexport`] and UNGRANT; only
+/// the owner's FREE destroys them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Export {
+    /// The buffer.
+    pub id: BufferId,
+    /// Root CNode slot holding the CNode.
+    pub slot: u64,
+    /// 2 MiB frames.
+    pub large: u64,
+    /// 4 KiB frames.
+    pub small: u64,
+    /// Radix of the CNode.
+    pub radix: u64,
+}
+
+impl Export {
+    /// Capability pointer of frame `index`, if the buffer has it.
+    pub fn frame(&self, index: u64) -> Option<u64> {
+        (index < self.large + self.small).then_some((self.slot << capbuf_protocol::ROOT_SLOT_SHIFT) | index)
+    }
+}
+
 /// The client library's state for one protection domain.
 pub struct Client<S> {
     sys: S,
     hello: HelloReply,
     views: [Option<View>; MAX_VIEWS],
+    exports: [Option<BufferId>; MAX_EXPORTS],
 }
 
 impl<S: Sys> Client<S> {
@@ -131,7 +173,7 @@ impl<S: Sys> Client<S> {
         if capbuf_protocol::version_major(hello.version) != capbuf_protocol::version_major(PROTOCOL_VERSION) {
             return Err(ClientError::Version(hello.version));
         }
-        Ok(Client { sys, hello, views: [None; MAX_VIEWS] })
+        Ok(Client { sys, hello, views: [None; MAX_VIEWS], exports: [None; MAX_EXPORTS] })
     }
 
     /// What memsrv said at start: version, this client's id and quotas.
@@ -260,6 +302,43 @@ impl<S: Sys> Client<S> {
         let QuiesceReply {} = call(&mut self.sys, Request::Quiesce { id })?;
         Ok(())
     }
+
+    /// Receive buffer `id`'s frame capabilities with `rights` (only for a
+    /// client `system.xml` gives `frame_caps="true"`; any other gets
+    /// [`Error::NotExportable`]), in a free root CNode slot of
+    /// [`CLIENT_RECEIVE_SLOTS`]. Counts as an attachment until
+    /// [`Client::unexport`]. The weaker guarantee: a frame capability copied
+    /// out of the CNode survives UNEXPORT and UNGRANT; only FREE revokes it.
+    pub fn export(&mut self, id: BufferId, rights: Rights) -> Result<Export, ClientError> {
+        if self.exports.contains(&Some(id)) {
+            return Err(Error::AlreadyAttached.into());
+        }
+        let index = self.exports.iter().position(Option::is_none).ok_or(ClientError::TooManyAttachments)?;
+        let slot = CLIENT_RECEIVE_SLOTS.start + index as u64;
+        let mut words = [0; MAX_MESSAGE_WORDS];
+        let request = Request::Export { id, rights };
+        let (label, length) = request.encode(&mut words);
+        let raw = self.sys.call_receiving(label, &words[..length], slot);
+        let reply: ExportReply = decode(request, raw)?;
+        self.exports[index] = Some(id);
+        Ok(Export { id, slot, large: reply.large, small: reply.small, radix: reply.radix })
+    }
+
+    /// Give back the export of buffer `id`: memsrv revokes the CNode, which
+    /// empties its root CNode slot for the next export. If the owner's
+    /// UNGRANT, a lowered grant or FREE revoked it already, memsrv answers
+    /// [`Error::NotAttached`] or [`Error::UnknownBuffer`], and the slot is
+    /// free all the same.
+    pub fn unexport(&mut self, id: BufferId) -> Result<(), ClientError> {
+        let result = call(&mut self.sys, Request::Unexport { id }).map(|UnexportReply {}| ());
+        if matches!(
+            result,
+            Ok(()) | Err(ClientError::Server(Error::NotAttached | Error::UnknownBuffer | Error::StaleBuffer))
+        ) {
+            self.exports.iter_mut().filter(|e| **e == Some(id)).for_each(|e| *e = None);
+        }
+        result
+    }
 }
 
 /// One request, marshalled by the ABI table: its registers out, and the
@@ -267,7 +346,11 @@ impl<S: Sys> Client<S> {
 fn call<S: Sys, R: TryFrom<Reply>>(sys: &mut S, request: Request) -> Result<R, ClientError> {
     let mut words = [0; MAX_MESSAGE_WORDS];
     let (label, length) = request.encode(&mut words);
-    let raw = sys.call(label, &words[..length]);
+    decode(request, sys.call(label, &words[..length]))
+}
+
+/// The reply to `request`, read as its op's reply struct `R`.
+fn decode<R: TryFrom<Reply>>(request: Request, raw: RawReply) -> Result<R, ClientError> {
     let words = raw.words.get(..raw.length).ok_or(ClientError::BadReply)?;
     let reply = Reply::decode(request.op(), raw.label, words, raw.caps)?;
     R::try_from(reply).map_err(|_| ClientError::BadReply)

@@ -41,6 +41,10 @@ pub mod microkit {
 /// Slot of memsrv's root CNode that holds its bookkeeping CNode ("table"),
 /// guard 0: capability pointer [`table_cptr`] names a table slot.
 pub const MEMSRV_TABLE_ROOT_SLOT: u64 = 1;
+/// Slot of memsrv's root CNode that holds its table again, guarded to fill
+/// a capability pointer ([`send_cptr`]): the full-depth lookup of a capability
+/// sent with a reply ends at the table slot, even when that slot holds a CNode.
+pub const MEMSRV_TABLE_SEND_ROOT_SLOT: u64 = 2;
 /// Microkit-CNode slot (a capability pointer) in memsrv holding a capability
 /// to the table CNode itself, guard 0, for use as the root of CNode and
 /// retype invocations.
@@ -81,6 +85,14 @@ pub const CLIENT_WINDOW: core::ops::Range<u64> = 0x2000_0000..0x4000_0000;
 /// see [`inner_cptr`].
 pub const fn table_cptr(table_bits: u64, slot: u64) -> u64 {
     (MEMSRV_TABLE_ROOT_SLOT << ROOT_SLOT_SHIFT) | (slot << (ROOT_SLOT_SHIFT - table_bits))
+}
+
+/// memsrv's capability pointer naming table slot `slot` itself at full
+/// depth, as the kernel looks up a capability sent with a reply (EXPORT's
+/// CNode): root CNode slot [`MEMSRV_TABLE_SEND_ROOT_SLOT`], whose table
+/// capability has a guard of `58 - table_bits` bits of 0.
+pub const fn send_cptr(slot: u64) -> u64 {
+    (MEMSRV_TABLE_SEND_ROOT_SLOT << ROOT_SLOT_SHIFT) | slot
 }
 
 /// Bits a capability pointer has left below the table for a CNode held in a

@@ -33,7 +33,7 @@ use core::ptr::NonNull;
 use sel4_microkit::{Channel, MessageInfo};
 use sel4_shared_memory::{access::ReadOnly, SharedMemoryRef};
 
-pub use capbuf_client::{dma, ClientError, RawReply, Sys, View};
+pub use capbuf_client::{dma, ClientError, Export, RawReply, Sys, View};
 pub use capbuf_protocol::{
     Align, AllocFlags, BufferId, ClientId, Error, HelloReply, InfoReply, PoolId, PoolInfoReply, Rights,
 };
@@ -44,6 +44,22 @@ pub struct MicrokitSys {
 }
 
 impl Sys for MicrokitSys {
+    /// `seL4_SetCapReceivePath(458, slot, 6)`: the root CNode capability
+    /// capbuf-compose gives a `frame_caps` client at Microkit-CNode slot 458,
+    /// root slot `slot`, for this call only.
+    fn call_receiving(&mut self, label: u64, words: &[u64], slot: u64) -> RawReply {
+        let root = sel4::cap::CNode::from_bits(capbuf_protocol::CLIENT_ROOT_CPTR);
+        let path = root.absolute_cptr_from_bits_with_depth(slot, capbuf_protocol::ROOT_CNODE_BITS as usize);
+        let before = sel4::with_ipc_buffer_mut(|ipc| {
+            let before = ipc.recv_slot();
+            ipc.set_recv_slot(&path);
+            before
+        });
+        let reply = self.call(label, words);
+        sel4::with_ipc_buffer_mut(|ipc| ipc.set_recv_slot(&before));
+        reply
+    }
+
     fn call(&mut self, label: u64, words: &[u64]) -> RawReply {
         sel4::with_ipc_buffer_mut(|ipc| ipc.msg_regs_mut()[..words.len()].copy_from_slice(words));
         let request = sel4::MessageInfo::new(label, 0, 0, words.len());

@@ -230,8 +230,15 @@ impl Handler for Memsrv {
         }
         let mut out = [0u64; MAX_MESSAGE_WORDS];
         let (label, length) = outcome.encode(&mut out);
-        sel4::with_ipc_buffer_mut(|ipc| ipc.msg_regs_mut()[..length].copy_from_slice(&out[..length]));
-        let reply = sel4::MessageInfo::new(label, 0, 0, length);
+        sel4::with_ipc_buffer_mut(|ipc| {
+            ipc.msg_regs_mut()[..length].copy_from_slice(&out[..length]);
+            if let Some(slot) = outcome.send {
+                ipc.caps_or_badges_mut()[0] = capbuf_protocol::send_cptr(slot as u64);
+            }
+        });
+        // EXPORT's CNode goes with the reply; the kernel copies it into the
+        // client's receive slot (or drops it if that slot is not empty).
+        let reply = sel4::MessageInfo::new(label, 0, outcome.send.is_some() as usize, length);
         if freed_all {
             self.report_pools("all buffers freed");
         }

@@ -4,7 +4,10 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use capbuf_protocol::{microkit, CLIENT_ROOT_CPTR, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, MEMSRV_TABLE_VSPACES};
+use capbuf_protocol::{
+    microkit, CLIENT_ROOT_CPTR, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, MEMSRV_TABLE_SEND_ROOT_SLOT,
+    MEMSRV_TABLE_VSPACES, ROOT_SLOT_SHIFT,
+};
 use microkit_tool::capdl::builder::{PD_CAP_SIZE, SLOT_BITS};
 use microkit_tool::capdl::spec::capdl_obj_physical_size_bits;
 use microkit_tool::capdl::{CapDLNamedObject, CapDLSpecContainer};
@@ -81,7 +84,9 @@ fn client_vspace(container: &CapDLSpecContainer, name: &str) -> Result<Cap, Stri
 /// ([`capbuf_protocol::table_cptr`]), and in Microkit-CNode slot 458 for use
 /// as an invocation root. A `frame_caps` client gets a capability to its own
 /// root CNode in Microkit-CNode slot [`CLIENT_ROOT_CPTR`] (458), the receive
-/// path for EXPORT's CNodes; other clients get nothing.
+/// path for EXPORT's CNodes, and memsrv then gets its table again in root
+/// slot [`MEMSRV_TABLE_SEND_ROOT_SLOT`], guarded to fill a pointer, to name
+/// what it sends ([`capbuf_protocol::send_cptr`]); other clients get nothing.
 pub fn extend(
     container: &mut CapDLSpecContainer,
     system: &SystemDescription,
@@ -112,6 +117,11 @@ pub fn extend(
     let server_microkit = find(container, &format!("cnode_{server}"))?;
     insert(container, server_root, MEMSRV_TABLE_ROOT_SLOT, cnode_cap(table, 0), "memsrv's table")?;
     insert(container, server_microkit, MEMSRV_TABLE_CPTR, cnode_cap(table, 0), "memsrv's table root")?;
+    if resolved.config.clients.iter().flatten().any(|c| c.frame_caps) {
+        let guard = ROOT_SLOT_SHIFT - table_bits;
+        let what = "memsrv's table for sending (EXPORT)";
+        insert(container, server_root, MEMSRV_TABLE_SEND_ROOT_SLOT, cnode_cap(table, guard), what)?;
+    }
     for (i, &pd) in resolved.clients.iter().enumerate() {
         if !resolved.config.clients[i].is_some_and(|c| c.frame_caps) {
             continue;

@@ -59,7 +59,7 @@ pub struct Outcome {
     pub result: Result<Reply, Error>,
     /// The table slot of the capability to send with the reply: the CNode
     /// of a successful EXPORT. memsrv's capability pointer for it is
-    /// [`capbuf_protocol::table_cptr`].
+    /// [`capbuf_protocol::send_cptr`].
     pub send: Option<Slot>,
     /// For an [`Error::Kernel`] reply: the invocation the kernel refused and
     /// its error, which the reply carries. memsrv logs it.
