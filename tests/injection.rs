@@ -77,6 +77,16 @@ enum Request {
         client: usize,
         buffer: usize,
     },
+    /// EXPORT: only client index 1 has `frame_caps`; the others are refused.
+    Export {
+        client: usize,
+        buffer: usize,
+        write: bool,
+    },
+    Unexport {
+        client: usize,
+        buffer: usize,
+    },
     Reclaim,
 }
 
@@ -90,6 +100,8 @@ impl Request {
             Request::Ungrant { .. } => "UNGRANT",
             Request::Free { .. } => "FREE",
             Request::Info { .. } => "INFO",
+            Request::Export { .. } => "EXPORT",
+            Request::Unexport { .. } => "UNEXPORT",
             Request::Reclaim => "reclaim",
         }
     }
@@ -109,7 +121,9 @@ fn request() -> impl Strategy<Value = Request> {
             .prop_map(|(client, buffer, grantee, write)| Request::Grant { client, buffer, grantee, write }),
         2 => (owner(), b, c.clone()).prop_map(|(client, buffer, grantee)| Request::Ungrant { client, buffer, grantee }),
         2 => (owner(), b).prop_map(|(client, buffer)| Request::Free { client, buffer }),
-        2 => (c, b).prop_map(|(client, buffer)| Request::Info { client, buffer }),
+        2 => (c.clone(), b).prop_map(|(client, buffer)| Request::Info { client, buffer }),
+        2 => (c.clone(), b, any::<bool>()).prop_map(|(client, buffer, write)| Request::Export { client, buffer, write }),
+        1 => (c, b).prop_map(|(client, buffer)| Request::Unexport { client, buffer }),
         1 => Just(Request::Reclaim),
     ]
 }
@@ -166,7 +180,9 @@ impl System {
             | Request::Grant { buffer, .. }
             | Request::Ungrant { buffer, .. }
             | Request::Free { buffer, .. }
-            | Request::Info { buffer, .. } => self.pick(buffer).map(|(id, _)| id),
+            | Request::Info { buffer, .. }
+            | Request::Export { buffer, .. }
+            | Request::Unexport { buffer, .. } => self.pick(buffer).map(|(id, _)| id),
             Request::Alloc { .. } | Request::Reclaim => None,
         }
     }
@@ -206,6 +222,10 @@ impl System {
                         self.clients[who(client)].ungrant(id, ClientId(id_of(grantee)))
                     }
                     Request::Info { client, .. } => self.clients[who(client)].info(id).map(|_| ()),
+                    Request::Export { client, write, .. } => {
+                        self.clients[who(client)].export(id, rights(write)).map(|_| ())
+                    }
+                    Request::Unexport { client, .. } => self.clients[who(client)].unexport(id),
                     Request::Free { client, .. } => {
                         let result = self.clients[who(client)].free(id);
                         if result.is_ok() {
@@ -278,6 +298,7 @@ struct BufferBooks {
     data: Allocation,
     grants: [Option<Rights>; MAX_CLIENTS],
     attachments: [Option<(Rights, capbuf_server::window::Run)>; MAX_CLIENTS],
+    exports: [Option<Rights>; MAX_CLIENTS],
     freeing: bool,
     exposed: u16,
 }
@@ -294,6 +315,7 @@ fn books(world: &World) -> Books {
                 data: b.data,
                 grants: b.grants,
                 attachments,
+                exports: b.exports.map(|e| e.map(|e| e.rights)),
                 freeing: b.freeing,
                 exposed: b.exposed,
             },
@@ -322,7 +344,7 @@ fn books(world: &World) -> Books {
 /// and started on its memory; nothing else may differ. Each attachment it
 /// revoked left its holder a hole with the same run (counted in the holder's
 /// attachments and window as before), but the owner's own, whose run and
-/// quota came back.
+/// quota came back. Each export it revoked gave its quota back.
 fn after_interrupted_free(before: &Books, after: &Books, id: BufferId) -> Result<(), TestCaseError> {
     let (was, is) = (&before.buffers[&id], after.buffers.get(&id).expect("the buffer is still there"));
     prop_assert_eq!(
@@ -341,6 +363,13 @@ fn after_interrupted_free(before: &Books, after: &Books, id: BufferId) -> Result
         } else {
             holes[holder].push((id, run.first, run.slots));
             holes[holder].sort();
+        }
+    }
+    // A revoked export gives its quota back at once: it leaves no hole.
+    for (holder, (old, new)) in was.exports.iter().zip(is.exports).enumerate() {
+        prop_assert!(new.is_none() || new == *old, "an export changed");
+        if old.is_some() && new.is_none() {
+            usage[holder].attachments -= 1;
         }
     }
     prop_assert_eq!(&holes, &after.holes, "holes: the revoked attachments of others");

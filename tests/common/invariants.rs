@@ -93,6 +93,13 @@ pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
                 holders[a.meta] += 1;
             }
         }
+        for (c, e) in b.exports.iter().enumerate() {
+            if let Some(e) = e {
+                let block = reserves.get(e.meta as usize).unwrap();
+                prop_assert!(block.client == c && block.in_use, "export outside its client's reserve");
+                holders[e.meta as usize] += 1;
+            }
+        }
     }
     for (index, block) in reserves.iter() {
         let held = (block.in_use && !block.lost) as usize;
@@ -126,13 +133,21 @@ pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
         let attached: Vec<_> =
             server.registry().iter().filter_map(|(id, b)| b.attachments[c].map(|a| (id, b, a))).collect();
         let holes = server.windows().holes(c);
-        prop_assert_eq!(usage.attachments, (attached.len() + holes.len()) as u64, "client {}: attachments + holes", c);
+        let exported = server.registry().iter().filter(|(_, b)| b.exports[c].is_some()).count();
+        prop_assert!(exported == 0 || quota.frame_caps, "client {} without frame_caps holds an export", c);
+        prop_assert_eq!(
+            usage.attachments,
+            (attached.len() + holes.len() + exported) as u64,
+            "client {}: attachments + holes + exports",
+            c
+        );
         prop_assert!(usage.bytes <= quota.quota_bytes && usage.buffers <= quota.quota_buffers);
         let limit = quota.quota_attachments.min(capbuf_server::reserve::MAX_ATTACHMENTS);
         prop_assert_eq!(limit, capbuf_server::reserve::attachment_limit(server.config(), c));
         prop_assert!(usage.attachments <= limit, "client {}: {} attachments and holes", c, usage.attachments);
         let in_use = reserves.of(c).filter(|&i| reserves.get(i).is_some_and(|r| r.in_use && !r.lost)).count() as u64;
-        prop_assert_eq!(in_use, usage.buffers + attached.len() as u64, "client {}'s reserve blocks in use", c);
+        let expected = usage.buffers + (attached.len() + exported) as u64;
+        prop_assert_eq!(in_use, expected, "client {}'s reserve blocks in use", c);
         // The window: exactly the attachments' and the holes' runs, disjoint,
         // one run per buffer id at most.
         let runs: Vec<(BufferId, Run)> =
@@ -177,9 +192,21 @@ pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
                     && address + (1 << size_bits) <= end
             })
         };
+        // A frame_caps client may also hold frame capabilities EXPORT sent it,
+        // and copies of them, which outlive UNEXPORT and UNGRANT (seL4 frame
+        // copies are not revocable): the weaker guarantee is that FREE still
+        // reaches them all, so they are always to a live buffer's memory,
+        // with no more rights than the buffer allows anyone.
+        let live = |address: u64, size_bits: u32, rights: Rights| {
+            server.registry().iter().any(|(_, b)| {
+                let start = server.physical_address(b);
+                let end = start + (b.data.pages << PAGE_BITS);
+                rights.within(b.flags.max_rights()) && address >= start && address + (1 << size_bits) <= end
+            })
+        };
         for (address, size_bits, rights) in model.client_reachable_frames(c) {
             prop_assert!(
-                allowed(address, size_bits, rights),
+                allowed(address, size_bits, rights) || (quota.frame_caps && live(address, size_bits, rights)),
                 "client {} holds a frame cap at {:#x} it may not",
                 c,
                 address
