@@ -345,6 +345,26 @@ fn books(world: &World) -> Books {
 /// revoked left its holder a hole with the same run (counted in the holder's
 /// attachments and window as before), but the owner's own, whose run and
 /// quota came back. Each export it revoked gave its quota back.
+/// The books after an UNGRANT or GRANT the kernel refused at its second
+/// revocation: exactly one export of `id` is gone, with its quota and its
+/// reserve block; nothing else changed.
+fn after_interrupted_revocation(before: &Books, after: &Books, id: BufferId) -> Result<(), TestCaseError> {
+    let (was, is) = (&before.buffers[&id], &after.buffers[&id]);
+    let revoked: Vec<usize> =
+        (0..MAX_CLIENTS).filter(|&c| was.exports[c].is_some() && is.exports[c].is_none()).collect();
+    prop_assert_eq!(revoked.len(), 1, "only an export was revoked");
+    let holder = revoked[0];
+    let mut expected = before.clone();
+    expected.buffers.get_mut(&id).expect("there").exports[holder] = None;
+    expected.usage[holder].attachments -= 1;
+    let released: Vec<usize> =
+        before.reserves_in_use.iter().copied().filter(|b| !after.reserves_in_use.contains(b)).collect();
+    prop_assert_eq!(released.len(), 1, "the export's reserve block came back");
+    expected.reserves_in_use.retain(|b| *b != released[0]);
+    prop_assert_eq!(&expected, after);
+    Ok(())
+}
+
 fn after_interrupted_free(before: &Books, after: &Books, id: BufferId) -> Result<(), TestCaseError> {
     let (was, is) = (&before.buffers[&id], after.buffers.get(&id).expect("the buffer is still there"));
     prop_assert_eq!(
@@ -487,6 +507,12 @@ fn run_single(
         let after = books(&system.world);
         match (request, system.target(request)) {
             (Request::Free { .. }, Some(id)) => after_interrupted_free(&before, &after, id)?,
+            // UNGRANT and a lowering GRANT revoke the grantee's export, then
+            // its attachment: each complete in itself, like FREE's. Refused
+            // at the second, the export stays revoked and the retry finishes.
+            (Request::Ungrant { .. } | Request::Grant { .. }, Some(id)) if before != after => {
+                after_interrupted_revocation(&before, &after, id)?
+            }
             _ => prop_assert_eq!(&before, &after, "{:?} refused by the kernel changed memsrv's books", request),
         }
         // The next request is served: the same one again succeeds.

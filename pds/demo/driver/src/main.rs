@@ -68,6 +68,50 @@ fn large(capbuf: &mut Capbuf) -> bool {
     ok && info.page_bits == 21
 }
 
+/// Where the driver maps an exported 2 MiB frame itself: in the first GiB,
+/// whose level-2 table every Microkit PD has, outside capbuf's window and
+/// anything system.xml maps here.
+const OWN_MAPPING: usize = 0x1800_0000;
+
+/// This client has `frame_caps="true"`: it asks for a buffer's frame
+/// capabilities (as a driver passing them to a child PD or a VM would), maps
+/// the first frame itself, and gives them back.
+fn export(capbuf: &mut Capbuf) -> bool {
+    let id = capbuf.alloc(2 << 20, Align::bits(21), POOL, AllocFlags::NONE).expect("alloc 2 MiB");
+    let view = capbuf.attach(id, Rights::ReadWrite).expect("attach 2 MiB");
+    capbuf.words_mut(id).expect("writable").as_mut_ptr().index(7).write(0xe4_9047);
+    let export = capbuf.export(id, Rights::ReadOnly).expect("export");
+    let frame = export.frame(0).expect("one frame");
+    let vspace = sel4::cap::VSpace::from_bits(capbuf_protocol::microkit::VSPACE_CPTR);
+    let mapped = sel4::cap::LargePage::from_bits(frame).frame_map(
+        vspace,
+        OWN_MAPPING,
+        sel4::CapRights::read_only(),
+        sel4::VmAttributes::default() | sel4::VmAttributes::EXECUTE_NEVER,
+    );
+    let read = mapped.is_ok().then(|| {
+        // SAFETY: the kernel just mapped the exported 2 MiB frame read-only at
+        // OWN_MAPPING in this PD; a volatile read of word 7 stays inside it,
+        // and nothing unmaps it before the unexport below.
+        unsafe { core::ptr::read_volatile((OWN_MAPPING as *const u64).add(7)) }
+    });
+    let unexported = capbuf.unexport(id);
+    debug_println!(
+        "driver: exported buffer {id} ({} large frame, CNode in root slot {}), mapped its frame at {OWN_MAPPING:#x} itself: {} at {:#x} wrote; unexport {}",
+        export.large,
+        export.slot,
+        match read {
+            Some(0xe4_9047) => "read back what memsrv's mapping",
+            Some(_) => "READ SOMETHING ELSE than memsrv's mapping",
+            None => "MAP REFUSED of what memsrv's mapping",
+        },
+        view.vaddr,
+        if unexported.is_ok() { "OK" } else { "REFUSED" },
+    );
+    capbuf.free(id).expect("free 2 MiB");
+    read == Some(0xe4_9047) && unexported.is_ok()
+}
+
 fn hostile(capbuf: &mut Capbuf) -> bool {
     let mut ok = true;
     ok &= expect_refusal(PD, "zero-size alloc", capbuf.alloc(0, Align::PAGE, POOL, AllocFlags::NONE), Error::ZeroSize);
@@ -131,7 +175,7 @@ fn hostile(capbuf: &mut Capbuf) -> bool {
 fn init() -> NullHandler {
     let mut capbuf = capbuf_demo::connect(PD);
     let dma_ok = dma(&mut capbuf);
-    let large_ok = large(&mut capbuf);
+    let large_ok = large(&mut capbuf) && export(&mut capbuf);
     let hostile_ok = hostile(&mut capbuf);
     let alive = capbuf.pool_info(POOL).is_ok();
     if dma_ok && large_ok && hostile_ok && alive {
