@@ -252,11 +252,7 @@ impl<const NODES: usize> State<NODES> {
             let dest = CapRef::InNode { node: cnode, radix, index: frames };
             kernel.retype(untyped, Object::PageTable, dest, 1).named(Invocation::UntypedRetype)?;
         }
-        for index in 0..frames {
-            let source = CapRef::InNode { node: plan.master, radix: layout.master_radix(), index };
-            let dest = CapRef::InNode { node: cnode, radix, index };
-            kernel.copy(source, dest, plan.rights).named(Invocation::CNodeCopy)?;
-        }
+        copy_frames(kernel, (plan.master, layout.master_radix()), (cnode, radix), frames, plan.rights)?;
         let vspace = (MEMSRV_TABLE_VSPACES as usize + client) as Slot;
         let attributes = MapAttributes { rights: plan.rights, cached: !plan.flags.uncached() };
         let large = 1u64 << capbuf_protocol::LARGE_PAGE_BITS;
@@ -310,11 +306,7 @@ impl<const NODES: usize> State<NODES> {
         self.take_metadata(plan.meta, undo)?;
         let radix = layout.attachment_radix();
         let cnode = self.guarded_cnode(kernel, radix, undo)?;
-        for index in 0..layout.frames() as u32 {
-            let source = CapRef::InNode { node: plan.master, radix: layout.master_radix(), index };
-            let dest = CapRef::InNode { node: cnode, radix, index };
-            kernel.copy(source, dest, plan.rights).named(Invocation::CNodeCopy)?;
-        }
+        copy_frames(kernel, (plan.master, layout.master_radix()), (cnode, radix), layout.frames() as u32, plan.rights)?;
         let (node, scratch) = undo.slots.ok_or(Error::Internal)?;
         let guard = capbuf_protocol::ROOT_SLOT_SHIFT as u32 - radix;
         kernel.mutate_cnode(node, scratch, guard).named(Invocation::CNodeMutate)?;
@@ -493,4 +485,21 @@ impl<const NODES: usize> State<NODES> {
         self.registry.get_mut(id)?.grants[grantee] = None;
         Ok(())
     }
+}
+
+/// Copy a buffer's first `frames` frame capabilities from its master CNode
+/// (`master`: table slot, radix) into the same slots of `cnode`, with `rights`.
+fn copy_frames<K: Kernel>(
+    kernel: &mut K,
+    (master, master_radix): (Slot, u32),
+    (cnode, radix): (Slot, u32),
+    frames: u32,
+    rights: capbuf_protocol::Rights,
+) -> Result<(), Failure> {
+    for index in 0..frames {
+        let source = CapRef::InNode { node: master, radix: master_radix, index };
+        let dest = CapRef::InNode { node: cnode, radix, index };
+        kernel.copy(source, dest, rights).named(Invocation::CNodeCopy)?;
+    }
+    Ok(())
 }
