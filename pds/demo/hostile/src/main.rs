@@ -121,7 +121,21 @@ fn attack(capbuf: &mut Capbuf) -> bool {
     for extra in held {
         capbuf.free(extra).expect("free");
     }
-    frames == 0 && copied.is_err() && before == MARKER && after == NOT_READ && within_quota
+    // Breaking large blocks with small, very aligned buffers costs the whole
+    // aligned block from the byte quota, so this client cannot fragment the
+    // pool beyond what it may hold.
+    let quota_bytes = capbuf.hello().quota_bytes;
+    let aligned = capbuf.alloc(4096, Align::bits(22), POOL, AllocFlags::NONE);
+    let charged = matches!(aligned, Err(ClientError::Server(Error::QuotaBytes)));
+    debug_println!(
+        "hostile: a 4 KiB buffer aligned to 4 MiB is charged 4 MiB against its {} KiB quota: {}",
+        quota_bytes >> 10,
+        if charged { "refused with QUOTA_BYTES" } else { "NOT REFUSED" }
+    );
+    if let Ok(id) = aligned {
+        let _ = capbuf.free(id);
+    }
+    frames == 0 && copied.is_err() && before == MARKER && after == NOT_READ && within_quota && charged
 }
 
 #[protection_domain]
