@@ -74,6 +74,20 @@ impl<const NODES: usize> State<NODES> {
     /// give its capability the guard that makes its slots addressable by
     /// capability pointer ([`capbuf_protocol::inner_cptr`]): a retype into the
     /// scratch slot, then a mutate into the slot it keeps. Returns that slot.
+    /// Take reserve block `meta` and two slots (recorded in `undo`) and make
+    /// in it a guarded CNode of `2^radix` slots: where an attachment's or an
+    /// export's frame copies go.
+    fn metadata_cnode<K: Kernel>(
+        &mut self,
+        kernel: &mut K,
+        meta: usize,
+        radix: u32,
+        undo: &mut Undo,
+    ) -> Result<Slot, Failure> {
+        self.take_metadata(meta, undo)?;
+        self.guarded_cnode(kernel, radix, undo)
+    }
+
     fn guarded_cnode<K: Kernel>(&mut self, kernel: &mut K, radix: u32, undo: &mut Undo) -> Result<Slot, Failure> {
         let ((node, scratch), meta) = undo.slots.zip(undo.reserve).ok_or(Error::Internal)?;
         let untyped = self.reserve_slot(meta)?;
@@ -243,9 +257,8 @@ impl<const NODES: usize> State<NODES> {
         undo: &mut Undo,
     ) -> Result<(), Failure> {
         let layout = plan.layout;
-        self.take_metadata(plan.meta, undo)?;
         let radix = layout.attachment_radix();
-        let cnode = self.guarded_cnode(kernel, radix, undo)?;
+        let cnode = self.metadata_cnode(kernel, plan.meta, radix, undo)?;
         let untyped = undo.made_in.ok_or(Error::Internal)?;
         let frames = layout.frames() as u32;
         if layout.page_tables() > 0 {
@@ -303,9 +316,8 @@ impl<const NODES: usize> State<NODES> {
         undo: &mut Undo,
     ) -> Result<(), Failure> {
         let layout = plan.layout;
-        self.take_metadata(plan.meta, undo)?;
         let radix = layout.attachment_radix();
-        let cnode = self.guarded_cnode(kernel, radix, undo)?;
+        let cnode = self.metadata_cnode(kernel, plan.meta, radix, undo)?;
         copy_frames(kernel, (plan.master, layout.master_radix()), (cnode, radix), layout.frames() as u32, plan.rights)?;
         let (node, scratch) = undo.slots.ok_or(Error::Internal)?;
         let guard = capbuf_protocol::ROOT_SLOT_SHIFT as u32 - radix;
