@@ -142,6 +142,10 @@ pub struct ClientConfig {
 /// Microkit-CNode slot of a `frame_caps` client holding a capability to its
 /// own root CNode (guard 0): the CNode its received capabilities land in.
 pub const CLIENT_ROOT_CPTR: u64 = microkit::FREE_CPTRS.start;
+/// Microkit-CNode slot of the untyped capability capbuf-compose gives a
+/// protection domain named by an `<untyped>` element (which also gets its root
+/// CNode at [`CLIENT_ROOT_CPTR`]): for measuring the kernel's own operations.
+pub const UNTYPED_CPTR: u64 = microkit::FREE_CPTRS.start + 1;
 /// Root CNode slots a client library receives exported CNodes into: above
 /// slot 0 (the Microkit CNode) and the slots Microkit could use.
 pub const CLIENT_RECEIVE_SLOTS: core::ops::Range<u64> = 32..64;

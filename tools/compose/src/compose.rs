@@ -41,10 +41,12 @@ pub struct Capbuf {
 }
 
 impl Capbuf {
+    /// The memory capbuf takes: memsrv's pools and the `<untyped>` elements'.
     fn pools(&self) -> impl Iterator<Item = (&str, Range<u64>)> {
         self.resolved
             .pools
             .iter()
+            .chain(self.resolved.untypeds.iter().map(|(_, pool)| pool))
             .map(|pool| (pool.name.as_str(), pool.physical_address..pool.physical_address + (1 << pool.size_bits)))
     }
 }

@@ -4,8 +4,13 @@
 //! <capbuf server="memsrv" table_bits="12">
 //!     <pool name="main" phys_addr="0xa0000000" size="0x1000000" />
 //!     <client pd="producer" id="1" quota_bytes="0x800000" quota_buffers="8" quota_attachments="8" dma="false" />
+//!     <untyped pd="bench" phys_addr="0xa4000000" size="0x2000000" />
 //! </capbuf>
 //! ```
+//!
+//! `<untyped>` gives a protection domain other than memsrv untyped memory of
+//! its own and a capability to its own root CNode to retype into: what the
+//! benchmark needs to measure the kernel's own operations (`make qemu-bench`).
 //!
 //! Microkit's parser knows nothing of it, so the element is blanked out (with
 //! spaces, keeping line numbers) before the rest is handed to Microkit.
@@ -50,6 +55,8 @@ pub struct Extension {
     pub overcommit: bool,
     pub pools: Vec<Pool>,
     pub clients: Vec<Client>,
+    /// `<untyped>` elements: (protection domain, memory it gets).
+    pub untypeds: Vec<(String, Pool)>,
     /// Where the element is in system.xml, for messages.
     pub location: String,
     range: Range<usize>,
@@ -64,6 +71,9 @@ pub struct Resolved {
     /// What memsrv is told.
     pub config: Config,
     pub pools: Vec<Pool>,
+    /// Untyped memory given to other protection domains (`<untyped>`), with
+    /// the index of the protection domain it goes to.
+    pub untypeds: Vec<(usize, Pool)>,
 }
 
 fn location(node: &roxmltree::Node) -> String {
@@ -136,8 +146,29 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
     }
     let mut pools = Vec::new();
     let mut clients = Vec::new();
+    let mut untypeds = Vec::new();
     for child in node.children().filter(|n| n.is_element()) {
         match child.tag_name().name() {
+            "untyped" => {
+                check_attributes(&child, &["pd", "phys_addr", "size"])?;
+                let pd = child
+                    .attribute("pd")
+                    .ok_or_else(|| format!("system.xml {}: <untyped> needs attribute 'pd'", location(&child)))?;
+                let size = number(&child, "size", None)?;
+                if !size.is_power_of_two() || !(1 << PAGE_BITS..=1 << MAX_POOL_BITS).contains(&size) {
+                    return Err(format!(
+                        "system.xml {}: untyped size {size:#x} must be a power of two from 4 KiB to {} MiB",
+                        location(&child),
+                        (1u64 << MAX_POOL_BITS) >> 20
+                    ));
+                }
+                let pool = Pool {
+                    name: format!("untyped_{pd}"),
+                    physical_address: number(&child, "phys_addr", None)?,
+                    size_bits: size.trailing_zeros() as u64,
+                };
+                untypeds.push((pd.to_string(), pool));
+            }
             "pool" => {
                 check_attributes(&child, &["name", "phys_addr", "size"])?;
                 let size = number(&child, "size", None)?;
@@ -189,6 +220,7 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
         overcommit,
         pools,
         clients,
+        untypeds,
         location: location(&node),
         range: node.range(),
     }))
@@ -242,7 +274,8 @@ pub fn resolve(
             _ => None,
         })
         .collect();
-    for (i, pool) in extension.pools.iter().enumerate() {
+    let untypeds = extension.untypeds.iter().map(|(_, pool)| pool);
+    for (i, pool) in extension.pools.iter().chain(untypeds).enumerate() {
         let range = pool.physical_address..pool.physical_address + (1 << pool.size_bits);
         if pool.physical_address % (1 << pool.size_bits) != 0 {
             return Err(format!(
@@ -264,7 +297,20 @@ pub fn resolve(
             return Err(format!("capbuf: pool '{}' [{:#x}..{:#x}) overlaps {what}", pool.name, range.start, range.end));
         }
         taken.push((format!("pool '{}'", pool.name), range));
-        config.pools[i] = Some(PoolConfig { physical_address: pool.physical_address, size_bits: pool.size_bits });
+        if i < extension.pools.len() {
+            config.pools[i] = Some(PoolConfig { physical_address: pool.physical_address, size_bits: pool.size_bits });
+        }
+    }
+    let mut untypeds = Vec::new();
+    for (pd, pool) in &extension.untypeds {
+        let index = pd_index(pd, "untyped's protection domain")?;
+        if index == server {
+            return Err(format!("capbuf: <untyped> is for protection domains other than the server '{pd}'"));
+        }
+        if untypeds.iter().any(|(other, _)| *other == index) {
+            return Err(format!("capbuf: protection domain '{pd}' has more than one <untyped>"));
+        }
+        untypeds.push((index, pool.clone()));
     }
     let mut clients = Vec::new();
     for (i, client) in extension.clients.iter().enumerate() {
@@ -313,7 +359,9 @@ pub fn resolve(
     config.validate().map_err(|e| match e {
         ConfigError::Duplicate => "capbuf: duplicate client ids or channels in <capbuf>".to_string(),
         ConfigError::Channel => format!("capbuf: a client's channel to memsrv has an id above {MAX_CHANNEL}"),
-        ConfigError::TableBits => format!("capbuf: table_bits must be from {} to {}", TABLE_BITS.start(), TABLE_BITS.end()),
+        ConfigError::TableBits => {
+            format!("capbuf: table_bits must be from {} to {}", TABLE_BITS.start(), TABLE_BITS.end())
+        }
         other => format!("capbuf: invalid configuration: {other:?}"),
     })?;
     capbuf_server::reserve::check(&config).map_err(|e| match e {
@@ -345,5 +393,5 @@ pub fn resolve(
             ));
         }
     }
-    Ok(Resolved { server, clients, config, pools: extension.pools.clone() })
+    Ok(Resolved { server, clients, config, pools: extension.pools.clone(), untypeds })
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use capbuf_protocol::{
     microkit, CLIENT_ROOT_CPTR, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, MEMSRV_TABLE_SEND_ROOT_SLOT,
-    MEMSRV_TABLE_VSPACES, ROOT_SLOT_SHIFT,
+    MEMSRV_TABLE_VSPACES, ROOT_SLOT_SHIFT, UNTYPED_CPTR,
 };
 use microkit_tool::capdl::builder::{PD_CAP_SIZE, SLOT_BITS};
 use microkit_tool::capdl::spec::capdl_obj_physical_size_bits;
@@ -87,6 +87,9 @@ fn client_vspace(container: &CapDLSpecContainer, name: &str) -> Result<Cap, Stri
 /// path for EXPORT's CNodes, and memsrv then gets its table again in root
 /// slot [`MEMSRV_TABLE_SEND_ROOT_SLOT`], guarded to fill a pointer, to name
 /// what it sends ([`capbuf_protocol::send_cptr`]); other clients get nothing.
+/// A protection domain named by `<untyped>` gets that untyped object at
+/// Microkit-CNode slot [`UNTYPED_CPTR`] (459) and its root CNode at
+/// [`CLIENT_ROOT_CPTR`] (458).
 pub fn extend(
     container: &mut CapDLSpecContainer,
     system: &SystemDescription,
@@ -130,6 +133,23 @@ pub fn extend(
         let root = find(container, &format!("cnode_{name}_root"))?;
         let microkit = find(container, &format!("cnode_{name}"))?;
         insert(container, microkit, CLIENT_ROOT_CPTR, cnode_cap(root, 0), "the capbuf receive path")?;
+    }
+    for (pd, pool) in &resolved.untypeds {
+        let name = &system.protection_domains[*pd].name;
+        let id = container.add_root_object(NamedObject {
+            name: Some(format!("capbuf_{}", pool.name)),
+            object: Object::Untyped(object::Untyped {
+                size_bits: pool.size_bits as u8,
+                paddr: Some(Word(pool.physical_address)),
+            }),
+        });
+        let root = find(container, &format!("cnode_{name}_root"))?;
+        let microkit = find(container, &format!("cnode_{name}"))?;
+        insert(container, microkit, UNTYPED_CPTR, Cap::Untyped(cap::Untyped { object: id }), "<untyped>")?;
+        let client = resolved.clients.iter().position(|c| c == pd);
+        if !client.is_some_and(|i| resolved.config.clients[i].is_some_and(|c| c.frame_caps)) {
+            insert(container, microkit, CLIENT_ROOT_CPTR, cnode_cap(root, 0), "the root CNode of <untyped>")?;
+        }
     }
     Ok(())
 }
