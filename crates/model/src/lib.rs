@@ -343,6 +343,16 @@ impl Model {
             .collect()
     }
 
+    /// Capabilities that exist, anywhere (the benchmark counts what a revoke deleted).
+    pub fn live_caps(&self) -> usize {
+        self.caps.iter().flatten().count()
+    }
+
+    /// Frame capabilities that are mapped into a client's VSpace.
+    pub fn live_mappings(&self) -> usize {
+        self.caps.iter().flatten().filter(|c| c.mapped.is_some()).count()
+    }
+
     /// Table slots that hold a capability.
     pub fn used_table_slots(&self) -> usize {
         self.table.iter().flatten().count()

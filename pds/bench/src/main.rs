@@ -1,50 +1,100 @@
-//! Measures every capbuf request in guest instructions, next to a null PPC.
+//! Measures every capbuf request in guest instructions, and in the same run,
+//! with the same method, the kernel operations requests are made of (the
+//! floor, `floor.rs`).
 //!
 //! Run under `-icount shift=0,sleep=off` (`make qemu-bench`): QEMU's clock
-//! then follows executed instructions, so the figures repeat run to run. The
-//! generic timer ticks once per 16 guest instructions in that mode; each figure
-//! is the mean over `ROUNDS` repetitions. Figures include the client library's
-//! own work, as a client experiences them (memsrv maps an attachment itself).
-//! The cache maintenance calls make no PPC: their rows are the library's
-//! range check and the instructions.
+//! then follows executed instructions, so the figures repeat run to run. Each
+//! figure is the mean over `ROUNDS` repetitions. Request figures include the
+//! client library's own work, as a client experiences them (memsrv maps an
+//! attachment itself). The cache maintenance calls make no PPC: their rows are
+//! the library's range check and the instructions.
+//!
+//! Output is one `BENCH <name> <value> <unit>` line per figure, written to the
+//! PL011 UART directly (the release kernel prints nothing); the host turns
+//! them into the table (`capbuf-bench qemu-table`).
 #![no_std]
 #![no_main]
+#![feature(used_with_arg)]
+
+#[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
+mod arch;
+mod floor;
 
 use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, DmaSync, PoolId, Sys};
 use capbuf_protocol::{Op, Rights};
-use sel4_microkit::{debug_println, protection_domain, Channel, MessageInfo, NullHandler};
+use core::fmt::Write;
+use sel4_microkit::{protection_domain, var, Channel, NullHandler};
 
 const MEMSRV: Channel = Channel::new(0);
 const ECHO: Channel = Channel::new(1);
 const ROUNDS: u64 = 32;
-/// Guest instructions per generic-timer tick under `-icount shift=0`.
-const INSTRUCTIONS_PER_TICK: u64 = 16;
 
-fn ticks() -> u64 {
-    let value: u64;
-    // SAFETY: reads the physical counter, which the Microkit kernel lets user
-    // code read; `isb` keeps the read from moving across the measured code.
-    unsafe { core::arch::asm!("isb", "mrs {}, cntpct_el0", "isb", out(reg) value, options(nomem, nostack)) };
-    value
+/// The UART's virtual address, written by the tool from system.xml's `setvar_vaddr`.
+fn uart_base() -> usize {
+    *var!(#[used(linker)] uart_base: usize = 0)
 }
 
-/// Mean instructions of `work` over `ROUNDS` runs; `setup` and `teardown`
+/// Where the figures go: `BENCH <name> <value> <unit>` lines on the UART.
+pub struct Output(arch::Uart);
+
+impl Write for Output {
+    fn write_str(&mut self, text: &str) -> core::fmt::Result {
+        for byte in text.bytes() {
+            self.0.write_byte(byte);
+        }
+        Ok(())
+    }
+}
+
+impl Output {
+    /// `BENCH <name> <value> <unit>`.
+    pub fn line(&mut self, name: &str, value: u64, unit: &str) {
+        let _ = writeln!(self, "BENCH {name} {value} {unit}");
+    }
+
+    /// `BENCH <prefix><name><suffix> <value> instructions`.
+    pub fn named_line(&mut self, prefix: &str, name: &str, suffix: &str, value: u64) {
+        let _ = writeln!(self, "BENCH {prefix}{name}{suffix} {value} instructions");
+    }
+
+    /// `BENCH <prefix><number> <value> instructions`.
+    pub fn named_number(&mut self, prefix: &str, number: u64, value: u64) {
+        let _ = writeln!(self, "BENCH {prefix}{number} {value} instructions");
+    }
+}
+
+/// Mean instructions of `work` over `rounds` runs; `setup` and `teardown`
 /// run outside the measurement.
-fn measure<S, T>(
+pub fn instructions(rounds: u64, mut setup: impl FnMut(), mut work: impl FnMut(), mut teardown: impl FnMut()) -> u64 {
+    let mut total = 0;
+    for _ in 0..rounds {
+        setup();
+        let start = arch::ticks();
+        work();
+        total += arch::ticks() - start;
+        teardown();
+    }
+    total * arch::INSTRUCTIONS_PER_TICK / rounds
+}
+
+/// Mean instructions and PPCs to memsrv of a request over `ROUNDS` runs.
+fn request<S, T>(
     capbuf: &mut Capbuf,
     mut setup: impl FnMut(&mut Capbuf) -> S,
     mut work: impl FnMut(&mut Capbuf, S) -> T,
     mut teardown: impl FnMut(&mut Capbuf, T),
-) -> u64 {
-    let mut total = 0;
+) -> (u64, u64) {
+    let (mut total, mut calls) = (0, 0);
     for _ in 0..ROUNDS {
         let state = setup(capbuf);
-        let start = ticks();
+        let before = capbuf.sys().calls();
+        let start = arch::ticks();
         let result = work(capbuf, state);
-        total += ticks() - start;
+        total += arch::ticks() - start;
+        calls += capbuf.sys().calls() - before;
         teardown(capbuf, result);
     }
-    total * INSTRUCTIONS_PER_TICK / ROUNDS
+    (total * arch::INSTRUCTIONS_PER_TICK / ROUNDS, calls / ROUNDS)
 }
 
 fn alloc(capbuf: &mut Capbuf, size: u64) -> BufferId {
@@ -61,70 +111,45 @@ fn free(capbuf: &mut Capbuf, id: BufferId) {
     capbuf.free(id).expect("free");
 }
 
+fn print(out: &mut Output, name: &str, size: &str, (value, calls): (u64, u64)) {
+    let _ = writeln!(out, "BENCH request_{name}{size} {value} instructions");
+    let _ = writeln!(out, "BENCH ppcs_{name}{size} {calls} calls");
+}
+
 #[protection_domain]
 fn init() -> NullHandler {
+    let mut out = Output(arch::Uart::new(uart_base()));
     let mut capbuf = capbuf_microkit::connect(MEMSRV).expect("memsrv");
+    floor::run(&mut out, ECHO);
+
+    // The same sequence runs on the host model to count memsrv's kernel
+    // invocations per request (tools/bench/src/qemu.rs): keep them in step.
     // Warm up the pool's first split and every code path once.
     let warm = attached(&mut capbuf, 4096);
     free(&mut capbuf, warm);
     let keep = alloc(&mut capbuf, 4096);
 
-    let null = measure(
-        &mut capbuf,
-        |_| (),
-        |_, _| {
-            ECHO.pp_call(MessageInfo::new(0, 0));
-        },
-        |_, _| (),
-    );
-    let row = |op: &str, size: &str, value: u64| {
-        let hundredths = value * 100 / null.max(1);
-        debug_println!("BENCH|| {op} {size} | {value} | {}.{:02} |", hundredths / 100, hundredths % 100);
-    };
-    debug_println!("BENCH|| request | guest instructions | x null PPC |");
-    debug_println!("BENCH||---|---:|---:|");
-    row("null PPC (echo PD)", "", null);
     let hello = |c: &mut Capbuf, _| {
         c.sys().call(Op::Hello as u64, &[]);
     };
-    row("HELLO", "", measure(&mut capbuf, |_| (), hello, |_, _| ()));
-    row(
-        "POOL_INFO",
-        "",
-        measure(&mut capbuf, |_| (), |c, _| c.pool_info(PoolId(0)).map(|_| ()).expect("pool"), |_, _| ()),
-    );
-    row("INFO", "", measure(&mut capbuf, |_| (), |c, _| c.info(keep).map(|_| ()).expect("info"), |_, _| ()));
-    for (size, name) in
-        [(4096u64, "4 KiB"), (64 << 10, "64 KiB"), (2 << 20, "2 MiB"), (3 << 20, "3 MiB"), (16 << 20, "16 MiB")]
-    {
-        row("ALLOC", name, measure(&mut capbuf, |_| (), |c, _| alloc(c, size), free));
-        row(
-            "ATTACH (mapped by memsrv)",
-            name,
-            measure(
-                &mut capbuf,
-                |c| alloc(c, size),
-                |c, id| {
-                    c.attach(id, Rights::ReadWrite).expect("attach");
-                    id
-                },
-                free,
-            ),
-        );
-        row(
-            "DETACH",
-            name,
-            measure(
-                &mut capbuf,
-                |c| attached(c, size),
-                |c, id| {
-                    c.detach(id).expect("detach");
-                    id
-                },
-                free,
-            ),
-        );
-        row("FREE (attached)", name, measure(&mut capbuf, |c| attached(c, size), free, |_, _| ()));
+    print(&mut out, "hello", "", request(&mut capbuf, |_| (), hello, |_, _| ()));
+    let pool_info = |c: &mut Capbuf, _| c.pool_info(PoolId(0)).map(|_| ()).expect("pool");
+    print(&mut out, "pool_info", "", request(&mut capbuf, |_| (), pool_info, |_, _| ()));
+    let info = |c: &mut Capbuf, _| c.info(keep).map(|_| ()).expect("info");
+    print(&mut out, "info", "", request(&mut capbuf, |_| (), info, |_, _| ()));
+    for (size, name) in [(4096u64, "_4k"), (64 << 10, "_64k"), (2 << 20, "_2m"), (3 << 20, "_3m"), (16 << 20, "_16m")] {
+        print(&mut out, "alloc", name, request(&mut capbuf, |_| (), |c, _| alloc(c, size), free));
+        let attach = |c: &mut Capbuf, id| {
+            c.attach(id, Rights::ReadWrite).expect("attach");
+            id
+        };
+        print(&mut out, "attach", name, request(&mut capbuf, |c| alloc(c, size), attach, free));
+        let detach = |c: &mut Capbuf, id| {
+            c.detach(id).expect("detach");
+            id
+        };
+        print(&mut out, "detach", name, request(&mut capbuf, |c| attached(c, size), detach, free));
+        print(&mut out, "free", name, request(&mut capbuf, |c| attached(c, size), free, |_, _| ()));
     }
     free(&mut capbuf, keep);
 
@@ -132,18 +157,18 @@ fn init() -> NullHandler {
     // sy`. TCG models no caches, so on hardware each line also costs what the
     // memory system takes to write it back.
     let cached = attached(&mut capbuf, 2 << 20);
-    for (size, name) in [(0u64, "0 B"), (64, "64 B"), (4096, "4 KiB"), (64 << 10, "64 KiB"), (2 << 20, "2 MiB")] {
+    for (size, name) in [(0u64, "_0"), (64, "_64"), (4096, "_4k"), (64 << 10, "_64k"), (2 << 20, "_2m")] {
         let device = |c: &mut Capbuf, _| c.sync_for_device(cached, 0, size).expect("sync_for_device");
-        row("sync_for_device (dc cvac)", name, measure(&mut capbuf, |_| (), device, |_, _| ()));
+        print(&mut out, "sync_for_device", name, request(&mut capbuf, |_| (), device, |_, _| ()));
         let cpu = |c: &mut Capbuf, _| c.sync_for_cpu(cached, 0, size).expect("sync_for_cpu");
-        row("sync_for_cpu (dc civac)", name, measure(&mut capbuf, |_| (), cpu, |_, _| ()));
+        print(&mut out, "sync_for_cpu", name, request(&mut capbuf, |_| (), cpu, |_, _| ()));
     }
     free(&mut capbuf, cached);
     let uncached = capbuf.alloc(64 << 10, Align::PAGE, PoolId(0), AllocFlags::UNCACHED).expect("alloc uncached");
     capbuf.attach(uncached, Rights::ReadWrite).expect("attach uncached");
     let device = |c: &mut Capbuf, _| c.sync_for_device(uncached, 0, 64 << 10).expect("sync_for_device");
-    row("sync_for_device, UNCACHED (no line)", "64 KiB", measure(&mut capbuf, |_| (), device, |_, _| ()));
+    print(&mut out, "sync_for_device_uncached", "_64k", request(&mut capbuf, |_| (), device, |_, _| ()));
     free(&mut capbuf, uncached);
-    debug_println!("BENCH DONE");
+    let _ = writeln!(out, "BENCH DONE");
     NullHandler::new()
 }

@@ -41,6 +41,14 @@ pub use capbuf_protocol::{
 /// The kernel side of the client library: one PPC channel to memsrv.
 pub struct MicrokitSys {
     channel: Channel,
+    calls: u64,
+}
+
+impl MicrokitSys {
+    /// PPCs made to memsrv so far (the benchmark counts them per request).
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
 }
 
 impl Sys for MicrokitSys {
@@ -63,6 +71,7 @@ impl Sys for MicrokitSys {
     fn call(&mut self, label: u64, words: &[u64]) -> RawReply {
         sel4::with_ipc_buffer_mut(|ipc| ipc.msg_regs_mut()[..words.len()].copy_from_slice(words));
         let request = sel4::MessageInfo::new(label, 0, 0, words.len());
+        self.calls += 1;
         let reply = self.channel.pp_call(MessageInfo::from_inner(request));
         let inner = reply.inner();
         let length = inner.length().min(MAX_MESSAGE_WORDS);
@@ -82,7 +91,7 @@ pub type Capbuf = capbuf_client::Client<MicrokitSys>;
 
 /// Greet memsrv on PPC channel `channel` and check its protocol version.
 pub fn connect(channel: Channel) -> Result<Capbuf, ClientError> {
-    capbuf_client::Client::new(MicrokitSys { channel })
+    capbuf_client::Client::new(MicrokitSys { channel, calls: 0 })
 }
 
 /// Volatile access to the memory of attached buffers, as 64-bit words.
