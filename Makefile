@@ -12,7 +12,9 @@
 #   make dma-test    QEMU's virtio-blk disk DMAs into capbuf buffers (docs/dma.md); checked on the host
 #   make setup       install/find what the system targets need and say what was chosen
 #   make bench       allocator benchmark table and kernel invocations per request
-#   make qemu-bench  every request in guest instructions, next to a null PPC (QEMU, -icount)
+#   make qemu-bench  every request in guest instructions next to its kernel floor, measured in
+#                    the same run (QEMU, -icount); MICROKIT_CONFIG=release for the release kernel
+#   make plots       docs/benchmarks.md's plots (SVG) from the BENCH lines of the two above
 #   make header      regenerate include/capbuf.h after changing the protocol
 #
 # Microkit conventions: MICROKIT_SDK, MICROKIT_BOARD, MICROKIT_CONFIG. Every
@@ -33,7 +35,7 @@ SETUP_MK := $(OUT)/setup.mk
 SETUP := scripts/setup --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) --output $(SETUP_MK)
 SYSTEM_TARGETS := check-sdk pds memsrv compose image region-image run qemu-test compose-test qemu-bench integration-test dma-test
 
-.PHONY: all test host-test bench header setup $(SYSTEM_TARGETS) clean
+.PHONY: all test host-test bench plots header setup $(SYSTEM_TARGETS) clean
 all: host-test
 
 host-test:
@@ -45,8 +47,19 @@ bench:
 header:
 	CAPBUF_UPDATE_HEADER=1 $(CARGO) build -p capbuf
 
+# docs/benchmarks.md's plots from BENCH lines: the latest make qemu-bench of
+# each kernel (copied into docs/data/ when there is one) and make bench's.
+plots:
+	@mkdir -p docs/data
+	@for config in debug release; do \
+		f=$(BUILD_DIR)/$(MICROKIT_BOARD)-$$config/qemu-bench.txt; \
+		if [ -f $$f ]; then cp $$f docs/data/qemu-bench-$$config.txt; echo "plots: $$f -> docs/data/"; fi; \
+	done
+	$(CARGO) run --release -q -p capbuf-bench | grep '^BENCH ' >docs/data/bench.txt || true
+	$(CARGO) run --release -q --manifest-path tools/plots/Cargo.toml -- docs docs/data/*.txt
+
 clean:
-	rm -rf $(BUILD_DIR) target pds/target tools/compose/target
+	rm -rf $(BUILD_DIR) target pds/target tools/compose/target tools/plots/target
 
 ifeq ($(CAPBUF_SETUP_DONE),)
 # First pass: set up, then run the system target again with the fragment.
@@ -150,8 +163,13 @@ $(OUT)/bench.img: pds compose
 	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) bench/system.xml --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) \
 		-o $@ -r $(OUT)/bench-report.txt --search-path $(PD_ELF_DIR)
 
+# The table: each request next to the kernel floor measured in the same run
+# (tools/bench/src/bin/qemu-table.rs); its figures also as BENCH lines for
+# make plots. MICROKIT_CONFIG=release measures the release kernel.
 qemu-bench: $(OUT)/bench.img
+	$(CARGO) build --release -q -p capbuf-bench --bin qemu-table
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-bench $< $(OUT)/bench.log
+	target/release/qemu-table $(OUT)/bench.log $(MICROKIT_CONFIG) --bench-out $(OUT)/qemu-bench.txt | tee $(OUT)/qemu-bench.md
 
 run: image
 	$(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -nographic -nic none -serial mon:stdio \
