@@ -272,7 +272,7 @@ impl Registry {
 
     /// Whether no buffer is live.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.iter().all(Option::is_none)
     }
 }
 

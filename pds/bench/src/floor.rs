@@ -96,6 +96,16 @@ pub fn run(out: &mut Output, echo: Channel) {
         || receive.delete().expect("delete the received capability"),
     );
     out.line("floor_ppc_cap", with_cap, "instructions");
+    // Replies of more message registers than the fastpath carries (4 on
+    // AArch64) take the kernel's slowpath, as capbuf's longer replies do.
+    for words in [4u64, 5, 8] {
+        let call = || {
+            sel4::with_ipc_buffer_mut(|ipc| ipc.msg_regs_mut()[0] = words);
+            let reply = echo.pp_call(MessageInfo::new(2, 1));
+            assert_eq!(reply.count() as u64, words, "echo replied with that many words");
+        };
+        out.named_number("floor_ppc_reply_words_", words, instructions(ROUNDS, || (), call, || ()));
+    }
 
     for (name, blueprint, count, rounds) in [
         ("4k", SMALL_PAGE, 1, ROUNDS),

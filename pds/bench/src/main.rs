@@ -34,6 +34,21 @@ fn uart_base() -> usize {
     *var!(#[used(linker)] uart_base: usize = 0)
 }
 
+/// memsrv's counters' virtual address (bench/system.xml's `setvar_vaddr`):
+/// ticks memsrv spent in its PPC handler and in `Server::handle`, summed.
+fn memsrv_counters() -> usize {
+    *var!(#[used(linker)] memsrv_counters: usize = 0)
+}
+
+/// memsrv's counters now: its PPC handler, `Server::handle` within it, and
+/// its kernel invocations within that, in ticks.
+fn memsrv_ticks() -> [u64; 3] {
+    let base = memsrv_counters() as *const u64;
+    // SAFETY: bench/system.xml maps memsrv's counter page here, read-only;
+    // memsrv writes it only while this PD waits in a PPC to it.
+    core::array::from_fn(|i| unsafe { base.add(i).read_volatile() })
+}
+
 /// Where the figures go: `BENCH <name> <value> <unit>` lines on the UART.
 pub struct Output(arch::Uart);
 
@@ -77,24 +92,49 @@ pub fn instructions(rounds: u64, mut setup: impl FnMut(), mut work: impl FnMut()
     total * arch::INSTRUCTIONS_PER_TICK / rounds
 }
 
-/// Mean instructions and PPCs to memsrv of a request over `ROUNDS` runs.
+/// What one request cost, mean over `ROUNDS` runs.
+struct Cost {
+    instructions: u64,
+    /// PPCs to memsrv.
+    calls: u64,
+    /// Instructions memsrv spent in its PPC handler (its own code and its
+    /// kernel invocations), in `Server::handle` within it, and in its kernel
+    /// invocations.
+    handler: u64,
+    handle: u64,
+    invocations: u64,
+}
+
+/// Measure a request over `ROUNDS` runs.
 fn request<S, T>(
     capbuf: &mut Capbuf,
     mut setup: impl FnMut(&mut Capbuf) -> S,
     mut work: impl FnMut(&mut Capbuf, S) -> T,
     mut teardown: impl FnMut(&mut Capbuf, T),
-) -> (u64, u64) {
-    let (mut total, mut calls) = (0, 0);
+) -> Cost {
+    let (mut total, mut calls, mut memsrv) = (0, 0, [0u64; 3]);
     for _ in 0..ROUNDS {
         let state = setup(capbuf);
         let before = capbuf.sys().calls();
+        let memsrv_before = memsrv_ticks();
         let start = arch::ticks();
         let result = work(capbuf, state);
         total += arch::ticks() - start;
+        let memsrv_after = memsrv_ticks();
         calls += capbuf.sys().calls() - before;
+        for i in 0..3 {
+            memsrv[i] += memsrv_after[i] - memsrv_before[i];
+        }
         teardown(capbuf, result);
     }
-    (total * arch::INSTRUCTIONS_PER_TICK / ROUNDS, calls / ROUNDS)
+    let instructions = |ticks: u64| ticks * arch::INSTRUCTIONS_PER_TICK / ROUNDS;
+    Cost {
+        instructions: instructions(total),
+        calls: calls / ROUNDS,
+        handler: instructions(memsrv[0]),
+        handle: instructions(memsrv[1]),
+        invocations: instructions(memsrv[2]),
+    }
 }
 
 fn alloc(capbuf: &mut Capbuf, size: u64) -> BufferId {
@@ -111,9 +151,14 @@ fn free(capbuf: &mut Capbuf, id: BufferId) {
     capbuf.free(id).expect("free");
 }
 
-fn print(out: &mut Output, name: &str, size: &str, (value, calls): (u64, u64)) {
-    let _ = writeln!(out, "BENCH request_{name}{size} {value} instructions");
-    let _ = writeln!(out, "BENCH ppcs_{name}{size} {calls} calls");
+fn print(out: &mut Output, name: &str, size: &str, cost: Cost) {
+    let _ = writeln!(out, "BENCH request_{name}{size} {} instructions", cost.instructions);
+    let _ = writeln!(out, "BENCH ppcs_{name}{size} {} calls", cost.calls);
+    if cost.calls > 0 {
+        let _ = writeln!(out, "BENCH handler_{name}{size} {} instructions", cost.handler);
+        let _ = writeln!(out, "BENCH handle_{name}{size} {} instructions", cost.handle);
+        let _ = writeln!(out, "BENCH invocations_{name}{size} {} instructions", cost.invocations);
+    }
 }
 
 #[protection_domain]

@@ -2,7 +2,8 @@
 //! the floor a capbuf request is compared against in the benchmark. A PPC
 //! with label 1 gets a reply carrying one capability (a copy of echo's own
 //! VSpace capability), the floor of a reply that leaves the fastpath as
-//! EXPORT's does.
+//! EXPORT's does. A PPC with label 2 gets a reply of as many message
+//! registers as its first says: where the kernel's fastpath ends.
 #![no_std]
 #![no_main]
 
@@ -10,6 +11,10 @@ use sel4_microkit::{debug_println, protection_domain, Channel, ChannelSet, Child
 
 /// The label that asks for a reply carrying a capability.
 const CAP_LABEL: u64 = 1;
+/// The label that asks for a reply of as many message registers as the
+/// request's first one says (at most `MAX_WORDS`).
+const WORDS_LABEL: u64 = 2;
+const MAX_WORDS: u64 = 8;
 /// Microkit-CNode slot of a protection domain's own VSpace (`PD_VSPACE_CAP_IDX`).
 const VSPACE_CPTR: u64 = 3;
 
@@ -24,6 +29,10 @@ impl Handler for Echo {
     type Error = Infallible;
 
     fn protected(&mut self, _channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        if msg_info.label() == WORDS_LABEL {
+            let words = sel4::with_ipc_buffer(|ipc| ipc.msg_regs()[0]).min(MAX_WORDS);
+            return Ok(MessageInfo::new(0, words as usize));
+        }
         if msg_info.label() != CAP_LABEL {
             return Ok(MessageInfo::new(0, 0));
         }

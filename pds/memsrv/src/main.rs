@@ -90,33 +90,31 @@ impl Kernel for SeL4 {
             CapRef::Table(slot) => (table().absolute_cptr_for_self(), slot),
             CapRef::InNode { node, index, .. } => (self.path(CapRef::Table(node)), index),
         };
-        sel4::cap::Untyped::from_bits(self.cptr(CapRef::Table(untyped)))
-            .untyped_retype(&blueprint, &node, offset as usize, count as usize)
-            .map_err(error)
+        let untyped = sel4::cap::Untyped::from_bits(self.cptr(CapRef::Table(untyped)));
+        invoke(|| untyped.untyped_retype(&blueprint, &node, offset as usize, count as usize)).map_err(error)
     }
 
     fn copy(&mut self, source: CapRef, dest: CapRef, rights: Rights) -> Result<(), KernelError> {
-        self.path(dest).copy(&self.path(source), cap_rights(rights)).map_err(error)
+        invoke(|| self.path(dest).copy(&self.path(source), cap_rights(rights))).map_err(error)
     }
 
     fn mutate_cnode(&mut self, source: Slot, dest: Slot, guard_bits: u32) -> Result<(), KernelError> {
         let guard = sel4::CNodeCapData::new(0, guard_bits as usize).into_word();
-        self.path(CapRef::Table(dest)).mutate(&self.path(CapRef::Table(source)), guard).map_err(error)
+        invoke(|| self.path(CapRef::Table(dest)).mutate(&self.path(CapRef::Table(source)), guard)).map_err(error)
     }
 
     fn revoke(&mut self, slot: Slot) -> Result<(), KernelError> {
-        self.path(CapRef::Table(slot)).revoke().map_err(error)
+        invoke(|| self.path(CapRef::Table(slot)).revoke()).map_err(error)
     }
 
     fn delete(&mut self, slot: Slot) -> Result<(), KernelError> {
-        self.path(CapRef::Table(slot)).delete().map_err(error)
+        invoke(|| self.path(CapRef::Table(slot)).delete()).map_err(error)
     }
 
     fn map_page_table(&mut self, table: CapRef, vspace: Slot, vaddr: u64) -> Result<(), KernelError> {
         let vspace = sel4::cap::VSpace::from_bits(self.cptr(CapRef::Table(vspace)));
-        sel4::cap::PT::from_bits(self.cptr(table))
-            .pt_map(vspace, vaddr as usize, sel4::VmAttributes::default())
-            .map_err(error)
+        let table = sel4::cap::PT::from_bits(self.cptr(table));
+        invoke(|| table.pt_map(vspace, vaddr as usize, sel4::VmAttributes::default())).map_err(error)
     }
 
     fn map_frame(
@@ -129,19 +127,54 @@ impl Kernel for SeL4 {
         let vspace = sel4::cap::VSpace::from_bits(self.cptr(CapRef::Table(vspace)));
         let cache = if attributes.cached { sel4::VmAttributes::default() } else { sel4::VmAttributes::NONE };
         // Small or large, the map invocation is the same.
-        sel4::cap::SmallPage::from_bits(self.cptr(frame))
-            .frame_map(
-                vspace,
-                vaddr as usize,
-                cap_rights(attributes.rights),
-                cache | sel4::VmAttributes::EXECUTE_NEVER,
-            )
+        let frame = sel4::cap::SmallPage::from_bits(self.cptr(frame));
+        let rights = cap_rights(attributes.rights);
+        invoke(|| frame.frame_map(vspace, vaddr as usize, rights, cache | sel4::VmAttributes::EXECUTE_NEVER))
             .map_err(error)
     }
 }
 
 struct Memsrv {
     server: Option<Server<SeL4, NODES>>,
+}
+
+/// Where the benchmark's counters are (bench/system.xml maps a page here and
+/// the bench PD reads it; 0, so no counting, in every other system): ticks
+/// of the generic timer spent in [`Handler::protected`] and in
+/// [`Server::handle`] (its own code and its kernel invocations) and in kernel
+/// invocations, summed.
+fn bench_counters() -> usize {
+    *var!(#[used(linker)] bench_counters: usize = 0)
+}
+
+/// The physical counter (`CNTPCT_EL0`), for the benchmark's counters only.
+fn ticks() -> u64 {
+    let value: u64;
+    // SAFETY: reads a system register user code may read; `isb` keeps the
+    // read from moving across the counted code.
+    unsafe { core::arch::asm!("isb", "mrs {}, cntpct_el0", "isb", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// Run one kernel invocation, adding its ticks to the benchmark's counter 2
+/// when there are counters.
+fn invoke<T>(call: impl FnOnce() -> T) -> T {
+    let counters = bench_counters();
+    if counters == 0 {
+        return call();
+    }
+    let start = ticks();
+    let result = call();
+    add_ticks(counters, 2, ticks() - start);
+    result
+}
+
+/// Add `ticks` to the benchmark's counter `index`.
+fn add_ticks(counters: usize, index: usize, ticks: u64) {
+    let counter = (counters + index * 8) as *mut u64;
+    // SAFETY: `counters` is the page bench/system.xml maps read-write here for
+    // these counters alone; memsrv is single-threaded.
+    unsafe { counter.write_volatile(counter.read_volatile() + ticks) };
 }
 
 impl Memsrv {
@@ -194,6 +227,8 @@ impl Handler for Memsrv {
     type Error = Infallible;
 
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
+        let counters = bench_counters();
+        let entered = if counters != 0 { ticks() } else { 0 };
         let info = msg_info.inner();
         // Read no more registers than a request may have; a longer message is
         // refused by length, never read past.
@@ -204,7 +239,11 @@ impl Handler for Memsrv {
             let error = capbuf_protocol::Error::UnknownCaller.code();
             return Ok(MessageInfo::from_inner(sel4::MessageInfo::new(error, 0, 0, 0)));
         };
+        let handling = if counters != 0 { ticks() } else { 0 };
         let outcome = server.handle(channel.index() as u64, info.label(), &words[..count], info.extra_caps());
+        if counters != 0 {
+            add_ticks(counters, 1, ticks() - handling);
+        }
         let freed_all = matches!(outcome.result, Ok(_))
             && info.label() == capbuf_protocol::Op::Free as u64
             && server.registry().is_empty();
@@ -241,6 +280,9 @@ impl Handler for Memsrv {
         let reply = sel4::MessageInfo::new(label, 0, outcome.send.is_some() as usize, length);
         if freed_all {
             self.report_pools("all buffers freed");
+        }
+        if counters != 0 {
+            add_ticks(counters, 0, ticks() - entered);
         }
         Ok(MessageInfo::from_inner(reply))
     }

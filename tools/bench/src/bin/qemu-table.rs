@@ -349,9 +349,12 @@ fn thousands(value: f64) -> String {
     out
 }
 
-const FLOOR_ROWS: [(&str, &str); 30] = [
+const FLOOR_ROWS: [(&str, &str); 33] = [
     ("floor_null_ppc", "null PPC round trip (echo PD)"),
     ("floor_ppc_cap", "PPC whose reply carries one capability"),
+    ("floor_ppc_reply_words_4", "PPC, 1-word request, 4-word reply (the fastpath's most)"),
+    ("floor_ppc_reply_words_5", "PPC, 1-word request, 5-word reply (slowpath)"),
+    ("floor_ppc_reply_words_8", "PPC, 1-word request, 8-word reply (slowpath)"),
     ("floor_retype_4k", "Untyped_Retype 1 x 4 KiB frame, no reset"),
     ("floor_retype_4k_reset", "Untyped_Retype 1 x 4 KiB frame, reset (zeroes 4 KiB)"),
     ("floor_retype_64k", "Untyped_Retype 16 x 4 KiB frames, no reset"),
@@ -441,6 +444,27 @@ fn main() {
         );
         let _ = writeln!(bench_lines, "BENCH {kernel}_floorsum_{key} {floor:.0} instructions");
     }
+    let mut split = String::new();
+    for (key, name, kernel_floor) in &rows {
+        let value = figures.get(&format!("request_{key}"));
+        let counter = |prefix: &str| figures.0.get(&format!("{prefix}_{key}")).copied();
+        let (Some(handler), Some(handle), Some(invocations)) =
+            (counter("handler"), counter("handle"), counter("invocations"))
+        else {
+            continue;
+        };
+        let _ = writeln!(
+            split,
+            "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+            thousands(value),
+            thousands(value - handler),
+            thousands(handler - handle),
+            thousands(handle - invocations),
+            thousands(invocations),
+            thousands(*kernel_floor),
+            if *kernel_floor > 0.0 { format!("{:.2}", invocations / kernel_floor) } else { "-".into() },
+        );
+    }
     for op in ["alloc", "attach"] {
         let counts: Vec<String> =
             SIZES.iter().map(|(_, key, _)| figures.get(&format!("ppcs_{op}_{key}")).to_string()).collect();
@@ -461,6 +485,17 @@ fn main() {
     let _ = writeln!(out);
     let _ = writeln!(out, "targets on the {kernel} kernel: {met} met, {missed} missed");
     let _ = writeln!(out);
+    if !split.is_empty() {
+        let _ = writeln!(
+            out,
+            "Where the instructions go, {kernel} kernel (memsrv counts its handler's ticks in the bench system):"
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(out, "| request | total | PPC path and client library | memsrv handler outside Server::handle | Server::handle's own code | memsrv's kernel invocations | their floor | invocations / floor |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        out.push_str(&split);
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "Cache maintenance in the client library (no PPC), {kernel} kernel:");
     let _ = writeln!(out);
     let _ = writeln!(out, "| call | size | instructions |");
