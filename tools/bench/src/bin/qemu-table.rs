@@ -338,7 +338,8 @@ impl Bench<'_> {
 }
 
 fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value);
+    // Round first: "-0" for a tiny negative is no figure.
+    let digits = format!("{:.0}", value.round() + 0.0);
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i) % 3 == 0 {
