@@ -189,6 +189,36 @@ pub fn run(out: &mut Output, echo: Channel) {
         );
         out.named_number("floor_revoke_mapped_", copies, revoke);
     }
+    // The shape of memsrv's attachment: a block (an untyped) whose child is a
+    // CNode just large enough for `copies` mapped copies of frames made
+    // elsewhere; DETACH revokes the block, and the kernel destroys the CNode
+    // (every slot) and unmaps each copy.
+    let (block, node_slot, scratch) = (FIRST + 5, FIRST + 6, FIRST + 7);
+    retype(ObjectBlueprint::Untyped { size_bits: 16 }, block, 1);
+    let block_untyped = sel4::cap::Untyped::from_bits(cptr(block));
+    let inner = |i: u64| (node_slot << ROOT_SLOT_SHIFT) | i;
+    for copies in [1u64, 16, 48] {
+        let radix = (copies.max(2).next_power_of_two().trailing_zeros()) as usize;
+        let revoke = instructions(
+            ROUNDS,
+            || {
+                let blueprint = ObjectBlueprint::CNode { size_bits: radix };
+                block_untyped
+                    .untyped_retype(&blueprint, &root().absolute_cptr_for_self(), scratch as usize, 1)
+                    .expect("retype a CNode");
+                let guard = CNodeCapData::new(0, ROOT_SLOT_SHIFT as usize - radix).into_word();
+                slot(node_slot).mutate(&slot(scratch), guard).expect("guard the CNode");
+                for i in 0..copies {
+                    let path = root().absolute_cptr_from_bits_with_depth(inner(i), 64);
+                    path.copy(&slot(small), CapRights::read_write()).expect("copy into the CNode");
+                    arch::map_frame(inner(i), PAGE_TABLE_VADDR + (i as usize) * 4096).expect("map a copy");
+                }
+            },
+            || slot(block).revoke().expect("revoke the block"),
+            || (),
+        );
+        out.named_number("floor_revoke_cnode_mapped_", copies, revoke);
+    }
     let spare = FIRST + 4;
     let value = instructions(
         ROUNDS,

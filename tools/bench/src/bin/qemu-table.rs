@@ -50,7 +50,7 @@ enum Call {
     Mutate,
     MapPageTable,
     MapFrame { large: bool },
-    Revoke { deleted: usize, unmapped: usize },
+    Revoke { deleted: usize, unmapped: usize, cnodes: usize },
     Delete { unmapped: usize },
 }
 
@@ -108,10 +108,11 @@ impl Kernel for Recorder {
     }
 
     fn revoke(&mut self, slot: Slot) -> Result<(), KernelError> {
-        let (caps, maps) = (self.model.live_caps(), self.model.live_mappings());
+        let (caps, maps, cnodes) = (self.model.live_caps(), self.model.live_mappings(), self.model.live_objects().3);
         self.model.revoke(slot)?;
         let deleted = caps - self.model.live_caps();
-        self.push(Call::Revoke { deleted, unmapped: maps - self.model.live_mappings() });
+        let cnodes = cnodes - self.model.live_objects().3;
+        self.push(Call::Revoke { deleted, unmapped: maps - self.model.live_mappings(), cnodes });
         Ok(())
     }
 
@@ -211,14 +212,28 @@ impl Figures {
             Call::MapPageTable => self.get("floor_page_table_map"),
             Call::MapFrame { large: false } => self.get("floor_map_4k"),
             Call::MapFrame { large: true } => self.get("floor_map_2m"),
-            Call::Revoke { deleted, unmapped } => {
+            Call::Revoke { deleted, unmapped, cnodes } => {
                 let points = [
                     (0.0, "floor_revoke_0"),
                     (1.0, "floor_revoke_1"),
                     (16.0, "floor_revoke_16"),
                     (48.0, "floor_revoke_48"),
                 ];
-                self.line(&points, (deleted - unmapped) as f64) + self.unmapping(unmapped)
+                if cnodes > 0 && unmapped > 0 {
+                    // An attachment's block: priced as a block whose CNode,
+                    // just large enough, holds that many mapped copies, plus
+                    // its other children (the CNode itself counted once).
+                    let shaped = [
+                        (0.0, "floor_revoke_1"),
+                        (1.0, "floor_revoke_cnode_mapped_1"),
+                        (16.0, "floor_revoke_cnode_mapped_16"),
+                        (48.0, "floor_revoke_cnode_mapped_48"),
+                    ];
+                    self.line(&shaped, unmapped as f64) + self.line(&points, (deleted - unmapped) as f64)
+                        - self.get("floor_revoke_1")
+                } else {
+                    self.line(&points, (deleted - unmapped) as f64) + self.unmapping(unmapped)
+                }
             }
             Call::Delete { unmapped } => self.get("floor_delete") + self.unmapping(unmapped),
         }
@@ -350,7 +365,7 @@ fn thousands(value: f64) -> String {
     out
 }
 
-const FLOOR_ROWS: [(&str, &str); 33] = [
+const FLOOR_ROWS: [(&str, &str); 36] = [
     ("floor_null_ppc", "null PPC round trip (echo PD)"),
     ("floor_ppc_cap", "PPC whose reply carries one capability"),
     ("floor_ppc_reply_words_4", "PPC, 1-word request, 4-word reply (the fastpath's most)"),
@@ -379,6 +394,9 @@ const FLOOR_ROWS: [(&str, &str); 33] = [
     ("floor_revoke_mapped_1", "CNode_Revoke of a frame, 1 mapped copy"),
     ("floor_revoke_mapped_16", "CNode_Revoke of a frame, 16 mapped copies"),
     ("floor_revoke_mapped_48", "CNode_Revoke of a frame, 48 mapped copies"),
+    ("floor_revoke_cnode_mapped_1", "CNode_Revoke of an untyped whose CNode (2 slots) holds 1 mapped copy"),
+    ("floor_revoke_cnode_mapped_16", "CNode_Revoke of an untyped whose CNode (16 slots) holds 16 mapped copies"),
+    ("floor_revoke_cnode_mapped_48", "CNode_Revoke of an untyped whose CNode (64 slots) holds 48 mapped copies"),
     ("floor_map_4k", "Page_Map 4 KiB"),
     ("floor_unmap_4k", "Page_Unmap 4 KiB"),
     ("floor_map_2m", "Page_Map 2 MiB"),
