@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use capbuf_client::{dma, ClientError, View};
 use capbuf_protocol::{
     Align, AllocFlags, AllocReply, AttachReply, BufferId, ClientId, DetachReply, Error, GrantReply, HelloReply,
-    InfoReply, PoolId, PoolInfoReply, ReclaimReply, Reply, Request, Rights, UngrantReply, MAX_MESSAGE_WORDS, PADDR_HIDDEN,
-    PROTOCOL_VERSION,
+    InfoReply, PoolId, PoolInfoReply, ReclaimReply, Reply, Request, Rights, UngrantReply, MAX_MESSAGE_WORDS,
+    PADDR_HIDDEN, PROTOCOL_VERSION,
 };
 
 /// One reply as the stand-in reads it: label, extra caps, length, words.
