@@ -282,6 +282,7 @@ mod tests {
                 quota_attachments,
                 dma: false,
                 frame_caps: false,
+                supervisor: None,
             });
         }
         config
