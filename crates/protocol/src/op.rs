@@ -165,7 +165,8 @@ wire_ops! {
             total (TOTAL): u64,
             /// Bytes in free blocks (buffers and memsrv's bookkeeping objects excluded).
             free (FREE): u64,
-            /// The largest contiguous free block, in bytes.
+            /// The longest run of free pages, in bytes: the largest buffer an
+            /// ALLOC at page alignment gets now.
             largest_free (LARGEST_FREE): u64,
             /// Bytes memsrv can no longer use because a kernel invocation failed and
             /// could not be undone (0 unless the kernel misbehaved). They are counted

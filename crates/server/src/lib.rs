@@ -49,3 +49,5 @@ pub use quarantine::{Quarantine, Quarantined};
 pub use registry::{charged_pages, Attachment, Buffer, Registry, MAX_BUFFERS};
 pub use reserve::{reserve_bytes, ReserveBlock, Reserves};
 pub use server::{Lost, Outcome, Server, StartError, Usage};
+/// The `NODES` a [`Server`] needs for pools of up to `2^order` pages.
+pub use capbuf_pool::nodes_for as pool_nodes;

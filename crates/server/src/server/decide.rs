@@ -7,7 +7,7 @@
 
 use capbuf_protocol::{
     Align, AllocFlags, BufferId, ClientId, Error, HelloReply, InfoReply, PoolId, PoolInfoReply, Rights, MAX_ALIGN_BITS,
-    MAX_BUFFER_BITS, MAX_CLIENTS, PADDR_HIDDEN, PAGE_BITS, PROTOCOL_VERSION,
+    LARGE_PAGE_BITS, MAX_BUFFER_BITS, MAX_CLIENTS, PADDR_HIDDEN, PAGE_BITS, PROTOCOL_VERSION,
 };
 
 use super::state::State;
@@ -178,9 +178,7 @@ impl<const NODES: usize> State<NODES> {
         let meta = self.reserves.free_block(client).ok_or(Error::OutOfMemory)?;
         let slots = reserve::request_slots(order);
         self.check_slots(slots)?;
-        // The block the pool will take: 2^ceil(log2 pages), or the alignment.
-        let block = pages.next_power_of_two().max(1 << align_order);
-        if state.pool.largest_free() < block {
+        if !state.pool.can_alloc(pages, placement_order(pages, align_order)) {
             return Err(Error::OutOfMemory);
         }
         Ok(AllocPlan { pool, pages, align_order, flags, bytes, meta, slots })
@@ -320,5 +318,16 @@ impl<const NODES: usize> State<NODES> {
         }
         self.check_hole_room(buffer, grantee, client)?;
         Ok(grantee)
+    }
+}
+
+/// Alignment the pool is asked for: a buffer of 2 MiB or more starts on a
+/// 2 MiB boundary, so that its large frames come first ([`FrameLayout`]).
+pub(super) fn placement_order(pages: u64, align_order: u32) -> u32 {
+    let large = LARGE_PAGE_BITS - PAGE_BITS;
+    if pages >= 1 << large {
+        align_order.max(large)
+    } else {
+        align_order
     }
 }
