@@ -261,7 +261,8 @@ fn the_demo_systems_reserves() {
         "KiB per client, as the README says"
     );
     let pools = [(0xa000_0000, 26)];
-    let memsrv = Server::<Model, { capbuf_server::pool_nodes(14) }>::new(Model::new(12, &pools, names.len()), config).unwrap();
+    let memsrv =
+        Server::<Model, { capbuf_server::pool_nodes(14) }>::new(Model::new(12, &pools, names.len()), config).unwrap();
     let free = memsrv.free_bytes(0).unwrap();
     assert_eq!(free, (64 << 20) - (1984 << 10));
     assert_eq!(memsrv.total_bytes(0), Some(free), "POOL_INFO's total: what buffers can use");

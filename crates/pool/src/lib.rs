@@ -257,8 +257,7 @@ impl<const NODES: usize> Pool<NODES> {
             return None;
         }
         let chunks = nodes_for(order) / 2;
-        let mut pool =
-            Pool { order, free_pages: 1 << order, chunks, nodes: [Node::default(); NODES] };
+        let mut pool = Pool { order, free_pages: 1 << order, chunks, nodes: [Node::default(); NODES] };
         let word = pool.chunk_mask();
         for chunk in 0..chunks {
             pool.nodes[chunks + chunk].free = word;
@@ -330,7 +329,13 @@ impl<const NODES: usize> Pool<NODES> {
 
     /// Whether [`Self::alloc`] would succeed, without changing anything.
     pub fn can_alloc(&self, pages: u64, align_order: u32) -> bool {
-        self.check(pages, align_order).is_ok() && self.find(pages, align_order).is_some()
+        self.placement(pages, align_order).is_some()
+    }
+
+    /// First page of the run [`Self::alloc`] would take now, without changing anything.
+    pub fn placement(&self, pages: u64, align_order: u32) -> Option<u64> {
+        self.check(pages, align_order).ok()?;
+        self.find(pages, align_order)
     }
 
     fn check(&self, pages: u64, align_order: u32) -> Result<(), AllocError> {
@@ -439,11 +444,8 @@ impl<const NODES: usize> Pool<NODES> {
             if pages > 64 {
                 return None;
             }
-            let pattern = if align < CHUNK_ORDER {
-                BLOCK_STARTS[align as usize]
-            } else {
-                (offset % (1 << align) == 0) as u64
-            };
+            let pattern =
+                if align < CHUNK_ORDER { BLOCK_STARTS[align as usize] } else { (offset % (1 << align) == 0) as u64 };
             let starts = run_starts(self.nodes[node].free, pages) & pattern;
             return (starts != 0).then(|| offset + starts.trailing_zeros() as u64);
         }

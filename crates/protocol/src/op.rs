@@ -210,7 +210,9 @@ wire_ops! {
         reply ExportReply {
             /// 2 MiB frames, in CNode slots `0..large`.
             large (LARGE): u64,
-            /// 4 KiB frames, in CNode slots `large..large + small`.
+            /// 4 KiB frames, in CNode slots `large..large + small`, in address
+            /// order: for a buffer that does not start on a 2 MiB boundary,
+            /// those before its first 2 MiB frame come first.
             small (SMALL): u64,
             /// Radix of the CNode (its guard is `58 - radix` bits of 0).
             radix (RADIX): u64,

@@ -43,11 +43,11 @@ pub mod reserve;
 mod server;
 pub mod window;
 
+/// The `NODES` a [`Server`] needs for pools of up to `2^order` pages.
+pub use capbuf_pool::nodes_for as pool_nodes;
 pub use kernel::{CapRef, Failure, Kernel, KernelError, MapAttributes, Object, Slot};
 pub use layout::FrameLayout;
 pub use quarantine::{Quarantine, Quarantined};
 pub use registry::{charged_pages, Attachment, Buffer, Registry, MAX_BUFFERS};
 pub use reserve::{reserve_bytes, ReserveBlock, Reserves};
 pub use server::{Lost, Outcome, Server, StartError, Usage};
-/// The `NODES` a [`Server`] needs for pools of up to `2^order` pages.
-pub use capbuf_pool::nodes_for as pool_nodes;

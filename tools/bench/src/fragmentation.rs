@@ -138,4 +138,3 @@ pub fn study<A: Fragmenting + Default>(percent: u64) -> Outcome {
         failures_per_mille: failures as f64 * 1000.0 / attempts as f64,
     }
 }
-

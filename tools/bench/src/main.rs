@@ -70,7 +70,12 @@ fn throughput() {
     let (capbuf_median, capbuf_min, capbuf_max) = spread(ours);
     let (buddy_median, buddy_min, buddy_max) = spread(theirs);
     let (ratio, ratio_min, ratio_max) = spread(ratios);
-    println!("| capbuf-pool (exact fit) | {:.2} M | {:.2} M | {:.2} M |", capbuf_median / 1e6, capbuf_min / 1e6, capbuf_max / 1e6);
+    println!(
+        "| capbuf-pool (exact fit) | {:.2} M | {:.2} M | {:.2} M |",
+        capbuf_median / 1e6,
+        capbuf_min / 1e6,
+        capbuf_max / 1e6
+    );
     println!(
         "| buddy_system_allocator 0.11 FrameAllocator | {:.2} M | {:.2} M | {:.2} M |",
         buddy_median / 1e6,
@@ -128,8 +133,16 @@ fn fragmentation_study() {
             ours.failures_per_mille,
             theirs.failures_per_mille
         );
-        lines.push(format!("BENCH frag_{}_{percent} {:.4} ratio", <CapbufPool as fragmentation::Fragmenting>::NAME, ours.mean));
-        lines.push(format!("BENCH frag_{}_{percent} {:.4} ratio", <FirstFitPool as fragmentation::Fragmenting>::NAME, theirs.mean));
+        lines.push(format!(
+            "BENCH frag_{}_{percent} {:.4} ratio",
+            <CapbufPool as fragmentation::Fragmenting>::NAME,
+            ours.mean
+        ));
+        lines.push(format!(
+            "BENCH frag_{}_{percent} {:.4} ratio",
+            <FirstFitPool as fragmentation::Fragmenting>::NAME,
+            theirs.mean
+        ));
     }
     println!();
     for line in lines {

@@ -338,7 +338,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 state.attach(kernel, client, plan)?;
                 Reply::Attach(AttachReply {
                     size: plan.size,
-                    vaddr: plan.run.vaddr(),
+                    vaddr: plan.run.vaddr() + plan.layout.window_offset(),
                     page_bits: plan.layout.page_bits() as u64,
                     rights: plan.rights,
                     flags: plan.flags,
