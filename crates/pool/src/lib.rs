@@ -474,7 +474,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// Whether the block of `2^order` pages at `page` is all free.
     fn is_free_block(&self, page: u64, order: u32) -> bool {
         if order <= CHUNK_ORDER.min(self.order) {
-            let start = page % 64 & !((1 << order) - 1);
+            let start = (page % 64) & !((1 << order) - 1);
             let mask = if order == 6 { u64::MAX } else { ((1u64 << (1 << order)) - 1) << start };
             self.chunk(page).free & mask == mask
         } else {

@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn a_buffer_off_a_large_page_boundary_has_a_head_of_small_frames() {
         // The QEMU case: 2044 pages from page 2052 of a 2 MiB-aligned pool.
-        let l = FrameLayout::for_run(0x4000_0 + 2052, 2044);
+        let l = FrameLayout::for_run(0x0004_0000 + 2052, 2044);
         assert_eq!((l.head, l.large, l.small, l.tail()), (508, 3, 508, 0));
         assert_eq!((l.page_tables(), l.window_slots(), l.window_offset()), (1, 4, 4 << PAGE_BITS));
         assert_eq!(l.attachment_radix(), 9, "511 frames and a page table");

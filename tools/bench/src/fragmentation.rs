@@ -117,7 +117,7 @@ pub fn study<A: Fragmenting + Default>(percent: u64) -> Outcome {
                     None => failures += 1,
                 }
             } else {
-                let i = (rng.next() % live.len() as u64) as usize;
+                let i = (rng.word() % live.len() as u64) as usize;
                 let (start, pages) = live.swap_remove(i);
                 allocator.free(start, pages);
                 used -= pages;

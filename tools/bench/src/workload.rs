@@ -20,7 +20,7 @@ pub struct Rng(pub u64);
 
 impl Rng {
     /// Next pseudo-random word.
-    pub fn next(&mut self) -> u64 {
+    pub fn word(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -29,13 +29,13 @@ impl Rng {
 
     /// A request size in bytes.
     pub fn size(&mut self) -> u64 {
-        let class = self.next() % 100;
+        let class = self.word() % 100;
         let max = match class {
             0..70 => 32 << 10,
             70..95 => 1 << 20,
             _ => 8 << 20,
         };
-        1 + self.next() % max
+        1 + self.word() % max
     }
 }
 
@@ -152,9 +152,9 @@ impl<A: Allocator> Workload<A> {
 
     fn step(&mut self) {
         let rng = &mut self.rng;
-        let free = !self.live.is_empty() && (self.live.len() >= LIVE || rng.next() % 2 == 0);
+        let free = !self.live.is_empty() && (self.live.len() >= LIVE || rng.word() % 2 == 0);
         if free {
-            let i = (rng.next() % self.live.len() as u64) as usize;
+            let i = (rng.word() % self.live.len() as u64) as usize;
             let (at, pages) = self.live.swap_remove(i);
             self.allocator.free(std::hint::black_box(at), pages);
             self.tally.pairs += 1;
