@@ -11,7 +11,7 @@
 #   make integration-test  boot the smallest system with capbuf (docs/integration.md)
 #   make dma-test    QEMU's virtio-blk disk DMAs into capbuf buffers (docs/dma.md); checked on the host
 #   make setup       install/find what the system targets need and say what was chosen
-#   make bench       allocator benchmark table and kernel invocations per request
+#   make bench       allocator pairs/s (interleaved, then divan), waste, fragmentation study, kernel invocations per request
 #   make qemu-bench  every request in guest instructions next to its kernel floor, measured in
 #                    the same run (QEMU, -icount); MICROKIT_CONFIG=release for the release kernel
 #   make plots       docs/benchmarks.md's plots (SVG) from the BENCH lines of the two above
@@ -43,6 +43,7 @@ host-test:
 
 bench:
 	$(CARGO) run --release -p capbuf-bench
+	$(CARGO) bench -p capbuf-bench --bench pairs
 
 header:
 	CAPBUF_UPDATE_HEADER=1 $(CARGO) build -p capbuf

@@ -265,7 +265,7 @@ fn a_sixteen_mebibyte_buffer_attaches_in_one_call_with_eight_frames() {
     config_one_pool.pools[1] = None;
     config_one_pool.pools[2] = None;
     let world = std::rc::Rc::new(std::cell::RefCell::new(
-        capbuf_server::Server::<_, { 2 << 13 }>::new(model, config_one_pool).unwrap(),
+        capbuf_server::Server::<_, { capbuf_server::pool_nodes(13) }>::new(model, config_one_pool).unwrap(),
     ));
     let mut c = capbuf_client::Client::new(Port { world: world.clone(), client: 0 }).unwrap();
     let id = c.alloc(16 << 20, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
@@ -396,8 +396,9 @@ fn full_window() {
     config.clients[1] = None;
     config.clients[2] = None;
     let model = capbuf_model::Model::new(12, &pools, 3);
-    let world =
-        std::rc::Rc::new(std::cell::RefCell::new(capbuf_server::Server::<_, { 2 << 16 }>::new(model, config).unwrap()));
+    let world = std::rc::Rc::new(std::cell::RefCell::new(
+        capbuf_server::Server::<_, { capbuf_server::pool_nodes(16) }>::new(model, config).unwrap(),
+    ));
     let mut c = capbuf_client::Client::new(Port { world: world.clone(), client: 0 }).unwrap();
     let request = |op: capbuf_protocol::Op, words: &[u64]| world.borrow_mut().handle(0, op as u64, words, 0).result;
     let (attach, detach) = (capbuf_protocol::Op::Attach, capbuf_protocol::Op::Detach);

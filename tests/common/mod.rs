@@ -13,7 +13,7 @@ use capbuf_protocol::{ClientConfig, Config, PoolConfig, MAX_CLIENTS, MAX_MESSAGE
 use capbuf_server::Server;
 
 /// Pools up to 2^12 pages (16 MiB) in tests.
-pub const NODES: usize = 2 << 12;
+pub const NODES: usize = capbuf_server::pool_nodes(12);
 pub type TestServer = Server<Model, NODES>;
 pub type World = Rc<RefCell<TestServer>>;
 

@@ -4,8 +4,8 @@
 //! **A capbuf buffer is physically contiguous.** Byte `offset` of a buffer is
 //! at physical address `base + offset`, where `base` is INFO's
 //! `physical_address` (reported to `dma="true"` clients only). memsrv builds
-//! a buffer of frames, every whole 2 MiB at its start one 2 MiB frame and the
-//! rest 4 KiB frames ([`frame_containing`]), but they are consecutive in
+//! a buffer of frames, every whole aligned 2 MiB of physical memory in it one
+//! 2 MiB frame and the rest 4 KiB frames ([`frame_at`]), but they are consecutive in
 //! physical memory as in the mapping, so a device can be given one range for
 //! the whole buffer. [`physical_ranges`] splits a range at frame boundaries
 //! anyway, for drivers that want one descriptor per frame (and for the test
@@ -28,13 +28,24 @@ use crate::{ClientError, View};
 const PAGE: u64 = 1 << PAGE_BITS;
 const LARGE_PAGE: u64 = 1 << LARGE_PAGE_BITS;
 
-/// The frame of a buffer of `size` bytes that holds byte `offset`, as (its
-/// first byte's offset, its length): a 2 MiB frame for every whole 2 MiB at
-/// the start, 4 KiB frames after.
+/// The frame of a buffer of `size` bytes that starts on a 2 MiB boundary
+/// and holds byte `offset`, as (its first byte's offset, its length): a
+/// 2 MiB frame for every whole 2 MiB at the start, 4 KiB frames after.
 pub const fn frame_containing(size: u64, offset: u64) -> (u64, u64) {
-    let large_bytes = size / LARGE_PAGE * LARGE_PAGE;
-    if offset < large_bytes {
-        (offset / LARGE_PAGE * LARGE_PAGE, LARGE_PAGE)
+    frame_at(0, size, offset)
+}
+
+/// The frame of a buffer of `size` bytes at physical address `base` that
+/// holds byte `offset`, as (its first byte's offset, its length): a 2 MiB
+/// frame for every whole aligned 2 MiB of physical memory in the buffer, 4
+/// KiB frames before the first (a buffer placed off a 2 MiB boundary) and
+/// after the last; 4 KiB frames only if it holds no whole aligned 2 MiB.
+pub const fn frame_at(base: u64, size: u64, offset: u64) -> (u64, u64) {
+    let into = base % LARGE_PAGE;
+    let head = if into == 0 { 0 } else { LARGE_PAGE - into };
+    let large_bytes = if size < head + LARGE_PAGE { 0 } else { (size - head) / LARGE_PAGE * LARGE_PAGE };
+    if offset >= head && offset - head < large_bytes {
+        (head + (offset - head) / LARGE_PAGE * LARGE_PAGE, LARGE_PAGE)
     } else {
         (offset / PAGE * PAGE, PAGE)
     }
@@ -74,7 +85,7 @@ impl Iterator for PhysicalRanges {
         if self.next == self.end {
             return None;
         }
-        let (start, length) = frame_containing(self.size, self.next);
+        let (start, length) = frame_at(self.base, self.size, self.next);
         let piece_end = (start + length).min(self.end);
         let piece = (self.base + self.next, piece_end - self.next);
         self.next = piece_end;
@@ -166,6 +177,15 @@ mod tests {
         assert_eq!(frame_containing(3 * MIB, 2 * MIB + 5000), (2 * MIB + 4096, 4096));
         assert_eq!(frame_containing(5 * MIB, 4 * MIB + 1), (4 * MIB, 4096), "two large frames");
         assert_eq!(frame_containing(2 * MIB - 4096, MIB), (MIB, 4096), "just short of a large frame");
+        // Off a 2 MiB boundary: small frames up to it, large ones, small ones after.
+        let base = 0x6080_1000; // 4 KiB into a 2 MiB page
+        let size = 2044 * 4096;
+        assert_eq!(frame_at(base, size, 0), (0, 4096));
+        assert_eq!(frame_at(base, size, 2 * MIB - 4097), (2 * MIB - 8192, 4096), "the head's last page");
+        assert_eq!(frame_at(base, size, 2 * MIB - 4096), (2 * MIB - 4096, 2 * MIB), "the first large frame");
+        assert_eq!(frame_at(base, size, 6 * MIB - 4096), (6 * MIB - 4096, 4096), "the tail's first page");
+        assert_eq!(frame_at(base, 3 * MIB, 2 * MIB), (2 * MIB, 4096), "no whole aligned 2 MiB inside: small only");
+        assert_eq!(frame_at(0x6000_0000, 3 * MIB, 5), frame_containing(3 * MIB, 5));
     }
 
     #[test]

@@ -141,7 +141,8 @@ pub const MAX_EXPORTS: usize = (CLIENT_RECEIVE_SLOTS.end - CLIENT_RECEIVE_SLOTS.
 
 /// A buffer's frame capabilities, received by [`Client::export`]: a CNode in
 /// root CNode slot `slot`, whose frame `i` (2 MiB frames first, then 4 KiB
-/// ones) has capability pointer `(slot << 58) | i` ([`Export::frame`]).
+/// ones in address order, see [`crate::dma::frame_at`]) has capability
+/// pointer `(slot << 58) | i` ([`Export::frame`]).
 /// Copies taken out of it survive [`Client::unexport`] and UNGRANT; only
 /// the owner's FREE destroys them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

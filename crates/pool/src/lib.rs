@@ -1,27 +1,59 @@
-//! A buddy allocator shaped by how seL4 splits untyped memory.
+//! An exact-fit page allocator shaped by how seL4 splits untyped memory.
 //!
 //! seL4 carves an untyped region only into children aligned to their own size,
 //! placed at the region's watermark, and gets it back whole by revoking. So a
-//! pool (one naturally aligned untyped region) is managed as a binary tree of
+//! pool (one naturally aligned untyped region) is seen as a binary tree of
 //! blocks: a block is *free*, *allocated* (a leaf handed out) or *split*
 //! into two halves. Each split and each merge is reported as an [`Event`] so
 //! the caller can mirror it in the kernel: retype the block's untyped into two
 //! half-size untypeds, or revoke the block to delete them again.
 //!
-//! Unlike a plain buddy allocator, an allocation of `n` pages takes the exact
-//! run of `n` pages from the start of a block of `2^ceil(log2 n)` pages and
-//! gives the tail back (as Linux's `alloc_pages_exact` does): the run is made
-//! of the blocks of the binary decomposition of `n`, largest first. Internal
-//! waste is therefore below one page per buffer, against up to half the
-//! buffer for a plain buddy allocator.
+//! **Runs, not blocks.** An allocation of `n` pages is a run of exactly `n`
+//! pages that may start at any page aligned as asked and cross block
+//! boundaries: its leaves are the maximal naturally aligned blocks inside it
+//! (sizes rise, then fall: [`Allocation::blocks`]), and the tree is split
+//! along the run's two edges only. Internal waste is zero pages; the
+//! allocation succeeds whenever `n` contiguous free pages with the requested
+//! alignment exist anywhere in the pool.
 //!
-//! The tree lives in one byte per node in a fixed array (no heap): for a pool
-//! of `P` pages, `2P` bytes, i.e. 1/2048 of the pool's size. Each node records
-//! the order of the largest free block below it, so finding a block is a
-//! walk from the root (O(log P)), as is freeing.
+//! **Placement.** First fit: the lowest run of `n` free pages at the
+//! alignment asked; a run of at least `2^LARGE_ORDER` pages (2 MiB of 4 KiB
+//! pages, [`LARGE_ORDER`]) moves up to the next 2 MiB boundary if it still
+//! fits there, so that it gets large pages, or else to end on one if it fits
+//! there (its 4 KiB pages are then all before the first large one). Measured against the
+//! alternatives on the benchmark's workload (`make bench`, README), first
+//! fit keeps the longest free run longest at 50% and 75% occupancy; best fit
+//! by aligned block size (the buddy policy this pool had before) scatters
+//! small buffers into the trimmed tails of large blocks and leaves almost no
+//! long run at all.
+//!
+//! **Storage**, fixed, no heap: one bit per page says it is free and one that
+//! an allocation starts there; above them a segment tree over 64-page chunks
+//! keeps, per node, the free run at its start, the free run at its end and
+//! its longest free run. That is [`nodes_for`]`(order)` nodes of 32 bytes, one byte per page: 1 MiB for a
+//! 4 GiB pool of 2^20 pages. Finding a block, carving a run and freeing one
+//! are O(log P) (plus one word per 64 pages of the run); the search is
+//! O(log P) for page alignment and, for a larger alignment, may also visit
+//! free runs that are long enough but misaligned.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+/// Pages per chunk: one 64-bit word of the page bitmaps.
+const CHUNK_ORDER: u32 = 6;
+
+/// Order of the start alignment a crossing run of at least `2^LARGE_ORDER`
+/// pages prefers: a 2 MiB large page, counted in 4 KiB pages.
+pub const LARGE_ORDER: u32 = 9;
+
+/// Largest pool order (2^30 pages): node numbers and run lengths fit in 32 bits.
+pub const MAX_ORDER: u32 = 30;
+
+/// Nodes (the `NODES` parameter of [`Pool`]) a pool of `2^order` pages needs:
+/// twice its number of 64-page chunks (at least one chunk).
+pub const fn nodes_for(order: u32) -> usize {
+    2 << order.saturating_sub(CHUNK_ORDER)
+}
 
 /// One block of the tree: node number `n` (root 1, children `2n`, `2n + 1`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,6 +66,11 @@ impl Block {
     /// The block with node number `node` (heap order) and size `2^order` pages.
     pub const fn new(node: u32, order: u32) -> Block {
         Block { node, order }
+    }
+
+    /// The block of `2^order` pages holding page `page` of a pool of `2^pool_order` pages.
+    pub const fn containing(page: u64, order: u32, pool_order: u32) -> Block {
+        Block { node: (1 << (pool_order - order)) + (page >> order) as u32, order }
     }
 
     /// Node number in heap order: the root is 1, the children of `n` are `2n`, `2n + 1`.
@@ -83,8 +120,8 @@ pub struct Allocation {
 }
 
 impl Allocation {
-    /// The allocated leaf blocks, largest (and lowest) first. Their sizes are the
-    /// binary decomposition of `pages`, each naturally aligned.
+    /// The allocated leaf blocks in address order: the maximal naturally
+    /// aligned blocks inside the run, whose sizes rise to the largest, then fall.
     pub fn blocks(self, pool_order: u32) -> impl Iterator<Item = Block> {
         let mut offset = self.offset;
         let mut remaining = self.pages;
@@ -92,12 +129,23 @@ impl Allocation {
             if remaining == 0 {
                 return None;
             }
-            let order = 63 - remaining.leading_zeros();
-            let node = (1u32 << (pool_order - order)) + (offset >> order) as u32;
+            let order = leaf_order(offset, remaining);
+            let block = Block::containing(offset, order, pool_order);
             offset += 1 << order;
             remaining -= 1 << order;
-            Some(Block { node, order })
+            Some(block)
         })
+    }
+}
+
+/// Order of the largest aligned block that starts at `offset` and fits in `pages` (> 0) pages.
+const fn leaf_order(offset: u64, pages: u64) -> u32 {
+    let fit = 63 - pages.leading_zeros();
+    let aligned = offset.trailing_zeros();
+    if aligned < fit {
+        aligned
+    } else {
+        fit
     }
 }
 
@@ -108,7 +156,7 @@ pub enum AllocError {
     ZeroSize,
     /// More pages, or a larger alignment, than the whole pool.
     TooLarge,
-    /// No free block is large enough.
+    /// No run of free pages is long enough (at the alignment).
     OutOfMemory,
 }
 
@@ -119,33 +167,107 @@ pub enum FreeError {
     NotAllocated,
 }
 
-const ALLOCATED: u8 = 0x80;
+/// One node of the segment tree: a 64-page chunk (the leaves) or the union
+/// of its two children.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Node {
+    /// Free pages at the node's start.
+    prefix: u32,
+    /// Free pages at its end.
+    suffix: u32,
+    /// Its longest run of free pages.
+    longest: u32,
+    /// Chunks only: bit `i` is set if the chunk's page `i` is free.
+    free: u64,
+    /// Chunks only: bit `i` is set if an allocation starts at page `i`.
+    starts: u64,
+}
+
+/// Bit patterns of the first page of each aligned block of `2^k` pages in a word, by `k`.
+const BLOCK_STARTS: [u64; 7] = [
+    u64::MAX,
+    0x5555_5555_5555_5555,
+    0x1111_1111_1111_1111,
+    0x0101_0101_0101_0101,
+    0x0001_0001_0001_0001,
+    0x0000_0001_0000_0001,
+    1,
+];
+
+/// Bit `i` set where a run of `n` (1..=64) free pages starts at page `i` of the word.
+fn run_starts(free: u64, n: u64) -> u64 {
+    let (mut starts, mut length) = (free, 1);
+    while length < n {
+        let step = length.min(n - length);
+        starts &= starts >> step;
+        length += step;
+    }
+    starts
+}
+
+/// Longest run of set bits in `free`.
+fn longest_run(free: u64) -> u32 {
+    if free == u64::MAX {
+        return 64;
+    }
+    let blocks = {
+        let mut runs = [free; 6]; // runs[j]: a run of 2^j starts here
+        for j in 1..6 {
+            runs[j] = runs[j - 1] & (runs[j - 1] >> (1 << (j - 1)));
+        }
+        runs
+    };
+    let (mut starts, mut length) = (u64::MAX, 0u32);
+    for j in (0..6).rev() {
+        let longer = starts & (blocks[j] >> length);
+        if longer != 0 {
+            starts = longer;
+            length += 1 << j;
+        }
+    }
+    length
+}
+
+const fn align_up(value: u64, order: u32) -> u64 {
+    let mask = (1u64 << order) - 1;
+    (value + mask) & !mask
+}
 
 /// One pool of `2^order` pages. `NODES` bounds the pool: it must be at least
-/// twice the number of pages ([`Pool::nodes_for`]).
-#[derive(Clone)]
+/// [`nodes_for`]`(order)`.
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Pool<const NODES: usize> {
     order: u32,
     free_pages: u64,
-    /// Per node: the order of the largest free block below it plus one (0: none),
-    /// or [`ALLOCATED`] for an allocated leaf.
-    nodes: [u8; NODES],
+    /// Chunks in the pool: the leaves are nodes `chunks..2 * chunks`.
+    chunks: usize,
+    /// Heap order: node 1 is the root; node 0 is unused.
+    nodes: [Node; NODES],
 }
 
 impl<const NODES: usize> Pool<NODES> {
-    /// Array length needed for a pool of `2^order` pages.
+    /// Nodes needed for a pool of `2^order` pages: [`nodes_for`].
     pub const fn nodes_for(order: u32) -> usize {
-        2 << order
+        nodes_for(order)
     }
 
     /// A pool of `2^order` pages, all free. `None` if `NODES` is too small or
-    /// the order too large to count nodes in 32 bits.
+    /// the order above [`MAX_ORDER`].
     pub fn new(order: u32) -> Option<Self> {
-        if order > 30 || Self::nodes_for(order) > NODES {
+        if order > MAX_ORDER || nodes_for(order) > NODES {
             return None;
         }
-        let mut pool = Pool { order, free_pages: 1 << order, nodes: [0; NODES] };
-        pool.nodes[1] = order as u8 + 1;
+        let chunks = nodes_for(order) / 2;
+        let mut pool = Pool { order, free_pages: 1 << order, chunks, nodes: [Node::default(); NODES] };
+        let word = pool.chunk_mask();
+        for chunk in 0..chunks {
+            pool.nodes[chunks + chunk].free = word;
+            pool.summarise_chunk(chunks + chunk);
+        }
+        for node in (1..chunks).rev() {
+            let depth = 63 - (node as u64).leading_zeros();
+            pool.summarise(node, 1 << (order - depth - 1));
+        }
         Some(pool)
     }
 
@@ -169,142 +291,382 @@ impl<const NODES: usize> Pool<NODES> {
         self.free_pages
     }
 
-    /// Pages in the largest free block.
+    /// Pages in the longest run of free pages: the largest allocation at page
+    /// alignment that succeeds.
     pub fn largest_free(&self) -> u64 {
-        match self.nodes[1] {
-            0 | ALLOCATED => 0,
-            longest => 1 << (longest - 1),
-        }
+        self.nodes[1].longest as u64
     }
 
-    /// Whether `block` is currently an allocated leaf.
+    /// Whether page `page` is free.
+    pub fn is_free_page(&self, page: u64) -> bool {
+        page < self.pages() && self.chunk(page).free & (1 << (page % 64)) != 0
+    }
+
+    /// Whether `block` is currently an allocated leaf: one of the
+    /// [`Allocation::blocks`] of a live allocation. Costs a scan of that
+    /// allocation's pages, a word per 64 pages.
     pub fn is_allocated(&self, block: Block) -> bool {
-        block.order <= self.order && self.nodes.get(block.node as usize) == Some(&ALLOCATED)
+        let depth = self.order.wrapping_sub(block.order);
+        if block.order > self.order || block.node >> depth != 1 {
+            return false;
+        }
+        let (first, end) = (block.offset(), block.offset() + block.pages());
+        if self.any_bit(first, end, |n| n.free) {
+            return false;
+        }
+        // The allocation holding the block: from the last start at or before
+        // it to the next start or free page after it.
+        let mut start = first;
+        while !self.bit(start, |n| n.starts) {
+            start -= 1;
+        }
+        let mut stop = first + 1;
+        while stop < self.pages() && !self.bit(stop, |n| n.starts) && !self.bit(stop, |n| n.free) {
+            stop += 1;
+        }
+        let allocation = Allocation { offset: start, pages: stop - start };
+        allocation.blocks(self.order).any(|leaf| leaf == block)
     }
 
-    fn is_free_block(&self, block: Block) -> bool {
-        self.nodes[block.node as usize] == block.order as u8 + 1
+    /// Whether [`Self::alloc`] would succeed, without changing anything.
+    pub fn can_alloc(&self, pages: u64, align_order: u32) -> bool {
+        self.placement(pages, align_order).is_some()
     }
 
-    fn update(&mut self, block: Block) {
-        let (left, right) = block.children();
-        let longest = |v: u8| if v == ALLOCATED { 0 } else { v };
-        self.nodes[block.node as usize] =
-            longest(self.nodes[left.node as usize]).max(longest(self.nodes[right.node as usize]));
+    /// First page of the run [`Self::alloc`] would take now, without changing anything.
+    pub fn placement(&self, pages: u64, align_order: u32) -> Option<u64> {
+        self.check(pages, align_order).ok()?;
+        self.find(pages, align_order)
     }
 
-    fn split(&mut self, block: Block, events: &mut impl FnMut(Event)) {
-        debug_assert!(self.is_free_block(block));
-        let (left, right) = block.children();
-        self.nodes[left.node as usize] = left.order as u8 + 1;
-        self.nodes[right.node as usize] = right.order as u8 + 1;
-        self.nodes[block.node as usize] = block.order as u8;
-        events(Event::Split(block));
-    }
-
-    /// Allocate `pages` contiguous pages whose first page is aligned to
-    /// `2^align_order` pages. The run starts a block of `2^ceil(log2 pages)`
-    /// pages (or of the alignment, if larger); the rest of that block stays free.
-    pub fn alloc(
-        &mut self,
-        pages: u64,
-        align_order: u32,
-        events: &mut impl FnMut(Event),
-    ) -> Result<Allocation, AllocError> {
+    fn check(&self, pages: u64, align_order: u32) -> Result<(), AllocError> {
         if pages == 0 {
             return Err(AllocError::ZeroSize);
         }
         if pages > self.pages() || align_order > self.order {
             return Err(AllocError::TooLarge);
         }
-        let need = (64 - (pages - 1).leading_zeros()).max(align_order);
-        if self.nodes[1] == ALLOCATED || self.nodes[1] < need as u8 + 1 {
-            return Err(AllocError::OutOfMemory);
-        }
-        // Walk down to a free block of order `need`, preferring at each step the
-        // half whose largest free block is smaller (best fit), then the lower one.
-        let mut block = self.root();
-        while block.order > need {
-            if self.is_free_block(block) {
-                self.split(block, events);
-            }
-            let (left, right) = block.children();
-            let fits = |v: u8| v != ALLOCATED && v > need as u8;
-            let (l, r) = (self.nodes[left.node as usize], self.nodes[right.node as usize]);
-            block = match (fits(l), fits(r)) {
-                (true, true) if r < l => right,
-                (true, _) => left,
-                (false, true) => right,
-                (false, false) => unreachable!("the parent promised a free block of order {need}"),
-            };
-        }
-        self.take_run(block, pages, events);
-        let mut node = block.node / 2;
-        while node >= 1 {
-            let order = self.order - (31 - node.leading_zeros());
-            self.update(Block { node, order });
-            node /= 2;
-        }
-        self.free_pages -= pages;
-        Ok(Allocation { offset: block.offset(), pages })
+        Ok(())
     }
 
-    /// Mark the first `pages` pages of the free `block` allocated, as leaves
-    /// of the binary decomposition, and leave the rest free.
-    fn take_run(&mut self, block: Block, pages: u64, events: &mut impl FnMut(Event)) {
-        if pages == block.pages() {
-            self.nodes[block.node as usize] = ALLOCATED;
+    /// Allocate `pages` contiguous pages whose first page is aligned to
+    /// `2^align_order` pages (see the crate documentation for where).
+    pub fn alloc(
+        &mut self,
+        pages: u64,
+        align_order: u32,
+        events: &mut impl FnMut(Event),
+    ) -> Result<Allocation, AllocError> {
+        self.check(pages, align_order)?;
+        let offset = self.find(pages, align_order).ok_or(AllocError::OutOfMemory)?;
+        let allocation = Allocation { offset, pages };
+        self.split_for(allocation, events);
+        self.set_range(offset, offset + pages, false);
+        self.chunk_mut(offset).starts |= 1 << (offset % 64);
+        self.resummarise(offset, offset + pages);
+        self.free_pages -= pages;
+        Ok(allocation)
+    }
+
+    /// Give back one allocation, exactly as [`Self::alloc`] returned it.
+    /// Refused, with the pool unchanged, for any other run. Free halves are
+    /// merged back up the tree.
+    pub fn free(&mut self, allocation: Allocation, events: &mut impl FnMut(Event)) -> Result<(), FreeError> {
+        let Allocation { offset, pages } = allocation;
+        if pages == 0 || pages > self.pages() || offset > self.pages() - pages {
+            return Err(FreeError::NotAllocated);
+        }
+        let end = offset + pages;
+        let whole = self.bit(offset, |n| n.starts)
+            && self.allocated_alone(offset, end)
+            && (end == self.pages() || self.bit(end, |n| n.starts) || self.bit(end, |n| n.free));
+        if !whole {
+            return Err(FreeError::NotAllocated);
+        }
+        self.chunk_mut(offset).starts &= !(1 << (offset % 64));
+        self.set_range(offset, end, true);
+        self.resummarise(offset, end);
+        self.free_pages += pages;
+        self.merge_after(allocation, events);
+        Ok(())
+    }
+
+    // --- where: the search ---
+
+    /// First page of the run [`Self::alloc`] would take: the lowest run,
+    /// moved up to start on the next large-page boundary if that still fits,
+    /// else to end on one (fewer small pages before the first large one).
+    fn find(&self, pages: u64, align_order: u32) -> Option<u64> {
+        let start = if align_order == 0 {
+            self.search_unaligned(pages)?
+        } else {
+            self.search(1, self.order, 0, pages, align_order)?
+        };
+        if pages >= 1 << LARGE_ORDER && align_order < LARGE_ORDER {
+            let large = align_up(start, LARGE_ORDER);
+            if large + pages <= self.pages() && self.all_free(large, large + pages) {
+                return Some(large);
+            }
+            let end = align_up(start + pages, LARGE_ORDER);
+            let shifted = (end - pages) >> align_order << align_order;
+            if shifted > start && end <= self.pages() && self.all_free(shifted, shifted + pages) {
+                return Some(shifted);
+            }
+        }
+        Some(start)
+    }
+
+    /// [`Self::search`] at page alignment: every run long enough fits, so
+    /// one walk down, without going back.
+    fn search_unaligned(&self, pages: u64) -> Option<u64> {
+        if (self.nodes[1].longest as u64) < pages {
+            return None;
+        }
+        let (mut node, mut order, mut offset) = (1, self.order, 0);
+        while node < self.chunks {
+            let (left, right) = (&self.nodes[2 * node], &self.nodes[2 * node + 1]);
+            let half = order - 1;
+            let middle = offset + (1 << half);
+            if left.longest as u64 >= pages {
+                node *= 2;
+            } else if (left.suffix + right.prefix) as u64 >= pages {
+                return Some(middle - left.suffix as u64);
+            } else {
+                node = 2 * node + 1;
+                offset = middle;
+            }
+            order = half;
+        }
+        let starts = run_starts(self.nodes[node].free, pages);
+        Some(offset + starts.trailing_zeros() as u64)
+    }
+
+    /// Lowest run of `pages` free pages at `2^align` alignment in `node`
+    /// (of `2^order` pages from page `offset`), whole or crossing its middle.
+    fn search(&self, node: usize, order: u32, offset: u64, pages: u64, align: u32) -> Option<u64> {
+        if (self.nodes[node].longest as u64) < pages {
+            return None;
+        }
+        if node >= self.chunks {
+            if pages > 64 {
+                return None;
+            }
+            let pattern =
+                if align < CHUNK_ORDER { BLOCK_STARTS[align as usize] } else { (offset % (1 << align) == 0) as u64 };
+            let starts = run_starts(self.nodes[node].free, pages) & pattern;
+            return (starts != 0).then(|| offset + starts.trailing_zeros() as u64);
+        }
+        let half = order - 1;
+        let middle = offset + (1 << half);
+        if let Some(found) = self.search(2 * node, half, offset, pages, align) {
+            return Some(found);
+        }
+        let (left, right) = (self.nodes[2 * node], self.nodes[2 * node + 1]);
+        let start = align_up(middle - left.suffix as u64, align);
+        if start < middle && start + pages <= middle + right.prefix as u64 {
+            return Some(start);
+        }
+        self.search(2 * node + 1, half, middle, pages, align)
+    }
+
+    // --- the tree's shape: events ---
+
+    /// Whether the block of `2^order` pages at `page` is all free.
+    fn is_free_block(&self, page: u64, order: u32) -> bool {
+        if order <= CHUNK_ORDER.min(self.order) {
+            let start = (page % 64) & !((1 << order) - 1);
+            let mask = if order == 6 { u64::MAX } else { ((1u64 << (1 << order)) - 1) << start };
+            self.chunk(page).free & mask == mask
+        } else {
+            let block = Block::containing(page, order, self.order);
+            self.nodes[block.node as usize].prefix as u64 == block.pages()
+        }
+    }
+
+    /// Highest order, from `from` up, of an all-free block holding `page`.
+    fn free_up_to(&self, page: u64, from: u32) -> u32 {
+        let mut order = from;
+        while order < self.order && self.is_free_block(page, order + 1) {
+            order += 1;
+        }
+        order
+    }
+
+    /// Report the splits carving `allocation` out of free pages needs, top
+    /// down: the free blocks holding its first or last page that it does not
+    /// cover, down to its edge leaves.
+    fn split_for(&self, allocation: Allocation, events: &mut impl FnMut(Event)) {
+        let Allocation { offset: first, pages } = allocation;
+        let (last, end) = (first + pages - 1, first + pages);
+        let first_leaf = leaf_order(first, pages);
+        let last_leaf = (63 - pages.leading_zeros()).min(end.trailing_zeros());
+        let common = (64 - (first ^ last).leading_zeros()).max(first_leaf + 1).max(last_leaf + 1);
+        let top_first = self.free_up_to(first, first_leaf);
+        let top_last = self.free_up_to(last, last_leaf);
+        let split = |page, order| Event::Split(Block::containing(page, order, self.order));
+        for order in (common..=top_first).rev() {
+            events(split(first, order));
+        }
+        for order in (first_leaf + 1..=top_first.min(common - 1)).rev() {
+            events(split(first, order));
+        }
+        for order in (last_leaf + 1..=top_last.min(common - 1)).rev() {
+            events(split(last, order));
+        }
+    }
+
+    /// Report the merges freeing `allocation` allows, bottom up: the blocks
+    /// holding its first or last page that are all free now.
+    fn merge_after(&self, allocation: Allocation, events: &mut impl FnMut(Event)) {
+        let Allocation { offset: first, pages } = allocation;
+        let (last, end) = (first + pages - 1, first + pages);
+        let first_leaf = leaf_order(first, pages);
+        let last_leaf = (63 - pages.leading_zeros()).min(end.trailing_zeros());
+        let common = (64 - (first ^ last).leading_zeros()).max(first_leaf + 1).max(last_leaf + 1);
+        let merge = |page, order| Event::Merge(Block::containing(page, order, self.order));
+        for (page, leaf) in [(first, first_leaf), (last, last_leaf)] {
+            for order in leaf + 1..common {
+                if !self.is_free_block(page, order) {
+                    break;
+                }
+                events(merge(page, order));
+            }
+        }
+        for order in common..=self.order {
+            if !self.is_free_block(first, order) {
+                break;
+            }
+            events(merge(first, order));
+        }
+    }
+
+    // --- bits and summaries ---
+
+    fn chunk_mask(&self) -> u64 {
+        if self.order >= CHUNK_ORDER {
+            u64::MAX
+        } else {
+            (1 << (1 << self.order)) - 1
+        }
+    }
+
+    fn chunk(&self, page: u64) -> &Node {
+        &self.nodes[self.chunks + (page / 64) as usize]
+    }
+
+    fn chunk_mut(&mut self, page: u64) -> &mut Node {
+        &mut self.nodes[self.chunks + (page / 64) as usize]
+    }
+
+    fn bit(&self, page: u64, field: impl Fn(&Node) -> u64) -> bool {
+        field(self.chunk(page)) & (1 << (page % 64)) != 0
+    }
+
+    /// Mask of the bits of pages `[from, to)` in the chunk of page `from`, and
+    /// the first page after that chunk.
+    fn word_range(from: u64, to: u64) -> (u64, u64) {
+        let next = (from / 64 + 1) * 64;
+        let stop = to.min(next);
+        let bits = stop - from;
+        let mask = if bits == 64 { u64::MAX } else { ((1u64 << bits) - 1) << (from % 64) };
+        (mask, next)
+    }
+
+    fn any_bit(&self, mut from: u64, to: u64, field: impl Fn(&Node) -> u64) -> bool {
+        while from < to {
+            let (mask, next) = Self::word_range(from, to);
+            if field(self.chunk(from)) & mask != 0 {
+                return true;
+            }
+            from = next;
+        }
+        false
+    }
+
+    /// Whether no page of `[from, to)` is free and no allocation starts in it after `from`.
+    fn allocated_alone(&self, mut from: u64, to: u64) -> bool {
+        let first = from;
+        while from < to {
+            let (mask, next) = Self::word_range(from, to);
+            let chunk = self.chunk(from);
+            let starts = if from == first { chunk.starts & !(1 << (first % 64)) } else { chunk.starts };
+            if (chunk.free | starts) & mask != 0 {
+                return false;
+            }
+            from = next;
+        }
+        true
+    }
+
+    fn all_free(&self, mut from: u64, to: u64) -> bool {
+        while from < to {
+            let (mask, next) = Self::word_range(from, to);
+            if self.chunk(from).free & mask != mask {
+                return false;
+            }
+            from = next;
+        }
+        true
+    }
+
+    fn set_range(&mut self, mut from: u64, to: u64, free: bool) {
+        while from < to {
+            let (mask, next) = Self::word_range(from, to);
+            let chunk = self.chunk_mut(from);
+            if free {
+                chunk.free |= mask;
+            } else {
+                chunk.free &= !mask;
+            }
+            from = next;
+        }
+    }
+
+    fn summarise_chunk(&mut self, node: usize) {
+        let width = 1u32 << CHUNK_ORDER.min(self.order);
+        let (free, full) = (self.nodes[node].free, self.chunk_mask());
+        let chunk = &mut self.nodes[node];
+        if free == full {
+            (chunk.prefix, chunk.suffix, chunk.longest) = (width, width, width);
             return;
         }
-        self.split(block, events);
-        let (left, right) = block.children();
-        let half = left.pages();
-        if pages >= half {
-            self.nodes[left.node as usize] = ALLOCATED;
-            if pages > half {
-                self.take_run(right, pages - half, events);
-            }
-        } else {
-            self.take_run(left, pages, events);
+        if free == 0 {
+            (chunk.prefix, chunk.suffix, chunk.longest) = (0, 0, 0);
+            return;
         }
-        self.update(block);
+        chunk.prefix = free.trailing_ones();
+        chunk.suffix = (free << (64 - width)).leading_ones();
+        chunk.longest = longest_run(free);
     }
 
-    /// Give back a run of pages. Refused, with the pool unchanged, unless every
-    /// leaf of the run's binary decomposition is an allocated leaf: any
-    /// allocation qualifies, as does a leading part of one made of whole
-    /// leaves. Free halves are merged back up the tree.
-    pub fn free(&mut self, allocation: Allocation, events: &mut impl FnMut(Event)) -> Result<(), FreeError> {
-        if allocation.pages == 0
-            || allocation.pages > self.pages()
-            || allocation.offset > self.pages() - allocation.pages
-        {
-            return Err(FreeError::NotAllocated);
+    /// Recompute inner node `node` from its children, each of `half` pages.
+    #[inline]
+    fn summarise(&mut self, node: usize, half: u32) {
+        let (left, right) = (self.nodes[2 * node], self.nodes[2 * node + 1]);
+        let parent = &mut self.nodes[node];
+        parent.prefix = if left.prefix == half { half + right.prefix } else { left.prefix };
+        parent.suffix = if right.suffix == half { half + left.suffix } else { right.suffix };
+        parent.longest = left.longest.max(right.longest).max(left.suffix + right.prefix);
+    }
+
+    /// Recompute the chunks of pages `[from, to)` and every node above them.
+    fn resummarise(&mut self, from: u64, to: u64) {
+        let (mut low, mut high) = (self.chunks + (from / 64) as usize, self.chunks + ((to - 1) / 64) as usize);
+        for node in low..=high {
+            self.summarise_chunk(node);
         }
-        let first = allocation.blocks(self.order).next().ok_or(FreeError::NotAllocated)?;
-        if allocation.offset & (first.pages() - 1) != 0 {
-            return Err(FreeError::NotAllocated);
-        }
-        if !allocation.blocks(self.order).all(|b| self.is_allocated(b)) {
-            return Err(FreeError::NotAllocated);
-        }
-        for leaf in allocation.blocks(self.order) {
-            self.nodes[leaf.node as usize] = leaf.order as u8 + 1;
-            let mut child = leaf;
-            while child.node > 1 {
-                let parent = Block { node: child.node / 2, order: child.order + 1 };
-                let (left, right) = parent.children();
-                if self.is_free_block(left) && self.is_free_block(right) {
-                    self.nodes[parent.node as usize] = parent.order as u8 + 1;
-                    events(Event::Merge(parent));
-                } else {
-                    self.update(parent);
-                }
-                child = parent;
+        let mut half = 1u32 << CHUNK_ORDER;
+        while low > 1 {
+            (low, high) = (low / 2, high / 2);
+            let before = self.nodes[low];
+            for node in low..=high {
+                self.summarise(node, half);
+            }
+            half <<= 1;
+            if low == high && self.nodes[low] == before {
+                return; // nothing above can change either
             }
         }
-        self.free_pages += allocation.pages;
-        Ok(())
     }
 }
 

@@ -165,7 +165,8 @@ wire_ops! {
             total (TOTAL): u64,
             /// Bytes in free blocks (buffers and memsrv's bookkeeping objects excluded).
             free (FREE): u64,
-            /// The largest contiguous free block, in bytes.
+            /// The longest run of free pages, in bytes: the largest buffer an
+            /// ALLOC at page alignment gets now.
             largest_free (LARGEST_FREE): u64,
             /// Bytes memsrv can no longer use because a kernel invocation failed and
             /// could not be undone (0 unless the kernel misbehaved). They are counted
@@ -209,7 +210,9 @@ wire_ops! {
         reply ExportReply {
             /// 2 MiB frames, in CNode slots `0..large`.
             large (LARGE): u64,
-            /// 4 KiB frames, in CNode slots `large..large + small`.
+            /// 4 KiB frames, in CNode slots `large..large + small`, in address
+            /// order: for a buffer that does not start on a 2 MiB boundary,
+            /// those before its first 2 MiB frame come first.
             small (SMALL): u64,
             /// Radix of the CNode (its guard is `58 - radix` bits of 0).
             radix (RADIX): u64,

@@ -8,22 +8,55 @@ use crate::kernel::{Object, SLOT_BITS};
 /// Small pages in a large page.
 const SMALL_PER_LARGE: u64 = 1 << (LARGE_PAGE_BITS - PAGE_BITS);
 
-/// The frames of a buffer of `pages` pages. An allocation's leaves come in
-/// decreasing size from a naturally aligned start, so every whole 2 MiB at
-/// its start is an aligned 2 MiB leaf (or part of a larger one) and the
-/// remainder, under 2 MiB, is made of small pages.
+/// The frames of a buffer. Every whole aligned 2 MiB of physical memory in
+/// it is a 2 MiB frame (its allocation's leaves of 2 MiB or more); the rest
+/// are 4 KiB frames: a *head* before the first 2 MiB frame, if the buffer does
+/// not start on a 2 MiB boundary, and a tail after the last. A buffer with no
+/// whole aligned 2 MiB is small frames only.
+///
+/// A client maps it with every 2 MiB frame in a 2 MiB slot of its window:
+/// the head in the slot before, at the same offset in its slot as in
+/// physical memory (so the buffer's first byte need not start its run of
+/// slots: [`Self::window_offset`]), the tail from the start of the slot
+/// after. Small frames only are mapped from the start of a slot.
+///
+/// The buffer's master CNode (and an export's) holds the 2 MiB frames in
+/// slots `0..large`, then the 4 KiB frames in address order, head first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameLayout {
-    /// 2 MiB frames, first.
+    /// 2 MiB frames.
     pub large: u64,
-    /// 4 KiB frames, after them.
+    /// 4 KiB frames, head and tail.
     pub small: u64,
+    /// Of the 4 KiB frames, those before the first 2 MiB frame (0 unless
+    /// there is one and the buffer does not start on a 2 MiB boundary).
+    pub head: u64,
 }
 
 impl FrameLayout {
-    /// Layout for a buffer of `pages` small pages.
+    /// Layout for a buffer of `pages` small pages that starts on a 2 MiB boundary.
     pub const fn for_pages(pages: u64) -> FrameLayout {
-        FrameLayout { large: pages / SMALL_PER_LARGE, small: pages % SMALL_PER_LARGE }
+        FrameLayout { large: pages / SMALL_PER_LARGE, small: pages % SMALL_PER_LARGE, head: 0 }
+    }
+
+    /// Layout for a buffer of `pages` small pages from physical page number
+    /// `first_page` (its physical address over 4 KiB).
+    pub const fn for_run(first_page: u64, pages: u64) -> FrameLayout {
+        let into = first_page % SMALL_PER_LARGE;
+        if into == 0 {
+            return Self::for_pages(pages);
+        }
+        let head = SMALL_PER_LARGE - into;
+        if pages < head + SMALL_PER_LARGE {
+            return FrameLayout { large: 0, small: pages, head: 0 };
+        }
+        let large = (pages - head) / SMALL_PER_LARGE;
+        FrameLayout { large, small: pages - large * SMALL_PER_LARGE, head }
+    }
+
+    /// 4 KiB frames after the last 2 MiB frame (or all of them, if none).
+    pub const fn tail(self) -> u64 {
+        self.small - self.head
     }
 
     /// Number of frames.
@@ -31,10 +64,24 @@ impl FrameLayout {
         self.large + self.small
     }
 
-    /// Page tables a client needs to map the small frames: they all fall in one
-    /// 2 MiB slot of its window, so one at most.
+    /// Page tables a client needs to map the small frames: one for the
+    /// head's slot, one for each 2 MiB slot of the tail.
     pub const fn page_tables(self) -> u64 {
-        (self.small > 0) as u64
+        (self.head > 0) as u64 + self.tail().div_ceil(SMALL_PER_LARGE)
+    }
+
+    /// 2 MiB slots of a client's window the buffer takes.
+    pub const fn window_slots(self) -> u64 {
+        self.large + self.page_tables()
+    }
+
+    /// Bytes from the start of the buffer's run of window slots to its first byte.
+    pub const fn window_offset(self) -> u64 {
+        if self.head > 0 {
+            (SMALL_PER_LARGE - self.head) << PAGE_BITS
+        } else {
+            0
+        }
     }
 
     /// Size bits of the largest page.
@@ -132,6 +179,27 @@ const fn block_pages(bytes: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_buffer_off_a_large_page_boundary_has_a_head_of_small_frames() {
+        // The QEMU case: 2044 pages from page 2052 of a 2 MiB-aligned pool.
+        let l = FrameLayout::for_run(0x0004_0000 + 2052, 2044);
+        assert_eq!((l.head, l.large, l.small, l.tail()), (508, 3, 508, 0));
+        assert_eq!((l.page_tables(), l.window_slots(), l.window_offset()), (1, 4, 4 << PAGE_BITS));
+        assert_eq!(l.attachment_radix(), 9, "511 frames and a page table");
+        // Head and tail: two page tables, one slot each.
+        let l = FrameLayout::for_run(1, 1200);
+        assert_eq!((l.head, l.large, l.small, l.tail()), (511, 1, 688, 177));
+        assert_eq!((l.page_tables(), l.window_slots()), (2, 3));
+        // No whole aligned 2 MiB: small frames only, from a slot's start.
+        let l = FrameLayout::for_run(500, 520);
+        assert_eq!((l.head, l.large, l.small), (0, 0, 520));
+        assert_eq!((l.page_tables(), l.window_slots(), l.window_offset()), (2, 2, 0));
+        let l = FrameLayout::for_run(5, 16);
+        assert_eq!((l.page_tables(), l.window_slots(), l.window_offset()), (1, 1, 0));
+        // On a boundary: as before.
+        assert_eq!(FrameLayout::for_run(1024, 768), FrameLayout::for_pages(768));
+    }
 
     #[test]
     fn buffers_use_large_pages_for_every_whole_two_mebibytes() {

@@ -44,6 +44,8 @@ mod server;
 pub mod wait;
 pub mod window;
 
+/// The `NODES` a [`Server`] needs for pools of up to `2^order` pages.
+pub use capbuf_pool::nodes_for as pool_nodes;
 pub use kernel::{CapRef, Failure, Kernel, KernelError, MapAttributes, Object, Slot};
 pub use layout::FrameLayout;
 pub use quarantine::{Quarantine, Quarantined};

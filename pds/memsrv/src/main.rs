@@ -29,8 +29,8 @@ use sel4_microkit::{
     debug_println, protection_domain, var, Channel, ChannelSet, Child, Handler, Infallible, MessageInfo,
 };
 
-/// Pool trees sized for the largest pool memsrv accepts (2 bytes per page).
-const NODES: usize = 2 << (MAX_POOL_BITS - PAGE_BITS);
+/// Pool trees sized for the largest pool memsrv accepts (1 byte per page).
+const NODES: usize = capbuf_server::pool_nodes(MAX_POOL_BITS - PAGE_BITS);
 
 /// `CAPBUF_LOG=verbose` at build time: print per-request events too.
 const VERBOSE: bool = matches!(option_env!("CAPBUF_LOG"), Some(level) if level.eq_ignore_ascii_case("verbose"));

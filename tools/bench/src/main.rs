@@ -1,151 +1,158 @@
-//! Prints a table comparing capbuf's pool allocator with the frame allocator
-//! of `buddy_system_allocator`, in the same run, on the same mixed workload:
-//! alloc+free pairs per second, and internal waste (bytes reserved per byte
-//! requested and per page-rounded byte, and the most pages one buffer wasted).
-//!
-//! The workload is deterministic (a fixed-seed xorshift): request sizes in
-//! bytes, 70% up to 32 KiB, 25% up to 1 MiB, 5% up to 8 MiB; up to 512
-//! buffers live in a 1 GiB pool; each step frees a random live buffer or
-//! allocates a new one.
+//! `make bench`: capbuf's pool against buddy_system_allocator's frame
+//! allocator, interleaved in one run on the same workload
+//! ([`capbuf_bench::workload`]): alloc+free pairs per second (median and
+//! range over rounds, and the ratio, which a loaded machine leaves robust),
+//! internal waste, the fragmentation study against a first-fit baseline
+//! ([`capbuf_bench::fragmentation`]), then the kernel invocations memsrv
+//! makes per request. Lines `BENCH <name> <value> <unit>` carry the figures
+//! for scripts. divan's statistics of the same pairs: `cargo bench -p
+//! capbuf-bench --bench pairs` (also run by `make bench`).
 
 mod ops;
 
-use std::hint::black_box;
 use std::time::Instant;
 
-use buddy_system_allocator::FrameAllocator;
-use capbuf_pool::{Allocation, Pool};
+use capbuf_bench::fragmentation::{self, CapbufPool, FirstFitPool, OCCUPANCIES};
+use capbuf_bench::workload::{Allocator, Buddy, Capbuf, Tally, Workload, LIVE};
 
-const PAGE: u64 = 4096;
-const POOL_ORDER: u32 = 18; // 2^18 pages = 1 GiB
-const STEPS: usize = 2_000_000;
-const LIVE: usize = 512;
+/// Rounds; each times both allocators once, in alternating order.
+const ROUNDS: usize = 21;
+/// Pairs per allocator per round.
+const PAIRS: u64 = 100_000;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn size(&mut self) -> u64 {
-        let class = self.next() % 100;
-        let max = match class {
-            0..70 => 32 << 10,
-            70..95 => 1 << 20,
-            _ => 8 << 20,
-        };
-        1 + self.next() % max
-    }
-}
-
-/// What one allocator did over the workload.
-struct Run {
-    pairs: u64,
-    seconds: f64,
-    requested: u64,
-    rounded: u64,
-    reserved: u64,
-    worst_extra_pages: u64,
-    failures: u64,
-}
-
-trait Allocator {
-    fn alloc(&mut self, pages: u64) -> Option<(u64, u64)>;
-    fn free(&mut self, start: u64, pages: u64);
-    /// Pages actually taken for a request of `pages`.
-    fn reserved(pages: u64) -> u64;
-}
-
-struct Capbuf(Box<Pool<{ 2 << POOL_ORDER }>>);
-
-impl Allocator for Capbuf {
-    fn alloc(&mut self, pages: u64) -> Option<(u64, u64)> {
-        self.0.alloc(pages, 0, &mut |_| {}).ok().map(|a| (a.offset, a.pages))
-    }
-    fn free(&mut self, offset: u64, pages: u64) {
-        self.0.free(Allocation { offset, pages }, &mut |_| {}).expect("live allocation");
-    }
-    fn reserved(pages: u64) -> u64 {
-        pages
-    }
-}
-
-struct Buddy(FrameAllocator<32>);
-
-impl Allocator for Buddy {
-    fn alloc(&mut self, pages: u64) -> Option<(u64, u64)> {
-        self.0.alloc(pages as usize).map(|start| (start as u64, pages))
-    }
-    fn free(&mut self, start: u64, pages: u64) {
-        self.0.dealloc(start as usize, pages as usize);
-    }
-    fn reserved(pages: u64) -> u64 {
-        pages.next_power_of_two()
-    }
-}
-
-fn run<A: Allocator>(allocator: &mut A) -> Run {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut live: Vec<(u64, u64)> = Vec::with_capacity(LIVE);
-    let (mut pairs, mut requested, mut rounded, mut reserved, mut worst, mut failures) = (0, 0, 0, 0, 0, 0);
+fn timed<A: Allocator>(workload: &mut Workload<A>) -> f64 {
     let start = Instant::now();
-    for _ in 0..STEPS {
-        let free = !live.is_empty() && (live.len() >= LIVE || rng.next() % 2 == 0);
-        if free {
-            let i = (rng.next() % live.len() as u64) as usize;
-            let (at, pages) = live.swap_remove(i);
-            allocator.free(black_box(at), pages);
-            pairs += 1;
+    workload.pairs(PAIRS);
+    PAIRS as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Median, smallest, largest.
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (values[values.len() / 2], values[0], values[values.len() - 1])
+}
+
+fn waste(name: &str, t: &Tally) {
+    println!(
+        "| {name} | {:.3} | {:.3} | {} | {} |",
+        t.reserved as f64 / t.requested as f64,
+        t.reserved as f64 / t.rounded as f64,
+        t.worst_extra_pages,
+        t.failures
+    );
+}
+
+fn throughput() {
+    let mut capbuf = Workload::new(Capbuf::new());
+    let mut buddy = Workload::new(Buddy::new());
+    timed(&mut capbuf);
+    timed(&mut buddy);
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (a, b) = if round % 2 == 0 {
+            let a = timed(&mut capbuf);
+            (a, timed(&mut buddy))
         } else {
-            let bytes = rng.size();
-            let pages = bytes.div_ceil(PAGE);
-            match allocator.alloc(black_box(pages)) {
-                Some(a) => {
-                    live.push(a);
-                    requested += bytes;
-                    rounded += pages * PAGE;
-                    reserved += A::reserved(pages) * PAGE;
-                    worst = worst.max(A::reserved(pages) - pages);
-                }
-                None => failures += 1,
-            }
-        }
+            let b = timed(&mut buddy);
+            (timed(&mut capbuf), b)
+        };
+        ours.push(a);
+        theirs.push(b);
+        ratios.push(a / b);
     }
-    let seconds = start.elapsed().as_secs_f64();
-    Run { pairs, seconds, requested, rounded, reserved, worst_extra_pages: worst, failures }
+    println!(
+        "workload: up to {LIVE} live buffers, sizes 1 B..8 MiB (70% <= 32 KiB), pool 1 GiB of 4 KiB pages; \
+         {ROUNDS} rounds of {PAIRS} alloc+free pairs per allocator, interleaved"
+    );
+    println!();
+    println!("| allocator | pairs/s, median | min | max |");
+    println!("|---|---:|---:|---:|");
+    let (capbuf_median, capbuf_min, capbuf_max) = spread(ours);
+    let (buddy_median, buddy_min, buddy_max) = spread(theirs);
+    let (ratio, ratio_min, ratio_max) = spread(ratios);
+    println!(
+        "| capbuf-pool (exact fit) | {:.2} M | {:.2} M | {:.2} M |",
+        capbuf_median / 1e6,
+        capbuf_min / 1e6,
+        capbuf_max / 1e6
+    );
+    println!(
+        "| buddy_system_allocator 0.11 FrameAllocator | {:.2} M | {:.2} M | {:.2} M |",
+        buddy_median / 1e6,
+        buddy_min / 1e6,
+        buddy_max / 1e6
+    );
+    println!("| ratio capbuf / buddy, per round | {ratio:.2}x | {ratio_min:.2}x | {ratio_max:.2}x |");
+    println!();
+    println!("| allocator | reserved / requested bytes | reserved / page-rounded bytes | worst pages beyond rounding | failed allocs |");
+    println!("|---|---:|---:|---:|---:|");
+    waste("capbuf-pool (exact fit)", &capbuf.tally);
+    waste("buddy_system_allocator 0.11 FrameAllocator", &buddy.tally);
+    println!();
+    println!(
+        "capbuf-pool footprint: {} bytes for this 1 GiB pool (1 byte per 4 KiB page), fixed, no heap.",
+        std::mem::size_of_val(&*capbuf.allocator.0)
+    );
+    println!();
+    println!("BENCH pairs_capbuf {capbuf_median:.0} pairs/s");
+    println!("BENCH pairs_capbuf_min {capbuf_min:.0} pairs/s");
+    println!("BENCH pairs_capbuf_max {capbuf_max:.0} pairs/s");
+    println!("BENCH pairs_buddy {buddy_median:.0} pairs/s");
+    println!("BENCH pairs_buddy_min {buddy_min:.0} pairs/s");
+    println!("BENCH pairs_buddy_max {buddy_max:.0} pairs/s");
+    println!("BENCH pairs_capbuf_over_buddy {ratio:.3} ratio");
+    let waste = |t: &Tally| t.reserved as f64 / t.requested as f64;
+    println!("BENCH waste_capbuf {:.4} ratio", waste(&capbuf.tally));
+    println!("BENCH waste_buddy {:.4} ratio", waste(&buddy.tally));
+    println!();
+}
+
+fn fragmentation_study() {
+    println!(
+        "Fragmentation: churn held at an occupancy of a 1 GiB pool (the workload's sizes), {} steps x {} seeds; \
+         largest allocation that still succeeds / free memory, mean over samples (min):",
+        fragmentation::STEPS,
+        fragmentation::SEEDS
+    );
+    println!();
+    println!("| occupancy | capbuf | first fit | capbuf / first fit | held (capbuf, first fit) | refused per 1000 (capbuf, first fit) |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let mut lines = Vec::new();
+    for percent in OCCUPANCIES {
+        let ours = fragmentation::study::<CapbufPool>(percent);
+        let theirs = fragmentation::study::<FirstFitPool>(percent);
+        println!(
+            "| {percent}% | {:.3} ({:.3}) | {:.3} ({:.3}) | {:.2}x | {:.1}%, {:.1}% | {:.1}, {:.1} |",
+            ours.mean,
+            ours.min,
+            theirs.mean,
+            theirs.min,
+            ours.mean / theirs.mean,
+            ours.occupancy,
+            theirs.occupancy,
+            ours.failures_per_mille,
+            theirs.failures_per_mille
+        );
+        lines.push(format!(
+            "BENCH frag_{}_{percent} {:.4} ratio",
+            <CapbufPool as fragmentation::Fragmenting>::NAME,
+            ours.mean
+        ));
+        lines.push(format!(
+            "BENCH frag_{}_{percent} {:.4} ratio",
+            <FirstFitPool as fragmentation::Fragmenting>::NAME,
+            theirs.mean
+        ));
+    }
+    println!();
+    for line in lines {
+        println!("{line}");
+    }
+    println!();
 }
 
 fn main() {
-    let mut capbuf = Capbuf(Box::new(Pool::new(POOL_ORDER).expect("pool fits")));
-    let mut buddy = Buddy(FrameAllocator::new());
-    buddy.0.add_frame(0, 1 << POOL_ORDER);
-    // Warm up both once, then measure.
-    run(&mut capbuf);
-    run(&mut buddy);
-    let results = [
-        ("capbuf-pool (exact fit)", run(&mut capbuf)),
-        ("buddy_system_allocator 0.11 FrameAllocator", run(&mut buddy)),
-    ];
-    println!("workload: {STEPS} steps, up to {LIVE} live buffers, sizes 1 B..8 MiB (70% <= 32 KiB), pool 1 GiB of 4 KiB pages");
-    println!();
-    println!("| allocator | alloc+free pairs/s | reserved / requested bytes | reserved / page-rounded bytes | worst pages beyond rounding | failed allocs |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, r) in &results {
-        println!(
-            "| {name} | {:.2} M | {:.3} | {:.3} | {} | {} |",
-            r.pairs as f64 / r.seconds / 1e6,
-            r.reserved as f64 / r.requested as f64,
-            r.reserved as f64 / r.rounded as f64,
-            r.worst_extra_pages,
-            r.failures
-        );
-    }
-    println!();
-    println!("capbuf-pool footprint: 2 bytes of tree per 4 KiB page (1/2048 of the pool), fixed, no heap.");
-    println!();
+    throughput();
+    fragmentation_study();
     ops::print();
 }

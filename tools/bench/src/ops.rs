@@ -8,7 +8,7 @@ use capbuf_protocol::{
 };
 use capbuf_server::Server;
 
-const NODES: usize = 2 << 14;
+const NODES: usize = capbuf_server::pool_nodes(14);
 type Memsrv = Server<Model, NODES>;
 
 fn memsrv() -> Box<Memsrv> {

@@ -22,7 +22,6 @@ use capbuf_protocol::{BufferId, Error, Invocation, KernelFailure, MAX_CLIENTS, M
 use super::decide::{AllocPlan, AttachPlan, DetachPlan, ExportPlan, GrantPlan, ATTACH_SLOTS};
 use super::state::State;
 use crate::kernel::{CapRef, Failure, Kernel, MapAttributes, Named, Object, Slot, RETYPE_FAN_OUT_LIMIT};
-use crate::layout::FrameLayout;
 use crate::quarantine::Quarantined;
 use crate::registry::{Attachment, Buffer, Exported};
 
@@ -178,7 +177,8 @@ impl<const NODES: usize> State<NODES> {
     }
 
     /// Retype the master CNode from the owner's reserve block and the frames
-    /// from the data leaves into it, large frames first.
+    /// from the data leaves into it: large frames first, then the small ones
+    /// in address order ([`crate::layout::FrameLayout`]).
     fn make_frames<K: Kernel>(
         &mut self,
         kernel: &mut K,
@@ -186,7 +186,7 @@ impl<const NODES: usize> State<NODES> {
         data: Allocation,
         undo: &mut Undo,
     ) -> Result<Slot, Failure> {
-        let layout = FrameLayout::for_pages(plan.pages);
+        let layout = self.layout_of(plan.pool, data);
         debug_assert!(layout.master_pages() <= self.reserves.block_pages());
         // Leaves the pool kept dormant are collapsed first; each collapse is
         // complete in itself, so the undo has nothing to do for them.
@@ -197,23 +197,23 @@ impl<const NODES: usize> State<NODES> {
         self.take_metadata(plan.meta, undo)?;
         let radix = layout.master_radix();
         let master = self.guarded_cnode(kernel, radix, undo)?;
-        let mut index = 0u32;
+        let (mut large, mut small) = (0u32, layout.large as u32);
         for leaf in data.blocks(order) {
             let leaf_slot = self.leaf_slot(plan.pool, leaf)?;
-            let (object, mut count) = if leaf.order() + PAGE_BITS >= capbuf_protocol::LARGE_PAGE_BITS {
-                (Object::LargeFrame, 1u32 << (leaf.order() + PAGE_BITS - capbuf_protocol::LARGE_PAGE_BITS))
+            let (object, mut count, index) = if leaf.order() + PAGE_BITS >= capbuf_protocol::LARGE_PAGE_BITS {
+                (Object::LargeFrame, 1u32 << (leaf.order() + PAGE_BITS - capbuf_protocol::LARGE_PAGE_BITS), &mut large)
             } else {
-                (Object::SmallFrame, 1u32 << leaf.order())
+                (Object::SmallFrame, 1u32 << leaf.order(), &mut small)
             };
             while count > 0 {
                 let chunk = count.min(RETYPE_FAN_OUT_LIMIT);
-                let dest = CapRef::InNode { node: master, radix, index };
+                let dest = CapRef::InNode { node: master, radix, index: *index };
                 kernel.retype(leaf_slot, object, dest, chunk).named(Invocation::UntypedRetype)?;
-                index += chunk;
+                *index += chunk;
                 count -= chunk;
             }
         }
-        debug_assert_eq!(index as u64, layout.frames());
+        debug_assert_eq!((large as u64, small as u64), (layout.large, layout.frames()));
         Ok(master)
     }
 
@@ -263,25 +263,42 @@ impl<const NODES: usize> State<NODES> {
         let frames = layout.frames() as u32;
         if layout.page_tables() > 0 {
             let dest = CapRef::InNode { node: cnode, radix, index: frames };
-            kernel.retype(untyped, Object::PageTable, dest, 1).named(Invocation::UntypedRetype)?;
+            let tables = layout.page_tables() as u32;
+            kernel.retype(untyped, Object::PageTable, dest, tables).named(Invocation::UntypedRetype)?;
         }
         copy_frames(kernel, (plan.master, layout.master_radix()), (cnode, radix), frames, plan.rights)?;
         let vspace = (MEMSRV_TABLE_VSPACES as usize + client) as Slot;
         let attributes = MapAttributes { rights: plan.rights, cached: !plan.flags.uncached() };
         let large = 1u64 << capbuf_protocol::LARGE_PAGE_BITS;
         let frame = |index: u64| CapRef::InNode { node: cnode, radix, index: index as u32 };
-        let vaddr = plan.run.vaddr();
-        for i in 0..layout.large {
-            kernel.map_frame(frame(i), vspace, vaddr + i * large, attributes).named(Invocation::PageMap)?;
-        }
-        if layout.small > 0 {
-            let base = vaddr + layout.large * large;
-            kernel.map_page_table(frame(layout.frames()), vspace, base).named(Invocation::PageTableMap)?;
-            for j in 0..layout.small {
-                let at = base + (j << PAGE_BITS);
+        // Slots of the run: the head's (if any), one per large frame, the tail's.
+        let mut slot = plan.run.vaddr();
+        let mut table = layout.frames();
+        if layout.head > 0 {
+            kernel.map_page_table(frame(table), vspace, slot).named(Invocation::PageTableMap)?;
+            table += 1;
+            let first = slot + layout.window_offset();
+            for j in 0..layout.head {
+                let at = first + (j << PAGE_BITS);
                 kernel.map_frame(frame(layout.large + j), vspace, at, attributes).named(Invocation::PageMap)?;
             }
+            slot += large;
         }
+        for i in 0..layout.large {
+            kernel.map_frame(frame(i), vspace, slot, attributes).named(Invocation::PageMap)?;
+            slot += large;
+        }
+        for j in 0..layout.tail() {
+            let at = slot + (j << PAGE_BITS);
+            if at % large == 0 {
+                kernel.map_page_table(frame(table), vspace, at).named(Invocation::PageTableMap)?;
+                table += 1;
+            }
+            kernel
+                .map_frame(frame(layout.large + layout.head + j), vspace, at, attributes)
+                .named(Invocation::PageMap)?;
+        }
+        debug_assert_eq!(table, layout.frames() + layout.page_tables());
         Ok(())
     }
 

@@ -10,6 +10,8 @@ use capbuf_protocol::{
     MAX_BUFFER_BITS, MAX_CLIENTS, PADDR_HIDDEN, PAGE_BITS, PROTOCOL_VERSION,
 };
 
+use capbuf_pool::Allocation;
+
 use super::state::State;
 use crate::kernel::Slot;
 use crate::layout::FrameLayout;
@@ -110,10 +112,16 @@ impl<const NODES: usize> State<NODES> {
         })
     }
 
+    /// How the run `data` of pool `pool` is made of frames ([`FrameLayout::for_run`]).
+    pub(super) fn layout_of(&self, pool: usize, data: Allocation) -> FrameLayout {
+        let base = self.pools[pool].as_ref().map_or(0, |p| p.base);
+        FrameLayout::for_run((base >> PAGE_BITS) + data.offset, data.pages)
+    }
+
     pub(super) fn info(&self, client: usize, id: BufferId) -> Result<InfoReply, Error> {
         let buffer = self.registry.get_for(client, id)?;
         let rights = buffer.allowed(client).ok_or(Error::UnknownBuffer)?;
-        let layout = FrameLayout::for_pages(buffer.data.pages);
+        let layout = self.layout_of(buffer.pool, buffer.data);
         let base = self.pools[buffer.pool].as_ref().map_or(0, |p| p.base);
         let physical_address = base + (buffer.data.offset << PAGE_BITS);
         Ok(InfoReply {
@@ -178,9 +186,12 @@ impl<const NODES: usize> State<NODES> {
         let meta = self.reserves.free_block(client).ok_or(Error::OutOfMemory)?;
         let slots = reserve::request_slots(order);
         self.check_slots(slots)?;
-        // The block the pool will take: 2^ceil(log2 pages), or the alignment.
-        let block = pages.next_power_of_two().max(1 << align_order);
-        if state.pool.largest_free() < block {
+        let first = state.pool.placement(pages, align_order).ok_or(Error::OutOfMemory)?;
+        // Off a 2 MiB boundary a buffer can need more capability slots than
+        // the reserve's blocks were sized for (a head and a tail of small
+        // frames): such a placement is refused.
+        let layout = self.layout_of(pool, Allocation { offset: first, pages });
+        if layout.metadata_pages() > self.reserves.block_pages() {
             return Err(Error::OutOfMemory);
         }
         Ok(AllocPlan { pool, pages, align_order, flags, bytes, meta, slots })
@@ -200,8 +211,8 @@ impl<const NODES: usize> State<NODES> {
         if self.usage[client].attachments.saturating_add(1) > reserve::attachment_limit(&self.config, client) {
             return Err(Error::QuotaAttachments);
         }
-        let layout = FrameLayout::for_pages(buffer.data.pages);
-        let run = self.windows.find(client, (layout.large + layout.page_tables()) as u32).ok_or(Error::WindowFull)?;
+        let layout = self.layout_of(buffer.pool, buffer.data);
+        let run = self.windows.find(client, layout.window_slots() as u32).ok_or(Error::WindowFull)?;
         self.check_slots(ATTACH_SLOTS)?;
         debug_assert!(layout.attachment_pages() <= self.reserves.block_pages());
         let meta = self.reserves.free_block(client).ok_or(Error::OutOfMemory)?;
@@ -229,7 +240,7 @@ impl<const NODES: usize> State<NODES> {
         }
         self.check_slots(ATTACH_SLOTS)?;
         let meta = self.reserves.free_block(client).ok_or(Error::OutOfMemory)?;
-        let layout = FrameLayout::for_pages(buffer.data.pages);
+        let layout = self.layout_of(buffer.pool, buffer.data);
         Ok(ExportPlan { id, rights, layout, master: buffer.master, meta })
     }
 

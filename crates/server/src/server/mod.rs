@@ -112,7 +112,8 @@ pub struct StartError {
     pub kernel: Option<KernelFailure>,
 }
 
-/// memsrv's whole state. `NODES` bounds each pool (twice its page count).
+/// memsrv's whole state. `NODES` bounds each pool: [`crate::pool_nodes`]`(order)`
+/// for pools of up to `2^order` pages.
 pub struct Server<K, const NODES: usize> {
     kernel: K,
     state: State<NODES>,
@@ -189,13 +190,15 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     fn carve_reserves(&mut self) -> Result<(), Failure> {
         let state = &mut self.state;
         let block_pages = state.reserves.block_pages();
+        // A reserve block is one untyped: a naturally aligned block.
+        let block_order = block_pages.trailing_zeros();
         for client in 0..MAX_CLIENTS {
             for _ in 0..reserve::reserve_blocks(&state.config, client) {
                 let pool = (0..state.config.pool_count())
                     .rev()
-                    .find(|&p| state.pools[p].as_ref().is_some_and(|s| s.pool.largest_free() >= block_pages))
+                    .find(|&p| state.pools[p].as_ref().is_some_and(|s| s.pool.can_alloc(block_pages, block_order)))
                     .ok_or(Error::OutOfMemory)?;
-                let block = state.pool_alloc(&mut self.kernel, pool, block_pages, 0)?;
+                let block = state.pool_alloc(&mut self.kernel, pool, block_pages, block_order)?;
                 state.reserves.push(client, pool, block).map_err(|_| Error::OutOfSlots)?;
             }
         }
@@ -362,7 +365,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 state.attach(kernel, client, plan)?;
                 Reply::Attach(AttachReply {
                     size: plan.size,
-                    vaddr: plan.run.vaddr(),
+                    vaddr: plan.run.vaddr() + plan.layout.window_offset(),
                     page_bits: plan.layout.page_bits() as u64,
                     rights: plan.rights,
                     flags: plan.flags,
