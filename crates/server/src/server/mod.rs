@@ -5,6 +5,7 @@
 mod act;
 mod blocks;
 mod decide;
+mod fingerprint;
 mod state;
 
 use capbuf_pool::Pool;
@@ -105,6 +106,10 @@ pub struct StartError {
 }
 
 /// memsrv's whole state. `NODES` bounds each pool (twice its page count).
+/// A clone (host tests with a cloneable kernel model) is an independent
+/// copy of memsrv and its kernel, from which an exhaustive checker explores
+/// every next request.
+#[derive(Clone)]
 pub struct Server<K, const NODES: usize> {
     kernel: K,
     state: State<NODES>,

@@ -1,0 +1,68 @@
+//! A digest of everything memsrv knows, for checkers that explore requests
+//! exhaustively: two states with the same digest answer every future
+//! request alike, so a checker need explore only one of them.
+
+use core::fmt::{self, Write};
+use core::hash::Hasher;
+
+use super::Server;
+use crate::kernel::Kernel;
+
+/// Formats into a hasher, so that a digest needs no allocation.
+pub(super) struct Feed<'a, H>(pub(super) &'a mut H);
+
+impl<H: Hasher> Write for Feed<'_, H> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.0.write(text.as_bytes());
+        Ok(())
+    }
+}
+
+impl<K: Kernel, const NODES: usize> Server<K, NODES> {
+    /// Feed `hasher` memsrv's whole state but the kernel's (the configuration
+    /// aside, which never changes): buffers with their generations and what
+    /// each client knows of freed ones, quarantine, usage, the untyped blocks
+    /// mirroring the pools (in key order, whatever order the map keeps them
+    /// in), the free table slots in the order they will be handed out,
+    /// reserves, windows with their holes, lost slots. Each pool's
+    /// allocator is fed its free pages and largest free block: its tree is
+    /// determined by the blocks allocated from it, which are the buffers',
+    /// the quarantined buffers' and the reserves', all fed here.
+    pub fn fingerprint(&self, hasher: &mut impl Hasher) {
+        let state = &self.state;
+        let mut feed = Feed(hasher);
+        // Writing into a hasher cannot fail.
+        let _ = self.write_fingerprint(&mut feed);
+        for slot in state.slots.iter() {
+            feed.0.write_u32(slot);
+        }
+    }
+
+    fn write_fingerprint(&self, out: &mut impl Write) -> fmt::Result {
+        let state = &self.state;
+        for (index, pool) in state.pools.iter().enumerate() {
+            if let Some(pool) = pool {
+                write!(out, "pool {index}: {} {};", pool.pool.free_pages(), pool.pool.largest_free())?;
+            }
+        }
+        state.registry.digest(out)?;
+        for entry in state.quarantine.iter() {
+            write!(out, "{entry:?};")?;
+        }
+        write!(out, "{:?};", state.usage)?;
+        let mut last = None;
+        while let Some((key, block)) =
+            state.blocks.iter().filter(|(key, _)| last.is_none_or(|last| **key > last)).min_by_key(|(key, _)| **key)
+        {
+            write!(out, "block {key}: {block:?};")?;
+            last = Some(*key);
+        }
+        for client in 0..state.usage.len() {
+            write!(out, "reserve {client}: {:?};", state.reserves.of(client))?;
+        }
+        for (_, block) in state.reserves.iter() {
+            write!(out, "{block:?};")?;
+        }
+        write!(out, "{:?}; lost {};", state.windows, state.lost_slots)
+    }
+}

@@ -1,0 +1,313 @@
+//! One harness for the fuzzer and the exhaustive checker: memsrv on the
+//! model, driven by [`Step`]s straight through [`Server::handle`] (no client
+//! library in between to refuse anything first), with the checks every step
+//! must pass: the invariants ([`super::invariants::check`]), plus what one
+//! request may change: an id freed stays dead, a request the kernel refused
+//! leaves memsrv and the kernel as they were, a new buffer is zero, an
+//! attachment never has more rights than asked for. [`Harness::teardown`]
+//! then frees everything and checks the system is as it started.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::Hasher;
+
+use capbuf_model::{CNodeOp, Model};
+use capbuf_protocol::{
+    BufferId, Error, Op, Reply, Request, Rights, CLIENT_WINDOW, MAX_CLIENTS, MAX_MESSAGE_WORDS, PAGE_BITS,
+};
+use capbuf_server::{CapRef, KernelError, MapAttributes, Server};
+
+use super::invariants::{check, pristine, Violation};
+
+/// An id naming "the `k`-th buffer issued" in a [`Step::Send`]: generation 0,
+/// which memsrv never issues. [`Harness`] puts the real id in its place
+/// (or leaves it, a never-issued id, if fewer were issued).
+pub const fn nth_issued(k: u32) -> BufferId {
+    BufferId::new(k, 0)
+}
+
+/// Root CNode slot where a `frame_caps` client receives EXPORT's CNode.
+pub const RECEIVE_SLOT: u64 = 32;
+
+/// One thing a client (or the test) does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Client index `client` sends `request`; its ID field, if it is
+    /// [`nth_issued`], names that buffer.
+    Send { client: usize, request: Request },
+    /// Any message at all, on any channel.
+    Raw { channel: u64, label: u64, words: Vec<u64>, caps: usize },
+    /// A capability operation of a hostile client ([`hostile`]).
+    Hostile { client: usize, op: u8, cptr: u64, dest: u64, source: u64, vaddr_slot: u64 },
+    /// The client reads or writes its window at 4 KiB page `page`.
+    Touch { client: usize, page: u64, write: bool },
+    /// memsrv collapses its dormant blocks (what it does when short of slots).
+    Collapse,
+}
+
+/// What a step did, for the checkers' counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Done {
+    /// memsrv's kernel invocations during the step.
+    pub invocations: u64,
+    /// The request was answered with success.
+    pub served: bool,
+}
+
+/// memsrv, the ids it issued (in order) and the ones freed since.
+#[derive(Clone)]
+pub struct Harness<const N: usize> {
+    pub server: Server<Model, N>,
+    pub issued: Vec<BufferId>,
+    pub freed: Vec<BufferId>,
+}
+
+/// 128 bits of digest: two SipHashes of the same feed, one salted.
+pub struct Digest(DefaultHasher, DefaultHasher);
+
+impl Digest {
+    pub fn new() -> Digest {
+        let mut salted = DefaultHasher::new();
+        salted.write_u64(0x9e37_79b9_7f4a_7c15);
+        Digest(DefaultHasher::new(), salted)
+    }
+
+    pub fn finish(&self) -> u128 {
+        ((self.0.finish() as u128) << 64) | self.1.finish() as u128
+    }
+}
+
+impl Hasher for Digest {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+        self.1.write(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+/// A capability operation a hostile client can try on whatever its
+/// capability pointers name: copy, mint, move, mutate, delete or revoke in a
+/// CNode (0 to 5), map a frame at a window address (6), GetAddress (7),
+/// copy into its root CNode (8).
+pub fn hostile(
+    model: &mut Model,
+    client: usize,
+    op: u8,
+    cptr: u64,
+    dest: u64,
+    source: u64,
+    vaddr_slot: u64,
+) -> Result<(), KernelError> {
+    let vaddr = CLIENT_WINDOW.start + (vaddr_slot << 21);
+    let attributes = MapAttributes { rights: Rights::ReadWrite, cached: false };
+    let rights = Rights::ReadWrite;
+    let node = cptr >> 58;
+    match op {
+        0 => model.client_cnode(client, (node, dest), (node, source), CNodeOp::Copy(rights)),
+        1 => model.client_cnode(client, (node, dest), (node, source), CNodeOp::Mint(rights, 0)),
+        2 => model.client_cnode(client, (node, dest), (node, source), CNodeOp::Move),
+        3 => model.client_cnode(client, (node, dest), (node, source), CNodeOp::Mutate(0)),
+        4 => model.client_cnode(client, (node, dest), (node, source), CNodeOp::Delete),
+        5 => model.client_cnode(client, (node, dest), (node, source), CNodeOp::Revoke),
+        6 => model.client_map_frame(client, cptr, vaddr, attributes),
+        7 => model.client_get_address(client, cptr).map(|_| ()),
+        _ => model.client_copy_to_root(client, dest % 64, cptr, rights),
+    }
+}
+
+/// Whether `op` names a buffer in its first register.
+fn names_buffer(op: Op) -> bool {
+    op.request_fields().first().is_some_and(|field| field.name == "ID")
+}
+
+impl<const N: usize> Harness<N> {
+    pub fn new(server: Server<Model, N>) -> Self {
+        Harness { server, issued: Vec::new(), freed: Vec::new() }
+    }
+
+    /// Feed `hasher` the whole state: memsrv's, the kernel's, and the ids
+    /// issued and freed (which [`nth_issued`] refers to).
+    pub fn fingerprint(&self, hasher: &mut impl Hasher) {
+        self.server.fingerprint(hasher);
+        self.server.kernel().fingerprint(hasher);
+        for id in self.issued.iter().chain([&BufferId::new(0, 0)]).chain(&self.freed) {
+            hasher.write_u64(id.raw());
+        }
+    }
+
+    pub fn digest(&self) -> u128 {
+        let mut digest = Digest::new();
+        self.fingerprint(&mut digest);
+        digest.finish()
+    }
+
+    /// The message `request` is sent as, with [`nth_issued`] resolved.
+    pub fn message(&self, request: &Request) -> (u64, Vec<u64>) {
+        let mut words = [0; MAX_MESSAGE_WORDS];
+        let (label, length) = request.encode(&mut words);
+        if names_buffer(request.op()) {
+            let id = BufferId::from_raw(words[0]);
+            if id.generation() == 0 {
+                if let Some(issued) = self.issued.get(id.index() as usize) {
+                    words[0] = issued.raw();
+                }
+            }
+        }
+        (label, words[..length].to_vec())
+    }
+
+    /// Take one step, with the `fail`-th kernel invocation memsrv makes
+    /// refused with `error` if given, and check everything that must hold.
+    pub fn step(&mut self, step: &Step, fail: Option<(u64, KernelError)>) -> Result<Done, Violation> {
+        let before = self.server.kernel().invocations();
+        if let Some((nth, error)) = fail {
+            self.server.kernel_mut().fail_invocation(nth, error);
+        }
+        let served = match step {
+            Step::Send { client, request } => {
+                let (label, words) = self.message(request);
+                self.send(*client, label, &words, 0, fail.is_some())?
+            }
+            Step::Raw { channel, label, words, caps } => {
+                let client = *channel as usize;
+                let known = self.server.config().client_by_channel(*channel).is_some();
+                let served = self.send(client, *label, words, *caps, fail.is_some())?;
+                if served && !known {
+                    return Err(format!("served a message on unknown channel {channel}"));
+                }
+                served
+            }
+            &Step::Hostile { client, op, cptr, dest, source, vaddr_slot } => {
+                hostile(self.server.kernel_mut(), client, op, cptr, dest, source, vaddr_slot).is_ok()
+            }
+            &Step::Touch { client, page, write } => {
+                let vaddr = CLIENT_WINDOW.start + (page << PAGE_BITS);
+                let model = self.server.kernel_mut();
+                if write {
+                    model.client_write(client, vaddr, page + 1).is_ok()
+                } else {
+                    model.client_read(client, vaddr).is_ok()
+                }
+            }
+            Step::Collapse => {
+                self.server.reclaim().map_err(|failure| format!("collapse refused: {failure:?}"))?;
+                true
+            }
+        };
+        let model = self.server.kernel_mut();
+        let invocations = model.invocations() - before;
+        model.clear_failures();
+        check(&self.server)?;
+        Ok(Done { invocations, served })
+    }
+
+    /// Send one message from client index `client` (its channel is its
+    /// index here) and check what it changed. Returns whether it was served.
+    fn send(&mut self, client: usize, label: u64, words: &[u64], caps: usize, failing: bool) -> Result<bool, Violation> {
+        let request = Request::decode(label, words, caps).ok();
+        let id = request.filter(|r| names_buffer(r.op())).map(|_| BufferId::from_raw(words[0]));
+        let freed = id.filter(|id| self.freed.contains(id));
+        let hole = id.filter(|_| client < MAX_CLIENTS).and_then(|id| self.server.windows().hole(client, id));
+        let pending = id.is_some_and(|id| {
+            self.server.quarantine().iter().any(|q| q.id == id && client < MAX_CLIENTS && q.pending & (1 << client) != 0)
+        });
+        let before = failing.then(|| self.digest());
+        let outcome = self.server.handle(client as u64, label, words, caps);
+        if let (Some(send), Ok(_)) = (outcome.send, outcome.result) {
+            let from = CapRef::Table(send);
+            let _ = self.server.kernel_mut().transfer_to_client(client, RECEIVE_SLOT, from);
+        }
+        let op = request.map(|r| r.op());
+        match (outcome.result, freed) {
+            (Ok(_), Some(id)) => {
+                // A freed id is dead, but for the two requests that are about
+                // what outlives it: the client's hole and its confirmation.
+                let allowed = match op {
+                    Some(Op::Detach) => hole.is_some(),
+                    Some(Op::Quiesce) => pending,
+                    _ => false,
+                };
+                if !allowed {
+                    return Err(format!("{op:?} of freed buffer {id} by client {client} served"));
+                }
+            }
+            (Err(error), Some(id)) if !matches!(error, Error::StaleBuffer | Error::UnknownBuffer) => {
+                if !matches!(op, Some(Op::Detach | Op::Quiesce)) {
+                    return Err(format!("{op:?} of freed buffer {id}: {error:?}, not stale or unknown"));
+                }
+            }
+            _ => {}
+        }
+        match outcome.result {
+            Ok(Reply::Alloc(reply)) => {
+                let server = &self.server;
+                let buffer = server.registry().get(reply.id).map_err(|e| format!("new buffer missing: {e:?}"))?;
+                let start = server.physical_address(buffer);
+                let dirty = server.kernel().dirty_pages(start, start + (buffer.data.pages << PAGE_BITS));
+                if dirty != 0 {
+                    return Err(format!("new buffer {} has {dirty} dirty pages", reply.id));
+                }
+                if self.issued.contains(&reply.id) || reply.id.generation() == 0 {
+                    return Err(format!("id {} issued twice", reply.id));
+                }
+                self.issued.push(reply.id);
+            }
+            Ok(Reply::Attach(reply)) => {
+                if let Some(Request::Attach { rights, .. }) = request {
+                    if !reply.rights.within(rights) {
+                        return Err(format!("attached with {:?}, asked {rights:?}", reply.rights));
+                    }
+                }
+            }
+            Ok(Reply::Free(_)) => self.freed.extend(id),
+            Err(Error::Kernel) => {
+                if outcome.kernel.is_none() {
+                    return Err("a KERNEL error without the invocation".into());
+                }
+                if !failing {
+                    return Err(format!("{op:?} failed in the kernel with no failure injected"));
+                }
+                // One failure is always undone: nothing changed, nothing lost
+                // (a FREE may have revoked attachments first, leaving holes).
+                if outcome.undo.is_some() || outcome.lost != Default::default() {
+                    return Err(format!("{op:?}: one refusal lost {:?}", outcome.lost));
+                }
+                if op != Some(Op::Free) && before != Some(self.digest()) {
+                    return Err(format!("{op:?} refused by the kernel changed the state"));
+                }
+            }
+            _ => {}
+        }
+        Ok(outcome.result.is_ok())
+    }
+
+    /// Free everything, confirm every quarantined buffer, detach every hole,
+    /// and check the system is exactly as `fresh` (same configuration, just
+    /// started): no memory, capability or slot outlives its buffer.
+    pub fn teardown(&mut self, fresh: &Server<Model, N>) -> Result<(), Violation> {
+        self.server.kernel_mut().clear_failures();
+        let live: Vec<(BufferId, usize)> = self.server.registry().iter().map(|(id, b)| (id, b.owner)).collect();
+        for (id, owner) in live {
+            let outcome = self.server.handle(owner as u64, Op::Free as u64, &[id.raw()], 0);
+            outcome.result.map_err(|error| format!("teardown: owner's FREE of {id}: {error:?}"))?;
+        }
+        let quarantined: Vec<(BufferId, u16)> = self.server.quarantine().iter().map(|q| (q.id, q.pending)).collect();
+        for (id, pending) in quarantined {
+            for client in (0..MAX_CLIENTS as u64).filter(|c| pending & (1 << c) != 0) {
+                let outcome = self.server.handle(client, Op::Quiesce as u64, &[id.raw()], 0);
+                outcome.result.map_err(|error| format!("teardown: QUIESCE of {id} by {client}: {error:?}"))?;
+            }
+        }
+        for client in 0..self.server.config().clients.iter().flatten().count() {
+            let holes: Vec<BufferId> = self.server.windows().holes(client).iter().map(|h| h.id).collect();
+            for id in holes {
+                let outcome = self.server.handle(client as u64, Op::Detach as u64, &[id.raw()], 0);
+                outcome.result.map_err(|error| format!("teardown: DETACH of hole {id} by {client}: {error:?}"))?;
+            }
+        }
+        check(&self.server)?;
+        pristine(&mut self.server, fresh)
+    }
+}
