@@ -22,8 +22,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     /// Feed `hasher` memsrv's whole state but the kernel's (the configuration
     /// aside, which never changes): buffers with their generations and what
     /// each client knows of freed ones, quarantine, usage, the untyped blocks
-    /// mirroring the pools (in key order, whatever order the map keeps them
-    /// in), the free table slots in the order they will be handed out,
+    /// mirroring the pools (in the order the map keeps them, which is the
+    /// order a collapse revokes them in), the free table slots in the order they will be handed out,
     /// reserves, windows with their holes, lost slots. Each pool's
     /// allocator is fed its free pages and largest free block: its tree is
     /// determined by the blocks allocated from it, which are the buffers',
@@ -50,12 +50,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             write!(out, "{entry:?};")?;
         }
         write!(out, "{:?};", state.usage)?;
-        let mut last = None;
-        while let Some((key, block)) =
-            state.blocks.iter().filter(|(key, _)| last.is_none_or(|last| **key > last)).min_by_key(|(key, _)| **key)
-        {
+        for (key, block) in state.blocks.iter() {
             write!(out, "block {key}: {block:?};")?;
-            last = Some(*key);
         }
         for client in 0..state.usage.len() {
             write!(out, "reserve {client}: {:?};", state.reserves.of(client))?;

@@ -1,0 +1,231 @@
+//! Bounded-exhaustive check of memsrv in a small scope: every sequence of up
+//! to [`DEPTH`] steps (`CAPBUF_EXHAUSTIVE_DEPTH` to change it) from two
+//! clients and a supervisor over a 16-page pool, each step taken once as it
+//! is and once with each of memsrv's kernel invocations in it refused (one
+//! failure per step, at any step), and after every step the invariants and
+//! the step's own checks ([`common::drive`]); in every state reached, freeing
+//! everything must leave the system exactly as it started.
+//!
+//! States are told apart by a 128-bit digest of memsrv's whole state, the
+//! kernel model's (its object and capability ids renumbered in order) and
+//! the ids issued and freed ([`Harness::fingerprint`]). A state reached again
+//! with no more steps left than before is not explored again: everything
+//! checked is a function of the state and the step, and the digest covers
+//! everything memsrv and the model decide by, so the sequences below it were
+//! checked from its first visit (unless two states collide in 128 bits).
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use capbuf_model::{error, Model};
+use capbuf_protocol::{
+    Align, AllocFlags, ClientConfig, ClientId, Config, PoolConfig, PoolId, Request, Rights, MAX_CLIENTS, MAX_POOLS,
+    PAGE_BITS,
+};
+use capbuf_server::Server;
+use common::drive::{nth_issued, Harness, Step, RECEIVE_SLOT};
+
+/// Sequences up to this many steps.
+const DEPTH: usize = 6;
+/// Kernel failures per sequence: each at any step and any invocation of it.
+const FAILURES: usize = 1;
+/// Buffers the steps name: the first, second, ... issued.
+const NAMED: u32 = 2;
+/// Pool bound: the largest pool has 64 pages.
+const NODES: usize = 2 << 6;
+
+/// Pool 0: 16 pages for buffers. Pool 1: 256 KiB, where memsrv carves the
+/// metadata reserves (last pool first). Client 0 (id 10) is `dma`, client 1
+/// (id 11) has `frame_caps`; each may own 2 buffers, 8 pages, and hold 2
+/// attachments. Client 2 (id 12), the supervisor, owns nothing.
+fn small_config() -> Config {
+    let mut pools = [None; MAX_POOLS];
+    pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 16 });
+    pools[1] = Some(PoolConfig { physical_address: 0x4100_0000, size_bits: 18 });
+    let mut clients = [None; MAX_CLIENTS];
+    for i in 0..3 {
+        let owner = i < 2;
+        clients[i] = Some(ClientConfig {
+            channel: i as u64,
+            client_id: 10 + i as u64,
+            quota_bytes: if owner { 8 << PAGE_BITS } else { 0 },
+            quota_buffers: if owner { 2 } else { 0 },
+            quota_attachments: if owner { 2 } else { 1 },
+            dma: i == 0,
+            frame_caps: i == 1,
+        });
+    }
+    Config { table_bits: 7, pools, clients }
+}
+
+/// Every step the search tries in every state; adding one is one line.
+/// Client 0 (`dma`) owns and shares, client 1 (`frame_caps`) is granted,
+/// exports and tries its capabilities; both allocate. HELLO, POOL_INFO and
+/// malformed messages change nothing and are left to the fuzzer.
+fn alphabet() -> Vec<Step> {
+    let page = 1 << PAGE_BITS;
+    let one_page = Request::Alloc { size: page, align: Align::PAGE, pool: PoolId(0), flags: AllocFlags::NONE };
+    // Three pages aligned to four: charged four.
+    let aligned = Request::Alloc { size: 3 * page, align: Align::bits(14), pool: PoolId(0), flags: AllocFlags::NONE };
+    let owner = |request| Step::Send { client: 0, request };
+    let grantee = |request| Step::Send { client: 1, request };
+    let mut steps = vec![owner(one_page), owner(aligned), grantee(one_page)];
+    for k in 0..NAMED {
+        let id = nth_issued(k);
+        steps.extend([
+            owner(Request::Attach { id, rights: Rights::ReadWrite }),
+            owner(Request::Grant { id, grantee: ClientId(11), rights: Rights::ReadOnly }),
+            owner(Request::Ungrant { id, grantee: ClientId(11) }),
+            owner(Request::Detach { id }),
+            owner(Request::Free { id }),
+            owner(Request::Info { id }),
+            owner(Request::Quiesce { id }),
+            grantee(Request::Attach { id, rights: Rights::ReadOnly }),
+            grantee(Request::Detach { id }),
+            grantee(Request::Free { id }),
+            grantee(Request::Export { id, rights: Rights::ReadOnly }),
+            grantee(Request::Unexport { id }),
+        ]);
+    }
+    steps.extend([
+        // The owner writes the first page of its window (its first attachment's).
+        Step::Touch { client: 0, page: 0, write: true },
+        // The frame_caps client copies the first frame out of the CNode EXPORT
+        // sent it, and maps its copy at a window address of its own choosing.
+        Step::Hostile { client: 1, op: 8, cptr: RECEIVE_SLOT << 58, dest: 40, source: 0, vaddr_slot: 0 },
+        Step::Hostile { client: 1, op: 6, cptr: 40 << 58, dest: 0, source: 0, vaddr_slot: 100 },
+        Step::Collapse,
+    ]);
+    steps
+}
+
+/// What the search found.
+#[derive(Default, Debug)]
+struct Tally {
+    /// Steps taken and checked (a step with an injected failure counts once).
+    steps: u64,
+    /// Of them, with a kernel failure injected.
+    failures: u64,
+    /// Distinct states reached: per number of failures still allowed, the
+    /// most steps left at a visit.
+    states: HashMap<u128, [Option<usize>; 8]>,
+    /// Distinct states (whatever the failures left), and the invariants checked in each.
+    distinct: u64,
+}
+
+struct Search {
+    alphabet: Vec<Step>,
+    fresh: Server<Model, NODES>,
+    tally: Tally,
+}
+
+impl Search {
+    /// Take every step from `state`, and, while `failures` allow, the same
+    /// step with each of its invocations refused; explore what is new with
+    /// one step fewer left.
+    fn explore(&mut self, state: &Harness<NODES>, left: usize, failures: usize, path: &mut Vec<String>) {
+        if left == 0 {
+            return;
+        }
+        for index in 0..self.alphabet.len() {
+            let step = self.alphabet[index].clone();
+            let mut next = Box::new(state.clone());
+            let done = self.take(&mut next, &step, None, path);
+            self.visit(&next, left - 1, failures, path, || format!("{step:?}"));
+            if failures == 0 {
+                continue;
+            }
+            for nth in 1..=done.invocations {
+                let mut next = Box::new(state.clone());
+                self.take(&mut next, &step, Some(nth), path);
+                self.visit(&next, left - 1, failures - 1, path, || format!("{step:?} with invocation {nth} refused"));
+            }
+        }
+    }
+
+    fn take(
+        &mut self,
+        state: &mut Harness<NODES>,
+        step: &Step,
+        fail: Option<u64>,
+        path: &[String],
+    ) -> common::drive::Done {
+        self.tally.steps += 1;
+        self.tally.failures += u64::from(fail.is_some());
+        match state.step(step, fail.map(|nth| (nth, error::NOT_ENOUGH_MEMORY))) {
+            Ok(done) => done,
+            Err(violation) => panic!("{violation}\nafter {path:#?}\nthen {step:?}, failing invocation {fail:?}"),
+        }
+    }
+
+    /// A state reached with `left` steps and `failures` failures to go:
+    /// explored unless a visit with as many of both (or more) did it.
+    fn visit(
+        &mut self,
+        state: &Harness<NODES>,
+        left: usize,
+        failures: usize,
+        path: &mut Vec<String>,
+        step: impl Fn() -> String,
+    ) {
+        let digest = state.digest();
+        let seen = self.tally.states.entry(digest).or_default();
+        let new = seen.iter().all(Option::is_none);
+        if seen[failures..].iter().any(|before| before.is_some_and(|before| before >= left)) {
+            return;
+        }
+        seen[failures] = Some(left);
+        path.push(step());
+        if new {
+            // A state never seen: the invariants hold in it, and freeing
+            // everything from it leaves the system as it started.
+            self.tally.distinct += 1;
+            if let Err(violation) = common::invariants::check(&state.server) {
+                panic!("{violation}\nafter {path:#?}");
+            }
+            let mut torn = Box::new(state.clone());
+            if let Err(violation) = torn.teardown(&self.fresh) {
+                panic!("{violation}\nwhile freeing everything after {path:#?}");
+            }
+        }
+        self.explore(state, left, failures, path);
+        path.pop();
+    }
+}
+
+/// memsrv's state is large (its tables are sized for the largest
+/// configuration) and the search holds a copy per level: it runs on a
+/// thread with room for them.
+#[test]
+fn every_short_sequence_keeps_the_invariants() {
+    let search = std::thread::Builder::new().stack_size(1 << 30).spawn(search).expect("search thread");
+    search.join().expect("the search held");
+}
+
+fn search() {
+    println!("size of the state: {} bytes", std::mem::size_of::<Harness<NODES>>());
+    let setting = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let depth = setting("CAPBUF_EXHAUSTIVE_DEPTH", DEPTH);
+    let failures = setting("CAPBUF_EXHAUSTIVE_FAILURES", FAILURES).min(7);
+    let started = Instant::now();
+    let fresh = common::start::<NODES>(small_config());
+    let first = Harness::new(fresh.clone());
+    let alphabet = alphabet();
+    let mut search = Search { alphabet, fresh, tally: Tally::default() };
+    common::invariants::check(&first.server).expect("memsrv starts sound");
+    search.tally.states.entry(first.digest()).or_default()[failures] = Some(depth);
+    search.explore(&first, depth, failures, &mut Vec::new());
+    let tally = &search.tally;
+    eprintln!(
+        "exhaustive: depth {depth}, up to {failures} kernel failures, {} steps in the alphabet: {} steps checked \
+         ({} with a kernel failure), {} distinct states, {:.1} s",
+        search.alphabet.len(),
+        tally.steps,
+        tally.failures,
+        tally.distinct,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(tally.states.len() > 1000, "the search reached only {} states", tally.states.len());
+}
