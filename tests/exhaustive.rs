@@ -122,25 +122,38 @@ struct Search {
 }
 
 impl Search {
-    /// Take every step from `state`, and, while `failures` allow, the same
-    /// step with each of its invocations refused; explore what is new with
-    /// one step fewer left.
-    fn explore(&mut self, state: &Harness<NODES>, left: usize, failures: usize, path: &mut Vec<String>) {
+    /// Take every step from `state` (whose digest is `digest`), and, while
+    /// `failures` allow, the same step with each of its invocations refused;
+    /// explore what is new with one step fewer left. A step that changed
+    /// nothing (the same digest) leaves its copy of `state` fit for the next
+    /// step, which saves copying memsrv's large state for most steps.
+    fn explore(&mut self, state: &Harness<NODES>, digest: u128, left: usize, failures: usize, path: &mut Vec<String>) {
         if left == 0 {
             return;
         }
+        let mut next = Box::new(state.clone());
         for index in 0..self.alphabet.len() {
             let step = self.alphabet[index].clone();
-            let mut next = Box::new(state.clone());
-            let done = self.take(&mut next, &step, None, path);
-            self.visit(&next, left - 1, failures, path, || format!("{step:?}"));
-            if failures == 0 {
-                continue;
-            }
-            for nth in 1..=done.invocations {
-                let mut next = Box::new(state.clone());
-                self.take(&mut next, &step, Some(nth), path);
-                self.visit(&next, left - 1, failures - 1, path, || format!("{step:?} with invocation {nth} refused"));
+            // 0: nothing refused; then each invocation the step makes, refused in turn.
+            let (mut nth, mut invocations) = (0, 0);
+            loop {
+                let done = self.take(&mut next, &step, (nth > 0).then_some(nth), path);
+                if nth == 0 {
+                    invocations = done.invocations;
+                }
+                let reached = next.digest();
+                let spent = usize::from(nth > 0);
+                self.visit(&next, reached, left - 1, failures - spent, path, || match nth {
+                    0 => format!("{step:?}"),
+                    nth => format!("{step:?} with invocation {nth} refused"),
+                });
+                if reached != digest {
+                    (*next).clone_from(state);
+                }
+                nth += 1;
+                if failures == 0 || nth > invocations {
+                    break;
+                }
             }
         }
     }
@@ -165,12 +178,12 @@ impl Search {
     fn visit(
         &mut self,
         state: &Harness<NODES>,
+        digest: u128,
         left: usize,
         failures: usize,
         path: &mut Vec<String>,
         step: impl Fn() -> String,
     ) {
-        let digest = state.digest();
         let seen = self.tally.states.entry(digest).or_default();
         let new = seen.iter().all(Option::is_none);
         if seen[failures..].iter().any(|before| before.is_some_and(|before| before >= left)) {
@@ -190,7 +203,7 @@ impl Search {
                 panic!("{violation}\nwhile freeing everything after {path:#?}");
             }
         }
-        self.explore(state, left, failures, path);
+        self.explore(state, digest, left, failures, path);
         path.pop();
     }
 }
@@ -215,8 +228,9 @@ fn search() {
     let alphabet = alphabet();
     let mut search = Search { alphabet, fresh, tally: Tally::default() };
     common::invariants::check(&first.server).expect("memsrv starts sound");
-    search.tally.states.entry(first.digest()).or_default()[failures] = Some(depth);
-    search.explore(&first, depth, failures, &mut Vec::new());
+    let digest = first.digest();
+    search.tally.states.entry(digest).or_default()[failures] = Some(depth);
+    search.explore(&first, digest, depth, failures, &mut Vec::new());
     let tally = &search.tally;
     eprintln!(
         "exhaustive: depth {depth}, up to {failures} kernel failures, {} steps in the alphabet: {} steps checked \

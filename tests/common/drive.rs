@@ -63,27 +63,37 @@ pub struct Harness<const N: usize> {
 /// A 128-bit digest: two 64-bit multiply-rotate lanes with different
 /// constants over the input's 8-byte words, each finished with MurmurHash3's
 /// mixer. Not cryptographic, but the search's inputs are not adversarial;
-/// several times faster than SipHash, which matters in a search that
-/// digests every state it reaches.
+/// much faster than SipHash, which matters in a search that digests every
+/// state it reaches, fed in many small pieces (it buffers them).
 #[derive(Clone, Copy)]
 pub struct Digest {
     lanes: [u64; 2],
     length: u64,
+    buffer: [u8; 64],
+    filled: usize,
 }
 
 impl Digest {
     const MULTIPLIERS: [u64; 2] = [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f];
 
     pub fn new() -> Digest {
-        Digest { lanes: [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344], length: 0 }
+        Digest { lanes: [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344], length: 0, buffer: [0; 64], filled: 0 }
     }
 
-    fn word(&mut self, word: u64) {
-        self.lanes[0] = (self.lanes[0] ^ word).wrapping_mul(Self::MULTIPLIERS[0]).rotate_left(31);
-        self.lanes[1] = (self.lanes[1].rotate_left(27) ^ word).wrapping_mul(Self::MULTIPLIERS[1]);
+    fn words(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            let word = u64::from_le_bytes(word);
+            self.lanes[0] = (self.lanes[0] ^ word).wrapping_mul(Self::MULTIPLIERS[0]).rotate_left(31);
+            self.lanes[1] = (self.lanes[1].rotate_left(27) ^ word).wrapping_mul(Self::MULTIPLIERS[1]);
+        }
     }
 
     pub fn finish(&self) -> u128 {
+        let mut copy = *self;
+        let buffer = copy.buffer;
+        copy.words(&buffer[..copy.filled]);
         let mix = |mut x: u64| {
             x ^= x >> 33;
             x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -91,28 +101,29 @@ impl Digest {
             x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
             x ^ (x >> 33)
         };
-        let [a, b] = self.lanes;
+        let [a, b] = copy.lanes;
         ((mix(a ^ self.length) as u128) << 64) | mix(b.wrapping_add(self.length)) as u128
     }
 }
 
 impl Hasher for Digest {
-    fn write(&mut self, bytes: &[u8]) {
+    fn write(&mut self, mut bytes: &[u8]) {
         self.length = self.length.wrapping_add(bytes.len() as u64);
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.word(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.word(u64::from_le_bytes(last) ^ ((rest.len() as u64) << 59));
+        while !bytes.is_empty() {
+            let take = bytes.len().min(64 - self.filled);
+            self.buffer[self.filled..self.filled + take].copy_from_slice(&bytes[..take]);
+            self.filled += take;
+            bytes = &bytes[take..];
+            if self.filled == 64 {
+                let buffer = self.buffer;
+                self.words(&buffer);
+                self.filled = 0;
+            }
         }
     }
 
     fn finish(&self) -> u64 {
-        self.finish() as u64
+        Digest::finish(self) as u64
     }
 }
 

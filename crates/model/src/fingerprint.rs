@@ -17,6 +17,17 @@ impl<H: Hasher> Write for Feed<'_, H> {
     }
 }
 
+/// A number fed as it is, not formatted.
+trait Number {
+    fn number(&mut self, number: usize);
+}
+
+impl<H: Hasher> Number for Feed<'_, H> {
+    fn number(&mut self, number: usize) {
+        self.0.write_usize(number);
+    }
+}
+
 impl Model {
     /// Feed `hasher` everything that decides what the kernel does next:
     /// memsrv's table, every live object (kind, address, size, CNode slots,
@@ -29,7 +40,7 @@ impl Model {
         let _ = self.write_fingerprint(&mut Feed(hasher));
     }
 
-    fn write_fingerprint(&self, out: &mut impl Write) -> fmt::Result {
+    fn write_fingerprint<W: Write + Number>(&self, out: &mut W) -> fmt::Result {
         let rank = |live: &mut dyn Iterator<Item = bool>| {
             let mut next = 0;
             live.map(|is| {
@@ -40,11 +51,21 @@ impl Model {
         };
         let object = rank(&mut self.objects.iter().map(Option::is_some));
         let cap = rank(&mut self.caps.iter().map(Option::is_some));
-        let caps = |slots: &[Option<usize>]| slots.iter().map(|c| c.map(|c| cap[c])).collect::<Vec<_>>();
-        write!(out, "table {:?};", caps(&self.table))?;
+        // Slots as one number each (the renumbered capability, or none), as
+        // the table and root CNodes are mostly empty and digested often.
+        let caps = |out: &mut W, slots: &[Option<usize>]| {
+            for slot in slots {
+                out.number(slot.map_or(usize::MAX, |c| cap[c]));
+            }
+        };
+        write!(out, "table ")?;
+        caps(out, &self.table);
         for state in self.objects.iter().flatten() {
             match &state.kind {
-                Kind::CNode { slots } => write!(out, "cnode {:?}", caps(slots))?,
+                Kind::CNode { slots } => {
+                    write!(out, "cnode ")?;
+                    caps(out, slots);
+                }
                 kind => write!(out, "{kind:?}")?,
             }
             write!(out, " {:#x} {} {};", state.physical_address, state.size_bits, state.caps)?;
@@ -58,7 +79,8 @@ impl Model {
             write!(out, "cap {} {:?} {} {parent:?} {place:?} {:?};", object[c.object], c.rights, c.guard_bits, c.mapped)?;
         }
         for (client, space) in self.clients.iter().enumerate() {
-            write!(out, "client {client} {:?};", caps(&space.root))?;
+            write!(out, "client {client} ")?;
+            caps(out, &space.root);
             for (vaddr, (table, table_cap)) in space.page_tables() {
                 write!(out, "table {vaddr:#x} {} {};", object[*table], cap[*table_cap])?;
             }
