@@ -212,7 +212,10 @@ impl<const N: usize> Harness<N> {
             reserves.clear();
             frames.clear();
         }
-        format!("{buffers:?} {free:?} {quarantine:?} {usage:?} {reserves:?} {:?} {frames:?} {mappings:?}", server.windows())
+        format!(
+            "{buffers:?} {free:?} {quarantine:?} {usage:?} {reserves:?} {:?} {frames:?} {mappings:?}",
+            server.windows()
+        )
     }
 
     /// The message `request` is sent as, with [`nth_issued`] resolved.
@@ -286,13 +289,23 @@ impl<const N: usize> Harness<N> {
 
     /// Send one message from client index `client` (its channel is its
     /// index here) and check what it changed. Returns whether it was served.
-    fn send(&mut self, client: usize, label: u64, words: &[u64], caps: usize, failing: bool) -> Result<bool, Violation> {
+    fn send(
+        &mut self,
+        client: usize,
+        label: u64,
+        words: &[u64],
+        caps: usize,
+        failing: bool,
+    ) -> Result<bool, Violation> {
         let request = Request::decode(label, words, caps).ok();
         let id = request.filter(|r| names_buffer(r.op())).map(|_| BufferId::from_raw(words[0]));
         let freed = id.filter(|id| self.freed.contains(id));
         let hole = id.filter(|_| client < MAX_CLIENTS).and_then(|id| self.server.windows().hole(client, id));
         let pending = id.is_some_and(|id| {
-            self.server.quarantine().iter().any(|q| q.id == id && client < MAX_CLIENTS && q.pending & (1 << client) != 0)
+            self.server
+                .quarantine()
+                .iter()
+                .any(|q| q.id == id && client < MAX_CLIENTS && q.pending & (1 << client) != 0)
         });
         let before = failing.then(|| (self.books(), self.books_but_exports(true)));
         let outcome = self.server.handle(client as u64, label, words, caps);
@@ -316,7 +329,8 @@ impl<const N: usize> Harness<N> {
             }
             (Err(error), Some(id)) if !matches!(error, Error::StaleBuffer | Error::UnknownBuffer) => {
                 // EXPORT refuses a client without frame_caps whatever the id.
-                let frame_caps = self.server.config().clients.get(client).copied().flatten().is_some_and(|c| c.frame_caps);
+                let frame_caps =
+                    self.server.config().clients.get(client).copied().flatten().is_some_and(|c| c.frame_caps);
                 let unexportable = op == Some(Op::Export) && error == Error::NotExportable && !frame_caps;
                 if !matches!(op, Some(Op::Detach | Op::Quiesce)) && !unexportable {
                     return Err(format!("{op:?} of freed buffer {id}: {error:?}, not stale or unknown"));

@@ -111,8 +111,18 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
             let within = |rights: Rights| buffer.allowed(c).is_some_and(|allowed| rights.within(allowed));
             let granted = buffer.grants[c].is_none_or(|g| g.within(buffer.flags.max_rights()));
             ensure!(granted, "buffer {} granted to {} beyond its flags", id, c);
-            ensure!(buffer.attachments[c].is_none_or(|a| within(a.rights)), "buffer {}: {} attached beyond its right", id, c);
-            ensure!(buffer.exports[c].is_none_or(|e| within(e.rights)), "buffer {}: {} exported beyond its right", id, c);
+            ensure!(
+                buffer.attachments[c].is_none_or(|a| within(a.rights)),
+                "buffer {}: {} attached beyond its right",
+                id,
+                c
+            );
+            ensure!(
+                buffer.exports[c].is_none_or(|e| within(e.rights)),
+                "buffer {}: {} exported beyond its right",
+                id,
+                c
+            );
         }
     }
     let mut held: Vec<BufferId> = Vec::new();
@@ -207,12 +217,7 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
         let runs: Vec<(BufferId, Run)> =
             attached.iter().map(|(id, _, a)| (*id, a.window)).chain(holes.iter().map(|h| (h.id, h.run))).collect();
         let window: u32 = runs.iter().map(|(_, run)| run.slots).sum();
-        ensure_eq!(
-            server.windows().used_slots(c),
-            window,
-            "client {}'s window holds its attachments and holes",
-            c
-        );
+        ensure_eq!(server.windows().used_slots(c), window, "client {}'s window holds its attachments and holes", c);
         for (i, (id, run)) in runs.iter().enumerate() {
             ensure!(
                 (run.first..run.first + run.slots).all(|slot| server.windows().is_used(c, slot as usize)),

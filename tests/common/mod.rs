@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod drive;
+pub mod fuzz;
 pub mod invariants;
 
 use std::cell::RefCell;

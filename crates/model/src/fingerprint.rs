@@ -76,7 +76,11 @@ impl Model {
                 place => place,
             };
             let parent = c.parent.map(|p| cap[p]);
-            write!(out, "cap {} {:?} {} {parent:?} {place:?} {:?};", object[c.object], c.rights, c.guard_bits, c.mapped)?;
+            write!(
+                out,
+                "cap {} {:?} {} {parent:?} {place:?} {:?};",
+                object[c.object], c.rights, c.guard_bits, c.mapped
+            )?;
         }
         for (client, space) in self.clients.iter().enumerate() {
             write!(out, "client {client} ")?;
