@@ -118,7 +118,7 @@ compose:
 CROSS_COMPILE ?= aarch64-linux-gnu-
 C_FLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -ffreestanding -nostdlib -fno-pie -mstrict-align \
            -I$(SDK_CONFIG_DIR)/include -Iinclude
-C_PDS := $(PD_ELF_DIR)/cdemo.elf
+C_PDS := $(PD_ELF_DIR)/cdemo.elf $(PD_ELF_DIR)/worker.elf
 
 $(OUT)/c/%.o: pds/%.c include/capbuf.h include/capbuf_client.h
 	@mkdir -p $(dir $@)
@@ -133,6 +133,11 @@ $(OUT)/c/integration/app.o: examples/integration/app.c include/capbuf.h include/
 	$(CROSS_COMPILE)gcc -c $(C_FLAGS) $< -o $@
 
 $(PD_ELF_DIR)/cdemo.elf: $(OUT)/c/cdemo/cdemo.o
+	@mkdir -p $(PD_ELF_DIR)
+	$(CROSS_COMPILE)ld -L$(SDK_CONFIG_DIR)/lib $^ -lmicrokit -Tmicrokit.ld -o $@
+
+# The supervisor restarts the worker at 0x200000, where microkit.ld puts _start.
+$(PD_ELF_DIR)/worker.elf: $(OUT)/c/worker/worker.o
 	@mkdir -p $(PD_ELF_DIR)
 	$(CROSS_COMPILE)ld -L$(SDK_CONFIG_DIR)/lib $^ -lmicrokit -Tmicrokit.ld -o $@
 

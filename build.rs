@@ -32,7 +32,7 @@ fn header() -> String {
     line("#pragma once".into());
     line("#include <stdint.h>".into());
     line(String::new());
-    let constants: [(&str, u64); 13] = [
+    let constants: [(&str, u64); 14] = [
         ("PROTOCOL_VERSION", p::PROTOCOL_VERSION),
         ("VERSION_MAJOR_SHIFT", p::VERSION_MAJOR_SHIFT as u64),
         ("PAGE_BITS", p::PAGE_BITS as u64),
@@ -44,6 +44,7 @@ fn header() -> String {
         ("RIGHTS_READ_WRITE", p::Rights::ReadWrite as u64),
         ("FLAG_UNCACHED", p::AllocFlags::UNCACHED.bits()),
         ("FLAG_READ_ONLY", p::AllocFlags::READ_ONLY.bits()),
+        ("FLAG_WAIT", p::AllocFlags::WAIT.bits()),
         ("CLIENT_WINDOW_START", p::CLIENT_WINDOW.start),
         ("CLIENT_WINDOW_END", p::CLIENT_WINDOW.end),
     ];

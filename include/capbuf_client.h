@@ -171,7 +171,13 @@ static inline uint64_t capbuf_connect(capbuf_t *cb, microkit_channel channel)
 }
 
 /* ALLOC: a zeroed buffer of at least `size` bytes (whole pages), aligned to
- * 2^align_bits bytes (0: a page), from pool `pool`, CAPBUF_FLAG_* `flags`. */
+ * 2^align_bits bytes (0: a page), from pool `pool`, CAPBUF_FLAG_* `flags`.
+ * With CAPBUF_FLAG_WAIT, a request the pool's memory or this client's quota
+ * cannot serve yet is registered and answered CAPBUF_ERR_WAITING at once:
+ * memsrv then notifies this PD on its channel to memsrv (notified(channel))
+ * when a free may have made room, first registered first, and the PD calls
+ * capbuf_alloc again (it may be answered WAITING again: nothing is held for
+ * it). One request per client waits; another replaces it, keeping its place. */
 static inline uint64_t capbuf_alloc(capbuf_t *cb, uint64_t size, uint64_t align_bits, uint64_t pool,
                                     uint64_t flags, capbuf_id_t *id)
 {
@@ -281,6 +287,32 @@ static inline uint64_t capbuf_pool_info(capbuf_t *cb, uint64_t pool, capbuf_pool
         info->largest_free = r[CAPBUF_POOL_INFO_REPLY_MR_LARGEST_FREE];
         info->lost = r[CAPBUF_POOL_INFO_REPLY_MR_LOST];
         info->quarantined = r[CAPBUF_POOL_INFO_REPLY_MR_QUARANTINED];
+    }
+    return err;
+}
+
+/* RECLAIM: only a client's supervisor in system.xml (<client supervisor="...">) may call it, with the
+ * client's id; memsrv frees its buffers, withdraws its grants, removes its attachments, exports and holes,
+ * cancels its wait and zeroes its usage, so the client starts clean when restarted. `buffers`, `bytes`
+ * and `attachments` (may be 0) receive what went. CAPBUF_ERR_NOT_SUPERVISOR for anyone else or an unknown
+ * id; after CAPBUF_ERR_KERNEL, what was reclaimed stays reclaimed: call again to finish. */
+static inline uint64_t capbuf_reclaim(capbuf_t *cb, uint64_t client_id, uint64_t *buffers, uint64_t *bytes,
+                                      uint64_t *attachments)
+{
+    uint64_t q[CAPBUF_RECLAIM_REQUEST_WORDS];
+    uint64_t r[CAPBUF_RECLAIM_REPLY_WORDS];
+    q[CAPBUF_RECLAIM_MR_CLIENT] = client_id;
+    uint64_t err = capbuf_call(cb, CAPBUF_OP_RECLAIM, q, CAPBUF_RECLAIM_REQUEST_WORDS, r, CAPBUF_RECLAIM_REPLY_WORDS);
+    if (err == CAPBUF_OK) {
+        if (buffers) {
+            *buffers = r[CAPBUF_RECLAIM_REPLY_MR_BUFFERS];
+        }
+        if (bytes) {
+            *bytes = r[CAPBUF_RECLAIM_REPLY_MR_BYTES];
+        }
+        if (attachments) {
+            *attachments = r[CAPBUF_RECLAIM_REPLY_MR_ATTACHMENTS];
+        }
     }
     return err;
 }

@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use capbuf_client::{dma, ClientError, View};
 use capbuf_protocol::{
     Align, AllocFlags, AllocReply, AttachReply, BufferId, ClientId, DetachReply, Error, GrantReply, HelloReply,
-    InfoReply, PoolId, PoolInfoReply, Reply, Request, Rights, UngrantReply, MAX_MESSAGE_WORDS, PADDR_HIDDEN,
-    PROTOCOL_VERSION,
+    InfoReply, PoolId, PoolInfoReply, ReclaimReply, Reply, Request, Rights, UngrantReply, MAX_MESSAGE_WORDS,
+    PADDR_HIDDEN, PROTOCOL_VERSION,
 };
 
 /// One reply as the stand-in reads it: label, extra caps, length, words.
@@ -104,6 +104,16 @@ fn the_c_library_speaks_the_rust_protocol() {
         // A reply that carries a capability, then one a word short: both refused.
         (Request::Attach { id, rights: Rights::ReadOnly }, raw(0, 1, &attach_words[..attach_length])),
         (Request::Attach { id, rights: Rights::ReadOnly }, raw(0, 0, &attach_words[..attach_length - 1])),
+        // WAIT: registered, answered WAITING; RECLAIM by the supervisor, then by someone else.
+        (
+            Request::Alloc { size: 8192, align: Align::PAGE, pool: PoolId(1), flags: AllocFlags::WAIT | uncached },
+            reply(Err(Error::Waiting)),
+        ),
+        (
+            Request::Reclaim { client: ClientId(9) },
+            reply(Ok(Reply::Reclaim(ReclaimReply { buffers: 2, bytes: 12288, attachments: 5 }))),
+        ),
+        (Request::Reclaim { client: ClientId(9) }, reply(Err(Error::NotSupervisor))),
         // A memsrv of another major version.
         (Request::Hello {}, reply(Ok(Reply::Hello(HelloReply { version: 1 << 32, ..hello })))),
     ];
@@ -148,6 +158,9 @@ fn the_c_library_speaks_the_rust_protocol() {
         "detach_kernel_short CLIENT_ERR_BAD_REPLY".to_string(),
         "attach_with_cap CLIENT_ERR_BAD_REPLY".to_string(),
         "attach_short CLIENT_ERR_BAD_REPLY".to_string(),
+        format!("alloc_wait WAITING {}", id.raw()),
+        "reclaim OK 2 12288 5".to_string(),
+        "reclaim_refused NOT_SUPERVISOR".to_string(),
         "connect_old CLIENT_ERR_VERSION".to_string(),
         "sync_device OK".to_string(),
         "sync_cpu_partial OK".to_string(),

@@ -44,13 +44,17 @@ fn the_demo_pds_names_are_system_xmls() {
         .filter(|line| line.starts_with("<client "))
         .map(|line| (attribute(line, "pd").unwrap(), number(attribute(line, "id").unwrap())))
         .collect();
-    assert_eq!(clients.len(), 6);
+    assert_eq!(clients.len(), 8);
     for (pd, id) in &clients {
         assert_eq!(value(&pd.to_uppercase()), format!("ClientId({id})"), "{pd}'s client id");
     }
     let pools: Vec<&&str> = lines.iter().filter(|line| line.starts_with("<pool ")).collect();
-    assert_eq!(pools.len(), 1, "the demo has one pool, POOL (0)");
+    assert_eq!(pools.len(), 2, "the demo has two pools, POOL (0) and SMALL_POOL (1)");
     assert_eq!(value("POOL"), "PoolId(0)");
+    assert_eq!(value("SMALL_POOL"), "PoolId(1)");
+    let small = value("SMALL_POOL_SIZE");
+    let (kib, shift) = small.split_once(" << ").unwrap();
+    assert_eq!((number(kib) << number(shift)), number(attribute(pools[1], "size").unwrap()));
     assert_eq!(number(&value("POOL_BASE")), number(attribute(pools[0], "phys_addr").unwrap()));
     let size = value("POOL_SIZE");
     let (mib, shift) = size.split_once(" << ").unwrap();

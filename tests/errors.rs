@@ -41,7 +41,7 @@ const RW: u64 = Rights::ReadWrite as u64;
 fn malformed_messages() {
     let w = world();
     assert_eq!(refused(&w, 0, 0, &[], 0), Error::UnknownOp);
-    assert_eq!(refused(&w, 0, 13, &[1], 0), Error::UnknownOp, "the first label after the ops");
+    assert_eq!(refused(&w, 0, 14, &[1], 0), Error::UnknownOp, "the first label after the ops");
     assert_eq!(refused(&w, 0, Op::Export as u64, &[1], 0), Error::WrongLength);
     assert_eq!(refused(&w, 0, Op::Alloc as u64, &[4096, 0, 0], 0), Error::WrongLength);
     assert_eq!(refused(&w, 0, Op::Hello as u64, &[0], 0), Error::WrongLength);
@@ -61,7 +61,7 @@ fn allocation_arguments() {
     assert_eq!(refused(&w, 0, alloc, &[4096, u64::MAX, 0, 0], 0), Error::InvalidAlignment);
     assert_eq!(refused(&w, 0, alloc, &[4096, 0, 3, 0], 0), Error::InvalidPool);
     assert_eq!(refused(&w, 0, alloc, &[4096, 0, u64::MAX, 0], 0), Error::InvalidPool);
-    assert_eq!(refused(&w, 0, alloc, &[4096, 0, 0, 4], 0), Error::InvalidFlags);
+    assert_eq!(refused(&w, 0, alloc, &[4096, 0, 0, 8], 0), Error::InvalidFlags);
     assert_eq!(refused(&w, 0, Op::PoolInfo as u64, &[7], 0), Error::InvalidPool);
 }
 
@@ -78,7 +78,7 @@ fn malformed_fields_are_refused_before_what_they_name_is_looked_at() {
         assert_eq!(refused(&w, client, Op::Grant as u64, &[id, 11, 0], 0), Error::InvalidRights);
         assert_eq!(refused(&w, client, Op::Grant as u64, &[id, 77, 7], 0), Error::InvalidRights);
     }
-    assert_eq!(refused(&w, 0, Op::Alloc as u64, &[0, 40, 9, 4], 0), Error::InvalidFlags, "not INVALID_POOL");
+    assert_eq!(refused(&w, 0, Op::Alloc as u64, &[0, 40, 9, 8], 0), Error::InvalidFlags, "not INVALID_POOL");
     assert_eq!(refused(&w, 0, Op::Alloc as u64, &[0, 40, 9, 0], 0), Error::InvalidPool);
     ok(&w, 0, Op::Free, &[id]);
     assert_pristine(&w);

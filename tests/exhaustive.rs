@@ -55,6 +55,7 @@ fn small_config() -> Config {
             quota_attachments: if owner { 2 } else { 1 },
             dma: i == 0,
             frame_caps: i == 1,
+            supervisor: owner.then_some(2),
         });
     }
     Config { table_bits: 7, pools, clients }
@@ -218,7 +219,6 @@ fn every_short_sequence_keeps_the_invariants() {
 }
 
 fn search() {
-    println!("size of the state: {} bytes", std::mem::size_of::<Harness<NODES>>());
     let setting = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let depth = setting("CAPBUF_EXHAUSTIVE_DEPTH", DEPTH);
     let failures = setting("CAPBUF_EXHAUSTIVE_FAILURES", FAILURES).min(7);

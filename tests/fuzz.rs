@@ -21,6 +21,9 @@
 
 mod common;
 
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
 use arbitrary::{Result as Parsed, Unstructured};
 use capbuf_model::Model;
 use capbuf_protocol::{
@@ -88,10 +91,8 @@ fn decoder(input: &[u8]) -> Result<(), Violation> {
     Ok(())
 }
 
-thread_local! {
-    /// Configurations memsrv started with in this thread's run.
-    static STARTED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
+/// Configurations memsrv started with in this run.
+static STARTED: AtomicU64 = AtomicU64::new(0);
 
 /// Pool bound for `config`: pools up to 2^10 pages (4 MiB).
 const CONFIG_NODES: usize = 2 << 10;
@@ -132,7 +133,7 @@ fn config(input: &[u8]) -> Result<(), Violation> {
     let model = Model::new(decoded.table_bits, &common::pools_of(&decoded), clients);
     if let Ok(server) = Server::<Model, CONFIG_NODES>::start(model, decoded) {
         check(&server)?;
-        STARTED.with(|started| started.set(started.get() + 1));
+        STARTED.fetch_add(1, Relaxed);
     }
     Ok(())
 }
@@ -142,8 +143,9 @@ const NODES: usize = 2 << 10;
 
 /// Pool 0: 64 pages for buffers; pool 1: 4 MiB, which holds the metadata
 /// reserves and room for buffers with a 2 MiB page. Client 0 (id 10) is
-/// `dma`, client 1 (id 11) has `frame_caps`, client 2 (id 12) neither;
-/// each may own 3 buffers and 3 MiB and hold 3 attachments.
+/// `dma`, client 1 (id 11) has `frame_caps`, client 2 (id 12) neither and
+/// supervises the other two (RECLAIM); each may own 3 buffers and 3 MiB and
+/// hold 3 attachments.
 fn server_config() -> Config {
     let mut pools = [None; MAX_POOLS];
     pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 18 });
@@ -158,14 +160,16 @@ fn server_config() -> Config {
             quota_attachments: 3,
             dma: i == 0,
             frame_caps: i == 1,
+            supervisor: (i < 2).then_some(2),
         });
     }
     Config { table_bits: 9, pools, clients }
 }
 
+/// Bit `n` set: a request with label `n` was served in this run.
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
 thread_local! {
-    /// Bit `n` set: a request with label `n` was served in this thread's run.
-    static SERVED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// memsrv just started with [`server_config`]: each input starts from a copy.
     static FRESH: Box<Server<Model, NODES>> = Box::new(common::start(server_config()));
 }
@@ -203,7 +207,7 @@ fn request(u: &mut Unstructured) -> Parsed<Request> {
             let size = (pages << PAGE_BITS).wrapping_sub(u64::from(u.int_in_range(0..=1u8)?));
             let align = Align::bits(if u.int_in_range(0..=3u8)? != 0 { 0 } else { u.int_in_range(12..=23)? });
             let pool = PoolId(if u.int_in_range(0..=7u8)? != 0 { u.int_in_range(0..=1)? } else { u.arbitrary()? });
-            let flags = AllocFlags::from_bits(u.int_in_range(0..=3)?).unwrap_or(AllocFlags::NONE);
+            let flags = AllocFlags::from_bits(u.int_in_range(0..=7)?).unwrap_or(AllocFlags::NONE);
             Request::Alloc { size, align, pool, flags }
         }
         Op::Attach => Request::Attach { id: id(u)?, rights: rights(u)? },
@@ -216,6 +220,7 @@ fn request(u: &mut Unstructured) -> Parsed<Request> {
         Op::Quiesce => Request::Quiesce { id: id(u)? },
         Op::Export => Request::Export { id: id(u)?, rights: rights(u)? },
         Op::Unexport => Request::Unexport { id: id(u)? },
+        Op::Reclaim => Request::Reclaim { client: grantee(u)? },
     })
 }
 
@@ -267,7 +272,7 @@ fn server(input: &[u8]) -> Result<(), Violation> {
                 .checked_step(&step, fail)
                 .map_err(|violation| format!("{violation}\nafter {taken:#?}\nat {step:?} {fail:?}"))?;
             if let (Step::Send { request, .. }, true) = (&step, done.served) {
-                SERVED.with(|served| served.set(served.get() | 1 << request.op() as u64));
+                SERVED.fetch_or(1 << request.op() as u64, Relaxed);
             }
             taken.push((step, fail));
         }
@@ -282,7 +287,7 @@ fn fuzz_decoder() {
 
 /// The run started memsrv on some configurations, not only refused them.
 fn some_started() {
-    let started = STARTED.with(|started| started.take());
+    let started = STARTED.swap(0, Relaxed);
     eprintln!("fuzz config: memsrv started on {started} configurations");
     assert!(started > 0, "no configuration started memsrv");
 }
@@ -295,7 +300,7 @@ fn fuzz_config() {
 
 /// The run reached every op's success path, not only its refusals.
 fn every_op_served() {
-    let served = SERVED.with(|served| served.take());
+    let served = SERVED.swap(0, Relaxed);
     let missed: Vec<Op> = Op::ALL.into_iter().filter(|op| served & (1 << *op as u64) == 0).collect();
     assert!(missed.is_empty(), "no request served for {missed:?}");
 }

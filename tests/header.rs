@@ -46,7 +46,14 @@ fn c_header_compiles_and_matches_the_rust_definitions() {
     emit("CAPBUF_RIGHTS_READ_ONLY".into(), Rights::ReadOnly as u64);
     emit("CAPBUF_FLAG_UNCACHED".into(), AllocFlags::UNCACHED.bits());
     emit("CAPBUF_FLAG_READ_ONLY".into(), AllocFlags::READ_ONLY.bits());
+    emit("CAPBUF_FLAG_WAIT".into(), AllocFlags::WAIT.bits());
     emit("CAPBUF_ALLOC_MR_FLAGS".into(), 3);
+    emit("CAPBUF_OP_RECLAIM".into(), 13);
+    emit("CAPBUF_RECLAIM_MR_CLIENT".into(), 0);
+    emit("CAPBUF_RECLAIM_REPLY_WORDS".into(), 3);
+    emit("CAPBUF_RECLAIM_REPLY_MR_BYTES".into(), 1);
+    emit("CAPBUF_ERR_NOT_SUPERVISOR".into(), 26);
+    emit("CAPBUF_ERR_WAITING".into(), 27);
     emit("CAPBUF_ATTACH_REPLY_MR_VADDR".into(), 1);
     emit("CAPBUF_INFO_REPLY_MR_PADDR".into(), 1);
     emit("sizeof(capbuf_id_t)".into(), 8);

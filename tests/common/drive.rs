@@ -11,7 +11,7 @@ use std::hash::Hasher;
 
 use capbuf_model::{CNodeOp, Model};
 use capbuf_protocol::{
-    BufferId, Error, Op, Reply, Request, Rights, CLIENT_WINDOW, MAX_CLIENTS, MAX_MESSAGE_WORDS, PAGE_BITS,
+    AllocFlags, BufferId, Error, Op, Reply, Request, Rights, CLIENT_WINDOW, MAX_CLIENTS, MAX_MESSAGE_WORDS, PAGE_BITS,
 };
 use capbuf_server::{CapRef, KernelError, MapAttributes, Server};
 
@@ -41,6 +41,14 @@ pub enum Step {
     Touch { client: usize, page: u64, write: bool },
     /// memsrv collapses its dormant blocks (what it does when short of slots).
     Collapse,
+}
+
+/// A client's buffers (id, pool, first page, pages) and the pools' free
+/// bytes and quarantine (id, pool, pages), before a RECLAIM.
+struct Holdings {
+    owned: Vec<(BufferId, usize, u64, u64)>,
+    free: Vec<u64>,
+    quarantine: Vec<(BufferId, usize, u64)>,
 }
 
 /// What a step did, for the checkers' counts.
@@ -308,7 +316,24 @@ impl<const N: usize> Harness<N> {
                 .any(|q| q.id == id && client < MAX_CLIENTS && q.pending & (1 << client) != 0)
         });
         let before = failing.then(|| (self.books(), self.books_but_exports(true)));
+        let waiting_before: Vec<usize> = self.server.waits().iter().map(|w| w.client).collect();
+        let wait_books = matches!(request, Some(Request::Alloc { flags, .. }) if flags.contains(AllocFlags::WAIT))
+            .then(|| self.books());
+        let reclaimed = match request {
+            Some(Request::Reclaim { client: target }) => {
+                self.server.config().client_by_id(target.0).map(|(t, _)| (t, self.holdings(t)))
+            }
+            _ => None,
+        };
         let outcome = self.server.handle(client as u64, label, words, caps);
+        for notified in (0..MAX_CLIENTS).filter(|c| outcome.notify & (1 << c) != 0) {
+            if !waiting_before.contains(&notified) || self.server.waits().of(notified).is_some() {
+                return Err(format!("client {notified} notified without having waited, or still waiting"));
+            }
+        }
+        if outcome.result == Err(Error::Waiting) && wait_books != Some(self.books()) {
+            return Err("a WAIT ALLOC took something: a waiting client must hold nothing more".into());
+        }
         if let (Some(send), Ok(_)) = (outcome.send, outcome.result) {
             let from = CapRef::Table(send);
             let _ = self.server.kernel_mut().transfer_to_client(client, RECEIVE_SLOT, from);
@@ -332,7 +357,9 @@ impl<const N: usize> Harness<N> {
                 let frame_caps =
                     self.server.config().clients.get(client).copied().flatten().is_some_and(|c| c.frame_caps);
                 let unexportable = op == Some(Op::Export) && error == Error::NotExportable && !frame_caps;
-                if !matches!(op, Some(Op::Detach | Op::Quiesce)) && !unexportable {
+                let stranger =
+                    error == Error::UnknownCaller && self.server.config().client_by_channel(client as u64).is_none();
+                if !matches!(op, Some(Op::Detach | Op::Quiesce)) && !unexportable && !stranger {
                     return Err(format!("{op:?} of freed buffer {id}: {error:?}, not stale or unknown"));
                 }
             }
@@ -360,6 +387,14 @@ impl<const N: usize> Harness<N> {
                 }
             }
             Ok(Reply::Free(_)) => self.freed.extend(id),
+            Ok(Reply::Reclaim(_)) => {
+                let (target, before) = reclaimed.ok_or("RECLAIM of a client not configured served")?;
+                if self.server.config().clients[target].and_then(|c| c.supervisor) != Some(client) {
+                    return Err(format!("client {client} reclaimed {target}, which it does not supervise"));
+                }
+                self.check_reclaimed(target, &before)?;
+                self.freed.extend(before.owned.iter().map(|(id, _, _, _)| *id));
+            }
             Err(Error::Kernel) => {
                 if outcome.kernel.is_none() {
                     return Err("a KERNEL error without the invocation".into());
@@ -376,7 +411,8 @@ impl<const N: usize> Harness<N> {
                 // revocation keeps the first, an export's: nothing but exports may differ.
                 let (books, but_exports) = before.unwrap_or_default();
                 let unchanged = match op {
-                    Some(Op::Free) => true,
+                    // A FREE or RECLAIM refused midway keeps what it did; the next finishes.
+                    Some(Op::Free | Op::Reclaim) => true,
                     Some(Op::Ungrant | Op::Grant) => but_exports == self.books_but_exports(true),
                     _ => books == self.books(),
                 };
@@ -389,11 +425,86 @@ impl<const N: usize> Harness<N> {
         Ok(outcome.result.is_ok())
     }
 
+    /// What client `client` holds, and the pools' free and quarantined bytes.
+    fn holdings(&self, client: usize) -> Holdings {
+        let server = &self.server;
+        let owned = server
+            .registry()
+            .iter()
+            .filter(|(_, b)| b.owner == client)
+            .map(|(id, b)| (id, b.pool, b.data.offset, b.data.pages))
+            .collect();
+        let pools = server.config().pool_count();
+        let quarantine = server.quarantine().iter().map(|q| (q.id, q.pool, q.data.pages)).collect();
+        Holdings { owned, free: (0..pools).map(|p| server.free_bytes(p).unwrap_or(0)).collect(), quarantine }
+    }
+
+    /// After a RECLAIM of `target`: it holds nothing (no buffer, grant,
+    /// attachment, export, hole, window run, exposure, wait, mapping or
+    /// frame capability, usage zero), and every byte its buffers held is
+    /// free again or quarantined for another `dma` client.
+    fn check_reclaimed(&self, target: usize, before: &Holdings) -> Result<(), Violation> {
+        let server = &self.server;
+        let model = server.kernel();
+        let holds = server.registry().iter().any(|(_, b)| {
+            b.owner == target
+                || b.grants[target].is_some()
+                || b.attachments[target].is_some()
+                || b.exports[target].is_some()
+                || b.exposed & (1 << target) != 0
+        });
+        if holds || server.usage(target) != Default::default() {
+            return Err(format!("client {target} still holds something after RECLAIM: {:?}", server.usage(target)));
+        }
+        if !server.windows().holes(target).is_empty() || server.windows().used_slots(target) != 0 {
+            return Err(format!("client {target}'s window is not empty after RECLAIM"));
+        }
+        if server.quarantine().iter().any(|q| q.pending & (1 << target) != 0) || server.waits().of(target).is_some() {
+            return Err(format!("client {target} still pending in quarantine or waiting after RECLAIM"));
+        }
+        if !model.client_mappings(target).is_empty() || !model.client_reachable_frames(target).is_empty() {
+            return Err(format!("client {target} still reaches memory after RECLAIM"));
+        }
+        let after = self.holdings(target);
+        for pool in 0..before.free.len() {
+            let pages = |list: &mut dyn Iterator<Item = u64>| list.sum::<u64>() << PAGE_BITS;
+            let owned = pages(&mut before.owned.iter().filter(|o| o.1 == pool).map(|o| o.3));
+            let quarantined_now = |id: BufferId| after.quarantine.iter().any(|q| q.0 == id);
+            let held_back =
+                pages(&mut before.owned.iter().filter(|o| o.1 == pool && quarantined_now(o.0)).map(|o| o.3));
+            let released =
+                pages(&mut before.quarantine.iter().filter(|q| q.1 == pool && !quarantined_now(q.0)).map(|q| q.2));
+            if after.free[pool] != before.free[pool] + owned - held_back + released {
+                return Err(format!("pool {pool}: client {target}'s {owned} bytes not all free or quarantined"));
+            }
+        }
+        for q in server.quarantine().iter().filter(|q| before.owned.iter().any(|o| o.0 == q.id)) {
+            if q.pending == 0 || q.pending & (1 << target) != 0 {
+                return Err(format!("buffer {} quarantined for nobody but the reclaimed client", q.id));
+            }
+        }
+        Ok(())
+    }
+
     /// Free everything, confirm every quarantined buffer, detach every hole,
     /// and check the system is exactly as `fresh` (same configuration, just
     /// started): no memory, capability or slot outlives its buffer.
     pub fn teardown(&mut self, fresh: &Server<Model, N>) -> Result<(), Violation> {
         self.server.kernel_mut().clear_failures();
+        // Every supervised client reclaimed by its supervisor first; then
+        // what is left (the supervisors' own) freed one by one.
+        let supervised: Vec<(usize, usize, u64)> = (0..MAX_CLIENTS)
+            .filter_map(|c| {
+                let config = self.server.config().clients[c]?;
+                Some((c, config.supervisor?, config.client_id))
+            })
+            .collect();
+        for (target, supervisor, id) in supervised {
+            let before = self.holdings(target);
+            let outcome = self.server.handle(supervisor as u64, Op::Reclaim as u64, &[id], 0);
+            outcome.result.map_err(|error| format!("teardown: RECLAIM of {target}: {error:?}"))?;
+            self.check_reclaimed(target, &before)?;
+        }
         let live: Vec<(BufferId, usize)> = self.server.registry().iter().map(|(id, b)| (id, b.owner)).collect();
         for (id, owner) in live {
             let outcome = self.server.handle(owner as u64, Op::Free as u64, &[id.raw()], 0);

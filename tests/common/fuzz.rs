@@ -47,7 +47,15 @@ fn unhex(text: &str) -> Vec<u8> {
 /// Run `target` on `executions` inputs (`CAPBUF_FUZZ_EXECUTIONS` overrides)
 /// of up to `max_length` random bytes, from `CAPBUF_FUZZ_SEED` or a fresh
 /// seed; print the figures; panic at the first input that breaks something.
+/// memsrv's state is large: targets run on a thread with room for it.
 pub fn fuzz(name: &str, target: Target, executions: u64, max_length: usize) -> Run {
+    let name = name.to_string();
+    let thread = std::thread::Builder::new().stack_size(256 << 20);
+    let run = thread.spawn(move || fuzz_here(&name, target, executions, max_length)).expect("fuzz thread");
+    run.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn fuzz_here(name: &str, target: Target, executions: u64, max_length: usize) -> Run {
     if let Ok(replay) = std::env::var("CAPBUF_FUZZ_REPLAY") {
         let input = unhex(&replay);
         if let Err(violation) = target(&input) {

@@ -39,6 +39,7 @@ pub fn config(quota_bytes: u64, quota_buffers: u64, quota_attachments: u64) -> C
             quota_attachments,
             dma: i == 2,
             frame_caps: i == 1,
+            supervisor: None,
         });
     }
     config

@@ -17,8 +17,9 @@ pub mod dma;
 
 use capbuf_protocol::{
     Align, AllocFlags, AllocReply, AttachReply, BufferId, ClientId, DetachReply, Error, ExportReply, FreeReply,
-    GrantReply, HelloReply, InfoReply, KernelFailure, PoolId, PoolInfoReply, QuiesceReply, Reply, ReplyError, Request,
-    Rights, UnexportReply, UngrantReply, CLIENT_RECEIVE_SLOTS, MAX_MESSAGE_WORDS, PROTOCOL_VERSION,
+    GrantReply, HelloReply, InfoReply, KernelFailure, PoolId, PoolInfoReply, QuiesceReply, ReclaimReply, Reply,
+    ReplyError, Request, Rights, UnexportReply, UngrantReply, CLIENT_RECEIVE_SLOTS, MAX_MESSAGE_WORDS,
+    PROTOCOL_VERSION,
 };
 
 /// A raw reply: label, message registers and the number of capabilities received.
@@ -96,6 +97,12 @@ impl From<ReplyError> for ClientError {
 }
 
 impl ClientError {
+    /// Whether memsrv registered an [`AllocFlags::WAIT`] request: wait for
+    /// its notification and retry.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, ClientError::Server(Error::Waiting))
+    }
+
     /// The error code memsrv replied with, if it replied with one.
     pub fn error(&self) -> Option<Error> {
         match self {
@@ -195,6 +202,36 @@ impl<S: Sys> Client<S> {
     pub fn alloc(&mut self, size: u64, align: Align, pool: PoolId, flags: AllocFlags) -> Result<BufferId, ClientError> {
         let reply: AllocReply = call(&mut self.sys, Request::Alloc { size, align, pool, flags })?;
         Ok(reply.id)
+    }
+
+    /// [`Self::alloc`] that waits instead of failing for memory: if the pool
+    /// or this client's byte or buffer quota is short, memsrv registers the
+    /// request ([`AllocFlags::WAIT`]) and answers [`Error::Waiting`] at once
+    /// (as `Err(ClientError::Server(Error::Waiting))`; [`ClientError::is_waiting`]).
+    /// memsrv then notifies this client on its channel to memsrv when a free
+    /// may have made room (first registered, first notified); call this
+    /// again then. Nothing is held for this client meanwhile: the retry may
+    /// be answered WAITING again. One request per client waits; a second
+    /// call replaces the first and keeps its place.
+    pub fn alloc_or_wait(
+        &mut self,
+        size: u64,
+        align: Align,
+        pool: PoolId,
+        flags: AllocFlags,
+    ) -> Result<BufferId, ClientError> {
+        self.alloc(size, align, pool, flags | AllocFlags::WAIT)
+    }
+
+    /// Reclaim client `client` (only its supervisor in `system.xml` may;
+    /// anyone else, and any unknown id, gets [`Error::NotSupervisor`]):
+    /// memsrv frees its buffers, withdraws its grants, removes its
+    /// attachments, exports and holes, cancels its wait and resets its
+    /// usage, so that it starts clean when restarted. The reply counts what
+    /// went. On [`ClientError::Kernel`] what was reclaimed stays reclaimed;
+    /// call again to finish.
+    pub fn reclaim(&mut self, client: ClientId) -> Result<ReclaimReply, ClientError> {
+        call(&mut self.sys, Request::Reclaim { client })
     }
 
     /// Let client `grantee` attach to buffer `id` with at most `rights`
@@ -408,6 +445,15 @@ mod tests {
         assert_eq!(client.sys().1, [Op::Grant as u64, BufferId::new(2, 5).raw(), 7, 1]);
         client.ungrant(BufferId::new(2, 5), ClientId(7)).unwrap();
         assert_eq!(client.sys().1, [Op::Ungrant as u64, BufferId::new(2, 5).raw(), 7]);
+        client.sys().0 = raw(Error::Waiting.code(), &[], 0);
+        let waiting = client.alloc_or_wait(4096, Align::PAGE, PoolId(0), AllocFlags::UNCACHED);
+        assert_eq!(waiting, Err(ClientError::Server(Error::Waiting)));
+        assert!(waiting.unwrap_err().is_waiting());
+        assert_eq!(client.sys().1, [Op::Alloc as u64, 4096, 0, 0, 5], "UNCACHED | WAIT");
+        client.sys().0 = raw(0, &[2, 8192, 3], 0);
+        let reclaimed = client.reclaim(ClientId(9)).unwrap();
+        assert_eq!((reclaimed.buffers, reclaimed.bytes, reclaimed.attachments), (2, 8192, 3));
+        assert_eq!(client.sys().1, [Op::Reclaim as u64, 9]);
     }
 
     #[test]
@@ -420,10 +466,10 @@ mod tests {
         assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "a word short");
         client.sys().0 = raw(0, &[4096, 0x2000_0000, 12, 2, 0], 0);
         assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "rights 2");
-        client.sys().0 = raw(0, &[4096, 0x2000_0000, 12, 3, 4], 0);
-        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "flag bit 2");
-        client.sys().0 = raw(26, &[], 0);
-        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "no error 26");
+        client.sys().0 = raw(0, &[4096, 0x2000_0000, 12, 3, 8], 0);
+        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "flag bit 3");
+        client.sys().0 = raw(28, &[], 0);
+        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "no error 28");
         client.sys().0 = RawReply { length: MAX_MESSAGE_WORDS + 1, ..raw(0, &[], 0) };
         assert_eq!(client.info(id), Err(ClientError::BadReply), "more registers than any reply");
         assert_eq!(ClientError::BadReply.error(), None, "not memsrv's error");

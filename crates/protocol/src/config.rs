@@ -12,12 +12,14 @@ use crate::{MAX_CHANNEL, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
 /// First word of an encoded configuration ("capbufcf").
 pub const CONFIG_MAGIC: u64 = u64::from_le_bytes(*b"capbufcf");
 /// Version of the configuration encoding.
-pub const CONFIG_VERSION: u64 = 2;
+pub const CONFIG_VERSION: u64 = 3;
 /// Words in an encoded configuration.
 pub const CONFIG_WORDS: usize = HEADER_WORDS + MAX_POOLS * POOL_WORDS + MAX_CLIENTS * CLIENT_WORDS;
 const HEADER_WORDS: usize = 5;
 const POOL_WORDS: usize = 2;
-const CLIENT_WORDS: usize = 7;
+const CLIENT_WORDS: usize = 8;
+/// A client word's value for "no supervisor".
+const NO_SUPERVISOR: u64 = u64::MAX;
 
 /// Microkit's capability layout, as Microkit 2.3.0 builds every protection
 /// domain's CSpace (`tool/microkit/src/capdl/builder.rs`, `PD_*_CAP_IDX`, and
@@ -137,6 +139,10 @@ pub struct ClientConfig {
     /// client a capability to its own root CNode at Microkit-CNode slot
     /// [`CLIENT_ROOT_CPTR`], its receive path.
     pub frame_caps: bool,
+    /// Index (in [`Config::clients`]) of the client that may RECLAIM this
+    /// one: `system.xml`'s `supervisor="pd"`, normally the PD's Microkit
+    /// parent, which gets its faults. Another configured client, never itself.
+    pub supervisor: Option<usize>,
 }
 
 /// Microkit-CNode slot of a `frame_caps` client holding a capability to its
@@ -187,6 +193,8 @@ pub enum ConfigError {
     /// The kernel refused to split a pool's untyped at start-up: the pool
     /// capabilities are not what the configuration describes.
     PoolCapability,
+    /// A client's supervisor is not another configured client.
+    Supervisor,
 }
 
 impl Config {
@@ -247,6 +255,9 @@ impl Config {
                     return Err(ConfigError::Duplicate);
                 }
             }
+            if client.supervisor.is_some_and(|s| s == i || s >= clients) {
+                return Err(ConfigError::Supervisor);
+            }
         }
         Ok(())
     }
@@ -273,6 +284,7 @@ impl Config {
                 client.quota_attachments,
                 client.dma as u64,
                 client.frame_caps as u64,
+                client.supervisor.map_or(NO_SUPERVISOR, |s| s as u64),
             ]);
         }
         words
@@ -303,6 +315,10 @@ impl Config {
                 quota_attachments: words[at + 4],
                 dma: words[at + 5] != 0,
                 frame_caps: words[at + 6] != 0,
+                supervisor: match words[at + 7] {
+                    NO_SUPERVISOR => None,
+                    index => Some(usize::try_from(index).map_err(|_| ConfigError::Supervisor)?),
+                },
             });
         }
         config.validate()?;
@@ -326,9 +342,16 @@ mod tests {
             quota_attachments: 8,
             dma: false,
             frame_caps: false,
+            supervisor: None,
         });
-        config.clients[1] =
-            Some(ClientConfig { channel: 5, client_id: 7, dma: true, frame_caps: true, ..config.clients[0].unwrap() });
+        config.clients[1] = Some(ClientConfig {
+            channel: 5,
+            client_id: 7,
+            dma: true,
+            frame_caps: true,
+            supervisor: Some(0),
+            ..config.clients[0].unwrap()
+        });
         config
     }
 
@@ -371,5 +394,18 @@ mod tests {
         let mut c = example();
         c.pools[0] = None;
         assert_eq!(c.validate(), Err(ConfigError::PoolSize));
+        for (supervisor, valid) in
+            [(Some(0), true), (None, true), (Some(1), false), (Some(2), false), (Some(99), false)]
+        {
+            let mut c = example();
+            c.clients[1].as_mut().unwrap().supervisor = supervisor;
+            assert_eq!(c.validate().is_ok(), valid, "supervisor {supervisor:?}");
+            if !valid {
+                assert_eq!(c.validate(), Err(ConfigError::Supervisor), "itself, or not a configured client");
+            }
+        }
+        let mut words = example().encode();
+        words[1] = 2;
+        assert_eq!(Config::decode(&words), Err(ConfigError::NotPatched), "the encoding before supervisors");
     }
 }

@@ -77,6 +77,16 @@ pub enum Error {
     /// EXPORT by a client that `system.xml` does not give `frame_caps="true"`:
     /// it may never hold frame capabilities. Answered before the id is looked at.
     NotExportable = 25,
+    /// RECLAIM by a client that is not the target's supervisor in
+    /// `system.xml`, or of a client id memsrv has no client for (one answer
+    /// for both, so that a client cannot probe which ids exist).
+    NotSupervisor = 26,
+    /// Not a failure: an ALLOC with [`crate::AllocFlags::WAIT`] found too
+    /// little memory or quota, and memsrv registered it. memsrv notifies the
+    /// caller on its channel when a free may have made room; the caller then
+    /// retries the ALLOC. memsrv holds nothing for it meanwhile: a retry that
+    /// loses the race is answered WAITING again.
+    Waiting = 27,
     /// The label is not an [`crate::Op`].
     UnknownOp = 0xFFFF_FE00,
     /// The message has the wrong number of message registers for its op.
@@ -92,7 +102,7 @@ impl Error {
     pub const DECODE_BASE: u64 = 0xFFFF_FE00;
 
     /// Every error, for tables and generated headers.
-    pub const ALL: [Error; 29] = [
+    pub const ALL: [Error; 31] = [
         Error::ZeroSize,
         Error::TooLarge,
         Error::InvalidAlignment,
@@ -118,6 +128,8 @@ impl Error {
         Error::WindowFull,
         Error::Internal,
         Error::NotExportable,
+        Error::NotSupervisor,
+        Error::Waiting,
         Error::UnknownOp,
         Error::WrongLength,
         Error::UnexpectedCaps,
@@ -152,6 +164,8 @@ impl Error {
             Error::WindowFull => "WINDOW_FULL",
             Error::Internal => "INTERNAL",
             Error::NotExportable => "NOT_EXPORTABLE",
+            Error::NotSupervisor => "NOT_SUPERVISOR",
+            Error::Waiting => "WAITING",
             Error::UnknownOp => "UNKNOWN_OP",
             Error::WrongLength => "WRONG_LENGTH",
             Error::UnexpectedCaps => "UNEXPECTED_CAPS",
@@ -188,7 +202,7 @@ impl core::fmt::Display for Error {
     }
 }
 
-const _: () = assert!(Error::NotExportable as u64 == 25, "domain errors are numbered 1..=25 without gaps");
+const _: () = assert!(Error::Waiting as u64 == 27, "domain errors are numbered 1..=27 without gaps");
 const _: () = assert!(Error::UnknownOp as u64 == Error::DECODE_BASE);
 
 #[cfg(test)]
@@ -206,7 +220,17 @@ mod tests {
             }
         }
         assert_eq!(Error::try_from(0), Err(0));
-        assert_eq!(Error::try_from(26), Err(26));
+        assert_eq!(Error::try_from(28), Err(28));
+    }
+
+    #[test]
+    fn fixed_codes_never_move() {
+        assert_eq!(Error::Kernel as u64, 22);
+        assert_eq!(Error::NotExportable as u64, 25);
+        assert_eq!(Error::NotSupervisor as u64, 26);
+        assert_eq!(Error::Waiting as u64, 27);
+        assert_eq!(Error::NotSupervisor.name(), "NOT_SUPERVISOR");
+        assert_eq!(Error::Waiting.name(), "WAITING");
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub use invocation::{Invocation, KernelFailure};
 pub use message::{DecodeError, ReplyError, MAX_MESSAGE_WORDS};
 pub use op::{
     AllocReply, AttachReply, DetachReply, ExportReply, FreeReply, GrantReply, HelloReply, InfoReply, Op, PoolInfoReply,
-    QuiesceReply, Reply, Request, UnexportReply, UngrantReply,
+    QuiesceReply, ReclaimReply, Reply, Request, UnexportReply, UngrantReply,
 };
 pub use rights::{AllocFlags, Rights};
 pub use wire::{Align, ClientId, Field, PoolId, Word};
@@ -53,7 +53,10 @@ pub use wire::{Align, ClientId, Field, PoolId, Word};
 /// lost bytes, KERNEL errors name the failed invocation. Major 4: QUIESCE,
 /// and POOL_INFO replies with the quarantined bytes. Minor 1: EXPORT and
 /// UNEXPORT (only `frame_caps` clients may use them; nothing else changed).
-pub const PROTOCOL_VERSION: u64 = (4 << VERSION_MAJOR_SHIFT) | 1;
+/// Minor 2: RECLAIM (only a client's supervisor may use it), the WAIT
+/// allocation flag and the WAITING and NOT_SUPERVISOR codes (a client that
+/// never sets WAIT never sees WAITING).
+pub const PROTOCOL_VERSION: u64 = (4 << VERSION_MAJOR_SHIFT) | 2;
 
 /// Where a protocol version's major number starts.
 pub const VERSION_MAJOR_SHIFT: u32 = 32;

@@ -55,7 +55,7 @@ mod tests {
         PoolInfoReply, Request, Rights, MAX_MESSAGE_WORDS,
     };
 
-    fn every_request() -> [Request; 12] {
+    fn every_request() -> [Request; 13] {
         let id = BufferId::new(3, 9);
         [
             Request::Hello {},
@@ -70,6 +70,7 @@ mod tests {
             Request::Quiesce { id },
             Request::Export { id, rights: Rights::ReadWrite },
             Request::Unexport { id },
+            Request::Reclaim { client: ClientId(12) },
         ]
     }
 
@@ -100,7 +101,7 @@ mod tests {
         let id = BufferId::new(1, 1).raw();
         assert_eq!(Request::decode(Op::Attach as u64, &[id, 2], 0), Err(Error::InvalidRights));
         assert_eq!(Request::decode(Op::Grant as u64, &[id, 4, 0], 0), Err(Error::InvalidRights));
-        assert_eq!(Request::decode(Op::Alloc as u64, &[4096, 0, 0, 4], 0), Err(Error::InvalidFlags));
+        assert_eq!(Request::decode(Op::Alloc as u64, &[4096, 0, 0, 8], 0), Err(Error::InvalidFlags));
         // Everything else is a value of its type; memsrv judges it.
         let request = Request::decode(Op::Alloc as u64, &[0, u64::MAX, u64::MAX, 3], 0);
         let flags = AllocFlags::UNCACHED | AllocFlags::READ_ONLY;
@@ -179,14 +180,15 @@ mod tests {
         assert_eq!(Reply::decode(Op::Free, Error::Kernel.code(), &[4, 3], 0), Err(ReplyError::Kernel(failure)));
         assert_eq!(Reply::decode(Op::Free, Error::Kernel.code(), &[4], 0), Err(Malformed), "a word short");
         assert_eq!(Reply::decode(Op::Free, Error::Kernel.code(), &[0, 3], 0), Err(Malformed), "no invocation 0");
-        assert_eq!(Reply::decode(Op::Free, 26, &[], 0), Err(Malformed), "no error 26");
+        assert_eq!(Reply::decode(Op::Free, 28, &[], 0), Err(Malformed), "no error 28");
+        assert_eq!(Reply::decode(Op::Alloc, 27, &[], 0), Err(Refused(Error::Waiting)));
         assert_eq!(Reply::decode(Op::Alloc, 0, &[], 0), Err(Malformed));
         assert_eq!(Reply::decode(Op::Free, 0, &[0], 0), Err(Malformed));
         let attach = [0x1000, 0x2000_0000, 12, Rights::ReadOnly as u64, 0];
         assert!(Reply::decode(Op::Attach, 0, &attach, 0).is_ok());
         assert_eq!(Reply::decode(Op::Attach, 0, &attach, 1), Err(Malformed), "no reply but EXPORT carries a cap");
         assert_eq!(Reply::decode(Op::Attach, 0, &[0, 0, 0, 0, 0], 0), Err(Malformed), "rights 0 is invalid");
-        assert_eq!(Reply::decode(Op::Attach, 0, &[0, 0, 0, 1, 4], 0), Err(Malformed), "flag bit 2 is unknown");
+        assert_eq!(Reply::decode(Op::Attach, 0, &[0, 0, 0, 1, 8], 0), Err(Malformed), "flag bit 3 is unknown");
     }
 }
 

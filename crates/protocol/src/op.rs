@@ -226,6 +226,34 @@ wire_ops! {
         /// Reply to [`Op::Unexport`]: no registers.
         reply UnexportReply {}
     }
+
+    /// Only for the client `system.xml` names as the target's supervisor
+    /// (`<client pd="x" supervisor="y">`): revoke everything client `client`
+    /// holds, as if it had never run. Its buffers are freed as FREE frees
+    /// them (other clients' attachments become holes; the quarantine holds
+    /// pages exposed to *other* `dma` clients), its grants on other clients'
+    /// buffers are withdrawn (its attachments and exports of them revoked),
+    /// every attachment, export and hole it has is dropped and its window
+    /// emptied, its exposure to buffers ends (the reclaim is its QUIESCE:
+    /// stop its device first), its usage is reset to zero and its pending
+    /// wait ([`AllocFlags::WAIT`]) cancelled. A KERNEL refusal midway keeps
+    /// what was already reclaimed; calling RECLAIM again finishes the job.
+    Reclaim = 13, RECLAIM {
+        request {
+            /// The client to reclaim (its id in `system.xml`).
+            client (CLIENT): ClientId,
+        }
+        /// Reply to [`Op::Reclaim`]: counts only, never contents or addresses.
+        reply ReclaimReply {
+            /// Buffers of the client freed.
+            buffers (BUFFERS): u64,
+            /// Bytes returned to the pools (or to quarantine, for buffers
+            /// exposed to another `dma` client): the client's charged bytes.
+            bytes (BYTES): u64,
+            /// Attachments, exports and holes of the client removed.
+            attachments (ATTACHMENTS): u64,
+        }
+    }
 }
 
 impl Op {
@@ -268,7 +296,7 @@ mod tests {
             assert_eq!(Op::try_from(op as u64), Ok(op));
         }
         assert_eq!(Op::try_from(0), Err(0));
-        assert_eq!(Op::try_from(13), Err(13));
+        assert_eq!(Op::try_from(14), Err(14));
         assert_eq!(Op::try_from(u64::MAX), Err(u64::MAX));
     }
 
@@ -282,6 +310,8 @@ mod tests {
         assert_eq!(Op::PoolInfo as u64, 9);
         assert_eq!(Op::Export as u64, 11);
         assert_eq!(Op::Unexport as u64, 12);
+        assert_eq!(Op::Reclaim as u64, 13);
+        assert_eq!(Op::Reclaim.reply_caps(), 0);
         assert_eq!(Op::Export.reply_caps(), 1);
     }
 
@@ -309,6 +339,8 @@ mod tests {
             &["SIZE", "PADDR", "PAGE_BITS", "RIGHTS", "ATTACHMENTS", "FLAGS", "POOL", "OWNER"],
         );
         starts(Op::PoolInfo.reply_fields(), &["TOTAL", "FREE", "LARGEST_FREE", "LOST"]);
+        starts(Op::Reclaim.request_fields(), &["CLIENT"]);
+        starts(Op::Reclaim.reply_fields(), &["BUFFERS", "BYTES", "ATTACHMENTS"]);
         for op in [Op::Info, Op::Detach, Op::Free] {
             starts(op.request_fields(), &["ID"]);
         }

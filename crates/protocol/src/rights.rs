@@ -59,8 +59,9 @@ impl Word for Rights {
     }
 }
 
-/// Flags given at allocation, fixed for the buffer's life: a set of
-/// [`AllocFlags::UNCACHED`] and [`AllocFlags::READ_ONLY`], combined with `|`.
+/// Flags given at allocation: a set of [`AllocFlags::UNCACHED`] and
+/// [`AllocFlags::READ_ONLY`], fixed for the buffer's life, and
+/// [`AllocFlags::WAIT`], which only concerns the request, combined with `|`.
 /// A value holds only defined bits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AllocFlags(u64);
@@ -74,8 +75,14 @@ impl AllocFlags {
     /// Nobody, owner included, may attach with write rights: for buffers a
     /// device writes and the CPU only reads.
     pub const READ_ONLY: AllocFlags = AllocFlags(1 << 1);
+    /// If memory or quota is short, register the request and answer
+    /// [`Error::Waiting`] at once instead of OUT_OF_MEMORY, QUOTA_BYTES or
+    /// QUOTA_BUFFERS; memsrv notifies the caller on its channel when a free
+    /// may have made room, and the caller retries. Not a property of the
+    /// buffer: memsrv never stores it ([`Self::properties`]).
+    pub const WAIT: AllocFlags = AllocFlags(1 << 2);
     /// Every defined flag.
-    pub const ALL: AllocFlags = Self::UNCACHED.union(Self::READ_ONLY);
+    pub const ALL: AllocFlags = Self::UNCACHED.union(Self::READ_ONLY).union(Self::WAIT);
 
     /// Flags from their wire form; unknown bits are refused.
     pub const fn from_bits(bits: u64) -> Option<AllocFlags> {
@@ -99,6 +106,11 @@ impl AllocFlags {
     /// Whether every flag of `other` is set.
     pub const fn contains(self, other: AllocFlags) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// The flags that stay with a buffer: all but [`Self::WAIT`].
+    pub const fn properties(self) -> AllocFlags {
+        AllocFlags(self.0 & !Self::WAIT.0)
     }
 
     /// Whether [`Self::UNCACHED`] is set.
@@ -163,7 +175,8 @@ mod tests {
     fn unknown_flag_bits_are_refused() {
         assert_eq!(AllocFlags::from_bits(0), Some(AllocFlags::NONE));
         assert_eq!(AllocFlags::from_bits(3), Some(AllocFlags::UNCACHED | AllocFlags::READ_ONLY));
-        assert_eq!(AllocFlags::from_bits(4), None);
+        assert_eq!(AllocFlags::from_bits(4), Some(AllocFlags::WAIT));
+        assert_eq!(AllocFlags::from_bits(8), None);
         assert_eq!(AllocFlags::from_bits(1 << 63), None);
         assert_eq!(AllocFlags::from_bits(2).unwrap().max_rights(), Rights::ReadOnly);
     }
@@ -174,7 +187,9 @@ mod tests {
         assert!(!flags.uncached() && flags.max_rights() == Rights::ReadWrite);
         flags |= AllocFlags::UNCACHED;
         assert!(flags.uncached() && !flags.contains(AllocFlags::READ_ONLY));
-        assert_eq!(flags | AllocFlags::READ_ONLY, AllocFlags::ALL);
+        assert_eq!(flags | AllocFlags::READ_ONLY, AllocFlags::ALL.properties());
         assert_eq!((AllocFlags::UNCACHED | AllocFlags::UNCACHED).bits(), 1);
+        assert_eq!(AllocFlags::WAIT.bits(), 4, "ABI");
+        assert_eq!((AllocFlags::ALL).properties(), AllocFlags::UNCACHED | AllocFlags::READ_ONLY);
     }
 }

@@ -153,7 +153,7 @@ mod tests {
         round_trips(AllocFlags::UNCACHED | AllocFlags::READ_ONLY);
         round_trips(Invocation::PageMap);
         assert_eq!(Rights::from_word(2), Err(Error::InvalidRights));
-        assert_eq!(AllocFlags::from_word(4), Err(Error::InvalidFlags));
+        assert_eq!(AllocFlags::from_word(8), Err(Error::InvalidFlags), "the first undefined bit");
         assert!(Invocation::from_word(0).is_err());
         assert_eq!(Align::PAGE.page_order(), 0);
         assert_eq!(Align::bits(PAGE_BITS as u64).page_order(), 0);

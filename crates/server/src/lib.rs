@@ -41,6 +41,7 @@ pub mod quarantine;
 pub mod registry;
 pub mod reserve;
 mod server;
+pub mod wait;
 pub mod window;
 
 pub use kernel::{CapRef, Failure, Kernel, KernelError, MapAttributes, Object, Slot};
@@ -49,3 +50,4 @@ pub use quarantine::{Quarantine, Quarantined};
 pub use registry::{charged_pages, Attachment, Buffer, Registry, MAX_BUFFERS};
 pub use reserve::{reserve_bytes, ReserveBlock, Reserves};
 pub use server::{Lost, Outcome, Server, StartError, Usage};
+pub use wait::{Wait, Waits};

@@ -44,6 +44,18 @@ impl Quarantine {
         !self.entries.is_full()
     }
 
+    /// How many more buffers fit.
+    pub fn room(&self) -> usize {
+        self.entries.capacity() - self.entries.len()
+    }
+
+    /// The freed buffers client `client` has yet to confirm: what RECLAIM
+    /// confirms for it.
+    pub fn pending_for(&self, client: usize) -> heapless::Vec<BufferId, MAX_BUFFERS> {
+        let bit = 1u16.checked_shl(client as u32).unwrap_or(0);
+        self.entries.iter().filter(|e| e.pending & bit != 0).map(|e| e.id).collect()
+    }
+
     /// Hold a freed buffer's pages. Fails only if [`Self::has_room`] was false.
     pub fn hold(&mut self, entry: Quarantined) -> Result<(), Quarantined> {
         self.entries.push(entry)
@@ -88,6 +100,9 @@ mod tests {
         let id = BufferId::new(2, 5);
         quarantine.hold(entry(id, 0b101)).unwrap();
         assert_eq!(quarantine.pages_in(0), 3);
+        assert_eq!(quarantine.room(), MAX_BUFFERS - 1);
+        assert_eq!(quarantine.pending_for(2).as_slice(), [id]);
+        assert!(quarantine.pending_for(1).is_empty());
         assert_eq!(quarantine.confirm(1, id), None, "client 1 was never exposed");
         assert_eq!(quarantine.confirm(0, BufferId::new(2, 4)), None, "not the freed id");
         assert_eq!(quarantine.confirm(0, id), Some(None));
@@ -105,6 +120,7 @@ mod tests {
             quarantine.hold(entry(BufferId::new(i as u32, 1), 1)).unwrap();
         }
         assert!(!quarantine.has_room());
+        assert_eq!(quarantine.room(), 0);
         assert!(quarantine.hold(entry(BufferId::new(0, 2), 1)).is_err());
     }
 }

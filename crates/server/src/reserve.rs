@@ -283,6 +283,7 @@ mod tests {
                 quota_attachments,
                 dma: false,
                 frame_caps: false,
+                supervisor: None,
             });
         }
         config

@@ -129,6 +129,18 @@ impl Windows {
         self.holes[client].iter().find(|hole| hole.id == id).map(|hole| hole.run)
     }
 
+    /// How many more holes client `client` can have.
+    pub fn hole_room(&self, client: usize) -> usize {
+        MAX_HOLES - self.holes[client].len()
+    }
+
+    /// Empty client `client`'s window: every run and hole given back. Only
+    /// for a client that holds no attachment any more (RECLAIM).
+    pub fn clear(&mut self, client: usize) {
+        self.used[client] = [0; WORDS];
+        self.holes[client].clear();
+    }
+
     /// Whether client `client` can have one more hole.
     pub fn has_room_for_hole(&self, client: usize) -> bool {
         !self.holes[client].is_full()

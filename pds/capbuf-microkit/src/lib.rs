@@ -17,6 +17,14 @@
 //! memsrv reported as [`ClientError::Kernel`], and a reply memsrv would not
 //! send as [`ClientError::BadReply`].
 //!
+//! Waiting for memory: `capbuf.alloc_or_wait(...)` (ALLOC with
+//! [`AllocFlags::WAIT`]) answers `Err(ClientError::Server(Error::Waiting))`
+//! when memory or quota is short; memsrv then notifies this PD on its channel
+//! to memsrv (the `notified` entry point gets that channel) when a free may
+//! have made room, and the PD calls it again. A PD that uses WAIT must
+//! handle that notification. `capbuf.reclaim(client)` is for a supervisor
+//! (`<client supervisor="...">` in `system.xml`), see the README.
+//!
 //! The protocol logic lives in `capbuf-client` (host-tested); this crate is the
 //! seL4 glue: the PPC, volatile access to what memsrv mapped, and the cache
 //! maintenance instructions a driver runs around DMA on a cached buffer
@@ -35,7 +43,7 @@ use sel4_shared_memory::{access::ReadOnly, SharedMemoryRef};
 
 pub use capbuf_client::{dma, ClientError, Export, RawReply, Sys, View};
 pub use capbuf_protocol::{
-    Align, AllocFlags, BufferId, ClientId, Error, HelloReply, InfoReply, PoolId, PoolInfoReply, Rights,
+    Align, AllocFlags, BufferId, ClientId, Error, HelloReply, InfoReply, PoolId, PoolInfoReply, ReclaimReply, Rights,
 };
 
 /// The kernel side of the client library: one PPC channel to memsrv.

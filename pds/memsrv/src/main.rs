@@ -8,7 +8,14 @@
 //!
 //! memsrv is passive (`passive="true"` in system.xml): it runs on its
 //! clients' scheduling contexts, so each client pays for its own requests and
-//! memsrv holds no CPU budget of its own.
+//! memsrv holds no CPU budget of its own. It never blocks a caller: an ALLOC
+//! with the WAIT flag that must wait is answered WAITING at once, and memsrv
+//! notifies the client on its channel when the client should retry.
+//!
+//! Quiet by default: memsrv prints its start-up, refusals that mean a memsrv
+//! bug (INTERNAL) and kernel errors. Built with `CAPBUF_LOG=verbose` in the
+//! environment it also prints per-request events (a pool returning to empty,
+//! reclaims, notifications).
 #![no_std]
 #![no_main]
 #![feature(used_with_arg)]
@@ -24,6 +31,9 @@ use sel4_microkit::{
 
 /// Pool trees sized for the largest pool memsrv accepts (2 bytes per page).
 const NODES: usize = 2 << (MAX_POOL_BITS - PAGE_BITS);
+
+/// `CAPBUF_LOG=verbose` at build time: print per-request events too.
+const VERBOSE: bool = matches!(option_env!("CAPBUF_LOG"), Some(level) if level.eq_ignore_ascii_case("verbose"));
 
 /// memsrv's configuration, written into the `capbuf_config` symbol by
 /// capbuf-compose from the `<capbuf>` element of system.xml.
@@ -205,9 +215,41 @@ impl Handler for Memsrv {
             return Ok(MessageInfo::from_inner(sel4::MessageInfo::new(error, 0, 0, 0)));
         };
         let outcome = server.handle(channel.index() as u64, info.label(), &words[..count], info.extra_caps());
-        let freed_all = matches!(outcome.result, Ok(_))
+        let freed_all = VERBOSE
+            && matches!(outcome.result, Ok(_))
             && info.label() == capbuf_protocol::Op::Free as u64
             && server.registry().is_empty();
+        if outcome.result == Err(capbuf_protocol::Error::Internal) {
+            debug_println!(
+                "memsrv: ERROR: op {} from channel {}: refused with INTERNAL: memsrv's books disagree (a memsrv bug)",
+                info.label(),
+                channel.index()
+            );
+        }
+        if VERBOSE {
+            if let Ok(capbuf_protocol::Reply::Reclaim(reclaimed)) = outcome.result {
+                debug_println!(
+                    "memsrv: channel {} reclaimed a client: {} buffers, {} bytes, {} attachments",
+                    channel.index(),
+                    reclaimed.buffers,
+                    reclaimed.bytes,
+                    reclaimed.attachments
+                );
+            }
+        }
+        // Clients whose waiting ALLOC would now pass: notify each on its
+        // channel (memsrv's end of its PPC channel), first registered first.
+        for client in 0..capbuf_protocol::MAX_CLIENTS {
+            if outcome.notify & (1 << client) == 0 {
+                continue;
+            }
+            if let Some(config) = server.config().clients[client] {
+                if VERBOSE {
+                    debug_println!("memsrv: notifying channel {}: its waiting ALLOC may pass now", config.channel);
+                }
+                Channel::new(config.channel as usize).notify();
+            }
+        }
         // A kernel refusal is a memsrv bug or a broken system description: say
         // which invocation, and what could not be taken back.
         if let Some(failure) = outcome.kernel {

@@ -23,6 +23,7 @@ fn memsrv() -> Box<Memsrv> {
             quota_attachments: 64,
             dma: true,
             frame_caps: false,
+            supervisor: None,
         });
     }
     Box::new(Server::new(Model::new(12, &[(0xa000_0000, 26)], 2), config).expect("config"))

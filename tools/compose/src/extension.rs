@@ -38,6 +38,9 @@ pub struct Client {
     /// `frame_caps="true"`: may receive frame capabilities (EXPORT), and gets
     /// a capability to its own root CNode as its receive path.
     pub frame_caps: bool,
+    /// `supervisor="pd"`: the client (another `<client>`) that may RECLAIM
+    /// this one, normally its Microkit parent, which gets its faults.
+    pub supervisor: Option<String>,
 }
 
 /// The parsed element.
@@ -157,7 +160,16 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
             "client" => {
                 check_attributes(
                     &child,
-                    &["pd", "id", "quota_bytes", "quota_buffers", "quota_attachments", "dma", "frame_caps"],
+                    &[
+                        "pd",
+                        "id",
+                        "quota_bytes",
+                        "quota_buffers",
+                        "quota_attachments",
+                        "dma",
+                        "frame_caps",
+                        "supervisor",
+                    ],
                 )?;
                 let flag = |name: &str| match child.attribute(name) {
                     None | Some("false") => Ok(false),
@@ -178,6 +190,7 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
                     quota_attachments: number(&child, "quota_attachments", Some(16))?,
                     dma,
                     frame_caps,
+                    supervisor: child.attribute("supervisor").map(str::to_string),
                 });
             }
             other => return Err(format!("system.xml {}: unknown element <{other}> in <capbuf>", location(&child))),
@@ -205,6 +218,33 @@ pub fn strip(xml: &str, extension: &Extension) -> String {
 
 fn overlaps(a: Range<u64>, b: Range<u64>) -> bool {
     a.start < b.end && b.start < a.end
+}
+
+/// The index of `client`'s supervisor among the `<client>` elements, if it
+/// names one: another client (it calls RECLAIM over its own channel), never
+/// the client itself. Not being the client's Microkit parent is allowed, with
+/// a warning: the parent is the PD that gets the client's faults and can
+/// restart it.
+fn supervisor(extension: &Extension, system: &SystemDescription, client: &Client) -> Result<Option<usize>, String> {
+    let Some(name) = &client.supervisor else { return Ok(None) };
+    if *name == client.pd {
+        return Err(format!("capbuf: client '{}' cannot be its own supervisor", client.pd));
+    }
+    let index = extension.clients.iter().position(|c| c.pd == *name).ok_or_else(|| {
+        format!(
+            "capbuf: supervisor '{name}' of client '{}' is not a <client> of memsrv (it calls RECLAIM over its own channel)",
+            client.pd
+        )
+    })?;
+    let pd = |name: &str| system.protection_domains.iter().position(|pd| pd.name == name);
+    let parent = pd(&client.pd).and_then(|pd| system.protection_domains[pd].parent);
+    if parent != pd(name) {
+        eprintln!(
+            "capbuf-compose: warning: supervisor '{name}' of client '{}' is not its Microkit parent: it will not get the client's faults",
+            client.pd
+        );
+    }
+    Ok(Some(index))
 }
 
 /// Check the element against the parsed system and the board's memory.
@@ -307,6 +347,7 @@ pub fn resolve(
             quota_attachments: client.quota_attachments,
             dma: client.dma,
             frame_caps: client.frame_caps,
+            supervisor: supervisor(extension, system, client)?,
         });
         clients.push(pd);
     }

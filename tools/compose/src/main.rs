@@ -209,7 +209,7 @@ fn print_capbuf_lines(args: &Args, capbuf: &Capbuf, system: &SystemDescription) 
     );
     for (i, client) in extension.clients.iter().enumerate() {
         println!(
-            "CAPBUF|CLIENT {}: id {}, quota {} KiB in {} buffers, {} attachments, metadata reserve {} KiB{}{}",
+            "CAPBUF|CLIENT {}: id {}, quota {} KiB in {} buffers, {} attachments, metadata reserve {} KiB{}{}{}",
             client.pd,
             client.id,
             client.quota_bytes >> 10,
@@ -217,7 +217,8 @@ fn print_capbuf_lines(args: &Args, capbuf: &Capbuf, system: &SystemDescription) 
             client.quota_attachments,
             capbuf_server::reserve_bytes(&resolved.config, i) >> 10,
             if client.dma { ", sees physical addresses" } else { "" },
-            if client.frame_caps { ", receives frame capabilities (EXPORT)" } else { "" }
+            if client.frame_caps { ", receives frame capabilities (EXPORT)" } else { "" },
+            client.supervisor.as_ref().map(|s| format!(", reclaimable by {s}")).unwrap_or_default()
         );
     }
     for region in &system.memory_regions {

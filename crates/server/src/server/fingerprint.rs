@@ -24,7 +24,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     /// each client knows of freed ones, quarantine, usage, the untyped blocks
     /// mirroring the pools (in the order the map keeps them, which is the
     /// order a collapse revokes them in), the free table slots in the order they will be handed out,
-    /// reserves, windows with their holes, lost slots. Each pool's
+    /// reserves, windows with their holes, the WAIT queue in order, lost slots. Each pool's
     /// allocator is fed its free pages and largest free block: its tree is
     /// determined by the blocks allocated from it, which are the buffers',
     /// the quarantined buffers' and the reserves', all fed here.
@@ -58,6 +58,9 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         }
         for (_, block) in state.reserves.iter() {
             write!(out, "{block:?};")?;
+        }
+        for wait in state.waits.iter() {
+            write!(out, "{wait:?};")?;
         }
         write!(out, "{:?}; lost {};", state.windows, state.lost_slots)
     }

@@ -6,11 +6,12 @@ mod act;
 mod blocks;
 mod decide;
 mod fingerprint;
+mod reclaim;
 mod state;
 
 use capbuf_pool::Pool;
 use capbuf_protocol::{
-    AllocReply, AttachReply, Config, ConfigError, DetachReply, Error, ExportReply, FreeReply, GrantReply,
+    AllocFlags, AllocReply, AttachReply, Config, ConfigError, DetachReply, Error, ExportReply, FreeReply, GrantReply,
     KernelFailure, QuiesceReply, Reply, Request, UnexportReply, UngrantReply, MAX_CLIENTS, MAX_MESSAGE_WORDS,
     MAX_POOLS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS, TABLE_BITS,
 };
@@ -22,6 +23,7 @@ use crate::kernel::{Failure, Kernel, Slot};
 use crate::quarantine::Quarantine;
 use crate::registry::{Buffer, Registry};
 use crate::reserve::{self, Reserves};
+use crate::wait::{Wait, Waits};
 use crate::window::Windows;
 
 /// Slots of the largest table CNode memsrv can manage ([`TABLE_BITS`]).
@@ -70,17 +72,22 @@ pub struct Outcome {
     pub undo: Option<KernelFailure>,
     /// What this request lost for good (see [`Lost`]).
     pub lost: Lost,
+    /// Bit `c` set: client index `c` waited for memory ([`AllocFlags::WAIT`])
+    /// and its ALLOC would now pass its checks; memsrv notifies it on its
+    /// channel (first registered first) and it retries. Nothing is set
+    /// aside for it.
+    pub notify: u16,
 }
 
 impl Outcome {
-    fn new(result: Result<(Reply, Option<Slot>), Failure>, incident: Incident) -> Outcome {
+    fn new(result: Result<(Reply, Option<Slot>), Failure>, incident: Incident, notify: u16) -> Outcome {
         let kernel = match result {
             Err(Failure::Kernel(failure)) => Some(failure),
             _ => None,
         };
         let send = result.ok().and_then(|(_, send)| send);
         let result = result.map(|(reply, _)| reply).map_err(Failure::error);
-        Outcome { result, send, kernel, undo: incident.undo, lost: incident.lost }
+        Outcome { result, send, kernel, undo: incident.undo, lost: incident.lost, notify }
     }
 
     /// The reply message: its label (0 or the error code) and the number of
@@ -150,6 +157,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 slots,
                 reserves: Reserves::new(block_pages),
                 windows: Windows::default(),
+                waits: Waits::default(),
                 lost_slots: 0,
                 incident: Incident::default(),
             },
@@ -293,6 +301,11 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         &self.state.windows
     }
 
+    /// The ALLOCs waiting for memory, first registered first.
+    pub fn waits(&self) -> &Waits {
+        &self.state.waits
+    }
+
     /// Collapse every dormant block: afterwards only blocks that are split or
     /// in use have untyped capabilities of their own. memsrv does this when
     /// it runs short of slots; tests use it to see the kernel state return to
@@ -312,7 +325,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 Err(error) => Err(error.into()),
             },
         };
-        Outcome::new(result, self.state.incident)
+        let notify = self.state.wake_waiters();
+        Outcome::new(result, self.state.incident, notify)
     }
 
     /// Decide, then act: every check and choice is made before the first
@@ -332,8 +346,20 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             }
             Request::PoolInfo { pool } => Reply::PoolInfo(state.pool_info(pool)?),
             Request::Alloc { size, align, pool, flags } => {
-                let plan = state.plan_alloc(client, size, align, pool, flags)?;
-                Reply::Alloc(AllocReply { id: state.alloc(kernel, client, plan)? })
+                let wait = Wait { client, size, align, pool, flags: flags.properties() };
+                let plan = match state.plan_alloc(client, size, align, pool, wait.flags) {
+                    Ok(plan) => plan,
+                    Err(Error::OutOfMemory | Error::QuotaBytes | Error::QuotaBuffers)
+                        if flags.contains(AllocFlags::WAIT) =>
+                    {
+                        state.waits.register(wait).map_err(|_| Error::Internal)?;
+                        return Err(Error::Waiting.into());
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                let id = state.alloc(kernel, client, plan)?;
+                state.waits.cancel(client);
+                Reply::Alloc(AllocReply { id })
             }
             Request::Attach { id, rights } => {
                 let plan = state.plan_attach(client, id, rights)?;
@@ -384,6 +410,10 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 state.plan_unexport(client, id)?;
                 state.teardown_export(kernel, id, client)?;
                 Reply::Unexport(UnexportReply {})
+            }
+            Request::Reclaim { client: target } => {
+                let plan = state.plan_reclaim(client, target)?;
+                Reply::Reclaim(state.reclaim_client(kernel, plan)?)
             }
         };
         Ok((reply, send))

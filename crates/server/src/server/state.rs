@@ -9,6 +9,7 @@ use crate::kernel::Slot;
 use crate::quarantine::Quarantine;
 use crate::registry::Registry;
 use crate::reserve::Reserves;
+use crate::wait::Waits;
 use crate::window::Windows;
 
 /// One pool: where it is and its allocator.
@@ -76,6 +77,8 @@ pub(super) struct State<const NODES: usize> {
     pub(super) reserves: Reserves,
     /// Each client's mapping window.
     pub(super) windows: Windows,
+    /// ALLOCs with the WAIT flag waiting for memory or quota.
+    pub(super) waits: Waits,
     /// Table slots lost for good: they hold capabilities memsrv could not delete.
     pub(super) lost_slots: u64,
     pub(super) incident: Incident,

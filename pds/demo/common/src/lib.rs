@@ -17,8 +17,13 @@ use sel4_microkit::{debug_println, Channel};
 /// Every demo PD's channel to memsrv: its end of the PPC channel has id 0.
 pub const MEMSRV: Channel = Channel::new(0);
 
-/// The demo's pool (`main`, the only `<pool>`: index 0).
+/// The demo's main pool (`main`, the first `<pool>`: index 0).
 pub const POOL: PoolId = PoolId(0);
+/// The small pool (`small`, index 1, 32 KiB): the worker fills it, and the
+/// supervisor and the worker wait for it in turn.
+pub const SMALL_POOL: PoolId = PoolId(1);
+/// The small pool's size in bytes.
+pub const SMALL_POOL_SIZE: u64 = 32 << 10;
 /// Where `system.xml` puts the pool, for the driver's physical address check.
 pub const POOL_BASE: u64 = 0xa000_0000;
 /// The pool's size in bytes.
@@ -41,6 +46,12 @@ pub mod clients {
     pub const HOSTILE: ClientId = ClientId(5);
     /// The C client (`pds/cdemo`), which trades buffers with the producer.
     pub const CDEMO: ClientId = ClientId(6);
+    /// The supervisor: parent and capbuf supervisor of the consumer, the
+    /// victim, the hostile client, the C client and the worker.
+    pub const SUPERVISOR: ClientId = ClientId(7);
+    /// The worker (`pds/worker`, C): faults holding buffers, is reclaimed and
+    /// restarted, then waits for memory.
+    pub const WORKER: ClientId = ClientId(8);
 }
 
 /// The producer's first buffer, granted read-only to the consumer: memsrv's

@@ -12,7 +12,7 @@
 use capbuf_demo::{fail, MEMSRV, POOL};
 use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, ClientError, Error, Memory, Rights};
 use capbuf_protocol::{microkit, Op, MAX_MESSAGE_WORDS, ROOT_SLOT_SHIFT};
-use sel4_microkit::{debug_println, protection_domain, NullHandler};
+use sel4_microkit::{debug_println, protection_domain, ChannelSet, Handler, Infallible};
 
 const PD: &str = "hostile";
 const REQUESTS: u32 = 3000;
@@ -138,8 +138,24 @@ fn attack(capbuf: &mut Capbuf) -> bool {
     frames == 0 && copied.is_err() && before == MARKER && after == NOT_READ && within_quota && charged
 }
 
+/// After its run the hostile client only hears from memsrv: a random ALLOC
+/// may have set WAIT, and memsrv then notifies it when memory comes back.
+/// It does not retry; anything else is a failure.
+struct Hostile;
+
+impl Handler for Hostile {
+    type Error = Infallible;
+
+    fn notified(&mut self, channels: ChannelSet) -> Result<(), Self::Error> {
+        if channels.iter().any(|channel| channel != MEMSRV) {
+            fail!(PD, "unexpected notification {}", channels.display());
+        }
+        Ok(())
+    }
+}
+
 #[protection_domain]
-fn init() -> NullHandler {
+fn init() -> Hostile {
     let mut capbuf = capbuf_demo::connect(PD);
     let before = capbuf.pool_info(POOL).expect("pool").free;
     let mut random = Random(0x5eed_cafe_f00d_d00d);
@@ -205,5 +221,5 @@ fn init() -> NullHandler {
     } else {
         fail!(PD, "the copy-out attack reached something");
     }
-    NullHandler::new()
+    Hostile
 }

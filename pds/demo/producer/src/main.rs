@@ -2,12 +2,12 @@
 //! consumer and read-write with the victim, frees the victim's buffer under it
 //! when asked; then trades buffers with the C client (each grants the other
 //! one, through ids in a shared mailbox), and at the end frees everything and
-//! checks the pool is whole.
+//! checks every pool is whole (free == total, nothing lost or quarantined).
 #![no_std]
 #![no_main]
 
 use capbuf_demo::{clients, fail, pattern, DOOMED, POOL, SHARED};
-use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, Memory, Rights};
+use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, Memory, PoolId, Rights};
 use core::ptr::NonNull;
 use sel4_microkit::{debug_println, memory_region_symbol, protection_domain, Channel, ChannelSet, Handler, Infallible};
 use sel4_shared_memory::SharedMemoryRef;
@@ -123,20 +123,34 @@ impl Producer {
     }
 
     fn finish(&mut self) {
-        // The consumer's and the victim's; the hostile client's and the C
-        // client's are stepped over by the supervisor and counted there.
-        if self.expected_faults != 2 {
-            fail!(PD, "saw {} expected faults, want 2", self.expected_faults);
+        // The consumer's and the victim's faults, and the worker's life
+        // cycle (reclaimed, restarted, waited); the hostile client's and the
+        // C client's faults are stepped over by the supervisor and counted there.
+        if self.expected_faults != 3 {
+            fail!(PD, "heard of {} expected faults and worker life cycles, want 3", self.expected_faults);
             return;
         }
         self.capbuf.free(self.shared).expect("free shared");
         debug_println!("producer: freed buffer {} (the stopped consumer's attachment is revoked with it)", self.shared);
         let pool = self.capbuf.pool_info(POOL).expect("pool 0");
         debug_println!("producer: pool 0 after: {} of {} bytes free", pool.free, pool.total);
-        if pool.free == pool.total && pool.free == self.pool_free_at_start {
+        let mut whole = pool.free == pool.total && pool.free == self.pool_free_at_start;
+        // Every pool, as POOL_INFO sees it: all free, nothing lost, nothing in quarantine.
+        for index in 0..self.capbuf.hello().pools {
+            let pool = self.capbuf.pool_info(PoolId(index)).expect("pool");
+            whole &= pool.free == pool.total && pool.lost == 0 && pool.quarantined == 0;
+            debug_println!(
+                "producer: pool {index} whole: free {} of {} bytes, lost {}, quarantined {}",
+                pool.free,
+                pool.total,
+                pool.lost,
+                pool.quarantined
+            );
+        }
+        if whole {
             debug_println!("CAPBUF DEMO: ALL TESTS PASSED");
         } else {
-            fail!(PD, "pool not whole again ({} free at start)", self.pool_free_at_start);
+            fail!(PD, "pools not whole again ({} free in pool 0 at start)", self.pool_free_at_start);
         }
     }
 }
