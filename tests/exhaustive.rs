@@ -31,15 +31,13 @@ use common::drive::{nth_issued, Harness, Step, RECEIVE_SLOT};
 const DEPTH: usize = 6;
 /// Kernel failures per sequence: each at any step and any invocation of it.
 const FAILURES: usize = 1;
-/// Buffers the steps name: the first, second, ... issued.
-const NAMED: u32 = 2;
 /// Pool bound: the largest pool has 64 pages.
 const NODES: usize = 2 << 6;
 
 /// Pool 0: 16 pages for buffers. Pool 1: 256 KiB, where memsrv carves the
 /// metadata reserves (last pool first). Client 0 (id 10) is `dma`, client 1
-/// (id 11) has `frame_caps`; each may own 2 buffers, 8 pages, and hold 2
-/// attachments. Client 2 (id 12), the supervisor, owns nothing.
+/// (id 11) has `frame_caps`; each may own 2 buffers, 16 pages, and hold 2
+/// attachments. Client 2 (id 12), their supervisor, owns nothing.
 fn small_config() -> Config {
     let mut pools = [None; MAX_POOLS];
     pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 16 });
@@ -50,7 +48,7 @@ fn small_config() -> Config {
         clients[i] = Some(ClientConfig {
             channel: i as u64,
             client_id: 10 + i as u64,
-            quota_bytes: if owner { 8 << PAGE_BITS } else { 0 },
+            quota_bytes: if owner { 16 << PAGE_BITS } else { 0 },
             quota_buffers: if owner { 2 } else { 0 },
             quota_attachments: if owner { 2 } else { 1 },
             dma: i == 0,
@@ -62,44 +60,54 @@ fn small_config() -> Config {
 }
 
 /// Every step the search tries in every state; adding one is one line.
-/// Client 0 (`dma`) owns and shares, client 1 (`frame_caps`) is granted,
-/// exports and tries its capabilities; both allocate. HELLO, POOL_INFO and
-/// malformed messages change nothing and are left to the fuzzer.
+/// Client 0 (`dma`) owns and shares; client 1 (`frame_caps`) is granted,
+/// exports and tries its capabilities, and allocates with WAIT (two of
+/// client 0's 8-page blocks fill the pool); client 2 supervises both.
+/// HELLO, POOL_INFO and malformed messages change nothing and are left to
+/// the fuzzer.
 fn alphabet() -> Vec<Step> {
     let page = 1 << PAGE_BITS;
-    let one_page = Request::Alloc { size: page, align: Align::PAGE, pool: PoolId(0), flags: AllocFlags::NONE };
-    // Three pages aligned to four: charged four.
-    let aligned = Request::Alloc { size: 3 * page, align: Align::bits(14), pool: PoolId(0), flags: AllocFlags::NONE };
+    let alloc = |pages: u64, align_bits, flags| Request::Alloc {
+        size: pages * page,
+        align: Align::bits(align_bits),
+        pool: PoolId(0),
+        flags,
+    };
     let owner = |request| Step::Send { client: 0, request };
     let grantee = |request| Step::Send { client: 1, request };
-    let mut steps = vec![owner(one_page), owner(aligned), grantee(one_page)];
-    for k in 0..NAMED {
-        let id = nth_issued(k);
-        steps.extend([
-            owner(Request::Attach { id, rights: Rights::ReadWrite }),
-            owner(Request::Grant { id, grantee: ClientId(11), rights: Rights::ReadOnly }),
-            owner(Request::Ungrant { id, grantee: ClientId(11) }),
-            owner(Request::Detach { id }),
-            owner(Request::Free { id }),
-            owner(Request::Info { id }),
-            owner(Request::Quiesce { id }),
-            grantee(Request::Attach { id, rights: Rights::ReadOnly }),
-            grantee(Request::Detach { id }),
-            grantee(Request::Free { id }),
-            grantee(Request::Export { id, rights: Rights::ReadOnly }),
-            grantee(Request::Unexport { id }),
-        ]);
-    }
-    steps.extend([
+    let supervisor = |request| Step::Send { client: 2, request };
+    let (first, second) = (nth_issued(0), nth_issued(1));
+    vec![
+        owner(alloc(1, 0, AllocFlags::NONE)),
+        // Five pages aligned to eight: charged eight, half the pool.
+        owner(alloc(5, 15, AllocFlags::NONE)),
+        owner(Request::Attach { id: first, rights: Rights::ReadWrite }),
+        owner(Request::Grant { id: first, grantee: ClientId(11), rights: Rights::ReadOnly }),
+        owner(Request::Ungrant { id: first, grantee: ClientId(11) }),
+        owner(Request::Detach { id: first }),
+        owner(Request::Free { id: first }),
+        owner(Request::Info { id: first }),
+        owner(Request::Quiesce { id: first }),
+        owner(Request::Attach { id: second, rights: Rights::ReadWrite }),
+        owner(Request::Grant { id: second, grantee: ClientId(11), rights: Rights::ReadWrite }),
+        owner(Request::Free { id: second }),
+        grantee(alloc(1, 0, AllocFlags::WAIT)),
+        grantee(Request::Attach { id: first, rights: Rights::ReadOnly }),
+        grantee(Request::Detach { id: first }),
+        grantee(Request::Export { id: first, rights: Rights::ReadOnly }),
+        grantee(Request::Unexport { id: first }),
+        grantee(Request::Attach { id: second, rights: Rights::ReadWrite }),
+        grantee(Request::Free { id: second }),
+        supervisor(Request::Reclaim { client: ClientId(10) }),
+        supervisor(Request::Reclaim { client: ClientId(11) }),
+        Step::Collapse,
         // The owner writes the first page of its window (its first attachment's).
         Step::Touch { client: 0, page: 0, write: true },
         // The frame_caps client copies the first frame out of the CNode EXPORT
         // sent it, and maps its copy at a window address of its own choosing.
         Step::Hostile { client: 1, op: 8, cptr: RECEIVE_SLOT << 58, dest: 40, source: 0, vaddr_slot: 0 },
         Step::Hostile { client: 1, op: 6, cptr: 40 << 58, dest: 0, source: 0, vaddr_slot: 100 },
-        Step::Collapse,
-    ]);
-    steps
+    ]
 }
 
 /// What the search found.

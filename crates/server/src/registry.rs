@@ -184,8 +184,16 @@ impl Registry {
     /// generation, and which freed generations each client knew.
     pub(crate) fn digest(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
         for (index, entry) in self.entries.iter().enumerate() {
-            if let Some(buffer) = entry {
-                write!(out, "buffer {index}: {buffer:?};")?;
+            if let Some(b) = entry {
+                // Field by field, and per client only what it has: the
+                // per-client arrays are long and mostly empty.
+                write!(out, "buffer {index}: {} {} {:?} {} {} {} {:?} {} {};", b.owner, b.pool, b.data, b.align_order, b.meta, b.master, b.flags, b.freeing, b.exposed)?;
+                for client in 0..MAX_CLIENTS {
+                    let (grant, attachment, export) = (b.grants[client], b.attachments[client], b.exports[client]);
+                    if grant.is_some() || attachment.is_some() || export.is_some() {
+                        write!(out, "client {client}: {grant:?} {attachment:?} {export:?};")?;
+                    }
+                }
             }
         }
         for (index, generation) in self.generations.iter().enumerate().filter(|(_, g)| **g != 1) {

@@ -62,6 +62,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         for wait in state.waits.iter() {
             write!(out, "{wait:?};")?;
         }
-        write!(out, "{:?}; lost {};", state.windows, state.lost_slots)
+        state.windows.digest(out)?;
+        write!(out, "lost {};", state.lost_slots)
     }
 }
