@@ -58,6 +58,11 @@ pub struct Done {
     pub invocations: u64,
     /// The request was answered with success.
     pub served: bool,
+    /// A request refused before memsrv's first kernel invocation, with
+    /// nobody to notify and not registered to wait: refused by its decide
+    /// step, which reads memsrv's state and cannot change it (`&self`), so
+    /// memsrv and the kernel are as they were.
+    pub refused_unchanged: bool,
 }
 
 /// memsrv, the ids it issued (in order) and the ones freed since.
@@ -249,15 +254,19 @@ impl<const N: usize> Harness<N> {
         if let Some((nth, error)) = fail {
             self.server.kernel_mut().fail_invocation(nth, error);
         }
+        let mut quiet_refusal = false;
         let served = match step {
             Step::Send { client, request } => {
                 let (label, words) = self.message(request);
-                self.send(*client, label, &words, 0, fail.is_some())?
+                let (served, quiet) = self.send(*client, label, &words, 0, fail.is_some())?;
+                quiet_refusal = quiet;
+                served
             }
             Step::Raw { channel, label, words, caps } => {
                 let client = *channel as usize;
                 let known = self.server.config().client_by_channel(*channel).is_some();
-                let served = self.send(client, *label, words, *caps, fail.is_some())?;
+                let (served, quiet) = self.send(client, *label, words, *caps, fail.is_some())?;
+                quiet_refusal = quiet;
                 if served && !known {
                     return Err(format!("served a message on unknown channel {channel}"));
                 }
@@ -285,7 +294,7 @@ impl<const N: usize> Harness<N> {
         let model = self.server.kernel_mut();
         let invocations = model.invocations() - before;
         model.clear_failures();
-        Ok(Done { invocations, served })
+        Ok(Done { invocations, served, refused_unchanged: quiet_refusal && invocations == 0 })
     }
 
     /// [`Harness::step`], then the invariants.
@@ -296,7 +305,8 @@ impl<const N: usize> Harness<N> {
     }
 
     /// Send one message from client index `client` (its channel is its
-    /// index here) and check what it changed. Returns whether it was served.
+    /// index here) and check what it changed. Returns whether it was
+    /// served, and whether it was refused with nothing registered or notified.
     fn send(
         &mut self,
         client: usize,
@@ -304,7 +314,7 @@ impl<const N: usize> Harness<N> {
         words: &[u64],
         caps: usize,
         failing: bool,
-    ) -> Result<bool, Violation> {
+    ) -> Result<(bool, bool), Violation> {
         let request = Request::decode(label, words, caps).ok();
         let id = request.filter(|r| names_buffer(r.op())).map(|_| BufferId::from_raw(words[0]));
         let freed = id.filter(|id| self.freed.contains(id));
@@ -422,7 +432,8 @@ impl<const N: usize> Harness<N> {
             }
             _ => {}
         }
-        Ok(outcome.result.is_ok())
+        let quiet = outcome.notify == 0 && matches!(outcome.result, Err(error) if error != Error::Waiting);
+        Ok((outcome.result.is_ok(), quiet))
     }
 
     /// What client `client` holds, and the pools' free and quarantined bytes.

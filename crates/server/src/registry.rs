@@ -187,7 +187,11 @@ impl Registry {
             if let Some(b) = entry {
                 // Field by field, and per client only what it has: the
                 // per-client arrays are long and mostly empty.
-                write!(out, "buffer {index}: {} {} {:?} {} {} {} {:?} {} {};", b.owner, b.pool, b.data, b.align_order, b.meta, b.master, b.flags, b.freeing, b.exposed)?;
+                write!(
+                    out,
+                    "buffer {index}: {} {} {:?} {} {} {} {:?} {} {};",
+                    b.owner, b.pool, b.data, b.align_order, b.meta, b.master, b.flags, b.freeing, b.exposed
+                )?;
                 for client in 0..MAX_CLIENTS {
                     let (grant, attachment, export) = (b.grants[client], b.attachments[client], b.exports[client]);
                     if grant.is_some() || attachment.is_some() || export.is_some() {
