@@ -60,27 +60,35 @@ impl Model {
         };
         write!(out, "table ")?;
         caps(out, &self.table);
+        // Objects and capabilities field by field, as numbers: there are
+        // many, and formatting them would cost more than everything else.
         for state in self.objects.iter().flatten() {
             match &state.kind {
                 Kind::CNode { slots } => {
-                    write!(out, "cnode ")?;
+                    out.number(1);
                     caps(out, slots);
                 }
-                kind => write!(out, "{kind:?}")?,
+                Kind::Untyped { watermark } => [2, *watermark as usize].into_iter().for_each(|n| out.number(n)),
+                Kind::Frame => out.number(3),
+                Kind::PageTable => out.number(4),
+                Kind::VSpace { client } => [5, *client].into_iter().for_each(|n| out.number(n)),
             }
-            write!(out, " {:#x} {} {};", state.physical_address, state.size_bits, state.caps)?;
+            for n in [state.physical_address as usize, state.size_bits as usize, state.caps] {
+                out.number(n);
+            }
         }
         for c in self.caps.iter().flatten() {
-            let place = match c.place {
-                Place::InNode(node, index) => Place::InNode(object[node], index),
-                place => place,
+            let (kind, first, second) = match c.place {
+                Place::Table(slot) => (0, slot as usize, 0),
+                Place::InNode(node, index) => (1, object[node], index as usize),
+                Place::ClientRoot(client, slot) => (2, client, slot as usize),
             };
-            let parent = c.parent.map(|p| cap[p]);
-            write!(
-                out,
-                "cap {} {:?} {} {parent:?} {place:?} {:?};",
-                object[c.object], c.rights, c.guard_bits, c.mapped
-            )?;
+            let parent = c.parent.map_or(usize::MAX, |p| cap[p]);
+            let (mapped_in, mapped_at) = c.mapped.map_or((usize::MAX, 0), |(client, vaddr)| (client, vaddr as usize));
+            let rights = c.rights as usize;
+            for n in [object[c.object], rights, c.guard_bits as usize, parent, kind, first, second, mapped_in, mapped_at] {
+                out.number(n);
+            }
         }
         for (client, space) in self.clients.iter().enumerate() {
             write!(out, "client {client} ")?;
