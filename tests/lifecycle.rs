@@ -351,3 +351,35 @@ fn a_supervisor_must_be_another_configured_client() {
     let model = Model::new(12, &pools_of(&config), 3);
     assert!(Server::<Model, NODES>::new(model, config).is_err(), "not itself");
 }
+
+/// A client whose only reserve block the kernel cost it (an ALLOC whose
+/// undo was refused too) can never allocate again: its waiting ALLOC must
+/// not stop later waiters for the same pool.
+#[test]
+fn a_waiter_short_of_its_own_reserve_blocks_nobody() {
+    // In a fresh system for each n, the kernel refuses the n-th invocation
+    // of client 1's ALLOC and the one after it (the undo): for some n the
+    // client's only reserve block is lost.
+    let lost_block = |nth: u64| {
+        let world = world_with(supervised(config(8 << 20, 1, 0)));
+        let outcome = {
+            let mut server = world.borrow_mut();
+            server.kernel_mut().fail_invocation(nth, KernelError(3));
+            server.kernel_mut().fail_invocation(nth + 1, KernelError(3));
+            let outcome = server.handle(1, Op::Alloc as u64, &[PAGE, 0, 1, 0], 0);
+            server.kernel_mut().clear_failures();
+            outcome
+        };
+        (outcome.lost.bytes > 0).then_some(world)
+    };
+    let world = (1..40).find_map(lost_block);
+    assert!(world.is_some(), "some double refusal loses the client's reserve block");
+    let world = world.unwrap();
+    assert_eq!(request(&world, 1, Op::Alloc, &[PAGE, 0, 1, 0]).0, Err(Error::OutOfMemory), "no block left");
+    let fill = client(&world, 0).alloc(1 << 20, Align::PAGE, PoolId(1), AllocFlags::NONE).unwrap();
+    assert_eq!(alloc_wait(&world, 1, PAGE, 1).0, Err(Error::Waiting));
+    assert_eq!(alloc_wait(&world, 2, PAGE, 1).0, Err(Error::Waiting));
+    let (_, notify) = request(&world, 0, Op::Free, &[fill.raw()]);
+    assert_eq!(notify, 1 << 2, "client 2 is notified; client 1, first but short of its own reserve, stops nobody");
+    check_invariants(&world).unwrap();
+}

@@ -238,7 +238,8 @@ impl Handler for Memsrv {
             }
         }
         // Clients whose waiting ALLOC would now pass: notify each on its
-        // channel (memsrv's end of its PPC channel), first registered first.
+        // channel (memsrv's end of its PPC channel). The queue's order
+        // decided who; those chosen by one request are signalled together.
         for client in 0..capbuf_protocol::MAX_CLIENTS {
             if outcome.notify & (1 << client) == 0 {
                 continue;

@@ -74,8 +74,9 @@ pub struct Outcome {
     pub lost: Lost,
     /// Bit `c` set: client index `c` waited for memory ([`AllocFlags::WAIT`])
     /// and its ALLOC would now pass its checks; memsrv notifies it on its
-    /// channel (first registered first) and it retries. Nothing is set
-    /// aside for it.
+    /// channel and it retries. The queue's order (first registered first,
+    /// see [`crate::wait`]) decided who is in the set; the set is signalled
+    /// together. Nothing is set aside for it.
     pub notify: u16,
 }
 

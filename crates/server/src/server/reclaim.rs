@@ -128,6 +128,9 @@ impl<const NODES: usize> State<NODES> {
             match self.plan_alloc(wait.client, wait.size, wait.align, wait.pool, wait.flags) {
                 Ok(_) => notify |= 1 << wait.client,
                 Err(Error::QuotaBytes | Error::QuotaBuffers) => {}
+                // Its own reserve has no block left (one was lost to a
+                // kernel failure): its own shortage, like a quota.
+                Err(Error::OutOfMemory) if self.reserves.free_block(wait.client).is_none() => {}
                 Err(_) => blocked_pools |= pool_bit,
             }
         }
