@@ -124,12 +124,17 @@ struct Tally {
     distinct: u64,
     /// Steps refused before any kernel invocation, which leave the state as it was.
     quiet: u64,
+    /// Bit `n` set: a request with label `n` was served somewhere.
+    served: u64,
 }
 
 struct Search {
     alphabet: Vec<Step>,
     fresh: Server<Model, NODES>,
     tally: Tally,
+    /// Skip the digest of a request refused before any kernel invocation
+    /// ([`common::drive::Done::refused_unchanged`]).
+    trust_decide: bool,
 }
 
 impl Search {
@@ -160,7 +165,10 @@ impl Search {
                 if nth == 0 {
                     invocations = done.invocations;
                 }
-                if done.refused_unchanged {
+                if let (Step::Send { request, .. }, true) = (&step, done.served) {
+                    self.tally.served |= 1 << request.op() as u64;
+                }
+                if done.refused_unchanged && self.trust_decide {
                     // Still `state`: nothing to visit, nothing to restore.
                     self.tally.quiet += 1;
                     break;
@@ -235,29 +243,33 @@ impl Search {
     }
 }
 
-/// memsrv's state is large (its tables are sized for the largest
-/// configuration) and the search holds a copy per level: it runs on a
-/// thread with room for them.
-#[test]
-fn every_short_sequence_keeps_the_invariants() {
-    let search = std::thread::Builder::new().stack_size(1 << 30).spawn(search).expect("search thread");
-    search.join().expect("the search held");
+/// Every sequence of up to `depth` steps with up to `failures` kernel
+/// failures each. memsrv's state is large (its tables are sized for the
+/// largest configuration) and the search holds a copy per level: it runs on
+/// a thread with room for them.
+fn run(depth: usize, failures: usize, trust_decide: bool) -> Search {
+    let search = move || {
+        let fresh = common::start::<NODES>(small_config());
+        let first = Box::new(Harness::new(fresh.clone()));
+        let mut search = Search { alphabet: alphabet(), fresh, tally: Tally::default(), trust_decide };
+        common::invariants::check(&first.server).expect("memsrv starts sound");
+        let digest = first.digest();
+        search.tally.states.entry(digest).or_default()[failures] = Some(depth);
+        search.explore(&first, digest, depth, failures, &mut Vec::new());
+        search
+    };
+    let thread = std::thread::Builder::new().stack_size(1 << 30).spawn(search).expect("search thread");
+    thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-fn search() {
+#[test]
+fn every_short_sequence_keeps_the_invariants() {
     let setting = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let depth = setting("CAPBUF_EXHAUSTIVE_DEPTH", DEPTH);
     let failures = setting("CAPBUF_EXHAUSTIVE_FAILURES", FAILURES).min(7);
     let started = Instant::now();
     let cpu = common::fuzz::cpu_seconds();
-    let fresh = common::start::<NODES>(small_config());
-    let first = Box::new(Harness::new(fresh.clone()));
-    let alphabet = alphabet();
-    let mut search = Search { alphabet, fresh, tally: Tally::default() };
-    common::invariants::check(&first.server).expect("memsrv starts sound");
-    let digest = first.digest();
-    search.tally.states.entry(digest).or_default()[failures] = Some(depth);
-    search.explore(&first, digest, depth, failures, &mut Vec::new());
+    let search = run(depth, failures, true);
     let tally = &search.tally;
     eprintln!(
         "exhaustive: depth {depth}, up to {failures} kernel failures, {} steps in the alphabet: {} steps checked \
@@ -270,5 +282,25 @@ fn search() {
         started.elapsed().as_secs_f64(),
         common::fuzz::cpu_seconds() - cpu
     );
-    assert!(tally.states.len() > 1000, "the search reached only {} states", tally.states.len());
+    // The search reached every request's success path, and kernel failures.
+    for step in &search.alphabet {
+        if let Step::Send { request, .. } = step {
+            assert!(tally.served & (1 << request.op() as u64) != 0, "{request:?} never served");
+        }
+    }
+    assert!(depth < 2 || failures == 0 || tally.failures > 0, "no kernel failure injected");
+}
+
+/// The shortcut for requests refused before any kernel invocation reaches
+/// exactly the states the full search reaches.
+#[test]
+fn skipping_refusals_loses_no_state() {
+    let (full, quick) = (run(4, 1, false), run(4, 1, true));
+    let states = |search: &Search| {
+        let mut digests: Vec<u128> = search.tally.states.keys().copied().collect();
+        digests.sort_unstable();
+        digests
+    };
+    assert!(quick.tally.quiet > 0 && full.tally.quiet == 0);
+    assert_eq!(states(&full), states(&quick));
 }

@@ -86,7 +86,9 @@ impl Model {
             let parent = c.parent.map_or(usize::MAX, |p| cap[p]);
             let (mapped_in, mapped_at) = c.mapped.map_or((usize::MAX, 0), |(client, vaddr)| (client, vaddr as usize));
             let rights = c.rights as usize;
-            for n in [object[c.object], rights, c.guard_bits as usize, parent, kind, first, second, mapped_in, mapped_at] {
+            for n in
+                [object[c.object], rights, c.guard_bits as usize, parent, kind, first, second, mapped_in, mapped_at]
+            {
                 out.number(n);
             }
         }
