@@ -2,7 +2,10 @@
 #
 #   make test        host tests, compose test and the QEMU system test
 #   make run         boot the demo in QEMU (Ctrl-A X quits)
-#   make host-test   host tests only (offline, crates.io dependencies only)
+#   make host-test   host tests only (offline, crates.io dependencies only); they include
+#                    short fuzz runs and the depth-6 exhaustive check (docs/assurance.md)
+#   make fuzz-long   every fuzz target for 10^6 executions (FUZZ_EXECUTIONS=n to change)
+#   make exhaustive-deep  the exhaustive check deeper (EXHAUSTIVE_DEPTH, EXHAUSTIVE_FAILURES)
 #   make image       build the demo system image
 #   make memsrv      build only memsrv.elf, for your own system
 #   make qemu-test   boot the demo and tests/region-paddr.system, wait for the success lines, fail on any fault or panic
@@ -41,11 +44,23 @@ SYSTEM_TARGETS := check-sdk pds memsrv compose image region-image run qemu-test 
 # The real boards capbuf's images are composed for (make compose-boards).
 COMPOSE_BOARDS ?= maaxboard odroidc4
 
-.PHONY: all test host-test bench plots header setup $(SYSTEM_TARGETS) clean
+.PHONY: all test host-test fuzz-long exhaustive-deep bench plots header setup $(SYSTEM_TARGETS) clean
 all: host-test
 
 host-test:
 	$(CARGO) test --workspace --release
+
+# Long runs (docs/assurance.md): a million random inputs per fuzz target, and
+# the bounded-exhaustive check with more steps or more kernel failures.
+FUZZ_EXECUTIONS ?= 1000000
+EXHAUSTIVE_DEPTH ?= 7
+EXHAUSTIVE_FAILURES ?= 1
+fuzz-long:
+	CAPBUF_FUZZ_EXECUTIONS=$(FUZZ_EXECUTIONS) $(CARGO) test --release --test fuzz -- --ignored --nocapture --test-threads=1
+
+exhaustive-deep:
+	CAPBUF_EXHAUSTIVE_DEPTH=$(EXHAUSTIVE_DEPTH) CAPBUF_EXHAUSTIVE_FAILURES=$(EXHAUSTIVE_FAILURES) \
+		$(CARGO) test --release --test exhaustive -- --nocapture
 
 bench:
 	$(CARGO) run --release -p capbuf-bench

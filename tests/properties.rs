@@ -19,6 +19,7 @@ mod common;
 use capbuf_client::ClientError;
 use capbuf_protocol::{Align, AllocFlags, BufferId, ClientId, Error, PoolId, Rights, PADDR_HIDDEN, PAGE_BITS};
 use capbuf_testing::proptest_config;
+use common::drive;
 use common::invariants::check_invariants;
 use common::*;
 use proptest::prelude::*;
@@ -380,22 +381,8 @@ proptest! {
                 },
                 Step::Reclaim => world.borrow_mut().reclaim().expect("reclaim"),
                 Step::Hostile { client, cptr, dest, source, op, vaddr_slot } => {
-                    use capbuf_model::CNodeOp;
                     let mut server = world.borrow_mut();
-                    let model = server.kernel_mut();
-                    let vaddr = capbuf_protocol::CLIENT_WINDOW.start + (vaddr_slot << 21);
-                    let attributes = capbuf_server::MapAttributes { rights: Rights::ReadWrite, cached: false };
-                    let rights = Rights::ReadWrite;
-                    let result = match op {
-                        0 => model.client_cnode(client, (cptr >> 58, dest), (cptr >> 58, source), CNodeOp::Copy(rights)),
-                        1 => model.client_cnode(client, (cptr >> 58, dest), (cptr >> 58, source), CNodeOp::Mint(rights, 0)),
-                        2 => model.client_cnode(client, (cptr >> 58, dest), (cptr >> 58, source), CNodeOp::Move),
-                        3 => model.client_cnode(client, (cptr >> 58, dest), (cptr >> 58, source), CNodeOp::Mutate(0)),
-                        4 => model.client_cnode(client, (cptr >> 58, dest), (cptr >> 58, source), CNodeOp::Delete),
-                        5 => model.client_cnode(client, (cptr >> 58, dest), (cptr >> 58, source), CNodeOp::Revoke),
-                        6 => model.client_map_frame(client, cptr, vaddr, attributes),
-                        _ => model.client_get_address(client, cptr).map(|_| ()),
-                    };
+                    let result = drive::hostile(server.kernel_mut(), client, op, cptr, dest, source, vaddr_slot);
                     // memsrv gives clients no capability: there is nothing to operate on.
                     prop_assert!(result.is_err(), "a client's capability operation {} succeeded", op);
                 }

@@ -1,11 +1,45 @@
-//! What must hold after every step of a random sequence, and the property
-//! tests' configuration.
+//! What must hold after every step of a random sequence, an exhaustive
+//! search or a fuzzing run: [`check`] on any server over the model, with a
+//! plain error; [`check_invariants`] for proptest.
 
-use capbuf_protocol::{BufferId, Rights, LARGE_PAGE_BITS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS};
+use capbuf_model::Model;
+use capbuf_protocol::{BufferId, Rights, LARGE_PAGE_BITS, MAX_CLIENTS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS};
 use capbuf_server::window::Run;
+use capbuf_server::Server;
 use proptest::prelude::*;
 
-use super::{World, POOLS};
+use super::World;
+
+/// Which invariant broke, and how.
+pub type Violation = String;
+
+/// Fail with the message unless the condition holds.
+macro_rules! ensure {
+    ($condition:expr $(,)?) => {
+        ensure!($condition, "{}", stringify!($condition))
+    };
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err(format!($($message)+));
+        }
+    };
+}
+
+/// Fail with both values and the message unless they are equal.
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr $(,)?) => {
+        ensure_eq!($left, $right, "{} == {}", stringify!($left), stringify!($right))
+    };
+    ($left:expr, $right:expr, $($message:tt)+) => {
+        match (&$left, &$right) {
+            (left, right) => {
+                if left != right {
+                    return Err(format!("{}: {:?} != {:?}", format!($($message)+), left, right));
+                }
+            }
+        }
+    };
+}
 
 /// The first address past window run `run`.
 fn run_end(run: Run) -> u64 {
@@ -16,9 +50,8 @@ fn run_end(run: Run) -> u64 {
 /// them but the fixed slots left empty (pools and clients not configured).
 /// With nothing lost, memsrv's free slots and the slots holding a capability
 /// add up to exactly this: no slot leaks.
-fn accounted_slots(world: &World) -> u64 {
-    let server = world.borrow();
-    let fixed = server.config().pool_count() + 3;
+fn accounted_slots<const N: usize>(server: &Server<Model, N>) -> u64 {
+    let fixed = server.config().pool_count() + clients(server).count();
     (1u64 << server.config().table_bits) - MEMSRV_TABLE_FIRST_FREE + fixed as u64
 }
 
@@ -34,91 +67,122 @@ fn accounted_slots(world: &World) -> u64 {
 /// exactly its attachments' runs and its holes' runs, none overlapping, and
 /// at most one of them per buffer id; nothing is mapped in a hole, and every
 /// mapping lies in the run of an attachment, at that attachment's buffer's
-/// memory for its offset in the run; and no client holds a capability or a
+/// memory for its offset in the run; rights only shrink (a grant within the
+/// buffer's flags, an attachment or export within its client's right); and no client holds a capability or a
 /// mapping to memory it is not attached to with at least those rights.
 pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
-    let accounted = accounted_slots(world);
-    let server = world.borrow();
+    check(&world.borrow()).map_err(TestCaseError::fail)
+}
+
+/// The configured clients' indices.
+fn clients<const N: usize>(server: &Server<Model, N>) -> impl Iterator<Item = usize> + '_ {
+    (0..MAX_CLIENTS).filter(|&c| server.config().clients[c].is_some())
+}
+
+/// [`check_invariants`] for any server over the model: the first invariant
+/// that does not hold, if any.
+pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation> {
+    let accounted = accounted_slots(server);
     let model = server.kernel();
-    prop_assert!(model.overlapping_frames().is_empty(), "frames overlap");
+    let pools: Vec<(u64, u64)> = super::pools_of(server.config());
+    ensure!(model.overlapping_frames().is_empty(), "frames overlap");
     let reserves = server.reserves();
-    for (p, &(_, bits)) in POOLS.iter().enumerate() {
+    for (p, &(_, bits)) in pools.iter().enumerate() {
         let data: u64 = server.registry().iter().filter(|(_, b)| b.pool == p).map(|(_, b)| b.data.pages).sum();
         let reserved: u64 = reserves.iter().filter(|(_, r)| r.pool == p).map(|(_, r)| r.block.pages).sum();
-        prop_assert_eq!(reserved << PAGE_BITS, server.reserved_bytes(p).unwrap());
+        ensure_eq!(reserved << PAGE_BITS, server.reserved_bytes(p).unwrap());
         let quarantined: u64 = server.quarantine().iter().filter(|q| q.pool == p).map(|q| q.data.pages).sum();
-        prop_assert_eq!(quarantined << PAGE_BITS, server.quarantined_bytes(p).unwrap());
-        prop_assert_eq!(
+        ensure_eq!(quarantined << PAGE_BITS, server.quarantined_bytes(p).unwrap());
+        ensure_eq!(
             server.free_bytes(p).unwrap() + ((data + reserved + quarantined) << PAGE_BITS),
             1 << bits,
             "pool {} bytes conserved: free, buffers, reserves and quarantine",
             p
         );
         let lost: u64 = reserves.iter().filter(|(_, r)| r.pool == p && r.lost).map(|(_, r)| r.block.pages).sum();
-        prop_assert_eq!(server.lost_bytes(p), Some(lost << PAGE_BITS), "pool {} lost bytes", p);
+        ensure_eq!(server.lost_bytes(p), Some(lost << PAGE_BITS), "pool {} lost bytes", p);
     }
     for (id, buffer) in server.registry().iter() {
-        let dma: u16 = (0..3).filter(|&c| server.config().clients[c].unwrap().dma).map(|c| 1 << c).sum();
-        prop_assert_eq!(buffer.exposed & !dma, 0, "buffer {} exposed to a client without the dma right", id);
+        let dma: u16 = clients(server).filter(|&c| server.config().clients[c].unwrap().dma).map(|c| 1 << c).sum();
+        ensure_eq!(buffer.exposed & !dma, 0, "buffer {} exposed to a client without the dma right", id);
+        // Rights only shrink: a grant within what the buffer allows anyone,
+        // an attachment or export within what its client may attach with.
+        for c in clients(server) {
+            let within = |rights: Rights| buffer.allowed(c).is_some_and(|allowed| rights.within(allowed));
+            let granted = buffer.grants[c].is_none_or(|g| g.within(buffer.flags.max_rights()));
+            ensure!(granted, "buffer {} granted to {} beyond its flags", id, c);
+            ensure!(
+                buffer.attachments[c].is_none_or(|a| within(a.rights)),
+                "buffer {}: {} attached beyond its right",
+                id,
+                c
+            );
+            ensure!(
+                buffer.exports[c].is_none_or(|e| within(e.rights)),
+                "buffer {}: {} exported beyond its right",
+                id,
+                c
+            );
+        }
     }
     let mut held: Vec<BufferId> = Vec::new();
     for entry in server.quarantine().iter() {
-        prop_assert!(entry.pending != 0, "a quarantined buffer with nobody left to confirm");
-        prop_assert!(server.registry().get(entry.id).is_err(), "a live buffer in quarantine");
-        prop_assert!(!held.contains(&entry.id), "quarantined twice");
+        ensure!(entry.pending != 0, "a quarantined buffer with nobody left to confirm");
+        ensure!(server.registry().get(entry.id).is_err(), "a live buffer in quarantine");
+        ensure!(!held.contains(&entry.id), "quarantined twice");
         held.push(entry.id);
     }
     let lost = server.lost();
     let slots = server.free_slot_count() as u64 + model.used_table_slots() as u64;
-    prop_assert!(
+    ensure!(
         slots <= accounted && accounted <= slots + lost.slots,
         "slots: {} free or filled, {} lost, of {}",
         slots,
         lost.slots,
         accounted
     );
-    prop_assert_eq!(model.live_objects().0, server.block_count(), "one untyped per block memsrv knows");
+    ensure_eq!(model.live_objects().0, server.block_count(), "one untyped per block memsrv knows");
     // Metadata lives in reserve blocks only: a master CNode in its owner's, an
     // attachment in the attaching client's, one per block, and every block in
     // use holds exactly one (a lost block holds what memsrv could not revoke).
     let mut holders = vec![0usize; reserves.iter().count()];
     for (_, b) in server.registry().iter() {
         let block = reserves.get(b.meta).unwrap();
-        prop_assert!(block.client == b.owner && block.in_use, "master CNode outside its owner's reserve");
+        ensure!(block.client == b.owner && block.in_use, "master CNode outside its owner's reserve");
         holders[b.meta] += 1;
         for (c, a) in b.attachments.iter().enumerate() {
             if let Some(a) = a {
                 let block = reserves.get(a.meta).unwrap();
-                prop_assert!(block.client == c && block.in_use, "attachment outside its client's reserve");
+                ensure!(block.client == c && block.in_use, "attachment outside its client's reserve");
                 holders[a.meta] += 1;
             }
         }
         for (c, e) in b.exports.iter().enumerate() {
             if let Some(e) = e {
                 let block = reserves.get(e.meta as usize).unwrap();
-                prop_assert!(block.client == c && block.in_use, "export outside its client's reserve");
+                ensure!(block.client == c && block.in_use, "export outside its client's reserve");
                 holders[e.meta as usize] += 1;
             }
         }
     }
     for (index, block) in reserves.iter() {
         let held = (block.in_use && !block.lost) as usize;
-        prop_assert_eq!(holders[index], held, "reserve block {} held {} times", index, holders[index]);
-        let start = POOLS[block.pool].0 + (block.block.offset << PAGE_BITS);
-        prop_assert_eq!(start % (block.block.pages << PAGE_BITS), 0, "naturally aligned");
+        ensure_eq!(holders[index], held, "reserve block {} held {} times", index, holders[index]);
+        let start = pools[block.pool].0 + (block.block.offset << PAGE_BITS);
+        ensure_eq!(start % (block.block.pages << PAGE_BITS), 0, "naturally aligned");
     }
     for (address, size_bits) in model.metadata_objects() {
         let inside = reserves.iter().any(|(_, r)| {
-            let start = POOLS[r.pool].0 + (r.block.offset << PAGE_BITS);
+            let start = pools[r.pool].0 + (r.block.offset << PAGE_BITS);
             r.in_use && address >= start && address + (1 << size_bits) <= start + (r.block.pages << PAGE_BITS)
         });
-        prop_assert!(inside, "a CNode or page table at {:#x} is outside the reserves in use", address);
+        ensure!(inside, "a CNode or page table at {:#x} is outside the reserves in use", address);
     }
-    for c in 0..3 {
+    for c in clients(server) {
         let quota = server.config().clients[c].unwrap();
         let usage = server.usage(c);
         let owned: Vec<_> = server.registry().iter().filter(|(_, b)| b.owner == c).collect();
-        prop_assert_eq!(usage.buffers, owned.len() as u64);
+        ensure_eq!(usage.buffers, owned.len() as u64);
         // Each buffer is charged its pages, or its whole aligned block when the
         // alignment exceeds the buffer's own power-of-two size.
         let charged = |b: &capbuf_server::Buffer| {
@@ -129,62 +193,43 @@ pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
                 b.data.pages
             }
         };
-        prop_assert_eq!(usage.bytes, owned.iter().map(|(_, b)| charged(b) << PAGE_BITS).sum::<u64>());
+        ensure_eq!(usage.bytes, owned.iter().map(|(_, b)| charged(b) << PAGE_BITS).sum::<u64>());
         let attached: Vec<_> =
             server.registry().iter().filter_map(|(id, b)| b.attachments[c].map(|a| (id, b, a))).collect();
         let holes = server.windows().holes(c);
         let exported = server.registry().iter().filter(|(_, b)| b.exports[c].is_some()).count();
-        prop_assert!(exported == 0 || quota.frame_caps, "client {} without frame_caps holds an export", c);
-        prop_assert_eq!(
+        ensure!(exported == 0 || quota.frame_caps, "client {} without frame_caps holds an export", c);
+        ensure_eq!(
             usage.attachments,
             (attached.len() + holes.len() + exported) as u64,
             "client {}: attachments + holes + exports",
             c
         );
-        prop_assert!(usage.bytes <= quota.quota_bytes && usage.buffers <= quota.quota_buffers);
+        ensure!(usage.bytes <= quota.quota_bytes && usage.buffers <= quota.quota_buffers);
         let limit = quota.quota_attachments.min(capbuf_server::reserve::MAX_ATTACHMENTS);
-        prop_assert_eq!(limit, capbuf_server::reserve::attachment_limit(server.config(), c));
-        prop_assert!(usage.attachments <= limit, "client {}: {} attachments and holes", c, usage.attachments);
+        ensure_eq!(limit, capbuf_server::reserve::attachment_limit(server.config(), c));
+        ensure!(usage.attachments <= limit, "client {}: {} attachments and holes", c, usage.attachments);
         let in_use = reserves.of(c).filter(|&i| reserves.get(i).is_some_and(|r| r.in_use && !r.lost)).count() as u64;
         let expected = usage.buffers + (attached.len() + exported) as u64;
-        prop_assert_eq!(in_use, expected, "client {}'s reserve blocks in use", c);
+        ensure_eq!(in_use, expected, "client {}'s reserve blocks in use", c);
         // The window: exactly the attachments' and the holes' runs, disjoint,
         // one run per buffer id at most.
         let runs: Vec<(BufferId, Run)> =
             attached.iter().map(|(id, _, a)| (*id, a.window)).chain(holes.iter().map(|h| (h.id, h.run))).collect();
         let window: u32 = runs.iter().map(|(_, run)| run.slots).sum();
-        prop_assert_eq!(
-            server.windows().used_slots(c),
-            window,
-            "client {}'s window holds its attachments and holes",
-            c
-        );
+        ensure_eq!(server.windows().used_slots(c), window, "client {}'s window holds its attachments and holes", c);
         for (i, (id, run)) in runs.iter().enumerate() {
-            prop_assert!(
+            ensure!(
                 (run.first..run.first + run.slots).all(|slot| server.windows().is_used(c, slot as usize)),
                 "client {}: run {:?} not taken",
                 c,
                 run
             );
             for (other, other_run) in &runs[i + 1..] {
-                prop_assert!(id != other, "client {}: two runs for {}", c, id);
+                ensure!(id != other, "client {}: two runs for {}", c, id);
                 let apart = run.first + run.slots <= other_run.first || other_run.first + other_run.slots <= run.first;
-                prop_assert!(apart, "client {}: runs {:?} and {:?} overlap", c, run, other_run);
+                ensure!(apart, "client {}: runs {:?} and {:?} overlap", c, run, other_run);
             }
-        }
-        // Every mapping is where memsrv put it: in an attachment's run, at
-        // its buffer's memory for that offset (so never in a hole).
-        for m in model.client_mappings(c) {
-            let home = attached.iter().find(|(_, _, a)| (a.window.vaddr()..run_end(a.window)).contains(&m.vaddr));
-            let Some((_, b, a)) = home else {
-                prop_assert!(false, "client {}: a mapping at {:#x} outside its attachments", c, m.vaddr);
-                return Ok(());
-            };
-            // A buffer with a head of 4 KiB frames starts inside its run's first slot.
-            let physical = server.physical_address(b);
-            let first = capbuf_server::FrameLayout::for_run(physical >> PAGE_BITS, b.data.pages).window_offset();
-            let expected = physical + (m.vaddr - a.window.vaddr() - first);
-            prop_assert_eq!(m.physical_address, expected, "client {}: the mapping at {:#x}", c, m.vaddr);
         }
         let allowed = |address: u64, size_bits: u32, rights: Rights| {
             server.registry().iter().any(|(_, b)| {
@@ -208,21 +253,67 @@ pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
             })
         };
         for (address, size_bits, rights) in model.client_reachable_frames(c) {
-            prop_assert!(
+            ensure!(
                 allowed(address, size_bits, rights) || (quota.frame_caps && live(address, size_bits, rights)),
                 "client {} holds a frame cap at {:#x} it may not",
                 c,
                 address
             );
         }
+        // Every mapping in an attachment's run is where memsrv put it, at
+        // its buffer's memory for that offset; any other (so any in a hole)
+        // is one a frame_caps client made itself from a frame copy it holds,
+        // within the weaker guarantee below.
         for m in model.client_mappings(c) {
-            prop_assert!(
-                allowed(m.physical_address, m.size_bits, m.rights),
+            let home = attached.iter().find(|(_, _, a)| (a.window.vaddr()..run_end(a.window)).contains(&m.vaddr));
+            let Some((_, b, a)) = home else {
+                let own = quota.frame_caps && live(m.physical_address, m.size_bits, m.rights);
+                ensure!(own, "client {}: a mapping at {:#x} outside its attachments", c, m.vaddr);
+                continue;
+            };
+            // A buffer with a head of 4 KiB frames starts inside its run's first slot.
+            let physical = server.physical_address(b);
+            let first = capbuf_server::FrameLayout::for_run(physical >> PAGE_BITS, b.data.pages).window_offset();
+            let expected = physical + (m.vaddr - a.window.vaddr() - first);
+            ensure_eq!(m.physical_address, expected, "client {}: the mapping at {:#x}", c, m.vaddr);
+        }
+        for m in model.client_mappings(c) {
+            ensure!(
+                allowed(m.physical_address, m.size_bits, m.rights)
+                    || (quota.frame_caps && live(m.physical_address, m.size_bits, m.rights)),
                 "client {} maps {:#x} it may not",
                 c,
                 m.physical_address
             );
         }
+    }
+    Ok(())
+}
+
+/// The system is back to its first state: no frame, page table or CNode
+/// left, every reserve block free, and once memsrv collapses the blocks it
+/// kept split (lazy merging), exactly the untyped objects, capabilities and
+/// free memory `fresh`, a freshly started memsrv with the same configuration,
+/// has: the pools' untypeds and the blocks of the metadata reserves.
+pub fn pristine<const N: usize>(server: &mut Server<Model, N>, fresh: &Server<Model, N>) -> Result<(), Violation> {
+    let (_, frames, tables, cnodes) = server.kernel().live_objects();
+    ensure_eq!((frames, tables, cnodes), (0, 0, 0), "no frame, page table or CNode outlives its buffer");
+    server.reclaim().map_err(|failure| format!("collapse dormant blocks: {failure:?}"))?;
+    ensure!(server.registry().is_empty());
+    ensure_eq!(server.quarantine().iter().count(), 0, "nothing left in quarantine");
+    for p in 0..server.config().pool_count() {
+        ensure_eq!(server.free_bytes(p), server.total_bytes(p), "pool {p}: everything but the reserves is free");
+        ensure_eq!(server.free_bytes(p), fresh.free_bytes(p), "pool {p} is as it started");
+        ensure_eq!(server.reserved_bytes(p), fresh.reserved_bytes(p));
+    }
+    ensure!(server.reserves().iter().all(|(_, block)| !block.in_use), "every reserve block is free again");
+    ensure_eq!(server.kernel().live_objects(), fresh.kernel().live_objects(), "only the start-up untypeds remain");
+    ensure_eq!(server.kernel().used_table_slots(), fresh.kernel().used_table_slots());
+    ensure_eq!(server.free_slot_count(), fresh.free_slot_count());
+    for c in clients(server) {
+        ensure_eq!(server.usage(c), Default::default());
+        ensure!(server.kernel().client_reachable_frames(c).is_empty());
+        ensure!(server.kernel().client_mappings(c).is_empty());
     }
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! real client library, joined through the seL4 model.
 #![allow(dead_code)]
 
+pub mod drive;
+pub mod fuzz;
 pub mod invariants;
 
 use std::cell::RefCell;
@@ -48,10 +50,17 @@ pub fn pools_of(config: &Config) -> Vec<(u64, u64)> {
     config.pools.iter().flatten().map(|p| (p.physical_address, p.size_bits)).collect()
 }
 
+/// memsrv started with `config` on a model holding its pools' untypeds and
+/// its clients' VSpaces.
+pub fn start<const N: usize>(config: Config) -> Server<Model, N> {
+    let clients = config.clients.iter().flatten().count();
+    let model = Model::new(config.table_bits, &pools_of(&config), clients);
+    Server::new(model, config).expect("valid config")
+}
+
 /// A system with `config`: a model holding its pools' untypeds, and memsrv started on it.
 pub fn world_with(config: Config) -> World {
-    let model = Model::new(config.table_bits, &pools_of(&config), 3);
-    Rc::new(RefCell::new(Server::new(model, config).expect("valid config")))
+    Rc::new(RefCell::new(start(config)))
 }
 
 pub fn world() -> World {
@@ -117,32 +126,11 @@ pub fn snapshot(world: &World) -> Snapshot {
     }
 }
 
-/// The system is back to its first state: no frame, page table or CNode
-/// left, every reserve block free, and once memsrv collapses the blocks it
-/// kept split (lazy merging), exactly the untyped objects, capabilities and
-/// free memory a freshly started memsrv with the same configuration has: the
-/// pools' untypeds and the blocks of the metadata reserves.
+/// The system is back to its first state ([`invariants::pristine`]), or panic.
 pub fn assert_pristine(world: &World) {
-    let (_, frames, tables, cnodes) = world.borrow().kernel().live_objects();
-    assert_eq!((frames, tables, cnodes), (0, 0, 0), "no frame, page table or CNode outlives its buffer");
-    world.borrow_mut().reclaim().expect("collapse dormant blocks");
-    let server = world.borrow();
-    let fresh = world_with(server.config().clone());
+    let fresh = world_with(world.borrow().config().clone());
     let fresh = fresh.borrow();
-    assert!(server.registry().is_empty());
-    assert_eq!(server.quarantine().iter().count(), 0, "nothing left in quarantine");
-    for p in 0..server.config().pool_count() {
-        assert_eq!(server.free_bytes(p), server.total_bytes(p), "pool {p}: everything but the reserves is free");
-        assert_eq!(server.free_bytes(p), fresh.free_bytes(p), "pool {p} is as it started");
-        assert_eq!(server.reserved_bytes(p), fresh.reserved_bytes(p));
-    }
-    assert!(server.reserves().iter().all(|(_, block)| !block.in_use), "every reserve block is free again");
-    assert_eq!(server.kernel().live_objects(), fresh.kernel().live_objects(), "only the start-up untypeds remain");
-    assert_eq!(server.kernel().used_table_slots(), fresh.kernel().used_table_slots());
-    assert_eq!(server.free_slot_count(), fresh.free_slot_count());
-    for c in 0..3 {
-        assert_eq!(server.usage(c), Default::default());
-        assert!(server.kernel().client_reachable_frames(c).is_empty());
-        assert!(server.kernel().client_mappings(c).is_empty());
+    if let Err(violation) = invariants::pristine(&mut world.borrow_mut(), &fresh) {
+        panic!("not pristine: {violation}");
     }
 }

@@ -51,6 +51,16 @@ impl Default for ClientSpace {
 }
 
 impl ClientSpace {
+    /// Page tables by the address they cover: object and capability.
+    pub(crate) fn page_tables(&self) -> impl Iterator<Item = (&u64, &(ObjectId, CapId))> {
+        self.page_tables.iter()
+    }
+
+    /// Frame mappings by virtual address: capability, rights, cacheable.
+    pub(crate) fn frames(&self) -> impl Iterator<Item = (&u64, &(CapId, Rights, bool))> {
+        self.frames.iter()
+    }
+
     pub(crate) fn unmap(&mut self, vaddr: u64, cap: CapId) {
         if self.frames.get(&vaddr).is_some_and(|(c, _, _)| *c == cap) {
             self.frames.remove(&vaddr);

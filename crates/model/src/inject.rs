@@ -27,6 +27,11 @@ pub(crate) struct Injector {
 }
 
 impl Injector {
+    /// The failures planned and not yet injected, by invocation number.
+    pub(crate) fn pending(&self) -> &[(u64, KernelError)] {
+        &self.pending
+    }
+
     /// Count one invocation; refuse it if a failure was planned for it.
     pub(crate) fn invoke(&mut self, invocation: Invocation) -> Result<(), KernelError> {
         self.invocations += 1;

@@ -28,6 +28,7 @@ use capbuf_server::kernel::RETYPE_FAN_OUT_LIMIT;
 use capbuf_server::{CapRef, Kernel, KernelError, MapAttributes, Object, Slot};
 
 mod client;
+mod fingerprint;
 mod inject;
 pub use client::{CNodeOp, Fault, Mapping};
 pub use inject::Injected;
@@ -117,7 +118,8 @@ pub struct Counts {
     pub delete: u64,
 }
 
-/// The model kernel.
+/// The model kernel. A clone is an independent copy of the whole kernel.
+#[derive(Clone)]
 pub struct Model {
     table_bits: u64,
     objects: Vec<Option<ObjectState>>,

@@ -32,7 +32,7 @@ pub struct Quarantined {
 }
 
 /// Fixed table of quarantined buffers: at most [`MAX_BUFFERS`].
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Quarantine {
     entries: heapless::Vec<Quarantined, MAX_BUFFERS>,
 }

@@ -130,6 +130,7 @@ impl Buffer {
 /// whether the id is live, was freed or was never issued. Only a client that
 /// had a right to a buffer when it was freed (its owner, a grantee) hears
 /// [`Error::StaleBuffer`] for it, as it knew the buffer existed anyway.
+#[derive(Clone)]
 pub struct Registry {
     entries: [Option<Buffer>; MAX_BUFFERS],
     /// Generation the slot's live (or next) buffer has. Starts at 1.
@@ -178,6 +179,38 @@ impl Default for Registry {
 }
 
 impl Registry {
+    /// Write everything the registry knows to `out`, for
+    /// [`crate::Server::fingerprint`]: the live buffers, each slot's next
+    /// generation, and which freed generations each client knew.
+    pub(crate) fn digest(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
+        for (index, entry) in self.entries.iter().enumerate() {
+            if let Some(b) = entry {
+                // Field by field, and per client only what it has: the
+                // per-client arrays are long and mostly empty.
+                write!(
+                    out,
+                    "buffer {index}: {} {} {:?} {} {} {} {:?} {} {};",
+                    b.owner, b.pool, b.data, b.align_order, b.meta, b.master, b.flags, b.freeing, b.exposed
+                )?;
+                for client in 0..MAX_CLIENTS {
+                    let (grant, attachment, export) = (b.grants[client], b.attachments[client], b.exports[client]);
+                    if grant.is_some() || attachment.is_some() || export.is_some() {
+                        write!(out, "client {client}: {grant:?} {attachment:?} {export:?};")?;
+                    }
+                }
+            }
+        }
+        for (index, generation) in self.generations.iter().enumerate().filter(|(_, g)| **g != 1) {
+            write!(out, "generation {index}: {generation};")?;
+        }
+        for (index, clients) in self.freed_while_known.iter().enumerate() {
+            for (client, known) in clients.iter().enumerate().filter(|(_, k)| **k != KnownFrees::default()) {
+                write!(out, "freed {index} {client}: {known:?};")?;
+            }
+        }
+        Ok(())
+    }
+
     /// Look up a live buffer on behalf of client `client`. A buffer the
     /// client has no right to, a freed one and a never-issued id all give
     /// [`Error::UnknownBuffer`], except that a client that had a right to the

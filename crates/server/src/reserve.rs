@@ -178,6 +178,7 @@ struct Entry {
 }
 
 /// Every client's reserve blocks, client by client.
+#[derive(Clone)]
 pub struct Reserves {
     block_pages: u64,
     entries: heapless::Vec<Entry, MAX_RESERVE_BLOCKS>,

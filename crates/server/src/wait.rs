@@ -34,7 +34,7 @@ pub struct Wait {
 }
 
 /// The queue: at most one entry per client, in order of registration.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Waits {
     entries: heapless::Vec<Wait, MAX_CLIENTS>,
 }

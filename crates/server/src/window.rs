@@ -71,6 +71,17 @@ impl Default for Windows {
 }
 
 impl Windows {
+    /// Write the taken slots and holes of every client that has any to
+    /// `out`, for [`crate::Server::fingerprint`].
+    pub(crate) fn digest(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
+        for (client, (used, holes)) in self.used.iter().zip(&self.holes).enumerate() {
+            if used.iter().any(|word| *word != 0) || !holes.is_empty() {
+                write!(out, "window {client}: {used:?} {holes:?};")?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether slot `slot` of client `client`'s window is taken (by an
     /// attachment or a hole).
     pub fn is_used(&self, client: usize, slot: usize) -> bool {

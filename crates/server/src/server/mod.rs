@@ -5,6 +5,7 @@
 mod act;
 mod blocks;
 mod decide;
+mod fingerprint;
 mod reclaim;
 mod state;
 
@@ -114,6 +115,10 @@ pub struct StartError {
 
 /// memsrv's whole state. `NODES` bounds each pool: [`crate::pool_nodes`]`(order)`
 /// for pools of up to `2^order` pages.
+/// A clone (host tests with a cloneable kernel model) is an independent
+/// copy of memsrv and its kernel, from which an exhaustive checker explores
+/// every next request.
+#[derive(Clone)]
 pub struct Server<K, const NODES: usize> {
     kernel: K,
     state: State<NODES>,

@@ -13,12 +13,14 @@ use crate::wait::Waits;
 use crate::window::Windows;
 
 /// One pool: where it is and its allocator.
+#[derive(Clone)]
 pub(super) struct PoolState<const NODES: usize> {
     pub(super) base: u64,
     pub(super) pool: Pool<NODES>,
 }
 
 /// The table slots memsrv has not filled.
+#[derive(Clone)]
 pub(super) struct Slots {
     free: heapless::Vec<Slot, TABLE_CAPACITY>,
 }
@@ -44,6 +46,11 @@ impl Slots {
     pub(super) fn count(&self) -> usize {
         self.free.len()
     }
+
+    /// The free slots, the next one handed out last.
+    pub(super) fn iter(&self) -> impl Iterator<Item = Slot> + '_ {
+        self.free.iter().copied()
+    }
 }
 
 /// What went wrong in the current request beyond its own failure: an undo
@@ -56,6 +63,7 @@ pub(super) struct Incident {
 
 /// Everything memsrv knows: configuration, pools, buffers, usage, the
 /// untyped capabilities mirroring the pools, table slots, reserves, windows.
+#[derive(Clone)]
 pub(super) struct State<const NODES: usize> {
     pub(super) config: Config,
     pub(super) pools: [Option<PoolState<NODES>>; MAX_POOLS],
