@@ -255,6 +255,7 @@ fn memsrv(calls: Rc<RefCell<Vec<Call>>>) -> Box<Memsrv> {
         quota_attachments: 8,
         dma: false,
         frame_caps: false,
+        supervisor: None,
     });
     let model = Model::new(12, &[(0xa000_0000, 26)], 1);
     let kernel = Recorder { model, calls, large: BTreeSet::new() };
