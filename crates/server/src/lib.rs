@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod arch;
 pub mod kernel;
 pub mod layout;
 pub mod quarantine;
@@ -44,6 +45,7 @@ mod server;
 pub mod wait;
 pub mod window;
 
+pub use arch::Architecture;
 pub use kernel::{CapRef, Failure, Kernel, KernelError, MapAttributes, Object, Slot};
 pub use layout::FrameLayout;
 pub use quarantine::{Quarantine, Quarantined};
