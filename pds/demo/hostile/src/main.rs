@@ -65,7 +65,7 @@ fn attack(capbuf: &mut Capbuf) -> bool {
     // Any frame capability answers GetAddress: look for one.
     let cptrs = former_capbuf_cptrs().count();
     let frames =
-        former_capbuf_cptrs().filter(|&cptr| sel4::cap::SmallPage::from_bits(cptr).frame_get_address().is_ok()).count();
+        former_capbuf_cptrs().filter(|&cptr| sel4::cap::UnspecifiedPage::from_bits(cptr).frame_get_address().is_ok()).count();
     // Copy whatever the old receive path would name into a free slot of it.
     let receive_path = sel4::cap::CNode::from_bits(microkit::FREE_CPTRS.start);
     let copied = receive_path

@@ -161,8 +161,8 @@ impl Handler for Supervisor {
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
         if child.index() == WORKER {
             match msg_info.fault() {
-                sel4::Fault::VmFault(fault) if !CLIENT_WINDOW.contains(&fault.addr()) => {
-                    debug_println!("supervisor: expected fault: the worker's read at {:#x}", fault.addr());
+                sel4::Fault::VmFault(fault) if !CLIENT_WINDOW.contains(&fault.inner().get_Addr()) => {
+                    debug_println!("supervisor: expected fault: the worker's read at {:#x}", fault.inner().get_Addr());
                     self.reclaim_and_restart_worker(child);
                 }
                 other => fail!(PD, "unexpected fault of the worker: {other:?}"),
@@ -171,13 +171,13 @@ impl Handler for Supervisor {
         }
         let expected = match msg_info.fault() {
             sel4::Fault::VmFault(fault) => {
-                let address = fault.addr();
-                let write = fault_is_write(fault.fsr());
+                let address = fault.inner().get_Addr();
+                let write = fault_is_write(fault.inner().get_FSR());
                 let what = if write { "write" } else { "read" };
                 debug_println!(
                     "supervisor: child {} {what} fault at {address:#x} (pc {:#x})",
                     child.index(),
-                    fault.ip()
+                    fault.inner().get_IP()
                 );
                 if CLIENT_WINDOW.contains(&address) && (child.index() == HOSTILE || child.index() == CDEMO) && !write {
                     return Ok(skip_probe(child));
