@@ -128,13 +128,6 @@ fn run() -> Result<(), String> {
 
     let extension = extension::parse(&xml)?;
     if let Some(extension) = &extension {
-        if arch == Arch::X86_64 {
-            return Err(format!(
-                "system.xml {}: <capbuf> is not supported on x86-64 boards such as '{}': the tool has no static \
-                 memory map there to place and check memsrv's pools in, and memsrv is built for AArch64 only",
-                extension.location, args.board
-            ));
-        }
         if config.fan_out_limit < RETYPE_FAN_OUT_LIMIT as u64 {
             return Err(format!(
                 "system.xml {}: <capbuf> cannot be supported by this kernel: its retype fan-out limit is {}, \
@@ -150,7 +143,14 @@ fn run() -> Result<(), String> {
     let mut system = parse(&args.sdf_path, &microkit_xml, &config, &args.search_paths)?;
     let capbuf = match extension {
         Some(extension) => {
-            let normal: Vec<_> = config.normal_regions.iter().flatten().map(|r| r.start..r.end).collect();
+            // x86-64 has no static memory map (the kernel learns it from the
+            // boot loader): the pools cannot be checked against it here, and
+            // a pool outside RAM fails at boot, when the initialiser looks
+            // for the untyped memory that holds it.
+            let normal: Vec<_> = match arch {
+                Arch::X86_64 => vec![0..u64::MAX],
+                _ => config.normal_regions.iter().flatten().map(|r| r.start..r.end).collect(),
+            };
             let resolved = extension::resolve(&extension, &system, &normal)?;
             Some(Capbuf { extension, resolved })
         }
