@@ -228,15 +228,26 @@ fn the_demo_systems_reserves() {
     let xml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/system.xml")).unwrap();
     let mut config = Config { table_bits: 12, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
     let mut names = Vec::new();
+    // system.xml gives the pools no address: capbuf-compose places them. The
+    // reserves do not depend on where; place them as it would in
+    // qemu_virt_aarch64's RAM (less what the kernel takes).
+    let pools: Vec<(Option<u64>, u32)> = xml
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("<pool "))
+        .map(|line| {
+            (attribute(line, "phys_addr").map(number), number(attribute(line, "size").unwrap()).trailing_zeros())
+        })
+        .collect();
+    let fixed: Vec<Option<u64>> = pools.iter().map(|&(address, _)| address).collect();
+    let bits: Vec<u32> = pools.iter().map(|&(_, bits)| bits).collect();
+    let mut addresses = vec![0; pools.len()];
+    capbuf_server::place_pools(&[0x6100_0000..0xbf00_0000], &[], &bits, &fixed, &mut addresses).unwrap();
+    for (i, (&physical_address, &bits)) in addresses.iter().zip(&bits).enumerate() {
+        config.pools[i] = Some(PoolConfig { physical_address, size_bits: bits as u64 });
+    }
     for line in xml.lines().map(str::trim) {
-        if line.starts_with("<pool ") {
-            let size = number(attribute(line, "size").unwrap());
-            let index = config.pool_count();
-            config.pools[index] = Some(PoolConfig {
-                physical_address: number(attribute(line, "phys_addr").unwrap()),
-                size_bits: size.trailing_zeros() as u64,
-            });
-        } else if line.starts_with("<client ") {
+        if line.starts_with("<client ") {
             let index = names.len();
             names.push(attribute(line, "pd").unwrap().to_string());
             let quota = |name: &str, default: u64| attribute(line, name).map_or(default, number);

@@ -18,6 +18,13 @@ pub const CONFIG_WORDS: usize = HEADER_WORDS + MAX_POOLS * POOL_WORDS + MAX_CLIE
 const HEADER_WORDS: usize = 5;
 const POOL_WORDS: usize = 2;
 const CLIENT_WORDS: usize = 8;
+/// The symbol a `dma="true"` client may define to learn where the pools are,
+/// since capbuf-compose may place them: it writes [`Config::pool_table`]
+/// there, as Microkit's `setvar region_paddr` writes a region's address.
+pub const POOL_TABLE_SYMBOL: &str = "capbuf_pools";
+/// Words of [`Config::pool_table`]: a physical address and a size in bytes
+/// per pool.
+pub const POOL_TABLE_WORDS: usize = MAX_POOLS * 2;
 /// A client word's value for "no supervisor".
 const NO_SUPERVISOR: u64 = u64::MAX;
 
@@ -294,6 +301,18 @@ impl Config {
         words
     }
 
+    /// The pools as a `dma="true"` client sees them in its
+    /// [`POOL_TABLE_SYMBOL`]: pool `i`'s physical address at word `2i`, its
+    /// size in bytes at `2i + 1`; zeros past the last pool.
+    pub fn pool_table(&self) -> [u64; POOL_TABLE_WORDS] {
+        let mut words = [0; POOL_TABLE_WORDS];
+        for (i, pool) in self.pools.iter().flatten().enumerate() {
+            words[2 * i] = pool.physical_address;
+            words[2 * i + 1] = 1 << pool.size_bits;
+        }
+        words
+    }
+
     /// Read and validate the words memsrv finds in its `capbuf_config` symbol.
     pub fn decode(words: &[u64; CONFIG_WORDS]) -> Result<Config, ConfigError> {
         if words[0] != CONFIG_MAGIC || words[1] != CONFIG_VERSION {
@@ -367,6 +386,13 @@ mod tests {
         assert_eq!(config.client_by_channel(5).map(|(i, c)| (i, c.client_id)), Some((1, 7)));
         assert_eq!(config.client_by_id(1).map(|(i, _)| i), Some(0));
         assert!(config.client_by_channel(6).is_none());
+    }
+
+    #[test]
+    fn pool_table_gives_address_and_size_per_pool() {
+        let table = example().pool_table();
+        assert_eq!(table[..4], [0x4000_0000, 1 << 24, 0x5000_0000, 1 << 20]);
+        assert!(table[4..].iter().all(|&w| w == 0));
     }
 
     #[test]

@@ -38,6 +38,7 @@
 pub mod arch;
 pub mod kernel;
 pub mod layout;
+pub mod placement;
 pub mod quarantine;
 pub mod registry;
 pub mod reserve;
@@ -48,6 +49,7 @@ pub mod window;
 pub use arch::Architecture;
 pub use kernel::{CapRef, Failure, Kernel, KernelError, MapAttributes, Object, Slot};
 pub use layout::FrameLayout;
+pub use placement::{place_pools, Unplaceable};
 pub use quarantine::{Quarantine, Quarantined};
 pub use registry::{charged_pages, Attachment, Buffer, Registry, MAX_BUFFERS};
 pub use reserve::{reserve_bytes, ReserveBlock, Reserves};

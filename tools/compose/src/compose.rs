@@ -28,8 +28,14 @@ use microkit_tool::util::{human_size_strict, round_down, round_up};
 use microkit_tool::{DisjointMemoryRegion, MemoryRegion};
 use sel4_capdl_initializer_types::{object, Object};
 
-use crate::extension::{Extension, Resolved};
+use capbuf_protocol::{POOL_TABLE_SYMBOL, POOL_TABLE_WORDS};
+use capbuf_server::placement::{place_pools, Unplaceable};
+
+use crate::extension::{Extension, PlacedPool, Resolved};
 use crate::spec;
+
+/// The loader image's header and region table: a page is more than enough.
+const LOADER_HEADER: u64 = 1 << 12;
 
 /// As many spec builds as the microkit tool allows itself.
 const MAX_BUILD_ITERATIONS: usize = 3;
@@ -56,6 +62,8 @@ pub struct Boot<'a> {
     pub kernel_elf: &'a ElfFile,
     pub available: DisjointMemoryRegion,
     pub kernel_region: MemoryRegion,
+    /// The loader's code and the kernel it carries, from its link address.
+    pub loader: Range<u64>,
 }
 
 /// What the loop produced: the final spec and the initialiser holding it.
@@ -124,6 +132,7 @@ pub fn build(
         );
         if let Some(capbuf) = capbuf {
             check_pools(capbuf, &(task_base..task_base + task_size), &boot_info)?;
+            check_placed(capbuf, &boot.loader, task_size)?;
         }
 
         // The first simulation checks the system as written; a later one can
@@ -155,6 +164,104 @@ pub fn build(
     Err(format!("ERROR: fatal, failed to build system in {MAX_BUILD_ITERATIONS} iterations"))
 }
 
+/// Rounds of [`place`]: each builds the spec with the pools where the last
+/// round put them and places them again in what the kernel leaves free; the
+/// second normally agrees with the first.
+const MAX_PLACEMENT_ROUNDS: usize = 3;
+
+/// Place the pools system.xml gives no address in the memory the kernel
+/// leaves free after boot, as Microkit's own boot emulation says: the RAM
+/// less the kernel, the initial task and the kernel's objects for it (the
+/// root CNode, the initial thread's VSpace and so on, which seL4 puts at the
+/// top of the highest RAM region), less the loader image, memory regions with
+/// a fixed address and pools with one. [`crate::extension::resolve`] gave
+/// them addresses from the RAM less the kernel alone; the initial task's size
+/// is only known once the spec is built with them, so this builds it, boots,
+/// places again, and stops when the addresses no longer change.
+pub fn place(
+    config: &Config,
+    config_name: &str,
+    system: &mut SystemDescription,
+    elfs: &mut [ElfFile],
+    initialiser: &CapDLInitialiser,
+    boot: Option<&Boot>,
+    capbuf: &mut Capbuf,
+) -> Result<(), String> {
+    let Some(boot) = boot else { return Ok(()) };
+    let all = |resolved: &Resolved| -> Vec<PlacedPool> {
+        resolved.pools.iter().chain(resolved.untypeds.iter().map(|(_, pool)| pool)).cloned().collect()
+    };
+    let pools = all(&capbuf.resolved);
+    if !pools.iter().any(|pool| pool.placed) {
+        return Ok(());
+    }
+    let size_bits: Vec<u32> = pools.iter().map(|pool| pool.size_bits as u32).collect();
+    let fixed: Vec<Option<u64>> = pools.iter().map(|pool| (!pool.placed).then_some(pool.physical_address)).collect();
+    let mut taken: Vec<Range<u64>> = system
+        .memory_regions
+        .iter()
+        .filter_map(|region| match region.phys_addr {
+            SysMemoryRegionPaddr::Specified(base) => Some(base..base + region.size),
+            _ => None,
+        })
+        .collect();
+    taken.extend(pools.iter().filter(|pool| !pool.placed).map(|pool| pool.range()));
+    for _ in 0..MAX_PLACEMENT_ROUNDS {
+        let mut initialiser = initialiser.clone();
+        patch_symbols(config, elfs, system).map_err(|e| format!("ERROR: {e}"))?;
+        write_memsrv_config(elfs, capbuf)?;
+        let mut container = build_capdl_spec(config, elfs, system)?;
+        spec::extend(&mut container, system, &capbuf.resolved)?;
+        spec::sort(&mut container, config);
+        pack_spec_into_initial_task(config, config_name, &container, elfs, &mut initialiser);
+        let bound = initialiser.image_bound();
+        let task_size = bound.end - bound.start;
+        // No room for the initial task: the build loop says so.
+        let Some(task_base) = boot.available.clone().allocate_from(task_size, boot.kernel_region.end) else {
+            return Ok(());
+        };
+        let boot_info = emulate_kernel_boot(
+            config,
+            boot.kernel_elf,
+            MemoryRegion::new(task_base, task_base + task_size),
+            MemoryRegion::new(initialiser.elf.lowest_vaddr(), bound.end),
+        );
+        // A pool is retyped from one untyped object: place it inside one.
+        let free: Vec<Range<u64>> =
+            boot_info.untyped_objects.iter().filter(|ut| !ut.is_device).map(|ut| ut.base()..ut.end()).collect();
+        let mut blocked = taken.clone();
+        blocked.push(boot.loader.start..boot.loader.end + task_size + LOADER_HEADER);
+        let mut addresses = vec![0; size_bits.len()];
+        place_pools(&free, &blocked, &size_bits, &fixed, &mut addresses).map_err(|Unplaceable { index }| {
+            let pool = &pools[index];
+            format!(
+                "capbuf: pool '{}' of {} KiB does not fit in the board's RAM: no naturally aligned block of its size is left \
+                 free after boot (the kernel, the initial task at [{task_base:#x}..{:#x}) and the kernel's objects for it) \
+                 clear of the loader image, the memory regions and pools with a fixed address and the larger pools; \
+                 make the pool smaller or give it a phys_addr",
+                pool.name,
+                (1u64 << pool.size_bits) >> 10,
+                task_base + task_size
+            )
+        })?;
+        if addresses.iter().zip(all(&capbuf.resolved)).all(|(&a, pool)| a == pool.physical_address) {
+            return Ok(());
+        }
+        let resolved = &mut capbuf.resolved;
+        let count = resolved.pools.len();
+        for (i, pool) in resolved.pools.iter_mut().enumerate() {
+            pool.physical_address = addresses[i];
+            if let Some(config) = resolved.config.pools[i].as_mut() {
+                config.physical_address = addresses[i];
+            }
+        }
+        for (i, (_, pool)) in resolved.untypeds.iter_mut().enumerate() {
+            pool.physical_address = addresses[count + i];
+        }
+    }
+    Err(format!("capbuf: the pools' placement did not settle in {MAX_PLACEMENT_ROUNDS} rounds"))
+}
+
 fn write_memsrv_config(elfs: &mut [ElfFile], capbuf: &Capbuf) -> Result<(), String> {
     let words = capbuf.resolved.config.encode();
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -164,7 +271,29 @@ fn write_memsrv_config(elfs: &mut [ElfFile], capbuf: &Capbuf) -> Result<(), Stri
             "{e}: <capbuf> server '{}' must define `capbuf_config` (is it the capbuf memsrv?)",
             capbuf.extension.server
         )
-    })
+    })?;
+    // Where the pools are, for the clients that see physical addresses and
+    // ask (the pools may have been placed here).
+    let table: Vec<u8> = capbuf.resolved.config.pool_table().iter().flat_map(|w| w.to_le_bytes()).collect();
+    for (i, &pd) in capbuf.resolved.clients.iter().enumerate() {
+        let Ok((_, size)) = elfs[pd].find_symbol(POOL_TABLE_SYMBOL) else { continue };
+        let client = &capbuf.extension.clients[i];
+        if size != table.len() as u64 {
+            return Err(format!(
+                "capbuf: client '{}' defines `{POOL_TABLE_SYMBOL}` of {size} bytes; it must be [u64; {POOL_TABLE_WORDS}] ({} bytes)",
+                client.pd,
+                table.len()
+            ));
+        }
+        if !client.dma {
+            return Err(format!(
+                "capbuf: client '{}' defines `{POOL_TABLE_SYMBOL}` but is not dma=\"true\": only clients that see physical addresses learn where the pools are",
+                client.pd
+            ));
+        }
+        elfs[pd].write_symbol(POOL_TABLE_SYMBOL, &table).map_err(|e| format!("capbuf: client '{}': {e}", client.pd))?;
+    }
+    Ok(())
 }
 
 /// Each pool must be free RAM once the kernel has booted: outside the
@@ -182,9 +311,38 @@ fn check_pools(capbuf: &Capbuf, task: &Range<u64>, boot_info: &BootInfo) -> Resu
             .iter()
             .any(|ut| !ut.is_device && ut.base() <= range.start && range.end <= ut.end());
         if !covered {
+            let parts: Vec<String> = boot_info
+                .untyped_objects
+                .iter()
+                .filter(|ut| !ut.is_device && ut.base() < range.end && range.start < ut.end())
+                .map(|ut| format!("[{:#x}..{:#x})", ut.base(), ut.end()))
+                .collect();
             return Err(format!(
-                "capbuf: pool '{name}' [{:#x}..{:#x}) is not free memory after boot (the kernel or initial task uses part of it)",
-                range.start, range.end
+                "capbuf: pool '{name}' [{:#x}..{:#x}) is not free memory after boot (the kernel or initial task uses part of it; the kernel's free memory there: {})",
+                range.start,
+                range.end,
+                if parts.is_empty() { "none".to_string() } else { parts.join(", ") }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Pools capbuf-compose placed must also be clear of the whole loader image
+/// as it is loaded: the loader, the kernel and the initial task it carries,
+/// and the image's header (a page is more than enough). Placement kept them
+/// clear of the first two; the initial task's size is only known now. (A
+/// pool with a fixed address may overlap the loader image: the loader is done
+/// with that memory before the kernel hands it out.)
+fn check_placed(capbuf: &Capbuf, loader: &Range<u64>, task_size: u64) -> Result<(), String> {
+    let image = loader.start..loader.end + task_size + LOADER_HEADER;
+    let placed = capbuf.resolved.pools.iter().chain(capbuf.resolved.untypeds.iter().map(|(_, pool)| pool));
+    for pool in placed.filter(|pool| pool.placed) {
+        let range = pool.range();
+        if overlaps(&range, &image) {
+            return Err(format!(
+                "capbuf: pool '{}' placed at [{:#x}..{:#x}) overlaps the loader image at [{:#x}..{:#x}); give the pool a phys_addr",
+                pool.name, range.start, range.end, image.start, image.end
             ));
         }
     }

@@ -2,11 +2,18 @@
 //!
 //! ```xml
 //! <capbuf server="memsrv" table_bits="12">
-//!     <pool name="main" phys_addr="0xa0000000" size="0x1000000" />
+//!     <pool name="main" size="0x1000000" />
+//!     <pool name="fixed" phys_addr="0xa0000000" size="0x10000" />
 //!     <client pd="producer" id="1" quota_bytes="0x800000" quota_buffers="8" quota_attachments="8" dma="false" />
-//!     <untyped pd="bench" phys_addr="0xa4000000" size="0x2000000" />
+//!     <untyped pd="bench" size="0x2000000" />
 //! </capbuf>
 //! ```
+//!
+//! A pool (or `<untyped>`) without `phys_addr` is placed by capbuf-compose in
+//! the board's RAM as the SDK describes it ([`capbuf_server::placement`]):
+//! the highest naturally aligned block clear of the kernel, the loader and
+//! everything with a fixed address. One with `phys_addr` stays there, checked
+//! to be inside the board's RAM.
 //!
 //! `<untyped>` gives a protection domain other than memsrv untyped memory of
 //! its own and a capability to its own root CNode to retype into: what the
@@ -21,14 +28,44 @@ use capbuf_protocol::{
     ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW, MAX_BUFFERS, MAX_CHANNEL, MAX_CLIENTS, MAX_POOLS,
     MAX_POOL_BITS, PAGE_BITS, TABLE_BITS,
 };
+use capbuf_server::placement::{place_pools, Unplaceable};
 use microkit_tool::sdf::{SysMemoryRegionPaddr, SystemDescription};
 
-/// One pool as written.
+/// One pool as written: `phys_addr` is optional.
 #[derive(Debug, Clone)]
 pub struct Pool {
     pub name: String,
+    pub physical_address: Option<u64>,
+    pub size_bits: u64,
+}
+
+/// One pool where it goes: at the address system.xml gives, or placed.
+#[derive(Debug, Clone)]
+pub struct PlacedPool {
+    pub name: String,
     pub physical_address: u64,
     pub size_bits: u64,
+    /// Placed by capbuf-compose (system.xml gives no `phys_addr`).
+    pub placed: bool,
+}
+
+impl PlacedPool {
+    pub fn range(&self) -> Range<u64> {
+        self.physical_address..self.physical_address + (1 << self.size_bits)
+    }
+}
+
+/// The board's memory, for checking and placing pools.
+pub struct Memory {
+    /// The board's RAM as the SDK describes it (`platform_gen.json`).
+    pub ram: Vec<Range<u64>>,
+    /// What is free of it before the system is placed: the RAM less the
+    /// kernel image (Microkit's partial boot emulation); None where the tool
+    /// has no static memory map (x86_64).
+    pub free: Option<Vec<Range<u64>>>,
+    /// Taken before anything of the system: the loader and the kernel it
+    /// carries, named for messages.
+    pub reserved: Vec<(String, Range<u64>)>,
 }
 
 /// One client as written.
@@ -73,10 +110,11 @@ pub struct Resolved {
     pub clients: Vec<usize>,
     /// What memsrv is told.
     pub config: Config,
-    pub pools: Vec<Pool>,
+    /// The pools where they go, in `<pool>` order.
+    pub pools: Vec<PlacedPool>,
     /// Untyped memory given to other protection domains (`<untyped>`), with
     /// the index of the protection domain it goes to.
-    pub untypeds: Vec<(usize, Pool)>,
+    pub untypeds: Vec<(usize, PlacedPool)>,
 }
 
 fn location(node: &roxmltree::Node) -> String {
@@ -97,6 +135,13 @@ fn number(node: &roxmltree::Node, name: &str, default: Option<u64>) -> Result<u6
             };
             parsed.map_err(|_| format!("system.xml {}: '{name}' is not a number: '{text}'", location(node)))
         }
+    }
+}
+
+fn optional_number(node: &roxmltree::Node, name: &str) -> Result<Option<u64>, String> {
+    match node.attribute(name) {
+        None => Ok(None),
+        Some(_) => number(node, name, None).map(Some),
     }
 }
 
@@ -167,7 +212,7 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
                 }
                 let pool = Pool {
                     name: format!("untyped_{pd}"),
-                    physical_address: number(&child, "phys_addr", None)?,
+                    physical_address: optional_number(&child, "phys_addr")?,
                     size_bits: size.trailing_zeros() as u64,
                 };
                 untypeds.push((pd.to_string(), pool));
@@ -184,7 +229,7 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
                 }
                 pools.push(Pool {
                     name: child.attribute("name").unwrap_or("pool").to_string(),
-                    physical_address: number(&child, "phys_addr", None)?,
+                    physical_address: optional_number(&child, "phys_addr")?,
                     size_bits: size.trailing_zeros() as u64,
                 });
             }
@@ -248,6 +293,10 @@ pub fn strip(xml: &str, extension: &Extension) -> String {
     out
 }
 
+fn ranges(memory: &[Range<u64>]) -> String {
+    memory.iter().map(|m| format!("[{:#x}..{:#x})", m.start, m.end)).collect::<Vec<_>>().join(", ")
+}
+
 fn overlaps(a: Range<u64>, b: Range<u64>) -> bool {
     a.start < b.end && b.start < a.end
 }
@@ -280,11 +329,7 @@ fn supervisor(extension: &Extension, system: &SystemDescription, client: &Client
 }
 
 /// Check the element against the parsed system and the board's memory.
-pub fn resolve(
-    extension: &Extension,
-    system: &SystemDescription,
-    normal_memory: &[Range<u64>],
-) -> Result<Resolved, String> {
+pub fn resolve(extension: &Extension, system: &SystemDescription, memory: &Memory) -> Result<Resolved, String> {
     let pd_index = |name: &str, role: &str| {
         system
             .protection_domains
@@ -315,34 +360,81 @@ pub fn resolve(
         })
         .collect();
     let untypeds = extension.untypeds.iter().map(|(_, pool)| pool);
-    for (i, pool) in extension.pools.iter().chain(untypeds).enumerate() {
-        let range = pool.physical_address..pool.physical_address + (1 << pool.size_bits);
-        if pool.physical_address % (1 << pool.size_bits) != 0 {
+    let all: Vec<&Pool> = extension.pools.iter().chain(untypeds).collect();
+    // Pools at the address system.xml gives: checked, then taken.
+    for pool in &all {
+        let Some(address) = pool.physical_address else { continue };
+        let range = address..address + (1 << pool.size_bits);
+        if address % (1 << pool.size_bits) != 0 {
             return Err(format!(
-                "capbuf: pool '{}' at {:#x} is not aligned to its size {:#x} (seL4 untyped objects are naturally aligned)",
-                pool.name, pool.physical_address, 1u64 << pool.size_bits
+                "capbuf: pool '{}' at {address:#x} is not aligned to its size {:#x} (seL4 untyped objects are naturally aligned)",
+                pool.name,
+                1u64 << pool.size_bits
             ));
         }
-        if !normal_memory.iter().any(|m| m.start <= range.start && range.end <= m.end) {
-            let memory: Vec<String> = normal_memory.iter().map(|m| format!("[{:#x}..{:#x})", m.start, m.end)).collect();
+        if !memory.ram.iter().any(|m| m.start <= range.start && range.end <= m.end) {
             return Err(format!(
                 "capbuf: pool '{}' [{:#x}..{:#x}) is not inside the board's memory: {}",
                 pool.name,
                 range.start,
                 range.end,
-                memory.join(", ")
+                ranges(&memory.ram)
             ));
         }
         if let Some((what, _)) = taken.iter().find(|(_, other)| overlaps(range.clone(), other.clone())) {
             return Err(format!("capbuf: pool '{}' [{:#x}..{:#x}) overlaps {what}", pool.name, range.start, range.end));
         }
         taken.push((format!("pool '{}'", pool.name), range));
-        if i < extension.pools.len() {
-            config.pools[i] = Some(PoolConfig { physical_address: pool.physical_address, size_bits: pool.size_bits });
-        }
     }
+    // The others: placed in the RAM left after the kernel, clear of the
+    // loader, the memory regions and the pools with a fixed address.
+    let size_bits: Vec<u32> = all.iter().map(|p| p.size_bits as u32).collect();
+    let fixed: Vec<Option<u64>> = all.iter().map(|p| p.physical_address).collect();
+    let mut addresses = vec![0; all.len()];
+    if fixed.iter().any(Option::is_none) {
+        let Some(free) = &memory.free else {
+            let pool = all.iter().find(|p| p.physical_address.is_none()).expect("one without an address");
+            return Err(format!(
+                "capbuf: pool '{}' has no phys_addr and this board has no static memory map to place it in",
+                pool.name
+            ));
+        };
+        let blocked: Vec<Range<u64>> =
+            taken.iter().chain(memory.reserved.iter()).map(|(_, range)| range.clone()).collect();
+        place_pools(free, &blocked, &size_bits, &fixed, &mut addresses).map_err(|Unplaceable { index }| {
+            let pool = all[index];
+            let mut what: Vec<String> = memory.reserved.iter().map(|(what, _)| what.clone()).collect();
+            what.extend(taken.iter().map(|(what, _)| what.clone()));
+            format!(
+                "capbuf: pool '{}' of {} KiB does not fit in the board's RAM: no naturally aligned block of its size is free in {} \
+                 (the RAM after the kernel) clear of {}{}; make the pool smaller or give it a phys_addr",
+                pool.name,
+                (1u64 << pool.size_bits) >> 10,
+                ranges(free),
+                what.join(", "),
+                if all.len() > 1 { " and the larger pools placed before it" } else { "" }
+            )
+        })?;
+    } else {
+        addresses.iter_mut().zip(&fixed).for_each(|(a, f)| *a = f.expect("all fixed"));
+    }
+    let placed: Vec<PlacedPool> = all
+        .iter()
+        .zip(&addresses)
+        .map(|(pool, &physical_address)| PlacedPool {
+            name: pool.name.clone(),
+            physical_address,
+            size_bits: pool.size_bits,
+            placed: pool.physical_address.is_none(),
+        })
+        .collect();
+    for (i, pool) in placed.iter().take(extension.pools.len()).enumerate() {
+        config.pools[i] = Some(PoolConfig { physical_address: pool.physical_address, size_bits: pool.size_bits });
+    }
+    let mut placed = placed.into_iter();
+    let pools: Vec<PlacedPool> = placed.by_ref().take(extension.pools.len()).collect();
     let mut untypeds = Vec::new();
-    for (pd, pool) in &extension.untypeds {
+    for ((pd, _), pool) in extension.untypeds.iter().zip(placed) {
         let index = pd_index(pd, "untyped's protection domain")?;
         if index == server {
             return Err(format!("capbuf: <untyped> is for protection domains other than the server '{pd}'"));
@@ -350,7 +442,7 @@ pub fn resolve(
         if untypeds.iter().any(|(other, _)| *other == index) {
             return Err(format!("capbuf: protection domain '{pd}' has more than one <untyped>"));
         }
-        untypeds.push((index, pool.clone()));
+        untypeds.push((index, pool));
     }
     let mut clients = Vec::new();
     for (i, client) in extension.clients.iter().enumerate() {
@@ -434,5 +526,5 @@ pub fn resolve(
             ));
         }
     }
-    Ok(Resolved { server, clients, config, pools: extension.pools.clone(), untypeds })
+    Ok(Resolved { server, clients, config, pools, untypeds })
 }

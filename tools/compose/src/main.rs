@@ -26,6 +26,8 @@ mod output;
 mod spec;
 
 use std::fs;
+use std::ops::Range;
+use std::path::Path;
 
 use capbuf_server::kernel::RETYPE_FAN_OUT_LIMIT;
 use microkit_tool::argparse::{self, Args, ArgsError};
@@ -33,10 +35,11 @@ use microkit_tool::capdl::initialiser::CapDLInitialiser;
 use microkit_tool::elf::ElfFile;
 use microkit_tool::sdf::{parse, SysMemoryRegionPaddr, SystemDescription};
 use microkit_tool::sdk::Sdk;
-use microkit_tool::sel4::{emulate_kernel_boot_partial, Arch};
+use microkit_tool::sel4::{emulate_kernel_boot_partial, Arch, Config};
 use microkit_tool::util::get_full_path;
 
 use compose::{Boot, Capbuf};
+use extension::Memory;
 use kernel_config::require;
 use output::{ImageType, Kernel};
 
@@ -141,31 +144,28 @@ fn run() -> Result<(), String> {
         None => xml,
     };
     let mut system = parse(&args.sdf_path, &microkit_xml, &config, &args.search_paths)?;
-    let capbuf = match extension {
+    let kernel_elf = match arch {
+        Arch::X86_64 => None,
+        Arch::Aarch64 | Arch::Riscv64 => Some(read_elf(&kernel_elf_path, "kernel")?),
+    };
+    let boot = match &kernel_elf {
+        Some(kernel_elf) => {
+            let (available, kernel_region) = emulate_kernel_boot_partial(&config, kernel_elf);
+            let loader = loader_range(&loader_elf_path, kernel_elf)?;
+            Some(Boot { kernel_elf, available, kernel_region, loader })
+        }
+        None => None,
+    };
+    let mut capbuf = match extension {
         Some(extension) => {
-            // x86-64 has no static memory map (the kernel learns it from the
-            // boot loader): the pools cannot be checked against it here, and
-            // a pool outside RAM fails at boot, when the initialiser looks
-            // for the untyped memory that holds it.
-            let normal: Vec<_> = match arch {
-                Arch::X86_64 => vec![0..u64::MAX],
-                _ => config.normal_regions.iter().flatten().map(|r| r.start..r.end).collect(),
-            };
-            let resolved = extension::resolve(&extension, &system, &normal)?;
+            let memory = board_memory(&config, boot.as_ref());
+            let resolved = extension::resolve(&extension, &system, &memory)?;
             Some(Capbuf { extension, resolved })
         }
         None => None,
     };
 
     let initialiser = CapDLInitialiser::new(read_elf(&elf_dir.join("initialiser.elf"), "initialiser")?);
-    let kernel_elf = match arch {
-        Arch::X86_64 => None,
-        Arch::Aarch64 | Arch::Riscv64 => Some(read_elf(&kernel_elf_path, "kernel")?),
-    };
-    let boot = kernel_elf.as_ref().map(|kernel_elf| {
-        let (available, kernel_region) = emulate_kernel_boot_partial(&config, kernel_elf);
-        Boot { kernel_elf, available, kernel_region }
-    });
     let monitor = read_elf(&elf_dir.join("monitor.elf"), "monitor")?;
     let mut elfs = Vec::with_capacity(system.protection_domains.len() + 1);
     for pd in &system.protection_domains {
@@ -185,30 +185,87 @@ fn run() -> Result<(), String> {
     }
     elfs.push(monitor);
 
+    if let Some(capbuf) = capbuf.as_mut() {
+        compose::place(&config, &args.config, &mut system, &mut elfs, &initialiser, boot.as_ref(), capbuf)?;
+    }
     let built =
         compose::build(&config, &args.config, &mut system, &mut elfs, &initialiser, boot.as_ref(), capbuf.as_ref())?;
     let kernel = Kernel { elf_path: &kernel_elf_path, loader_elf_path: &loader_elf_path, elf: kernel_elf.as_ref() };
     output::write(&args, &config, &system, &built, &kernel, image_type)?;
     if let Some(capbuf) = &capbuf {
-        print_capbuf_lines(&args, capbuf, &system);
+        report_capbuf_lines(&args, capbuf, &system)?;
     }
     Ok(())
 }
 
-/// capbuf's report lines, after the tool's `MICROKIT|` lines.
-fn print_capbuf_lines(args: &Args, capbuf: &Capbuf, system: &SystemDescription) {
+/// Where the loader goes (its link address, as U-Boot or QEMU loads the
+/// image) and how far its own code and the kernel it carries reach; the
+/// initial task it also carries follows them in the image.
+fn loader_range(loader_elf_path: &Path, kernel_elf: &ElfFile) -> Result<Range<u64>, String> {
+    let loader = read_elf(loader_elf_path, "loader")?;
+    let loader_size: u64 = loader.loadable_segments().iter().map(|s| s.mem_size()).sum();
+    let kernel_size: u64 = kernel_elf.loadable_segments().iter().map(|s| s.file_size()).sum();
+    let base = loader.lowest_vaddr();
+    Ok(base..base + loader_size + kernel_size)
+}
+
+/// The board's RAM as the SDK describes it (`platform_gen.json`, read by the
+/// microkit tool's library), what the kernel leaves of it, and the loader.
+///
+/// x86-64 boards have no static memory map (the kernel learns RAM from the
+/// boot loader), so nothing is known to check a pool's `phys_addr` against,
+/// and pools without one are placed in [`X86_POOL_MEMORY`].
+fn board_memory(config: &Config, boot: Option<&Boot>) -> Memory {
+    let ram = config.normal_regions.iter().flatten().map(|r| r.start..r.end).collect();
+    let Some(boot) = boot else {
+        return Memory { ram: vec![0..u64::MAX], free: Some(vec![X86_POOL_MEMORY]), reserved: Vec::new() };
+    };
+    let free = boot.available.regions.iter().map(|r| r.base..r.end).collect();
+    let loader = &boot.loader;
+    let what = format!("the loader and the kernel it carries at [{:#x}..{:#x})", loader.start, loader.end);
+    Memory { ram, free: Some(free), reserved: vec![(what, loader.clone())] }
+}
+
+/// Where pools without `phys_addr` go on x86-64 boards: 256 to 512 MiB, RAM
+/// on any PC with 1 GiB or more below 4 GiB (QEMU's `-m 1G`), above the
+/// kernel and its boot modules (loaded from 1 MiB on) and far below where
+/// the kernel takes its own boot-time objects (the top of RAM). A pool
+/// outside RAM would fail at boot, when the initialiser looks for the
+/// untyped memory holding it.
+const X86_POOL_MEMORY: Range<u64> = 0x1000_0000..0x2000_0000;
+
+/// capbuf's report lines: on stdout after the tool's `MICROKIT|` lines, and
+/// at the end of the report (`-r`).
+fn capbuf_lines(args: &Args, capbuf: &Capbuf, system: &SystemDescription) -> Vec<String> {
     let Capbuf { extension, resolved } = capbuf;
+    let mut lines = Vec::new();
     let pools: u64 = resolved.pools.iter().map(|p| 1u64 << p.size_bits).sum();
-    println!(
+    let untypeds =
+        resolved.untypeds.iter().map(|(pd, pool)| (format!("UNTYPED {}", system.protection_domains[*pd].name), pool));
+    for (what, pool) in resolved.pools.iter().map(|pool| (format!("POOL {}", pool.name), pool)).chain(untypeds) {
+        let range = pool.range();
+        lines.push(format!(
+            "CAPBUF|{what}: [{:#x}..{:#x}) {} KiB, {}",
+            range.start,
+            range.end,
+            (range.end - range.start) >> 10,
+            if pool.placed {
+                "placed by capbuf-compose in the board's RAM"
+            } else {
+                "at the phys_addr system.xml gives"
+            }
+        ));
+    }
+    lines.push(format!(
         "CAPBUF|IMAGE: {} ({} pools, {} KiB of untyped for memsrv '{}', {} clients)",
         args.output_path.display(),
         resolved.pools.len(),
         pools >> 10,
         extension.server,
         resolved.clients.len()
-    );
+    ));
     for (i, client) in extension.clients.iter().enumerate() {
-        println!(
+        lines.push(format!(
             "CAPBUF|CLIENT {}: id {}, quota {} KiB in {} buffers, {} attachments, metadata reserve {} KiB{}{}{}",
             client.pd,
             client.id,
@@ -219,22 +276,40 @@ fn print_capbuf_lines(args: &Args, capbuf: &Capbuf, system: &SystemDescription) 
             if client.dma { ", sees physical addresses" } else { "" },
             if client.frame_caps { ", receives frame capabilities (EXPORT)" } else { "" },
             client.supervisor.as_ref().map(|s| format!(", reclaimable by {s}")).unwrap_or_default()
-        );
+        ));
     }
     for region in &system.memory_regions {
         if let SysMemoryRegionPaddr::ToolAllocated(Some(base)) = region.phys_addr {
-            println!(
+            lines.push(format!(
                 "CAPBUF|REGION {}: [{base:#x}..{:#x}) placed by the tool for setvar region_paddr, outside memsrv's pools",
                 region.name,
                 base + region.size
-            );
+            ));
         }
     }
     if extension.overcommit {
-        println!(
+        lines.push(
             "CAPBUF|OVERCOMMIT: quotas may add up to more than the pools hold; beyond them, first come, first served"
+                .to_string(),
         );
     }
+    lines
+}
+
+/// Print capbuf's lines and add them to the end of the report.
+fn report_capbuf_lines(args: &Args, capbuf: &Capbuf, system: &SystemDescription) -> Result<(), String> {
+    let lines = capbuf_lines(args, capbuf, system);
+    for line in &lines {
+        println!("{line}");
+    }
+    let path = &args.report_path;
+    let mut report = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    report += "\n# capbuf\n\n";
+    for line in &lines {
+        report += line;
+        report.push('\n');
+    }
+    fs::write(path, report).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn main() {

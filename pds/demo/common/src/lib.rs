@@ -90,9 +90,8 @@ pub const POOL: PoolId = PoolId(0);
 pub const SMALL_POOL: PoolId = PoolId(1);
 /// The small pool's size in bytes.
 pub const SMALL_POOL_SIZE: u64 = 32 << 10;
-/// Where `system.xml` puts the pool, for the driver's physical address check.
-pub const POOL_BASE: u64 = 0xa000_0000;
-/// The pool's size in bytes.
+/// The pool's size in bytes (system.xml gives no address: capbuf-compose
+/// places it, and tells the driver where in its `capbuf_pools`).
 pub const POOL_SIZE: u64 = 64 << 20;
 
 /// The clients, by the `id` of their `<client>` in `system.xml`: how they

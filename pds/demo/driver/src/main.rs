@@ -4,11 +4,12 @@
 //! with its own error code and keeps serving.
 #![no_std]
 #![no_main]
+#![feature(used_with_arg)]
 
-use capbuf_demo::{expect_refusal, fail, MEMSRV, POOL, POOL_BASE, POOL_SIZE, SHARED};
+use capbuf_demo::{expect_refusal, fail, MEMSRV, POOL, POOL_SIZE, SHARED};
 use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, ClientError, ClientId, Error, Memory, PoolId, Rights, Sys};
-use capbuf_protocol::{Op, PAGE_SIZE};
-use sel4_microkit::{debug_println, protection_domain, Channel, MessageInfo, NullHandler};
+use capbuf_protocol::{Op, PAGE_SIZE, POOL_TABLE_WORDS};
+use sel4_microkit::{debug_println, protection_domain, var, Channel, MessageInfo, NullHandler};
 
 const PD: &str = "driver";
 /// The C client, which runs its exchange with the producer when the driver is done.
@@ -29,11 +30,23 @@ fn raw_request(capbuf: &mut Capbuf, op: Op, words: &[u64]) -> Result<(), ClientE
     }
 }
 
+/// Where the pools are: capbuf-compose writes each pool's physical address
+/// and size here (`capbuf_pools`, for `dma="true"` clients), having placed
+/// them in the board's RAM.
+fn pools() -> &'static [u64; POOL_TABLE_WORDS] {
+    var!(#[used(linker)] capbuf_pools: [u64; POOL_TABLE_WORDS] = [0; POOL_TABLE_WORDS])
+}
+
 fn dma(capbuf: &mut Capbuf) -> bool {
     let id = capbuf.alloc(64 * 1024, Align::bits(16), POOL, AllocFlags::UNCACHED).expect("alloc dma");
     let info = capbuf.info(id).expect("info");
     let view = capbuf.attach(id, Rights::ReadWrite).expect("attach");
-    let in_pool = (POOL_BASE..POOL_BASE + POOL_SIZE).contains(&info.physical_address);
+    let (pool_base, pool_size) = (pools()[0], pools()[1]);
+    if pool_size != POOL_SIZE || pool_base == 0 {
+        fail!(PD, "capbuf_pools says pool 0 is {pool_size:#x} bytes at {pool_base:#x}; expected {POOL_SIZE:#x} bytes");
+        return false;
+    }
+    let in_pool = (pool_base..pool_base + pool_size).contains(&info.physical_address);
     let aligned = info.physical_address % (1 << 16) == 0;
     let mut memory = capbuf.words_mut(id).expect("writable");
     let zero = (0..memory.as_ptr().len()).all(|i| memory.as_ptr().index(i).read() == 0);
@@ -41,7 +54,7 @@ fn dma(capbuf: &mut Capbuf) -> bool {
     let ok = in_pool && aligned && zero && view.flags.uncached() && memory.as_ptr().index(0).read() == 0xd1a;
     drop(memory);
     debug_println!(
-        "driver: DMA buffer {id}: physical {:#x} (64 KiB aligned: {aligned}), mapped uncached at {:#x}, zeroed: {zero}",
+        "driver: DMA buffer {id}: physical {:#x} (in pool 0 at {pool_base:#x}: {in_pool}; 64 KiB aligned: {aligned}), mapped uncached at {:#x}, zeroed: {zero}",
         info.physical_address,
         view.vaddr
     );

@@ -242,8 +242,9 @@ impl Figures {
 
 type Memsrv = Server<Recorder, NODES>;
 
-/// memsrv as bench/system.xml configures it: one pool of 64 MiB at
-/// 0xa0000000, one client (channel 0, id 1) with 64 MiB, 8 buffers, 8 attachments.
+/// memsrv as bench/system.xml configures it: one pool of 64 MiB (at
+/// 0xa0000000 here; capbuf-compose places it, and where does not change an
+/// invocation count), one client (channel 0, id 1) with 64 MiB, 8 buffers, 8 attachments.
 fn memsrv(calls: Rc<RefCell<Vec<Call>>>) -> Box<Memsrv> {
     let mut config = Config { table_bits: 12, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
     config.pools[0] = Some(PoolConfig { physical_address: 0xa000_0000, size_bits: 26 });
