@@ -12,6 +12,9 @@
 #   make test-boards the demo and the integration system booted on the other boards QEMU
 #                    runs (qemu_virt_riscv64, x86_64_generic); .ci/run runs it after make test
 #   make board-test  the same on MICROKIT_BOARD alone
+#   make compose-boards  compose the demo and the integration example for the real boards
+#                    (COMPOSE_BOARDS, default maaxboard odroidc4), pools placed in each
+#                    board's RAM; needs only the SDK (scripts/compose-boards)
 #   make dma-test    QEMU's virtio-blk disk DMAs into capbuf buffers (docs/dma.md); checked on the host
 #   make setup       install/find what the system targets need and say what was chosen
 #   make bench       allocator benchmark table and kernel invocations per request
@@ -58,9 +61,11 @@ OUT := $(BUILD_DIR)/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
 SETUP_MK := $(OUT)/setup.mk
 SETUP := scripts/setup --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) --output $(SETUP_MK)
 SYSTEM_TARGETS := check-sdk pds memsrv compose image region-image run qemu-test compose-test qemu-bench integration-test dma-test \
-                  board-test
+                  board-test board-images compose-boards
 # Boards besides the default one whose demo boots in QEMU (make test-boards).
 OTHER_BOARDS := qemu_virt_riscv64 x86_64_generic
+# The real boards capbuf's images are composed for (make compose-boards).
+COMPOSE_BOARDS ?= maaxboard odroidc4
 
 .PHONY: all test test-boards host-test bench plots header setup $(SYSTEM_TARGETS) clean
 all: host-test
@@ -116,7 +121,7 @@ $(SYSTEM_TARGETS):
 test: host-test
 	@$(SETUP); status=$$?; \
 	if [ $$status -eq 0 ]; then \
-		$(MAKE) --no-print-directory CAPBUF_SETUP_DONE=1 compose-test qemu-test integration-test dma-test; \
+		$(MAKE) --no-print-directory CAPBUF_SETUP_DONE=1 compose-test compose-boards qemu-test integration-test dma-test; \
 	elif [ $$status -eq 3 ]; then \
 		echo; \
 		echo "=================================================================="; \
@@ -124,6 +129,7 @@ test: host-test
 		echo "         (see the setup lines above). These tests did not run:"; \
 		echo "           - compose-test: capbuf-compose accepts system.xml, refuses broken variants,"; \
 		echo "             composes the SDK's examples byte for byte as microkit does"; \
+		echo "           - compose-boards: the demo and the integration example composed for $(COMPOSE_BOARDS)"; \
 		echo "           - qemu-test: the demo system and tests/region-paddr.system booted on seL4 in QEMU"; \
 		echo "           - integration-test: docs/integration.md's system booted in QEMU"; \
 		echo "           - dma-test: QEMU's virtio-blk disk DMAs into capbuf buffers, checked on the host"; \
@@ -252,6 +258,13 @@ $(OUT)/dma.img: pds compose examples/dma/system.xml
 # through uncached and cached capbuf buffers; the disk image is checked after.
 dma-test: $(OUT)/dma.img
 	$(QEMU_ENV) scripts/dma-test $< $(OUT)/dma-disk.img $(OUT)/dma.log
+
+# The board-neutral systems (the demo has no devices; the integration
+# example neither) for this board: what make compose-boards builds per board.
+board-images: image $(OUT)/integration.img
+
+compose-boards:
+	MICROKIT_SDK=$(MICROKIT_SDK) scripts/compose-boards $(MICROKIT_CONFIG) $(COMPOSE_BOARDS)
 
 compose-test: pds compose $(C_PDS)
 	MICROKIT_SDK=$(MICROKIT_SDK) scripts/compose-test $(COMPOSE) $(PD_ELF_DIR) $(MICROKIT_BOARD) $(MICROKIT_CONFIG)
