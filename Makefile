@@ -225,6 +225,7 @@ $(OUT)/bench.img: pds compose
 # (tools/bench/src/bin/qemu-table.rs); its figures also as BENCH lines for
 # make plots. MICROKIT_CONFIG=release measures the release kernel.
 qemu-bench: $(OUT)/bench.img
+	@[ "$(MICROKIT_BOARD)" = qemu_virt_aarch64 ] || { echo "qemu-bench: qemu_virt_aarch64 only (the bench PD reads the Arm generic timer, bench/system.xml maps its PL011)"; exit 1; }
 	$(CARGO) build --release -q -p capbuf-bench --bin qemu-table
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-bench $< $(OUT)/bench.log
 	target/release/qemu-table $(OUT)/bench.log $(MICROKIT_CONFIG) --bench-out $(OUT)/qemu-bench.txt | tee $(OUT)/qemu-bench.md
