@@ -12,6 +12,9 @@
 #   make compose-test  check capbuf-compose refuses broken system.xml variants and composes
 #                    the SDK's examples as the SDK's microkit does (scripts/compose-examples)
 #   make integration-test  boot the smallest system with capbuf (docs/integration.md)
+#   make test-boards the demo and the integration system booted on the other boards QEMU
+#                    runs (qemu_virt_riscv64, x86_64_generic); .ci/run runs it after make test
+#   make board-test  the same on MICROKIT_BOARD alone
 #   make compose-boards  compose the demo and the integration example for the real boards
 #                    (COMPOSE_BOARDS, default maaxboard odroidc4), pools placed in each
 #                    board's RAM; needs only the SDK (scripts/compose-boards)
@@ -32,19 +35,42 @@
 MICROKIT_BOARD ?= qemu_virt_aarch64
 MICROKIT_CONFIG ?= debug
 BUILD_DIR ?= build
-QEMU ?= qemu-system-aarch64
 QEMU_TIMEOUT ?= 120
 CARGO ?= cargo
+
+# What differs per board, in one place: the architecture (the PDs' target
+# spec pds/support/<arch>-sel4-microkit.json), the C cross compiler and its
+# flags (those of the SDK's example/hello Makefile), and QEMU (its command
+# line is in scripts/board-qemu). maaxboard and odroidc4 compose only.
+BOARDS_IN_QEMU := qemu_virt_aarch64 qemu_virt_riscv64 x86_64_generic
+ifeq ($(MICROKIT_BOARD),qemu_virt_riscv64)
+  ARCH := riscv64
+  CROSS_COMPILE ?= riscv64-unknown-elf-
+  C_ARCH_FLAGS := -march=rv64imafdc_zicsr_zifencei -mabi=lp64d -mcmodel=medany
+  QEMU ?= qemu-system-riscv64
+else ifeq ($(MICROKIT_BOARD),x86_64_generic)
+  ARCH := x86_64
+  CROSS_COMPILE ?= x86_64-linux-gnu-
+  C_ARCH_FLAGS := -march=x86-64 -mtune=generic
+  QEMU ?= qemu-system-x86_64
+else
+  ARCH := aarch64
+  CROSS_COMPILE ?= aarch64-linux-gnu-
+  C_ARCH_FLAGS := -mstrict-align
+  QEMU ?= qemu-system-aarch64
+endif
 
 OUT := $(BUILD_DIR)/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
 SETUP_MK := $(OUT)/setup.mk
 SETUP := scripts/setup --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) --output $(SETUP_MK)
 SYSTEM_TARGETS := check-sdk pds memsrv compose image region-image run qemu-test compose-test qemu-bench integration-test dma-test \
-                  board-images compose-boards
+                  board-test board-images compose-boards
+# Boards besides the default one whose demo boots in QEMU (make test-boards).
+OTHER_BOARDS := qemu_virt_riscv64 x86_64_generic
 # The real boards capbuf's images are composed for (make compose-boards).
 COMPOSE_BOARDS ?= maaxboard odroidc4
 
-.PHONY: all test host-test fuzz-long exhaustive-deep bench plots header setup $(SYSTEM_TARGETS) clean
+.PHONY: all test test-boards host-test fuzz-long exhaustive-deep bench plots header setup $(SYSTEM_TARGETS) clean
 all: host-test
 
 host-test:
@@ -83,6 +109,19 @@ plots:
 clean:
 	rm -rf $(BUILD_DIR) target pds/target tools/compose/target tools/plots/target
 
+# Each board in its own make, set up for it (its packages are installed then).
+# Skipped with a banner, as make test's system tests, when set-up cannot work here.
+test-boards:
+	@for board in $(OTHER_BOARDS); do \
+		scripts/setup --board $$board --config $(MICROKIT_CONFIG) --output $(BUILD_DIR)/$$board-$(MICROKIT_CONFIG)/setup.mk; \
+		status=$$?; \
+		if [ $$status -eq 3 ]; then echo "SKIPPED: board-test on $$board: the SDK or its packages could not be set up"; continue; fi; \
+		[ $$status -eq 0 ] || exit $$status; \
+		start=$$(date +%s); \
+		$(MAKE) --no-print-directory MICROKIT_BOARD=$$board CAPBUF_SETUP_DONE=1 board-test || exit 1; \
+		echo "test-boards: $$board: built and booted in $$(( $$(date +%s) - start )) s"; \
+	done
+
 ifeq ($(CAPBUF_SETUP_DONE),)
 # First pass: set up, then run the system target again with the fragment.
 setup:
@@ -120,27 +159,35 @@ include $(SETUP_MK)
 # Second pass: scripts/setup has chosen the SDK, rustc, linker and git sources.
 SDK_CONFIG_DIR := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 PD_TARGET_DIR := $(abspath $(OUT))/pds
-PD_ELF_DIR := $(PD_TARGET_DIR)/aarch64-sel4-microkit/release
+PD_TARGET := $(ARCH)-sel4-microkit
+PD_ELF_DIR := $(PD_TARGET_DIR)/$(PD_TARGET)/release
 COMPOSE := tools/compose/target/release/capbuf-compose
 IMAGE := $(OUT)/loader.img
 REGION_IMAGE := $(OUT)/region-paddr.img
 PD_FLAGS := -Z build-std=core,alloc,compiler_builtins -Z build-std-features=compiler-builtins-mem \
-            -Z unstable-options -Z json-target-spec --target support/aarch64-sel4-microkit.json --release
+            -Z unstable-options -Z json-target-spec --target support/$(PD_TARGET).json --release
 # RUSTC is set by the fragment when the pinned nightly is missing: a
 # distribution rustc with its sources, -Z flags unlocked, rustup's cargo run
 # with any installed toolchain, and the system's ld.lld.
 ifneq ($(RUSTC),)
   PD_ENV := RUSTC=$(RUSTC) RUSTC_BOOTSTRAP=1 RUSTUP_TOOLCHAIN=$(or $(RUSTUP_TOOLCHAIN),stable) \
-            CARGO_TARGET_AARCH64_SEL4_MICROKIT_LINKER=$(CAPBUF_LINKER)
+            CARGO_TARGET_$(shell echo $(PD_TARGET) | tr a-z- A-Z_)_LINKER=$(CAPBUF_LINKER)
 endif
 PD_BUILD = cd pds && env $(PD_ENV) SEL4_INCLUDE_DIRS=$(abspath $(SDK_CONFIG_DIR))/include \
 		$(CARGO) build $(PD_FLAGS) --target-dir $(PD_TARGET_DIR)
+
+# The in-QEMU benchmark PD reads the Arm generic timer: built on AArch64 only.
+ifneq ($(ARCH),aarch64)
+  PD_ALL := --workspace --exclude bench
+endif
+# What scripts/qemu-test and scripts/board-qemu need to know of the board.
+QEMU_ENV := MICROKIT_BOARD=$(MICROKIT_BOARD) SDK_BOARD_DIR=$(SDK_CONFIG_DIR) QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT)
 
 check-sdk:
 	@echo "Microkit SDK $(MICROKIT_SDK) ($(CAPBUF_SDK_FROM)), board $(MICROKIT_BOARD), config $(MICROKIT_CONFIG): ready"
 
 pds:
-	$(PD_BUILD)
+	$(PD_BUILD) $(PD_ALL)
 
 memsrv:
 	$(PD_BUILD) -p memsrv
@@ -151,8 +198,7 @@ compose:
 
 # C protection domains: the board's cross compiler against the SDK's
 # libmicrokit, in the dialect libmicrokit is built with.
-CROSS_COMPILE ?= aarch64-linux-gnu-
-C_FLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -ffreestanding -nostdlib -fno-pie -mstrict-align \
+C_FLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g -ffreestanding -nostdlib -fno-pie $(C_ARCH_FLAGS) \
            -I$(SDK_CONFIG_DIR)/include -Iinclude
 C_PDS := $(PD_ELF_DIR)/cdemo.elf $(PD_ELF_DIR)/worker.elf
 
@@ -195,17 +241,23 @@ $(OUT)/bench.img: pds compose
 # (tools/bench/src/bin/qemu-table.rs); its figures also as BENCH lines for
 # make plots. MICROKIT_CONFIG=release measures the release kernel.
 qemu-bench: $(OUT)/bench.img
+	@[ "$(MICROKIT_BOARD)" = qemu_virt_aarch64 ] || { echo "qemu-bench: qemu_virt_aarch64 only (the bench PD reads the Arm generic timer, bench/system.xml maps its PL011)"; exit 1; }
 	$(CARGO) build --release -q -p capbuf-bench --bin qemu-table
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-bench $< $(OUT)/bench.log
 	target/release/qemu-table $(OUT)/bench.log $(MICROKIT_CONFIG) --bench-out $(OUT)/qemu-bench.txt | tee $(OUT)/qemu-bench.md
 
 run: image
-	$(QEMU) -machine virt,virtualization=on -cpu cortex-a53 -nographic -nic none -serial mon:stdio \
-		-device loader,file=$(IMAGE),addr=0x70000000,cpu-num=0 -m size=2G
+	$(QEMU_ENV) scripts/board-qemu $(MICROKIT_BOARD) $(IMAGE)
 
 qemu-test: image region-image
-	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-test $(IMAGE) $(OUT)/qemu.log
-	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-test $(REGION_IMAGE) $(OUT)/qemu-region-paddr.log tests/region-paddr.expect
+	$(QEMU_ENV) scripts/qemu-test $(IMAGE) $(OUT)/qemu.log
+	$(QEMU_ENV) scripts/qemu-test $(REGION_IMAGE) $(OUT)/qemu-region-paddr.log tests/region-paddr.expect
+
+# The demo and the integration system on MICROKIT_BOARD (make test-boards runs
+# it for each of OTHER_BOARDS). tests/region-paddr.system and the virtio-blk
+# DMA test place memory at qemu_virt_aarch64's addresses: AArch64 only.
+board-test: image integration-test
+	$(QEMU_ENV) scripts/qemu-test $(IMAGE) $(OUT)/qemu.log
 
 $(OUT)/integration.img: memsrv compose $(PD_ELF_DIR)/app.elf examples/integration/system.xml
 	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) examples/integration/system.xml --board $(MICROKIT_BOARD) \
@@ -213,7 +265,7 @@ $(OUT)/integration.img: memsrv compose $(PD_ELF_DIR)/app.elf examples/integratio
 
 # The system docs/integration.md walks through, built and booted.
 integration-test: $(OUT)/integration.img
-	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-test $< $(OUT)/integration.log examples/integration/expect
+	$(QEMU_ENV) scripts/qemu-test $< $(OUT)/integration.log examples/integration/expect
 
 $(OUT)/dma.img: pds compose examples/dma/system.xml
 	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) examples/dma/system.xml --board $(MICROKIT_BOARD) \
@@ -222,7 +274,7 @@ $(OUT)/dma.img: pds compose examples/dma/system.xml
 # The virtio-blk driver (pds/demo/blk) against QEMU's disk: reads and writes
 # through uncached and cached capbuf buffers; the disk image is checked after.
 dma-test: $(OUT)/dma.img
-	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/dma-test $< $(OUT)/dma-disk.img $(OUT)/dma.log
+	$(QEMU_ENV) scripts/dma-test $< $(OUT)/dma-disk.img $(OUT)/dma.log
 
 # The board-neutral systems (the demo has no devices; the integration
 # example neither) for this board: what make compose-boards builds per board.

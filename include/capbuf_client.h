@@ -333,15 +333,16 @@ static inline uint64_t capbuf_quiesce(capbuf_t *cb, capbuf_id_t id)
  * a range to write (so no dirty line is later evicted over its data). Call
  * capbuf_sync_for_cpu after the device wrote a range, before the CPU reads it.
  * Both check that `len` bytes at `offset` lie inside `view`
- * (CAPBUF_CLIENT_ERR_RANGE otherwise), run the AArch64 instruction on each
+ * (CAPBUF_CLIENT_ERR_RANGE otherwise), run, on AArch64, the instruction on each
  * cache line of the range (dc cvac: clean; dc civac: clean and invalidate;
  * user mode may run them as the SDK's kernels are built with
  * KernelAArch64UserCacheEnable), then dsb sy. dc ivac is not allowed at EL0,
  * so do not write a device-written range, nor other bytes in its first and
  * last lines, while the device owns it: keep such ranges line-aligned. On an
  * UNCACHED view no line is touched, only the barrier runs. QEMU's TCG models
- * no caches, so a missing call shows only on hardware. Elsewhere than
- * AArch64 (hosts, where this header is tested) only the barrier runs. */
+ * no caches, so a missing call shows only on hardware. On RISC-V and x86-64,
+ * whose DMA is coherent, and on hosts (where this header is tested) only the
+ * barrier runs; CAPBUF_SYNC_INSTRUCTIONS names what runs. */
 
 /* The cache lines [*first, *end) covering `len` bytes at `offset` of `view`,
  * for lines of `line_size` bytes (a power of two); none (first == end) for
@@ -363,6 +364,8 @@ static inline uint64_t capbuf_cache_lines(const capbuf_view_t *view, uint64_t of
 }
 
 #if defined(__aarch64__)
+/* The instructions, as the demo reports them. */
+#define CAPBUF_SYNC_INSTRUCTIONS "dc cvac, dc civac"
 /* Smallest data cache line, from CTR_EL0.DminLine (the kernel lets EL0 read it). */
 static inline uint64_t capbuf_arch_line_size(void)
 {
@@ -382,7 +385,41 @@ static inline void capbuf_arch_barrier(void)
 {
     __asm__ volatile("dsb sy" : : : "memory");
 }
+#elif defined(__riscv) || defined(__x86_64__)
+/* DMA is coherent with the CPU's caches on x86-64 (devices snoop them) and on
+ * qemu_virt_riscv64 (the RISC-V platforms seL4 supports have coherent DMA; a
+ * non-coherent one would need Zicbom's cbo.clean/cbo.flush, which user mode
+ * may run only when the kernel sets senvcfg.CBCFE, and seL4 16.0.0 does
+ * not). So no line is touched; the barrier orders the CPU's memory accesses
+ * before the device register access that follows (RISC-V: fence iorw,iorw;
+ * x86-64: mfence). */
+#if defined(__riscv)
+#define CAPBUF_SYNC_INSTRUCTIONS "coherent: fence iorw,iorw"
 #else
+#define CAPBUF_SYNC_INSTRUCTIONS "coherent: mfence"
+#endif
+static inline uint64_t capbuf_arch_line_size(void)
+{
+    return 64;
+}
+static inline void capbuf_arch_clean(uintptr_t line)
+{
+    (void)line;
+}
+static inline void capbuf_arch_clean_invalidate(uintptr_t line)
+{
+    (void)line;
+}
+static inline void capbuf_arch_barrier(void)
+{
+#if defined(__riscv)
+    __asm__ volatile("fence iorw, iorw" : : : "memory");
+#else
+    __asm__ volatile("mfence" : : : "memory");
+#endif
+}
+#else
+#define CAPBUF_SYNC_INSTRUCTIONS "host: fence only"
 static inline uint64_t capbuf_arch_line_size(void)
 {
     return 64;

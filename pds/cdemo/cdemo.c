@@ -76,7 +76,7 @@ static void share_ours(void)
         fail("a sync past the end was not refused", err);
         return;
     }
-    microkit_dbg_puts("cdemo: sync_for_device and sync_for_cpu ran from C (dc cvac, dc civac); past the end: ");
+    microkit_dbg_puts("cdemo: sync_for_device and sync_for_cpu ran from C (" CAPBUF_SYNC_INSTRUCTIONS "); past the end: ");
     microkit_dbg_puts(capbuf_error_name(err));
     microkit_dbg_puts("\n");
     if ((err = capbuf_grant(&cb, mine, PRODUCER_CLIENT_ID, CAPBUF_RIGHTS_READ_WRITE)) != CAPBUF_OK) {
@@ -99,7 +99,17 @@ static void share_ours(void)
 static uint64_t probe(uintptr_t address)
 {
     uint64_t value = NOT_READ;
+#if defined(__aarch64__)
     __asm__ volatile("ldr %0, [%1]" : "+r"(value) : "r"(address) : "memory");
+#elif defined(__riscv)
+    /* Uncompressed: 4 bytes, as the supervisor steps (PROBE_LENGTH). */
+    __asm__ volatile(".option push\n.option norvc\nld %0, 0(%1)\n.option pop" : "+r"(value) : "r"(address) : "memory");
+#elif defined(__x86_64__)
+    /* mov rax, [rcx] (48 8b 01): 3 bytes, as the supervisor steps (PROBE_LENGTH). */
+    __asm__ volatile(".byte 0x48, 0x8b, 0x01" : "+a"(value) : "c"(address) : "memory");
+#else
+#error "no probe for this architecture"
+#endif
     return value;
 }
 

@@ -246,7 +246,7 @@ impl Model {
         Ok(())
     }
 
-    /// Corresponds to `seL4_ARM_Page_GetAddress` by the client on its
+    /// Corresponds to `seL4_ARM_Page_GetAddress` (RISC-V, x86: the same) by the client on its
     /// capability pointer `cptr`: any frame capability answers.
     pub fn client_get_address(&self, client: usize, cptr: u64) -> Result<u64, KernelError> {
         let cap = self.resolve(client, cptr)?;
@@ -257,7 +257,7 @@ impl Model {
         }
     }
 
-    /// Corresponds to `seL4_ARM_Page_Map` by the client of a frame capability
+    /// Corresponds to `seL4_ARM_Page_Map` (RISC-V, x86: the same) by the client of a frame capability
     /// it holds (`cptr`) into its own VSpace, with attributes of its choosing.
     pub fn client_map_frame(
         &mut self,
@@ -270,7 +270,7 @@ impl Model {
         self.map_frame_cap(cap, client, vaddr, attributes)
     }
 
-    /// Corresponds to `seL4_ARM_PageTable_Map` by the client.
+    /// Corresponds to `seL4_ARM_PageTable_Map` (RISC-V, x86: the same) by the client.
     pub fn client_map_page_table(&mut self, client: usize, cptr: u64, vaddr: u64) -> Result<(), KernelError> {
         let cap = self.resolve(client, cptr)?;
         self.map_page_table_cap(cap, client, vaddr)
@@ -283,6 +283,9 @@ impl Model {
         }
         if vaddr % LARGE != 0 {
             return Err(error::INVALID_ARGUMENT);
+        }
+        if !self.architecture().directory_present(vaddr) {
+            return Err(error::FAILED_LOOKUP);
         }
         let space = &mut self.clients[client];
         if space.page_tables.contains_key(&vaddr) || space.frames.contains_key(&vaddr) {
@@ -310,6 +313,10 @@ impl Model {
         if vaddr % size != 0 {
             return Err(error::INVALID_ARGUMENT);
         }
+        if !self.architecture().directory_present(vaddr) {
+            return Err(error::FAILED_LOOKUP);
+        }
+        let cached = attributes.cached || !self.architecture().uncached_mappings;
         let space = &mut self.clients[client];
         let table = vaddr & !(LARGE - 1);
         if size == LARGE {
@@ -325,7 +332,7 @@ impl Model {
             }
         }
         let rights = self.cap(cap).rights.min(attributes.rights);
-        self.clients[client].frames.insert(vaddr, (cap, rights, attributes.cached));
+        self.clients[client].frames.insert(vaddr, (cap, rights, cached));
         self.caps[cap].as_mut().expect("live cap").mapped = Some((client, vaddr));
         Ok(())
     }

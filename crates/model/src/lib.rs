@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use capbuf_protocol::{inner_bits, Invocation, Rights, MEMSRV_TABLE_VSPACES, ROOT_CNODE_BITS};
 use capbuf_server::kernel::RETYPE_FAN_OUT_LIMIT;
-use capbuf_server::{CapRef, Kernel, KernelError, MapAttributes, Object, Slot};
+use capbuf_server::{arch, Architecture, CapRef, Kernel, KernelError, MapAttributes, Object, Slot};
 
 mod client;
 mod fingerprint;
@@ -130,6 +130,8 @@ pub struct Model {
     /// Invocation counts.
     pub counts: Counts,
     injector: inject::Injector,
+    /// The architecture whose translation rules the model applies.
+    architecture: Architecture,
 }
 
 impl Model {
@@ -137,6 +139,8 @@ impl Model {
     /// capabilities in its first slots, and `clients` clients, whose VSpace
     /// capabilities are in table slots from [`MEMSRV_TABLE_VSPACES`] on, as
     /// capbuf-compose places them.
+    /// Its translation rules are AArch64's; [`Model::on`] chooses another
+    /// architecture's.
     pub fn new(table_bits: u64, pools: &[(u64, u64)], clients: usize) -> Model {
         let mut model = Model {
             table_bits,
@@ -147,6 +151,7 @@ impl Model {
             memory: BTreeMap::new(),
             counts: Counts::default(),
             injector: inject::Injector::default(),
+            architecture: arch::AARCH64,
         };
         for (i, &(physical_address, size_bits)) in pools.iter().enumerate() {
             let object = model.new_object(Kind::Untyped { watermark: 0 }, physical_address, size_bits as u32);
@@ -160,6 +165,21 @@ impl Model {
             model.table[slot as usize] = Some(cap);
         }
         model
+    }
+
+    /// The same model applying `architecture`'s translation rules: a
+    /// mapping (frame or last-level table) is refused with
+    /// `seL4_FailedLookup` outside the 1 GiB whose table the client's program
+    /// image made, and an uncached mapping is cacheable where the page
+    /// tables cannot say otherwise (RISC-V).
+    pub fn on(mut self, architecture: Architecture) -> Model {
+        self.architecture = architecture;
+        self
+    }
+
+    /// The architecture whose rules the model applies.
+    pub fn architecture(&self) -> Architecture {
+        self.architecture
     }
 
     fn new_object(&mut self, kind: Kind, physical_address: u64, size_bits: u32) -> ObjectId {

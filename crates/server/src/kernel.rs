@@ -13,11 +13,15 @@ pub enum Object {
         /// Its size, `2^size_bits` bytes.
         size_bits: u32,
     },
-    /// A 4 KiB frame (`seL4_ARM_SmallPageObject`).
+    /// A 4 KiB frame: the granule (`seL4_ARM_SmallPageObject`,
+    /// `seL4_RISCV_4K_Page`, `seL4_X86_4K`).
     SmallFrame,
-    /// A 2 MiB frame (`seL4_ARM_LargePageObject`).
+    /// A 2 MiB frame (`seL4_ARM_LargePageObject`, `seL4_RISCV_Mega_Page`,
+    /// `seL4_X86_LargePageObject`).
     LargeFrame,
-    /// A page table (`seL4_ARM_PageTableObject`), 4 KiB.
+    /// A last-level translation table, 4 KiB, whose 512 entries map 4 KiB
+    /// frames over 2 MiB (`seL4_ARM_PageTableObject`,
+    /// `seL4_RISCV_PageTableObject`, `seL4_X86_PageTableObject`).
     PageTable,
     /// A CNode (`seL4_CapTableObject`).
     CNode {
@@ -27,7 +31,8 @@ pub enum Object {
 }
 
 impl Object {
-    /// Size of the object as a power of two, in bytes, on AArch64.
+    /// Size of the object as a power of two, in bytes (the same on AArch64,
+    /// RISC-V and x86-64: see [`crate::arch`]).
     pub const fn size_bits(self) -> u32 {
         match self {
             Object::Untyped { size_bits } => size_bits,
@@ -117,8 +122,9 @@ impl Failure {
 pub struct MapAttributes {
     /// Access rights of the mapping.
     pub rights: Rights,
-    /// Cacheable (`seL4_ARM_Default_VMAttributes`) or not (device/uncached).
-    /// Never executable.
+    /// Cacheable, or uncached where the architecture's mappings can say so
+    /// ([`crate::arch::Architecture::uncached_mappings`]). Never executable
+    /// where the architecture can say so.
     pub cached: bool,
 }
 
@@ -146,12 +152,14 @@ pub trait Kernel {
     /// Corresponds to `seL4_CNode_Delete`.
     fn delete(&mut self, slot: Slot) -> Result<(), KernelError>;
 
-    /// Corresponds to `seL4_ARM_PageTable_Map`: map the page table at `table`
-    /// into the VSpace whose capability is in table slot `vspace`, covering
-    /// the 2 MiB at `vaddr`.
+    /// Corresponds to `seL4_ARM_PageTable_Map`, `seL4_RISCV_PageTable_Map`
+    /// or `seL4_X86_PageTable_Map`: map the last-level table at `table` into
+    /// the VSpace whose capability is in table slot `vspace`, covering the
+    /// 2 MiB at `vaddr`.
     fn map_page_table(&mut self, table: CapRef, vspace: Slot, vaddr: u64) -> Result<(), KernelError>;
 
-    /// Corresponds to `seL4_ARM_Page_Map`: map the frame at `frame` into the
+    /// Corresponds to `seL4_ARM_Page_Map`, `seL4_RISCV_Page_Map` or
+    /// `seL4_X86_Page_Map`: map the frame at `frame` into the
     /// VSpace in table slot `vspace` at `vaddr`. The mapping lives as long as
     /// that frame capability: deleting it (or revoking anything it derives
     /// from) unmaps it.

@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod arch;
 pub mod kernel;
 pub mod layout;
 pub mod placement;
@@ -47,6 +48,7 @@ pub mod window;
 
 /// The `NODES` a [`Server`] needs for pools of up to `2^order` pages.
 pub use capbuf_pool::nodes_for as pool_nodes;
+pub use arch::Architecture;
 pub use kernel::{CapRef, Failure, Kernel, KernelError, MapAttributes, Object, Slot};
 pub use layout::FrameLayout;
 pub use placement::{place_pools, Unplaceable};

@@ -144,10 +144,12 @@ impl Memory for Capbuf {
 ///
 /// Needed only for buffers allocated without `UNCACHED` that a device which
 /// does not snoop the CPU's caches reads or writes; on an `UNCACHED` buffer
-/// both calls check the range, issue the barrier and touch no line. Both run
-/// user-mode AArch64 cache instructions by virtual address over the range's
-/// lines (the SDK's kernels are built with `KernelAArch64UserCacheEnable`),
-/// then `dsb sy`, so they need no capability and no call to memsrv. Ranges
+/// both calls check the range, issue the barrier and touch no line. On
+/// AArch64 both run user-mode cache instructions by virtual address over the
+/// range's lines (the SDK's kernels are built with
+/// `KernelAArch64UserCacheEnable`), then `dsb sy`, so they need no capability
+/// and no call to memsrv; on RISC-V and x86-64, whose DMA is coherent, they
+/// check the range and issue the barrier only (see `mod cache`). Ranges
 /// are checked against the attachment: [`ClientError::OutOfRange`] past its
 /// end, `NotAttached` for a buffer this client has not attached.
 ///
@@ -226,7 +228,13 @@ mod cache {
     }
 }
 
-/// Other architectures: no user-mode cache maintenance here, only the fence.
+/// RISC-V and x86-64: DMA is coherent with the CPU's caches (x86-64 devices
+/// snoop them; the RISC-V platforms seL4 supports, `qemu_virt_riscv64`
+/// among them, are coherent, and a non-coherent one would need Zicbom's
+/// `cbo.clean`/`cbo.flush`, which user mode may run only if the kernel sets
+/// `senvcfg.CBCFE`: seL4 16.0.0 does not). No line is touched; the barrier
+/// orders the CPU's memory accesses before the device register access that
+/// follows (`fence iorw, iorw`; `mfence`).
 #[cfg(not(target_arch = "aarch64"))]
 mod cache {
     pub fn line_size() -> u64 {
@@ -234,6 +242,17 @@ mod cache {
     }
     pub fn clean(_address: u64) {}
     pub fn clean_invalidate(_address: u64) {}
+    #[cfg(target_arch = "riscv64")]
+    pub fn barrier() {
+        // SAFETY: a fence; no memory access of its own.
+        unsafe { core::arch::asm!("fence iorw, iorw", options(nostack, preserves_flags)) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    pub fn barrier() {
+        // SAFETY: a fence; no memory access of its own.
+        unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) };
+    }
+    #[cfg(not(any(target_arch = "riscv64", target_arch = "x86_64")))]
     pub fn barrier() {
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
     }

@@ -21,13 +21,36 @@
 #![feature(used_with_arg)]
 
 use capbuf_protocol::{
-    inner_bits, inner_cptr, table_cptr, Config, Rights, CONFIG_WORDS, MAX_MESSAGE_WORDS, MAX_POOL_BITS,
-    MEMSRV_TABLE_CPTR, PAGE_BITS, ROOT_SLOT_SHIFT,
+    inner_bits, inner_cptr, table_cptr, Config, Rights, CONFIG_WORDS, LARGE_PAGE_BITS, MAX_MESSAGE_WORDS,
+    MAX_POOL_BITS, MEMSRV_TABLE_CPTR, PAGE_BITS, ROOT_SLOT_SHIFT,
 };
 use capbuf_server::{CapRef, Kernel, KernelError, MapAttributes, Object, Server, Slot};
 use sel4_microkit::{
     debug_println, protection_domain, var, Channel, ChannelSet, Child, Handler, Infallible, MessageInfo,
 };
+
+/// What differs between architectures: mapping attributes and the counter.
+#[cfg_attr(target_arch = "aarch64", path = "arch/aarch64.rs")]
+#[cfg_attr(target_arch = "riscv64", path = "arch/riscv64.rs")]
+#[cfg_attr(target_arch = "x86_64", path = "arch/x86_64.rs")]
+mod arch;
+
+/// A 2 MiB frame: `LargePage` on Arm and x86, `MegaPage` on RISC-V.
+const LARGE_PAGE: sel4::FrameObjectType = match sel4::FrameObjectType::from_bits(LARGE_PAGE_BITS as usize) {
+    Some(large) => large,
+    None => panic!("no 2 MiB frames on this architecture"),
+};
+
+/// The last-level translation table, whose entries are 4 KiB frames and
+/// which one entry of the level above maps over 2 MiB: `PT` on AArch64
+/// (level 3 of 4), `PageTable` on RISC-V Sv39 (level 2 of 3) and x86-64
+/// (level 3 of 4). The levels above it are the client's own: its program
+/// image at 0x200000 lies in the same 1 GiB as capbuf's window.
+const LAST_LEVEL_TABLE: sel4::TranslationTableObjectType =
+    match sel4::TranslationTableObjectType::from_level(sel4::vspace_levels::NUM_LEVELS - 1) {
+        Some(table) => table,
+        None => panic!("no last-level translation table"),
+    };
 
 /// Pool trees sized for the largest pool memsrv accepts (1 byte per page).
 const NODES: usize = capbuf_server::pool_nodes(MAX_POOL_BITS - PAGE_BITS);
@@ -88,13 +111,12 @@ impl SeL4 {
 
 impl Kernel for SeL4 {
     fn retype(&mut self, untyped: Slot, object: Object, dest: CapRef, count: u32) -> Result<(), KernelError> {
-        use sel4::{ObjectBlueprint as B, ObjectBlueprintArm as Arm};
         let blueprint = match object {
-            Object::Untyped { size_bits } => B::Untyped { size_bits: size_bits as usize },
-            Object::SmallFrame => B::Arch(Arm::SmallPage),
-            Object::LargeFrame => B::Arch(Arm::LargePage),
-            Object::PageTable => B::Arch(Arm::PT),
-            Object::CNode { radix } => B::CNode { size_bits: radix as usize },
+            Object::Untyped { size_bits } => sel4::ObjectBlueprint::Untyped { size_bits: size_bits as usize },
+            Object::SmallFrame => sel4::FrameObjectType::GRANULE.blueprint(),
+            Object::LargeFrame => LARGE_PAGE.blueprint(),
+            Object::PageTable => LAST_LEVEL_TABLE.blueprint(),
+            Object::CNode { radix } => sel4::ObjectBlueprint::CNode { size_bits: radix as usize },
         };
         let (node, offset) = match dest {
             CapRef::Table(slot) => (table().absolute_cptr_for_self(), slot),
@@ -123,8 +145,16 @@ impl Kernel for SeL4 {
 
     fn map_page_table(&mut self, table: CapRef, vspace: Slot, vaddr: u64) -> Result<(), KernelError> {
         let vspace = sel4::cap::VSpace::from_bits(self.cptr(CapRef::Table(vspace)));
-        let table = sel4::cap::PT::from_bits(self.cptr(table));
-        invoke(|| table.pt_map(vspace, vaddr as usize, sel4::VmAttributes::default())).map_err(error)
+        let table = sel4::cap::UnspecifiedIntermediateTranslationTable::from_bits(self.cptr(table));
+        invoke(|| {
+            table.generic_intermediate_translation_table_map(
+                LAST_LEVEL_TABLE,
+                vspace,
+                vaddr as usize,
+                sel4::VmAttributes::default(),
+            )
+        })
+        .map_err(error)
     }
 
     fn map_frame(
@@ -135,11 +165,10 @@ impl Kernel for SeL4 {
         attributes: MapAttributes,
     ) -> Result<(), KernelError> {
         let vspace = sel4::cap::VSpace::from_bits(self.cptr(CapRef::Table(vspace)));
-        let cache = if attributes.cached { sel4::VmAttributes::default() } else { sel4::VmAttributes::NONE };
         // Small or large, the map invocation is the same.
-        let frame = sel4::cap::SmallPage::from_bits(self.cptr(frame));
+        let frame = sel4::cap::UnspecifiedPage::from_bits(self.cptr(frame));
         let rights = cap_rights(attributes.rights);
-        invoke(|| frame.frame_map(vspace, vaddr as usize, rights, cache | sel4::VmAttributes::EXECUTE_NEVER))
+        invoke(|| frame.frame_map(vspace, vaddr as usize, rights, arch::map_attributes(attributes.cached)))
             .map_err(error)
     }
 }
@@ -157,15 +186,6 @@ fn bench_counters() -> usize {
     *var!(#[used(linker)] bench_counters: usize = 0)
 }
 
-/// The physical counter (`CNTPCT_EL0`), for the benchmark's counters only.
-fn ticks() -> u64 {
-    let value: u64;
-    // SAFETY: reads a system register user code may read; `isb` keeps the
-    // read from moving across the counted code.
-    unsafe { core::arch::asm!("isb", "mrs {}, cntpct_el0", "isb", out(reg) value, options(nomem, nostack)) };
-    value
-}
-
 /// Run one kernel invocation, adding its ticks to the benchmark's counter 2
 /// when there are counters.
 fn invoke<T>(call: impl FnOnce() -> T) -> T {
@@ -173,9 +193,9 @@ fn invoke<T>(call: impl FnOnce() -> T) -> T {
     if counters == 0 {
         return call();
     }
-    let start = ticks();
+    let start = arch::ticks();
     let result = call();
-    add_ticks(counters, 2, ticks() - start);
+    add_ticks(counters, 2, arch::ticks() - start);
     result
 }
 
@@ -238,7 +258,7 @@ impl Handler for Memsrv {
 
     fn protected(&mut self, channel: Channel, msg_info: MessageInfo) -> Result<MessageInfo, Self::Error> {
         let counters = bench_counters();
-        let entered = if counters != 0 { ticks() } else { 0 };
+        let entered = if counters != 0 { arch::ticks() } else { 0 };
         let info = msg_info.inner();
         // Read no more registers than a request may have; a longer message is
         // refused by length, never read past.
@@ -249,10 +269,10 @@ impl Handler for Memsrv {
             let error = capbuf_protocol::Error::UnknownCaller.code();
             return Ok(MessageInfo::from_inner(sel4::MessageInfo::new(error, 0, 0, 0)));
         };
-        let handling = if counters != 0 { ticks() } else { 0 };
+        let handling = if counters != 0 { arch::ticks() } else { 0 };
         let outcome = server.handle(channel.index() as u64, info.label(), &words[..count], info.extra_caps());
         if counters != 0 {
-            add_ticks(counters, 1, ticks() - handling);
+            add_ticks(counters, 1, arch::ticks() - handling);
         }
         let freed_all = VERBOSE
             && matches!(outcome.result, Ok(_))
@@ -325,7 +345,7 @@ impl Handler for Memsrv {
             self.report_pools("all buffers freed");
         }
         if counters != 0 {
-            add_ticks(counters, 0, ticks() - entered);
+            add_ticks(counters, 0, arch::ticks() - entered);
         }
         Ok(MessageInfo::from_inner(reply))
     }

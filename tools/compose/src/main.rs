@@ -131,13 +131,6 @@ fn run() -> Result<(), String> {
 
     let extension = extension::parse(&xml)?;
     if let Some(extension) = &extension {
-        if arch == Arch::X86_64 {
-            return Err(format!(
-                "system.xml {}: <capbuf> is not supported on x86-64 boards such as '{}': the tool has no static \
-                 memory map there to place and check memsrv's pools in, and memsrv is built for AArch64 only",
-                extension.location, args.board
-            ));
-        }
         if config.fan_out_limit < RETYPE_FAN_OUT_LIMIT as u64 {
             return Err(format!(
                 "system.xml {}: <capbuf> cannot be supported by this kernel: its retype fan-out limit is {}, \
@@ -218,14 +211,28 @@ fn loader_range(loader_elf_path: &Path, kernel_elf: &ElfFile) -> Result<Range<u6
 
 /// The board's RAM as the SDK describes it (`platform_gen.json`, read by the
 /// microkit tool's library), what the kernel leaves of it, and the loader.
+///
+/// x86-64 boards have no static memory map (the kernel learns RAM from the
+/// boot loader), so nothing is known to check a pool's `phys_addr` against,
+/// and pools without one are placed in [`X86_POOL_MEMORY`].
 fn board_memory(config: &Config, boot: Option<&Boot>) -> Memory {
     let ram = config.normal_regions.iter().flatten().map(|r| r.start..r.end).collect();
-    let Some(boot) = boot else { return Memory { ram, free: None, reserved: Vec::new() } };
+    let Some(boot) = boot else {
+        return Memory { ram: vec![0..u64::MAX], free: Some(vec![X86_POOL_MEMORY]), reserved: Vec::new() };
+    };
     let free = boot.available.regions.iter().map(|r| r.base..r.end).collect();
     let loader = &boot.loader;
     let what = format!("the loader and the kernel it carries at [{:#x}..{:#x})", loader.start, loader.end);
     Memory { ram, free: Some(free), reserved: vec![(what, loader.clone())] }
 }
+
+/// Where pools without `phys_addr` go on x86-64 boards: 256 to 512 MiB, RAM
+/// on any PC with 1 GiB or more below 4 GiB (QEMU's `-m 1G`), above the
+/// kernel and its boot modules (loaded from 1 MiB on) and far below where
+/// the kernel takes its own boot-time objects (the top of RAM). A pool
+/// outside RAM would fail at boot, when the initialiser looks for the
+/// untyped memory holding it.
+const X86_POOL_MEMORY: Range<u64> = 0x1000_0000..0x2000_0000;
 
 /// capbuf's report lines: on stdout after the tool's `MICROKIT|` lines, and
 /// at the end of the report (`-r`).

@@ -68,7 +68,20 @@ impl DmaMemory for Shared {
     fn barrier(&mut self) {
         // SAFETY: a barrier: orders this CPU's accesses as every observer,
         // the device included, sees them; no memory access of its own.
-        unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+        #[cfg(target_arch = "aarch64")]
+        unsafe {
+            asm!("dsb sy", options(nostack, preserves_flags))
+        };
+        // SAFETY: as above.
+        #[cfg(target_arch = "riscv64")]
+        unsafe {
+            asm!("fence iorw, iorw", options(nostack, preserves_flags))
+        };
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            asm!("mfence", options(nostack, preserves_flags))
+        };
     }
 }
 

@@ -14,6 +14,72 @@ use core::fmt::{Arguments, Debug};
 use capbuf_microkit::{BufferId, Capbuf, ClientError, Error, PoolId};
 use sel4_microkit::{debug_println, Channel};
 
+/// The one-instruction load the hostile client probes a revoked mapping
+/// with, and how the supervisor reads a VM fault: per architecture.
+pub mod probe {
+    /// What a probe reads when the load did not happen (the supervisor skipped it).
+    pub const NOT_READ: u64 = 0xdead_0000_dead_0000;
+
+    /// One 8-byte load from `address` in one instruction of
+    /// [`PROBE_LENGTH`] bytes, which the supervisor steps over if it faults;
+    /// [`NOT_READ`] if it did.
+    pub fn probe(address: u64) -> u64 {
+        let mut value = NOT_READ;
+        // SAFETY: a plain 8-byte load. If `address` is mapped (inside
+        // capbuf's window, where memsrv mapped a buffer) it reads it; if not,
+        // the kernel raises a VM fault that the supervisor handles by
+        // skipping this one instruction, leaving `value` untouched. No memory
+        // is written.
+        unsafe { load(address, &mut value) };
+        value
+    }
+
+    /// `ldr`: 4 bytes.
+    #[cfg(target_arch = "aarch64")]
+    unsafe fn load(address: u64, value: &mut u64) {
+        core::arch::asm!("ldr {value}, [{address}]", value = inout(reg) *value, address = in(reg) address);
+    }
+    /// Bytes of the probe's load instruction.
+    #[cfg(target_arch = "aarch64")]
+    pub const PROBE_LENGTH: u64 = 4;
+
+    /// `ld`, uncompressed (`.option norvc`): 4 bytes, though the target
+    /// has the C extension.
+    #[cfg(target_arch = "riscv64")]
+    unsafe fn load(address: u64, value: &mut u64) {
+        core::arch::asm!(
+            ".option push", ".option norvc", "ld {value}, 0({address})", ".option pop",
+            value = inout(reg) *value, address = in(reg) address
+        );
+    }
+    /// Bytes of the probe's load instruction.
+    #[cfg(target_arch = "riscv64")]
+    pub const PROBE_LENGTH: u64 = 4;
+
+    /// `mov rax, [rcx]` (48 8b 01): 3 bytes, registers fixed so the encoding is.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load(address: u64, value: &mut u64) {
+        core::arch::asm!(".byte 0x48, 0x8b, 0x01", inout("rax") *value, in("rcx") address);
+    }
+    /// Bytes of the probe's load instruction.
+    #[cfg(target_arch = "x86_64")]
+    pub const PROBE_LENGTH: u64 = 3;
+
+    /// Whether a VM fault's status word (`seL4_VMFault_FSR`) says the access was a write.
+    pub const fn fault_is_write(fsr: u64) -> bool {
+        if cfg!(target_arch = "aarch64") {
+            // ESR_EL1 of a data abort: bit 6, WnR.
+            fsr & (1 << 6) != 0
+        } else if cfg!(target_arch = "riscv64") {
+            // scause: 15 store/AMO page fault, 7 store/AMO access fault.
+            fsr == 15 || fsr == 7
+        } else {
+            // x86 page-fault error code: bit 1, W/R.
+            fsr & (1 << 1) != 0
+        }
+    }
+}
+
 /// Every demo PD's channel to memsrv: its end of the PPC channel has id 0.
 pub const MEMSRV: Channel = Channel::new(0);
 

@@ -86,6 +86,14 @@ fn large(capbuf: &mut Capbuf) -> bool {
 /// anything system.xml maps here.
 const OWN_MAPPING: usize = 0x1800_0000;
 
+/// Cacheable and, where seL4 has the attribute (not x86), never executable.
+#[cfg(not(target_arch = "x86_64"))]
+const OWN_MAPPING_ATTRIBUTES: sel4::VmAttributes =
+    sel4::VmAttributes::from_inner(sel4::VmAttributes::DEFAULT.into_inner() | sel4::VmAttributes::EXECUTE_NEVER.into_inner());
+/// Cacheable and, where seL4 has the attribute (not x86), never executable.
+#[cfg(target_arch = "x86_64")]
+const OWN_MAPPING_ATTRIBUTES: sel4::VmAttributes = sel4::VmAttributes::DEFAULT;
+
 /// This client has `frame_caps="true"`: it asks for a buffer's frame
 /// capabilities (as a driver passing them to a child PD or a VM would), maps
 /// the first frame itself, and gives them back.
@@ -96,11 +104,11 @@ fn export(capbuf: &mut Capbuf) -> bool {
     let export = capbuf.export(id, Rights::ReadOnly).expect("export");
     let frame = export.frame(0).expect("one frame");
     let vspace = sel4::cap::VSpace::from_bits(capbuf_protocol::microkit::VSPACE_CPTR);
-    let mapped = sel4::cap::LargePage::from_bits(frame).frame_map(
+    let mapped = sel4::cap::UnspecifiedPage::from_bits(frame).frame_map(
         vspace,
         OWN_MAPPING,
         sel4::CapRights::read_only(),
-        sel4::VmAttributes::default() | sel4::VmAttributes::EXECUTE_NEVER,
+        OWN_MAPPING_ATTRIBUTES,
     );
     let read = mapped.is_ok().then(|| {
         // SAFETY: the kernel just mapped the exported 2 MiB frame read-only at

@@ -9,6 +9,7 @@
 #![no_std]
 #![no_main]
 
+use capbuf_demo::probe::{probe, NOT_READ};
 use capbuf_demo::{fail, MEMSRV, POOL};
 use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, ClientError, Error, Memory, Rights};
 use capbuf_protocol::{microkit, Op, MAX_MESSAGE_WORDS, ROOT_SLOT_SHIFT};
@@ -47,21 +48,7 @@ fn call(label: u64, words: &[u64], send_cap: bool) -> (u64, u64) {
     (reply.inner().label(), first)
 }
 
-/// What a probe reads when the load did not happen (the supervisor skipped it).
-const NOT_READ: u64 = 0xdead_0000_dead_0000;
 const MARKER: u64 = 0x5ec2_e7ed_0000_0001;
-
-/// One load from `address`, in a single instruction the supervisor can step
-/// over if it faults; [`NOT_READ`] if it did.
-fn probe(address: u64) -> u64 {
-    let mut value = NOT_READ;
-    // SAFETY: a plain 8-byte load. If `address` is mapped (inside capbuf's
-    // window, where memsrv mapped a buffer) it reads it; if not, the kernel
-    // raises a VM fault that the supervisor handles by skipping this one
-    // instruction, leaving `value` untouched. No memory is written.
-    unsafe { core::arch::asm!("ldr {value}, [{address}]", value = inout(reg) value, address = in(reg) address) };
-    value
-}
 
 /// Every capability pointer where capbuf 1.x put capabilities a client could
 /// copy and map: the receive path and the free tail of the Microkit CNode,
@@ -78,7 +65,7 @@ fn attack(capbuf: &mut Capbuf) -> bool {
     // Any frame capability answers GetAddress: look for one.
     let cptrs = former_capbuf_cptrs().count();
     let frames =
-        former_capbuf_cptrs().filter(|&cptr| sel4::cap::SmallPage::from_bits(cptr).frame_get_address().is_ok()).count();
+        former_capbuf_cptrs().filter(|&cptr| sel4::cap::UnspecifiedPage::from_bits(cptr).frame_get_address().is_ok()).count();
     // Copy whatever the old receive path would name into a free slot of it.
     let receive_path = sel4::cap::CNode::from_bits(microkit::FREE_CPTRS.start);
     let copied = receive_path

@@ -17,6 +17,7 @@
 #![no_std]
 #![no_main]
 
+use capbuf_demo::probe::{fault_is_write, PROBE_LENGTH};
 use capbuf_demo::{clients, fail, MEMSRV, SMALL_POOL};
 use capbuf_microkit::{Align, AllocFlags, BufferId, Capbuf, ClientError, Error};
 use capbuf_protocol::CLIENT_WINDOW;
@@ -129,12 +130,12 @@ impl Supervisor {
 }
 
 /// The hostile client and the C client probe a mapping memsrv revoked with
-/// one load instruction: step over it (4 bytes on AArch64) and let the
+/// one load instruction: step over it ([`PROBE_LENGTH`] bytes) and let the
 /// client go on, so it can report and give back what it holds.
 fn skip_probe(child: Child) -> Option<MessageInfo> {
     let tcb = child.tcb();
     let skipped = tcb.tcb_read_all_registers(false).and_then(|mut registers| {
-        *registers.pc_mut() += 4;
+        *registers.pc_mut() += PROBE_LENGTH;
         tcb.tcb_write_all_registers(false, &mut registers)
     });
     match skipped {
@@ -160,8 +161,8 @@ impl Handler for Supervisor {
     fn fault(&mut self, child: Child, msg_info: MessageInfo) -> Result<Option<MessageInfo>, Self::Error> {
         if child.index() == WORKER {
             match msg_info.fault() {
-                sel4::Fault::VmFault(fault) if !CLIENT_WINDOW.contains(&fault.addr()) => {
-                    debug_println!("supervisor: expected fault: the worker's read at {:#x}", fault.addr());
+                sel4::Fault::VmFault(fault) if !CLIENT_WINDOW.contains(&fault.inner().get_Addr()) => {
+                    debug_println!("supervisor: expected fault: the worker's read at {:#x}", fault.inner().get_Addr());
                     self.reclaim_and_restart_worker(child);
                 }
                 other => fail!(PD, "unexpected fault of the worker: {other:?}"),
@@ -170,14 +171,13 @@ impl Handler for Supervisor {
         }
         let expected = match msg_info.fault() {
             sel4::Fault::VmFault(fault) => {
-                let address = fault.addr();
-                // ESR bit 6 (WnR) says whether a data abort was a write.
-                let write = fault.fsr() & (1 << 6) != 0;
+                let address = fault.inner().get_Addr();
+                let write = fault_is_write(fault.inner().get_FSR());
                 let what = if write { "write" } else { "read" };
                 debug_println!(
                     "supervisor: child {} {what} fault at {address:#x} (pc {:#x})",
                     child.index(),
-                    fault.ip()
+                    fault.inner().get_IP()
                 );
                 if CLIENT_WINDOW.contains(&address) && (child.index() == HOSTILE || child.index() == CDEMO) && !write {
                     return Ok(skip_probe(child));

@@ -1,0 +1,21 @@
+//! x86-64: what memsrv does differently here, in one place.
+
+/// The attributes of a client mapping: write-back (`seL4_X86_Default_VMAttributes`)
+/// or uncached (`seL4_X86_CacheDisabled`). seL4 16.0.0 offers no
+/// execute-never attribute on x86, so the mapping's rights alone apply.
+pub fn map_attributes(cached: bool) -> sel4::VmAttributes {
+    if cached {
+        sel4::VmAttributes::DEFAULT
+    } else {
+        sel4::VmAttributes::CACHE_DISABLED
+    }
+}
+
+/// The time-stamp counter, for the benchmark's counters only (the bench PD
+/// runs on AArch64; its counters stay 0 here).
+pub fn ticks() -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: `rdtsc` reads a counter (user mode may, unless CR4.TSD); no memory access.
+    unsafe { core::arch::asm!("rdtsc", out("eax") low, out("edx") high, options(nomem, nostack)) };
+    (high as u64) << 32 | low as u64
+}
