@@ -167,20 +167,46 @@ pub enum FreeError {
     NotAllocated,
 }
 
-/// One node of the segment tree: a 64-page chunk (the leaves) or the union
-/// of its two children.
+/// Summary of one node of the segment tree: a 64-page chunk (the leaves) or
+/// the union of its two children. 12 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Node {
+struct Sum {
     /// Free pages at the node's start.
     prefix: u32,
     /// Free pages at its end.
     suffix: u32,
     /// Its longest run of free pages.
     longest: u32,
-    /// Chunks only: bit `i` is set if the chunk's page `i` is free.
-    free: u64,
-    /// Chunks only: bit `i` is set if an allocation starts at page `i`.
-    starts: u64,
+}
+
+impl Sum {
+    /// A node of `pages` pages, all free.
+    const fn free(pages: u32) -> Sum {
+        Sum { prefix: pages, suffix: pages, longest: pages }
+    }
+
+    /// The summary of a chunk of `width` pages (at most 64) from its free bits.
+    fn of_chunk(free: u64, width: u32) -> Sum {
+        if free == 0 {
+            return Sum::default();
+        }
+        let prefix = free.trailing_ones();
+        if prefix >= width {
+            return Sum::free(width);
+        }
+        let suffix = (free << (64 - width)).leading_ones();
+        Sum { prefix, suffix, longest: longest_run(free, prefix.max(suffix)) }
+    }
+
+    /// The summary of two adjacent nodes of `half` pages each.
+    #[inline(always)]
+    fn join(left: Sum, right: Sum, half: u32) -> Sum {
+        Sum {
+            prefix: if left.prefix == half { half + right.prefix } else { left.prefix },
+            suffix: if right.suffix == half { half + left.suffix } else { right.suffix },
+            longest: left.longest.max(right.longest).max(left.suffix + right.prefix),
+        }
+    }
 }
 
 /// Bit patterns of the first page of each aligned block of `2^k` pages in a word, by `k`.
@@ -205,27 +231,17 @@ fn run_starts(free: u64, n: u64) -> u64 {
     starts
 }
 
-/// Longest run of set bits in `free`.
-fn longest_run(free: u64) -> u32 {
-    if free == u64::MAX {
-        return 64;
+/// Longest run of set bits in `free` (not all set), at least `known`: one
+/// step per run of free pages, stopping when no longer run can follow.
+fn longest_run(mut free: u64, known: u32) -> u32 {
+    let mut best = known;
+    while free != 0 && 64 - free.leading_zeros() > best {
+        free >>= free.trailing_zeros();
+        let run = free.trailing_ones();
+        best = best.max(run);
+        free >>= run; // run < 64: not all bits were set
     }
-    let blocks = {
-        let mut runs = [free; 6]; // runs[j]: a run of 2^j starts here
-        for j in 1..6 {
-            runs[j] = runs[j - 1] & (runs[j - 1] >> (1 << (j - 1)));
-        }
-        runs
-    };
-    let (mut starts, mut length) = (u64::MAX, 0u32);
-    for j in (0..6).rev() {
-        let longer = starts & (blocks[j] >> length);
-        if longer != 0 {
-            starts = longer;
-            length += 1 << j;
-        }
-    }
-    length
+    best
 }
 
 const fn align_up(value: u64, order: u32) -> u64 {
@@ -241,8 +257,12 @@ pub struct Pool<const NODES: usize> {
     free_pages: u64,
     /// Chunks in the pool: the leaves are nodes `chunks..2 * chunks`.
     chunks: usize,
-    /// Heap order: node 1 is the root; node 0 is unused.
-    nodes: [Node; NODES],
+    /// Node summaries in heap order: node 1 is the root; node 0 is unused.
+    sums: [Sum; NODES],
+    /// The page bitmaps, one word per chunk each: `words[chunks + c]` has bit
+    /// `i` set if page `i` of chunk `c` is free, `words[c]` if an allocation
+    /// starts there.
+    words: [u64; NODES],
 }
 
 impl<const NODES: usize> Pool<NODES> {
@@ -258,15 +278,16 @@ impl<const NODES: usize> Pool<NODES> {
             return None;
         }
         let chunks = nodes_for(order) / 2;
-        let mut pool = Pool { order, free_pages: 1 << order, chunks, nodes: [Node::default(); NODES] };
-        let word = pool.chunk_mask();
-        for chunk in 0..chunks {
-            pool.nodes[chunks + chunk].free = word;
-            pool.summarise_chunk(chunks + chunk);
+        let mut pool =
+            Pool { order, free_pages: 1 << order, chunks, sums: [Sum::default(); NODES], words: [0; NODES] };
+        let (word, width) = (pool.chunk_mask(), pool.chunk_width());
+        for chunk in chunks..2 * chunks {
+            pool.words[chunk] = word;
+            pool.sums[chunk] = Sum::free(width);
         }
         for node in (1..chunks).rev() {
             let depth = 63 - (node as u64).leading_zeros();
-            pool.summarise(node, 1 << (order - depth - 1));
+            pool.sums[node] = Sum::free(1 << (order - depth));
         }
         Some(pool)
     }
@@ -294,12 +315,12 @@ impl<const NODES: usize> Pool<NODES> {
     /// Pages in the longest run of free pages: the largest allocation at page
     /// alignment that succeeds.
     pub fn largest_free(&self) -> u64 {
-        self.nodes[1].longest as u64
+        self.sums[1].longest as u64
     }
 
     /// Whether page `page` is free.
     pub fn is_free_page(&self, page: u64) -> bool {
-        page < self.pages() && self.chunk(page).free & (1 << (page % 64)) != 0
+        page < self.pages() && self.free_bit(page)
     }
 
     /// Whether `block` is currently an allocated leaf: one of the
@@ -311,17 +332,17 @@ impl<const NODES: usize> Pool<NODES> {
             return false;
         }
         let (first, end) = (block.offset(), block.offset() + block.pages());
-        if self.any_bit(first, end, |n| n.free) {
+        if !self.none_free(first, end) {
             return false;
         }
         // The allocation holding the block: from the last start at or before
         // it to the next start or free page after it.
         let mut start = first;
-        while !self.bit(start, |n| n.starts) {
+        while !self.start_bit(start) {
             start -= 1;
         }
         let mut stop = first + 1;
-        while stop < self.pages() && !self.bit(stop, |n| n.starts) && !self.bit(stop, |n| n.free) {
+        while stop < self.pages() && !self.start_bit(stop) && !self.free_bit(stop) {
             stop += 1;
         }
         let allocation = Allocation { offset: start, pages: stop - start };
@@ -361,9 +382,8 @@ impl<const NODES: usize> Pool<NODES> {
         let offset = self.find(pages, align_order).ok_or(AllocError::OutOfMemory)?;
         let allocation = Allocation { offset, pages };
         self.split_for(allocation, events);
-        self.set_range(offset, offset + pages, false);
-        self.chunk_mut(offset).starts |= 1 << (offset % 64);
-        self.resummarise(offset, offset + pages);
+        self.mark(offset, offset + pages, false);
+        self.words[(offset / 64) as usize] |= 1 << (offset % 64);
         self.free_pages -= pages;
         Ok(allocation)
     }
@@ -377,15 +397,14 @@ impl<const NODES: usize> Pool<NODES> {
             return Err(FreeError::NotAllocated);
         }
         let end = offset + pages;
-        let whole = self.bit(offset, |n| n.starts)
+        let whole = self.start_bit(offset)
             && self.allocated_alone(offset, end)
-            && (end == self.pages() || self.bit(end, |n| n.starts) || self.bit(end, |n| n.free));
+            && (end == self.pages() || self.start_bit(end) || self.free_bit(end));
         if !whole {
             return Err(FreeError::NotAllocated);
         }
-        self.chunk_mut(offset).starts &= !(1 << (offset % 64));
-        self.set_range(offset, end, true);
-        self.resummarise(offset, end);
+        self.words[(offset / 64) as usize] &= !(1 << (offset % 64));
+        self.mark(offset, end, true);
         self.free_pages += pages;
         self.merge_after(allocation, events);
         Ok(())
@@ -419,32 +438,33 @@ impl<const NODES: usize> Pool<NODES> {
     /// [`Self::search`] at page alignment: every run long enough fits, so
     /// one walk down, without going back.
     fn search_unaligned(&self, pages: u64) -> Option<u64> {
-        if (self.nodes[1].longest as u64) < pages {
+        if (self.sums[1].longest as u64) < pages {
             return None;
         }
-        let (mut node, mut order, mut offset) = (1, self.order, 0);
+        let (mut node, mut half, mut offset) = (1, self.pages() >> 1, 0);
         while node < self.chunks {
-            let (left, right) = (&self.nodes[2 * node], &self.nodes[2 * node + 1]);
-            let half = order - 1;
-            let middle = offset + (1 << half);
+            let left = self.sums[2 * node];
+            node *= 2;
             if left.longest as u64 >= pages {
-                node *= 2;
-            } else if (left.suffix + right.prefix) as u64 >= pages {
-                return Some(middle - left.suffix as u64);
+                // the run is in the left half
             } else {
-                node = 2 * node + 1;
+                let middle = offset + half;
+                if (left.suffix + self.sums[node + 1].prefix) as u64 >= pages {
+                    return Some(middle - left.suffix as u64);
+                }
+                node += 1;
                 offset = middle;
             }
-            order = half;
+            half >>= 1;
         }
-        let starts = run_starts(self.nodes[node].free, pages);
+        let starts = run_starts(self.words[node], pages);
         Some(offset + starts.trailing_zeros() as u64)
     }
 
     /// Lowest run of `pages` free pages at `2^align` alignment in `node`
     /// (of `2^order` pages from page `offset`), whole or crossing its middle.
     fn search(&self, node: usize, order: u32, offset: u64, pages: u64, align: u32) -> Option<u64> {
-        if (self.nodes[node].longest as u64) < pages {
+        if (self.sums[node].longest as u64) < pages {
             return None;
         }
         if node >= self.chunks {
@@ -453,7 +473,7 @@ impl<const NODES: usize> Pool<NODES> {
             }
             let pattern =
                 if align < CHUNK_ORDER { BLOCK_STARTS[align as usize] } else { (offset % (1 << align) == 0) as u64 };
-            let starts = run_starts(self.nodes[node].free, pages) & pattern;
+            let starts = run_starts(self.words[node], pages) & pattern;
             return (starts != 0).then(|| offset + starts.trailing_zeros() as u64);
         }
         let half = order - 1;
@@ -461,7 +481,7 @@ impl<const NODES: usize> Pool<NODES> {
         if let Some(found) = self.search(2 * node, half, offset, pages, align) {
             return Some(found);
         }
-        let (left, right) = (self.nodes[2 * node], self.nodes[2 * node + 1]);
+        let (left, right) = (self.sums[2 * node], self.sums[2 * node + 1]);
         let start = align_up(middle - left.suffix as u64, align);
         if start < middle && start + pages <= middle + right.prefix as u64 {
             return Some(start);
@@ -472,14 +492,16 @@ impl<const NODES: usize> Pool<NODES> {
     // --- the tree's shape: events ---
 
     /// Whether the block of `2^order` pages at `page` is all free.
+    #[inline]
     fn is_free_block(&self, page: u64, order: u32) -> bool {
         if order <= CHUNK_ORDER.min(self.order) {
-            let start = (page % 64) & !((1 << order) - 1);
-            let mask = if order == 6 { u64::MAX } else { ((1u64 << (1 << order)) - 1) << start };
-            self.chunk(page).free & mask == mask
+            let size = 1u64 << order;
+            let start = (page % 64) & !(size - 1);
+            let mask = (u64::MAX >> (64 - size)) << start;
+            self.free_word(page) & mask == mask
         } else {
-            let block = Block::containing(page, order, self.order);
-            self.nodes[block.node as usize].prefix as u64 == block.pages()
+            let node = (self.chunks + (page / 64) as usize) >> (order - CHUNK_ORDER);
+            self.sums[node].prefix == 1 << order
         }
     }
 
@@ -542,24 +564,26 @@ impl<const NODES: usize> Pool<NODES> {
 
     // --- bits and summaries ---
 
+    /// Pages per chunk: 64, or the whole pool if it is smaller.
+    fn chunk_width(&self) -> u32 {
+        1 << CHUNK_ORDER.min(self.order)
+    }
+
     fn chunk_mask(&self) -> u64 {
-        if self.order >= CHUNK_ORDER {
-            u64::MAX
-        } else {
-            (1 << (1 << self.order)) - 1
-        }
+        u64::MAX >> (64 - self.chunk_width())
     }
 
-    fn chunk(&self, page: u64) -> &Node {
-        &self.nodes[self.chunks + (page / 64) as usize]
+    #[inline]
+    fn free_word(&self, page: u64) -> u64 {
+        self.words[self.chunks + (page / 64) as usize]
     }
 
-    fn chunk_mut(&mut self, page: u64) -> &mut Node {
-        &mut self.nodes[self.chunks + (page / 64) as usize]
+    fn free_bit(&self, page: u64) -> bool {
+        self.free_word(page) & (1 << (page % 64)) != 0
     }
 
-    fn bit(&self, page: u64, field: impl Fn(&Node) -> u64) -> bool {
-        field(self.chunk(page)) & (1 << (page % 64)) != 0
+    fn start_bit(&self, page: u64) -> bool {
+        self.words[(page / 64) as usize] & (1 << (page % 64)) != 0
     }
 
     /// Mask of the bits of pages `[from, to)` in the chunk of page `from`, and
@@ -572,15 +596,16 @@ impl<const NODES: usize> Pool<NODES> {
         (mask, next)
     }
 
-    fn any_bit(&self, mut from: u64, to: u64, field: impl Fn(&Node) -> u64) -> bool {
+    /// Whether no page of `[from, to)` is free.
+    fn none_free(&self, mut from: u64, to: u64) -> bool {
         while from < to {
             let (mask, next) = Self::word_range(from, to);
-            if field(self.chunk(from)) & mask != 0 {
-                return true;
+            if self.free_word(from) & mask != 0 {
+                return false;
             }
             from = next;
         }
-        false
+        true
     }
 
     /// Whether no page of `[from, to)` is free and no allocation starts in it after `from`.
@@ -588,9 +613,9 @@ impl<const NODES: usize> Pool<NODES> {
         let first = from;
         while from < to {
             let (mask, next) = Self::word_range(from, to);
-            let chunk = self.chunk(from);
-            let starts = if from == first { chunk.starts & !(1 << (first % 64)) } else { chunk.starts };
-            if (chunk.free | starts) & mask != 0 {
+            let starts = self.words[(from / 64) as usize];
+            let starts = if from == first { starts & !(1 << (first % 64)) } else { starts };
+            if (self.free_word(from) | starts) & mask != 0 {
                 return false;
             }
             from = next;
@@ -601,7 +626,7 @@ impl<const NODES: usize> Pool<NODES> {
     fn all_free(&self, mut from: u64, to: u64) -> bool {
         while from < to {
             let (mask, next) = Self::word_range(from, to);
-            if self.chunk(from).free & mask != mask {
+            if self.free_word(from) & mask != mask {
                 return false;
             }
             from = next;
@@ -609,64 +634,61 @@ impl<const NODES: usize> Pool<NODES> {
         true
     }
 
-    fn set_range(&mut self, mut from: u64, to: u64, free: bool) {
-        while from < to {
-            let (mask, next) = Self::word_range(from, to);
-            let chunk = self.chunk_mut(from);
-            if free {
-                chunk.free |= mask;
-            } else {
-                chunk.free &= !mask;
+    /// Mark pages `[from, to)` free or allocated (they are all the other way
+    /// now) and update every summary above them: the chunks at the run's two
+    /// ends and the two nodes holding them on each level are recomputed, the
+    /// nodes between them are all free or all allocated now. Stops early once
+    /// the single node holding the whole run keeps its summary.
+    fn mark(&mut self, from: u64, to: u64, free: bool) {
+        let (first, last) = ((from / 64) as usize, ((to - 1) / 64) as usize);
+        let width = self.chunk_width();
+        let (mut low, mut high) = (self.chunks + first, self.chunks + last);
+        let (first_mask, _) = Self::word_range(from, to);
+        let last_mask = if first == last { first_mask } else { Self::word_range(last as u64 * 64, to).0 };
+        for (node, mask) in [(low, first_mask), (high, last_mask)] {
+            let word = &mut self.words[node];
+            *word = if free { *word | mask } else { *word & !mask };
+            self.sums[node] = Sum::of_chunk(*word, width);
+            if high == low {
+                break;
             }
-            from = next;
         }
-    }
-
-    fn summarise_chunk(&mut self, node: usize) {
-        let width = 1u32 << CHUNK_ORDER.min(self.order);
-        let (free, full) = (self.nodes[node].free, self.chunk_mask());
-        let chunk = &mut self.nodes[node];
-        if free == full {
-            (chunk.prefix, chunk.suffix, chunk.longest) = (width, width, width);
-            return;
+        if high > low + 1 {
+            self.words[low + 1..high].fill(if free { u64::MAX } else { 0 });
+            self.sums[low + 1..high].fill(if free { Sum::free(64) } else { Sum::default() });
         }
-        if free == 0 {
-            (chunk.prefix, chunk.suffix, chunk.longest) = (0, 0, 0);
-            return;
-        }
-        chunk.prefix = free.trailing_ones();
-        chunk.suffix = (free << (64 - width)).leading_ones();
-        chunk.longest = longest_run(free);
-    }
-
-    /// Recompute inner node `node` from its children, each of `half` pages.
-    #[inline]
-    fn summarise(&mut self, node: usize, half: u32) {
-        let (left, right) = (self.nodes[2 * node], self.nodes[2 * node + 1]);
-        let parent = &mut self.nodes[node];
-        parent.prefix = if left.prefix == half { half + right.prefix } else { left.prefix };
-        parent.suffix = if right.suffix == half { half + left.suffix } else { right.suffix };
-        parent.longest = left.longest.max(right.longest).max(left.suffix + right.prefix);
-    }
-
-    /// Recompute the chunks of pages `[from, to)` and every node above them.
-    fn resummarise(&mut self, from: u64, to: u64) {
-        let (mut low, mut high) = (self.chunks + (from / 64) as usize, self.chunks + ((to - 1) / 64) as usize);
-        for node in low..=high {
-            self.summarise_chunk(node);
-        }
-        let mut half = 1u32 << CHUNK_ORDER;
+        let mut half = width;
         while low > 1 {
             (low, high) = (low / 2, high / 2);
-            let before = self.nodes[low];
-            for node in low..=high {
-                self.summarise(node, half);
+            if high > low + 1 {
+                self.sums[low + 1..high].fill(if free { Sum::free(2 * half) } else { Sum::default() });
             }
-            half <<= 1;
-            if low == high && self.nodes[low] == before {
+            let before = self.sums[low];
+            self.sums[low] = Sum::join(self.sums[2 * low], self.sums[2 * low + 1], half);
+            if high != low {
+                self.sums[high] = Sum::join(self.sums[2 * high], self.sums[2 * high + 1], half);
+            } else if self.sums[low] == before {
                 return; // nothing above can change either
             }
+            half <<= 1;
         }
+    }
+}
+
+#[cfg(test)]
+impl<const NODES: usize> Pool<NODES> {
+    /// Every summary as recomputed from the free bits alone (tests: the
+    /// incremental updates must leave exactly this).
+    fn summaries_from_scratch(&self) -> [Sum; NODES] {
+        let mut sums = [Sum::default(); NODES];
+        for chunk in self.chunks..2 * self.chunks {
+            sums[chunk] = Sum::of_chunk(self.words[chunk], self.chunk_width());
+        }
+        for node in (1..self.chunks).rev() {
+            let depth = 63 - (node as u64).leading_zeros();
+            sums[node] = Sum::join(sums[2 * node], sums[2 * node + 1], 1 << (self.order - depth - 1));
+        }
+        sums
     }
 }
 

@@ -167,8 +167,10 @@ fn a_pool_that_does_not_fit_its_array_is_refused() {
 }
 
 #[test]
-fn a_4_gib_pool_takes_one_byte_per_page() {
-    assert_eq!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() as u64, (1 << 20) + 24);
+fn a_4_gib_pool_takes_less_than_one_byte_per_page() {
+    // 12 bytes of summary and 8 of bitmap per node, two nodes per 64 pages.
+    assert_eq!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() as u64, (1 << 15) * 20 + 24);
+    assert!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() < 1 << 20);
 }
 
 /// The case measured in QEMU: a 16 MiB pool holding one 8 MiB buffer and one
@@ -339,6 +341,7 @@ proptest! {
             let used: u64 = live.values().map(|a| a.pages).sum();
             prop_assert_eq!(pool.free_pages() + used, pages_in_pool);
             prop_assert_eq!(pool.largest_free(), reference.longest_run());
+            prop_assert_eq!(&pool.sums[..], &pool.summaries_from_scratch()[..], "a summary differs from the free bits");
             for p in 0..pages_in_pool {
                 prop_assert_eq!(pool.is_free_page(p), reference.free[p as usize]);
             }
