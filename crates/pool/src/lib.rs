@@ -139,6 +139,7 @@ impl Allocation {
 }
 
 /// Order of the largest aligned block that starts at `offset` and fits in `pages` (> 0) pages.
+#[inline]
 const fn leaf_order(offset: u64, pages: u64) -> u32 {
     let fit = 63 - pages.leading_zeros();
     let aligned = offset.trailing_zeros();
@@ -186,6 +187,7 @@ impl Sum {
     }
 
     /// The summary of a chunk of `width` pages (at most 64) from its free bits.
+    #[inline(always)]
     fn of_chunk(free: u64, width: u32) -> Sum {
         if free == 0 {
             return Sum::default();
@@ -221,6 +223,7 @@ const BLOCK_STARTS: [u64; 7] = [
 ];
 
 /// Bit `i` set where a run of `n` (1..=64) free pages starts at page `i` of the word.
+#[inline]
 fn run_starts(free: u64, n: u64) -> u64 {
     let (mut starts, mut length) = (free, 1);
     while length < n {
@@ -233,6 +236,7 @@ fn run_starts(free: u64, n: u64) -> u64 {
 
 /// Longest run of set bits in `free` (not all set), at least `known`: one
 /// step per run of free pages, stopping when no longer run can follow.
+#[inline]
 fn longest_run(mut free: u64, known: u32) -> u32 {
     let mut best = known;
     while free != 0 && 64 - free.leading_zeros() > best {
@@ -244,6 +248,23 @@ fn longest_run(mut free: u64, known: u32) -> u32 {
     best
 }
 
+/// Highest order `k` (at most 6) whose aligned block of `2^k` pages holding
+/// page `bit` of a chunk lies inside the chunk's free run around it (bounded
+/// by free bits `word`, which need not include `bit` itself). The block of
+/// order `k` holding `bit` starts at or after the run's first page `lo` as
+/// long as `k` is at most the highest bit where `bit` and `lo - 1` differ, and
+/// ends at or before its end `hi` as long as `k` is at most the highest bit
+/// where `bit` and `hi` differ.
+#[inline]
+fn free_order_in_word(word: u64, bit: u64) -> u32 {
+    let below = !word & ((1u64 << bit) - 1); // allocated pages below `bit`
+    let above = !word & !((2u64 << bit).wrapping_sub(1)); // and above it
+    let low = if below == 0 { 6 } else { 63 - (bit ^ (63 - below.leading_zeros() as u64)).leading_zeros() };
+    let high = if above == 0 { 6 } else { 63 - (bit ^ above.trailing_zeros() as u64).leading_zeros() };
+    low.min(high)
+}
+
+#[inline]
 const fn align_up(value: u64, order: u32) -> u64 {
     let mask = (1u64 << order) - 1;
     (value + mask) & !mask
@@ -491,25 +512,30 @@ impl<const NODES: usize> Pool<NODES> {
 
     // --- the tree's shape: events ---
 
-    /// Whether the block of `2^order` pages at `page` is all free.
+    /// Highest order, from `from` up to `limit`, such that the blocks of
+    /// every order above `from` up to it that hold `page` are all free.
+    /// Inside the chunk in closed form from the free run around the page,
+    /// then one node per order above it.
     #[inline]
-    fn is_free_block(&self, page: u64, order: u32) -> bool {
-        if order <= CHUNK_ORDER.min(self.order) {
-            let size = 1u64 << order;
-            let start = (page % 64) & !(size - 1);
-            let mask = (u64::MAX >> (64 - size)) << start;
-            self.free_word(page) & mask == mask
-        } else {
-            let node = (self.chunks + (page / 64) as usize) >> (order - CHUNK_ORDER);
-            self.sums[node].prefix == 1 << order
-        }
-    }
-
-    /// Highest order, from `from` up, of an all-free block holding `page`.
-    fn free_up_to(&self, page: u64, from: u32) -> u32 {
+    fn free_up_to(&self, page: u64, from: u32, limit: u32) -> u32 {
+        let chunk_order = CHUNK_ORDER.min(self.order);
         let mut order = from;
-        while order < self.order && self.is_free_block(page, order + 1) {
-            order += 1;
+        if order < chunk_order {
+            let (word, bit) = (self.free_word(page), page % 64);
+            order = order.max(free_order_in_word(word, bit).min(chunk_order)).min(limit);
+            if order < chunk_order {
+                return order;
+            }
+        }
+        if order < limit {
+            let mut node = (self.chunks + (page / 64) as usize) >> (order - chunk_order);
+            while order < limit {
+                node >>= 1;
+                if self.sums[node].prefix != 2 << order {
+                    return order;
+                }
+                order += 1;
+            }
         }
         order
     }
@@ -523,8 +549,8 @@ impl<const NODES: usize> Pool<NODES> {
         let first_leaf = leaf_order(first, pages);
         let last_leaf = (63 - pages.leading_zeros()).min(end.trailing_zeros());
         let common = (64 - (first ^ last).leading_zeros()).max(first_leaf + 1).max(last_leaf + 1);
-        let top_first = self.free_up_to(first, first_leaf);
-        let top_last = self.free_up_to(last, last_leaf);
+        let top_first = self.free_up_to(first, first_leaf, self.order);
+        let top_last = self.free_up_to(last, last_leaf, self.order);
         let split = |page, order| Event::Split(Block::containing(page, order, self.order));
         for order in (common..=top_first).rev() {
             events(split(first, order));
@@ -547,17 +573,11 @@ impl<const NODES: usize> Pool<NODES> {
         let common = (64 - (first ^ last).leading_zeros()).max(first_leaf + 1).max(last_leaf + 1);
         let merge = |page, order| Event::Merge(Block::containing(page, order, self.order));
         for (page, leaf) in [(first, first_leaf), (last, last_leaf)] {
-            for order in leaf + 1..common {
-                if !self.is_free_block(page, order) {
-                    break;
-                }
+            for order in leaf + 1..=self.free_up_to(page, leaf, common - 1) {
                 events(merge(page, order));
             }
         }
-        for order in common..=self.order {
-            if !self.is_free_block(first, order) {
-                break;
-            }
+        for order in common..=self.free_up_to(first, common - 1, self.order) {
             events(merge(first, order));
         }
     }
@@ -637,41 +657,58 @@ impl<const NODES: usize> Pool<NODES> {
     /// Mark pages `[from, to)` free or allocated (they are all the other way
     /// now) and update every summary above them: the chunks at the run's two
     /// ends and the two nodes holding them on each level are recomputed, the
-    /// nodes between them are all free or all allocated now. Stops early once
-    /// the single node holding the whole run keeps its summary.
+    /// nodes between them are all free or all allocated now. Above the node
+    /// holding the whole run, one node per level, stopping at the first whose
+    /// summary stays the same: nothing above it can change either.
     fn mark(&mut self, from: u64, to: u64, free: bool) {
-        let (first, last) = ((from / 64) as usize, ((to - 1) / 64) as usize);
         let width = self.chunk_width();
-        let (mut low, mut high) = (self.chunks + first, self.chunks + last);
-        let (first_mask, _) = Self::word_range(from, to);
-        let last_mask = if first == last { first_mask } else { Self::word_range(last as u64 * 64, to).0 };
-        for (node, mask) in [(low, first_mask), (high, last_mask)] {
-            let word = &mut self.words[node];
-            *word = if free { *word | mask } else { *word & !mask };
-            self.sums[node] = Sum::of_chunk(*word, width);
-            if high == low {
-                break;
+        let (mut low, mut high) = (self.chunks + (from / 64) as usize, self.chunks + ((to - 1) / 64) as usize);
+        let head = u64::MAX << (from % 64);
+        let tail = u64::MAX >> (63 - (to - 1) % 64);
+        if low == high {
+            if !self.flip(low, head & tail, free, width) {
+                return;
+            }
+        } else {
+            self.flip(low, head, free, width);
+            self.flip(high, tail, free, width);
+            if high > low + 1 {
+                self.words[low + 1..high].fill(if free { u64::MAX } else { 0 });
+                self.sums[low + 1..high].fill(if free { Sum::free(64) } else { Sum::default() });
             }
         }
-        if high > low + 1 {
-            self.words[low + 1..high].fill(if free { u64::MAX } else { 0 });
-            self.sums[low + 1..high].fill(if free { Sum::free(64) } else { Sum::default() });
-        }
         let mut half = width;
-        while low > 1 {
+        while low / 2 != high / 2 {
             (low, high) = (low / 2, high / 2);
             if high > low + 1 {
                 self.sums[low + 1..high].fill(if free { Sum::free(2 * half) } else { Sum::default() });
             }
-            let before = self.sums[low];
             self.sums[low] = Sum::join(self.sums[2 * low], self.sums[2 * low + 1], half);
-            if high != low {
-                self.sums[high] = Sum::join(self.sums[2 * high], self.sums[2 * high + 1], half);
-            } else if self.sums[low] == before {
-                return; // nothing above can change either
-            }
+            self.sums[high] = Sum::join(self.sums[2 * high], self.sums[2 * high + 1], half);
             half <<= 1;
         }
+        let mut node = low;
+        while node > 1 {
+            node /= 2;
+            let sum = Sum::join(self.sums[2 * node], self.sums[2 * node + 1], half);
+            if self.sums[node] == sum {
+                return;
+            }
+            self.sums[node] = sum;
+            half <<= 1;
+        }
+    }
+
+    /// Set (`free`) or clear the bits `mask` of chunk node `node` and
+    /// recompute its summary; whether the summary changed.
+    #[inline(always)]
+    fn flip(&mut self, node: usize, mask: u64, free: bool, width: u32) -> bool {
+        let word = &mut self.words[node];
+        *word = if free { *word | mask } else { *word & !mask };
+        let sum = Sum::of_chunk(*word, width);
+        let changed = self.sums[node] != sum;
+        self.sums[node] = sum;
+        changed
     }
 }
 

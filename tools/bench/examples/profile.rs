@@ -20,6 +20,31 @@ fn main() {
             w.pairs(pairs);
             println!("buddy {pairs} pairs, {} failures", w.tally.failures);
         }
-        _ => panic!("capbuf or buddy"),
+        "events" => events(pairs),
+        _ => panic!("capbuf, buddy or events"),
     }
+}
+
+/// Events per operation (printed with `events`).
+struct Counting(Capbuf, u64);
+
+impl capbuf_bench::workload::Allocator for Counting {
+    fn alloc(&mut self, pages: u64) -> Option<(u64, u64)> {
+        let n = &mut self.1;
+        (self.0).0.alloc(pages, 0, &mut |_| *n += 1).ok().map(|a| (a.offset, a.pages))
+    }
+    fn free(&mut self, offset: u64, pages: u64) {
+        let n = &mut self.1;
+        (self.0).0.free(capbuf_pool::Allocation { offset, pages }, &mut |_| *n += 1).expect("live");
+    }
+    fn reserved(pages: u64) -> u64 {
+        pages
+    }
+}
+
+#[allow(dead_code)]
+fn events(pairs: u64) {
+    let mut w = Workload::new(Counting(Capbuf::new(), 0));
+    w.pairs(pairs);
+    println!("{} events per pair", w.allocator.1 as f64 / pairs as f64);
 }
