@@ -550,7 +550,9 @@ impl<const NODES: usize> Pool<NODES> {
         let last_leaf = (63 - pages.leading_zeros()).min(end.trailing_zeros());
         let common = (64 - (first ^ last).leading_zeros()).max(first_leaf + 1).max(last_leaf + 1);
         let top_first = self.free_up_to(first, first_leaf, self.order);
-        let top_last = self.free_up_to(last, last_leaf, self.order);
+        // Below `common` only: if the block of order `common` is free, so is
+        // everything in it.
+        let top_last = if top_first >= common { common - 1 } else { self.free_up_to(last, last_leaf, common - 1) };
         let split = |page, order| Event::Split(Block::containing(page, order, self.order));
         for order in (common..=top_first).rev() {
             events(split(first, order));
@@ -572,13 +574,20 @@ impl<const NODES: usize> Pool<NODES> {
         let last_leaf = (63 - pages.leading_zeros()).min(end.trailing_zeros());
         let common = (64 - (first ^ last).leading_zeros()).max(first_leaf + 1).max(last_leaf + 1);
         let merge = |page, order| Event::Merge(Block::containing(page, order, self.order));
+        let mut both = true;
         for (page, leaf) in [(first, first_leaf), (last, last_leaf)] {
-            for order in leaf + 1..=self.free_up_to(page, leaf, common - 1) {
+            let top = self.free_up_to(page, leaf, common - 1);
+            for order in leaf + 1..=top {
                 events(merge(page, order));
             }
+            both &= top == common - 1;
         }
-        for order in common..=self.free_up_to(first, common - 1, self.order) {
-            events(merge(first, order));
+        // The block of order `common` holds both edges: free only if both
+        // merged all the way below it.
+        if both {
+            for order in common..=self.free_up_to(first, common - 1, self.order) {
+                events(merge(first, order));
+            }
         }
     }
 
