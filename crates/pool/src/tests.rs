@@ -371,3 +371,33 @@ proptest! {
         prop_assert_eq!(&mirror.existing, &BTreeSet::from([1]));
     }
 }
+
+proptest! {
+    #![proptest_config(proptest_config(1024))]
+
+    /// The closed form of the highest free aligned block around a page of a
+    /// chunk agrees with trying every order; and a chunk's summary with
+    /// counting bits one by one.
+    #[test]
+    fn chunk_bit_tricks_agree_with_counting(word in any::<u64>(), sparse in any::<u64>(), bit in 0u64..64) {
+        for word in [word, word | sparse, word & sparse, !(1u64 << bit) & word] {
+            let mut expected = 0;
+            while expected < 6 {
+                let size = 2u64 << expected;
+                let start = bit & !(size - 1);
+                let mask = (u64::MAX >> (64 - size)) << start;
+                // the page itself need not be free: only the others count
+                if (word | 1 << bit) & mask != mask {
+                    break;
+                }
+                expected += 1;
+            }
+            prop_assert_eq!(free_order_in_word(word, bit), expected, "word {:#x} bit {}", word, bit);
+            let bits: Vec<bool> = (0..64).map(|i| word & (1 << i) != 0).collect();
+            let prefix = bits.iter().take_while(|&&f| f).count() as u32;
+            let suffix = bits.iter().rev().take_while(|&&f| f).count() as u32;
+            let longest = bits.split(|&f| !f).map(|r| r.len() as u32).max().unwrap();
+            prop_assert_eq!(Sum::of_chunk(word, 64), Sum { prefix, suffix, longest });
+        }
+    }
+}
