@@ -28,13 +28,19 @@
 //! long run at all.
 //!
 //! **Storage**, fixed, no heap: one bit per page says it is free and one that
-//! an allocation starts there; above them a segment tree over 64-page chunks
-//! keeps, per node, the free run at its start, the free run at its end and
-//! its longest free run. That is [`nodes_for`]`(order)` nodes of 32 bytes, one byte per page: 1 MiB for a
-//! 4 GiB pool of 2^20 pages. Finding a block, carving a run and freeing one
-//! are O(log P) (plus one word per 64 pages of the run); the search is
-//! O(log P) for page alignment and, for a larger alignment, may also visit
-//! free runs that are long enough but misaligned.
+//! an allocation starts there (a 64-bit word per 64-page chunk each); above
+//! them a segment tree over the chunks keeps, per node, the free run at its
+//! start, the free run at its end and its longest free run (three `u32`).
+//! That is [`nodes_for`]`(order)` nodes of 20 bytes (12 of summary, 8 of
+//! bitmap), 0.625 bytes per page: 640 KiB for a 4 GiB pool of 2^20 pages.
+//! Finding a run, carving it and freeing one are O(log P) (plus one word per
+//! 64 pages of the run); the search is O(log P) for page alignment and, for a
+//! larger alignment, may also visit free runs that are long enough but
+//! misaligned. An allocation or a free recomputes the chunks at the run's two
+//! ends and the two nodes above them on each level, sets the nodes between
+//! them all free or all allocated, and, above the node holding the whole run,
+//! stops at the first node whose summary does not change. The [`Event`]s cost
+//! a few bit operations inside the edge chunks and one node per event above.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

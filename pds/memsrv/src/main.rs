@@ -29,7 +29,7 @@ use sel4_microkit::{
     debug_println, protection_domain, var, Channel, ChannelSet, Child, Handler, Infallible, MessageInfo,
 };
 
-/// Pool trees sized for the largest pool memsrv accepts (1 byte per page).
+/// Pool trees sized for the largest pool memsrv accepts (0.625 bytes per page).
 const NODES: usize = capbuf_server::pool_nodes(MAX_POOL_BITS - PAGE_BITS);
 
 /// `CAPBUF_LOG=verbose` at build time: print per-request events too.
