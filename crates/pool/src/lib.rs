@@ -305,8 +305,7 @@ impl<const NODES: usize> Pool<NODES> {
             return None;
         }
         let chunks = nodes_for(order) / 2;
-        let mut pool =
-            Pool { order, free_pages: 1 << order, chunks, sums: [Sum::default(); NODES], words: [0; NODES] };
+        let mut pool = Pool { order, free_pages: 1 << order, chunks, sums: [Sum::default(); NODES], words: [0; NODES] };
         let (word, width) = (pool.chunk_mask(), pool.chunk_width());
         for chunk in chunks..2 * chunks {
             pool.words[chunk] = word;
@@ -733,8 +732,9 @@ impl<const NODES: usize> Pool<NODES> {
     /// incremental updates must leave exactly this).
     fn summaries_from_scratch(&self) -> [Sum; NODES] {
         let mut sums = [Sum::default(); NODES];
-        for chunk in self.chunks..2 * self.chunks {
-            sums[chunk] = Sum::of_chunk(self.words[chunk], self.chunk_width());
+        let leaves = self.chunks..2 * self.chunks;
+        for (sum, &word) in sums[leaves.clone()].iter_mut().zip(&self.words[leaves]) {
+            *sum = Sum::of_chunk(word, self.chunk_width());
         }
         for node in (1..self.chunks).rev() {
             let depth = 63 - (node as u64).leading_zeros();
