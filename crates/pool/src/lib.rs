@@ -467,24 +467,25 @@ impl<const NODES: usize> Pool<NODES> {
         if (self.sums[1].longest as u64) < pages {
             return None;
         }
-        let (mut node, mut half, mut offset) = (1, self.pages() >> 1, 0);
+        // Only the node number is kept on the way down: a node's first page
+        // follows from it (its rank on its level times its size).
+        let first_page = |node: usize| {
+            let depth = 63 - (node as u64).leading_zeros();
+            (node as u64 - (1 << depth)) << (self.order - depth)
+        };
+        let mut node = 1;
         while node < self.chunks {
-            let left = self.sums[2 * node];
             node *= 2;
-            if left.longest as u64 >= pages {
-                // the run is in the left half
-            } else {
-                let middle = offset + half;
-                if (left.suffix + self.sums[node + 1].prefix) as u64 >= pages {
-                    return Some(middle - left.suffix as u64);
-                }
+            let left = self.sums[node];
+            if (left.longest as u64) < pages {
                 node += 1;
-                offset = middle;
+                if (left.suffix + self.sums[node].prefix) as u64 >= pages {
+                    return Some(first_page(node) - left.suffix as u64);
+                }
             }
-            half >>= 1;
         }
         let starts = run_starts(self.words[node], pages);
-        Some(offset + starts.trailing_zeros() as u64)
+        Some(first_page(node) + starts.trailing_zeros() as u64)
     }
 
     /// Lowest run of `pages` free pages at `2^align` alignment in `node`
