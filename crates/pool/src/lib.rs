@@ -265,8 +265,10 @@ fn longest_run(mut free: u64, known: u32) -> u32 {
 fn free_order_in_word(word: u64, bit: u64) -> u32 {
     let below = !word & ((1u64 << bit) - 1); // allocated pages below `bit`
     let above = !word & !((2u64 << bit).wrapping_sub(1)); // and above it
-    let low = if below == 0 { 6 } else { 63 - (bit ^ (63 - below.leading_zeros() as u64)).leading_zeros() };
-    let high = if above == 0 { 6 } else { 63 - (bit ^ above.trailing_zeros() as u64).leading_zeros() };
+                                                          // Without branches: with nothing allocated below, `lo - 1` wraps to all
+                                                          // ones (any order fits below); with nothing above, `hi` is 64 (order 6).
+    let low = 63 - (bit ^ 63u64.wrapping_sub(below.leading_zeros() as u64)).leading_zeros();
+    let high = 63 - (bit ^ above.trailing_zeros() as u64).leading_zeros();
     low.min(high)
 }
 
@@ -408,7 +410,7 @@ impl<const NODES: usize> Pool<NODES> {
         let offset = self.find(pages, align_order).ok_or(AllocError::OutOfMemory)?;
         let allocation = Allocation { offset, pages };
         self.split_for(allocation, events);
-        self.mark(offset, offset + pages, false);
+        self.mark::<false>(offset, offset + pages);
         self.words[(offset / 64) as usize] |= 1 << (offset % 64);
         self.free_pages -= pages;
         Ok(allocation)
@@ -430,7 +432,7 @@ impl<const NODES: usize> Pool<NODES> {
             return Err(FreeError::NotAllocated);
         }
         self.words[(offset / 64) as usize] &= !(1 << (offset % 64));
-        self.mark(offset, end, true);
+        self.mark::<true>(offset, end);
         self.free_pages += pages;
         self.merge_after(allocation, events);
         Ok(())
@@ -560,13 +562,13 @@ impl<const NODES: usize> Pool<NODES> {
         // everything in it.
         let top_last = if top_first >= common { common - 1 } else { self.free_up_to(last, last_leaf, common - 1) };
         let split = |page, order| Event::Split(Block::containing(page, order, self.order));
-        for order in (common..=top_first).rev() {
+        for order in (common..top_first + 1).rev() {
             events(split(first, order));
         }
-        for order in (first_leaf + 1..=top_first.min(common - 1)).rev() {
+        for order in (first_leaf + 1..top_first.min(common - 1) + 1).rev() {
             events(split(first, order));
         }
-        for order in (last_leaf + 1..=top_last.min(common - 1)).rev() {
+        for order in (last_leaf + 1..top_last.min(common - 1) + 1).rev() {
             events(split(last, order));
         }
     }
@@ -583,7 +585,7 @@ impl<const NODES: usize> Pool<NODES> {
         let mut both = true;
         for (page, leaf) in [(first, first_leaf), (last, last_leaf)] {
             let top = self.free_up_to(page, leaf, common - 1);
-            for order in leaf + 1..=top {
+            for order in leaf + 1..top + 1 {
                 events(merge(page, order));
             }
             both &= top == common - 1;
@@ -591,7 +593,7 @@ impl<const NODES: usize> Pool<NODES> {
         // The block of order `common` holds both edges: free only if both
         // merged all the way below it.
         if both {
-            for order in common..=self.free_up_to(first, common - 1, self.order) {
+            for order in common..self.free_up_to(first, common - 1, self.order) + 1 {
                 events(merge(first, order));
             }
         }
@@ -627,7 +629,7 @@ impl<const NODES: usize> Pool<NODES> {
         let next = (from / 64 + 1) * 64;
         let stop = to.min(next);
         let bits = stop - from;
-        let mask = if bits == 64 { u64::MAX } else { ((1u64 << bits) - 1) << (from % 64) };
+        let mask = (u64::MAX >> (64 - bits)) << (from % 64); // 1 <= bits <= 64
         (mask, next)
     }
 
@@ -675,7 +677,8 @@ impl<const NODES: usize> Pool<NODES> {
     /// nodes between them are all free or all allocated now. Above the node
     /// holding the whole run, one node per level, stopping at the first whose
     /// summary stays the same: nothing above it can change either.
-    fn mark(&mut self, from: u64, to: u64, free: bool) {
+    fn mark<const FREE: bool>(&mut self, from: u64, to: u64) {
+        let free = FREE; // a copy per direction: no branch on it
         let width = self.chunk_width();
         let (mut low, mut high) = (self.chunks + (from / 64) as usize, self.chunks + ((to - 1) / 64) as usize);
         let head = u64::MAX << (from % 64);
