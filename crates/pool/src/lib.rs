@@ -240,18 +240,25 @@ fn run_starts(free: u64, n: u64) -> u64 {
     starts
 }
 
-/// Longest run of set bits in `free` (not all set), at least `known`: one
-/// step per run of free pages, stopping when no longer run can follow.
+/// Longest run of set bits in `free` (not all set), at least `known`, in a
+/// fixed sequence of steps (a loop over the runs mispredicts its exit).
 #[inline]
-fn longest_run(mut free: u64, known: u32) -> u32 {
-    let mut best = known;
-    while free != 0 && 64 - free.leading_zeros() > best {
-        free >>= free.trailing_zeros();
-        let run = free.trailing_ones();
-        best = best.max(run);
-        free >>= run; // run < 64: not all bits were set
+fn longest_run(free: u64, known: u32) -> u32 {
+    // blocks[j]: bit i set if the 2^j pages from page i are all free.
+    let mut blocks = [free; 6];
+    for j in 1..6 {
+        blocks[j] = blocks[j - 1] & (blocks[j - 1] >> (1 << (j - 1)));
     }
-    best
+    // Binary lifting without branches: `starts` holds the pages from which
+    // `length` pages are free; try to add 32, 16, ... 1 pages.
+    let (mut starts, mut length) = (u64::MAX, 0u32);
+    for j in (0..6).rev() {
+        let longer = starts & (blocks[j] >> length);
+        let take = longer != 0;
+        starts = if take { longer } else { starts };
+        length += (take as u32) << j;
+    }
+    length.max(known)
 }
 
 /// Highest order `k` (at most 6) whose aligned block of `2^k` pages holding
