@@ -28,13 +28,19 @@
 //! long run at all.
 //!
 //! **Storage**, fixed, no heap: one bit per page says it is free and one that
-//! an allocation starts there; above them a segment tree over 64-page chunks
-//! keeps, per node, the free run at its start, the free run at its end and
-//! its longest free run. That is [`nodes_for`]`(order)` nodes of 32 bytes, one byte per page: 1 MiB for a
-//! 4 GiB pool of 2^20 pages. Finding a block, carving a run and freeing one
-//! are O(log P) (plus one word per 64 pages of the run); the search is
-//! O(log P) for page alignment and, for a larger alignment, may also visit
-//! free runs that are long enough but misaligned.
+//! an allocation starts there (a 64-bit word per 64-page chunk each); above
+//! them a segment tree over the chunks keeps, per node, the free run at its
+//! start, the free run at its end and its longest free run (three `u32`).
+//! That is [`nodes_for`]`(order)` nodes of 20 bytes (12 of summary, 8 of
+//! bitmap), 0.625 bytes per page: 640 KiB for a 4 GiB pool of 2^20 pages.
+//! Finding a run, carving it and freeing one are O(log P) (plus one word per
+//! 64 pages of the run); the search is O(log P) for page alignment and, for a
+//! larger alignment, may also visit free runs that are long enough but
+//! misaligned. An allocation or a free recomputes the chunks at the run's two
+//! ends and the two nodes above them on each level, sets the nodes between
+//! them all free or all allocated, and, above the node holding the whole run,
+//! stops at the first node whose summary does not change. The [`Event`]s cost
+//! a few bit operations inside the edge chunks and one node per event above.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -139,6 +145,7 @@ impl Allocation {
 }
 
 /// Order of the largest aligned block that starts at `offset` and fits in `pages` (> 0) pages.
+#[inline]
 const fn leaf_order(offset: u64, pages: u64) -> u32 {
     let fit = 63 - pages.leading_zeros();
     let aligned = offset.trailing_zeros();
@@ -167,20 +174,47 @@ pub enum FreeError {
     NotAllocated,
 }
 
-/// One node of the segment tree: a 64-page chunk (the leaves) or the union
-/// of its two children.
+/// Summary of one node of the segment tree: a 64-page chunk (the leaves) or
+/// the union of its two children. 12 bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Node {
+struct Sum {
     /// Free pages at the node's start.
     prefix: u32,
     /// Free pages at its end.
     suffix: u32,
     /// Its longest run of free pages.
     longest: u32,
-    /// Chunks only: bit `i` is set if the chunk's page `i` is free.
-    free: u64,
-    /// Chunks only: bit `i` is set if an allocation starts at page `i`.
-    starts: u64,
+}
+
+impl Sum {
+    /// A node of `pages` pages, all free.
+    const fn free(pages: u32) -> Sum {
+        Sum { prefix: pages, suffix: pages, longest: pages }
+    }
+
+    /// The summary of a chunk of `width` pages (at most 64) from its free bits.
+    #[inline(always)]
+    fn of_chunk(free: u64, width: u32) -> Sum {
+        if free == 0 {
+            return Sum::default();
+        }
+        let prefix = free.trailing_ones();
+        if prefix >= width {
+            return Sum::free(width);
+        }
+        let suffix = (free << (64 - width)).leading_ones();
+        Sum { prefix, suffix, longest: longest_run(free, prefix.max(suffix)) }
+    }
+
+    /// The summary of two adjacent nodes of `half` pages each.
+    #[inline(always)]
+    fn join(left: Sum, right: Sum, half: u32) -> Sum {
+        Sum {
+            prefix: if left.prefix == half { half + right.prefix } else { left.prefix },
+            suffix: if right.suffix == half { half + left.suffix } else { right.suffix },
+            longest: left.longest.max(right.longest).max(left.suffix + right.prefix),
+        }
+    }
 }
 
 /// Bit patterns of the first page of each aligned block of `2^k` pages in a word, by `k`.
@@ -195,6 +229,7 @@ const BLOCK_STARTS: [u64; 7] = [
 ];
 
 /// Bit `i` set where a run of `n` (1..=64) free pages starts at page `i` of the word.
+#[inline]
 fn run_starts(free: u64, n: u64) -> u64 {
     let (mut starts, mut length) = (free, 1);
     while length < n {
@@ -205,29 +240,46 @@ fn run_starts(free: u64, n: u64) -> u64 {
     starts
 }
 
-/// Longest run of set bits in `free`.
-fn longest_run(free: u64) -> u32 {
-    if free == u64::MAX {
-        return 64;
+/// Longest run of set bits in `free` (not all set), at least `known`, in a
+/// fixed sequence of steps (a loop over the runs mispredicts its exit).
+#[inline]
+fn longest_run(free: u64, known: u32) -> u32 {
+    // blocks[j]: bit i set if the 2^j pages from page i are all free.
+    let mut blocks = [free; 6];
+    for j in 1..6 {
+        blocks[j] = blocks[j - 1] & (blocks[j - 1] >> (1 << (j - 1)));
     }
-    let blocks = {
-        let mut runs = [free; 6]; // runs[j]: a run of 2^j starts here
-        for j in 1..6 {
-            runs[j] = runs[j - 1] & (runs[j - 1] >> (1 << (j - 1)));
-        }
-        runs
-    };
+    // Binary lifting without branches: `starts` holds the pages from which
+    // `length` pages are free; try to add 32, 16, ... 1 pages.
     let (mut starts, mut length) = (u64::MAX, 0u32);
     for j in (0..6).rev() {
         let longer = starts & (blocks[j] >> length);
-        if longer != 0 {
-            starts = longer;
-            length += 1 << j;
-        }
+        let take = longer != 0;
+        starts = if take { longer } else { starts };
+        length += (take as u32) << j;
     }
-    length
+    length.max(known)
 }
 
+/// Highest order `k` (at most 6) whose aligned block of `2^k` pages holding
+/// page `bit` of a chunk lies inside the chunk's free run around it (bounded
+/// by free bits `word`, which need not include `bit` itself). The block of
+/// order `k` holding `bit` starts at or after the run's first page `lo` as
+/// long as `k` is at most the highest bit where `bit` and `lo - 1` differ, and
+/// ends at or before its end `hi` as long as `k` is at most the highest bit
+/// where `bit` and `hi` differ.
+#[inline]
+fn free_order_in_word(word: u64, bit: u64) -> u32 {
+    let below = !word & ((1u64 << bit) - 1); // allocated pages below `bit`
+    let above = !word & !((2u64 << bit).wrapping_sub(1)); // and above it
+                                                          // Without branches: with nothing allocated below, `lo - 1` wraps to all
+                                                          // ones (any order fits below); with nothing above, `hi` is 64 (order 6).
+    let low = 63 - (bit ^ 63u64.wrapping_sub(below.leading_zeros() as u64)).leading_zeros();
+    let high = 63 - (bit ^ above.trailing_zeros() as u64).leading_zeros();
+    low.min(high)
+}
+
+#[inline]
 const fn align_up(value: u64, order: u32) -> u64 {
     let mask = (1u64 << order) - 1;
     (value + mask) & !mask
@@ -241,8 +293,12 @@ pub struct Pool<const NODES: usize> {
     free_pages: u64,
     /// Chunks in the pool: the leaves are nodes `chunks..2 * chunks`.
     chunks: usize,
-    /// Heap order: node 1 is the root; node 0 is unused.
-    nodes: [Node; NODES],
+    /// Node summaries in heap order: node 1 is the root; node 0 is unused.
+    sums: [Sum; NODES],
+    /// The page bitmaps, one word per chunk each: `words[chunks + c]` has bit
+    /// `i` set if page `i` of chunk `c` is free, `words[c]` if an allocation
+    /// starts there.
+    words: [u64; NODES],
 }
 
 impl<const NODES: usize> Pool<NODES> {
@@ -258,15 +314,15 @@ impl<const NODES: usize> Pool<NODES> {
             return None;
         }
         let chunks = nodes_for(order) / 2;
-        let mut pool = Pool { order, free_pages: 1 << order, chunks, nodes: [Node::default(); NODES] };
-        let word = pool.chunk_mask();
-        for chunk in 0..chunks {
-            pool.nodes[chunks + chunk].free = word;
-            pool.summarise_chunk(chunks + chunk);
+        let mut pool = Pool { order, free_pages: 1 << order, chunks, sums: [Sum::default(); NODES], words: [0; NODES] };
+        let (word, width) = (pool.chunk_mask(), pool.chunk_width());
+        for chunk in chunks..2 * chunks {
+            pool.words[chunk] = word;
+            pool.sums[chunk] = Sum::free(width);
         }
         for node in (1..chunks).rev() {
             let depth = 63 - (node as u64).leading_zeros();
-            pool.summarise(node, 1 << (order - depth - 1));
+            pool.sums[node] = Sum::free(1 << (order - depth));
         }
         Some(pool)
     }
@@ -294,12 +350,12 @@ impl<const NODES: usize> Pool<NODES> {
     /// Pages in the longest run of free pages: the largest allocation at page
     /// alignment that succeeds.
     pub fn largest_free(&self) -> u64 {
-        self.nodes[1].longest as u64
+        self.sums[1].longest as u64
     }
 
     /// Whether page `page` is free.
     pub fn is_free_page(&self, page: u64) -> bool {
-        page < self.pages() && self.chunk(page).free & (1 << (page % 64)) != 0
+        page < self.pages() && self.free_bit(page)
     }
 
     /// Whether `block` is currently an allocated leaf: one of the
@@ -311,17 +367,17 @@ impl<const NODES: usize> Pool<NODES> {
             return false;
         }
         let (first, end) = (block.offset(), block.offset() + block.pages());
-        if self.any_bit(first, end, |n| n.free) {
+        if !self.none_free(first, end) {
             return false;
         }
         // The allocation holding the block: from the last start at or before
         // it to the next start or free page after it.
         let mut start = first;
-        while !self.bit(start, |n| n.starts) {
+        while !self.start_bit(start) {
             start -= 1;
         }
         let mut stop = first + 1;
-        while stop < self.pages() && !self.bit(stop, |n| n.starts) && !self.bit(stop, |n| n.free) {
+        while stop < self.pages() && !self.start_bit(stop) && !self.free_bit(stop) {
             stop += 1;
         }
         let allocation = Allocation { offset: start, pages: stop - start };
@@ -361,9 +417,8 @@ impl<const NODES: usize> Pool<NODES> {
         let offset = self.find(pages, align_order).ok_or(AllocError::OutOfMemory)?;
         let allocation = Allocation { offset, pages };
         self.split_for(allocation, events);
-        self.set_range(offset, offset + pages, false);
-        self.chunk_mut(offset).starts |= 1 << (offset % 64);
-        self.resummarise(offset, offset + pages);
+        self.mark::<false>(offset, offset + pages);
+        self.words[(offset / 64) as usize] |= 1 << (offset % 64);
         self.free_pages -= pages;
         Ok(allocation)
     }
@@ -377,15 +432,14 @@ impl<const NODES: usize> Pool<NODES> {
             return Err(FreeError::NotAllocated);
         }
         let end = offset + pages;
-        let whole = self.bit(offset, |n| n.starts)
+        let whole = self.start_bit(offset)
             && self.allocated_alone(offset, end)
-            && (end == self.pages() || self.bit(end, |n| n.starts) || self.bit(end, |n| n.free));
+            && (end == self.pages() || self.start_bit(end) || self.free_bit(end));
         if !whole {
             return Err(FreeError::NotAllocated);
         }
-        self.chunk_mut(offset).starts &= !(1 << (offset % 64));
-        self.set_range(offset, end, true);
-        self.resummarise(offset, end);
+        self.words[(offset / 64) as usize] &= !(1 << (offset % 64));
+        self.mark::<true>(offset, end);
         self.free_pages += pages;
         self.merge_after(allocation, events);
         Ok(())
@@ -419,32 +473,34 @@ impl<const NODES: usize> Pool<NODES> {
     /// [`Self::search`] at page alignment: every run long enough fits, so
     /// one walk down, without going back.
     fn search_unaligned(&self, pages: u64) -> Option<u64> {
-        if (self.nodes[1].longest as u64) < pages {
+        if (self.sums[1].longest as u64) < pages {
             return None;
         }
-        let (mut node, mut order, mut offset) = (1, self.order, 0);
+        // Only the node number is kept on the way down: a node's first page
+        // follows from it (its rank on its level times its size).
+        let first_page = |node: usize| {
+            let depth = 63 - (node as u64).leading_zeros();
+            (node as u64 - (1 << depth)) << (self.order - depth)
+        };
+        let mut node = 1;
         while node < self.chunks {
-            let (left, right) = (&self.nodes[2 * node], &self.nodes[2 * node + 1]);
-            let half = order - 1;
-            let middle = offset + (1 << half);
-            if left.longest as u64 >= pages {
-                node *= 2;
-            } else if (left.suffix + right.prefix) as u64 >= pages {
-                return Some(middle - left.suffix as u64);
-            } else {
-                node = 2 * node + 1;
-                offset = middle;
+            node *= 2;
+            let left = self.sums[node];
+            if (left.longest as u64) < pages {
+                node += 1;
+                if (left.suffix + self.sums[node].prefix) as u64 >= pages {
+                    return Some(first_page(node) - left.suffix as u64);
+                }
             }
-            order = half;
         }
-        let starts = run_starts(self.nodes[node].free, pages);
-        Some(offset + starts.trailing_zeros() as u64)
+        let starts = run_starts(self.words[node], pages);
+        Some(first_page(node) + starts.trailing_zeros() as u64)
     }
 
     /// Lowest run of `pages` free pages at `2^align` alignment in `node`
     /// (of `2^order` pages from page `offset`), whole or crossing its middle.
     fn search(&self, node: usize, order: u32, offset: u64, pages: u64, align: u32) -> Option<u64> {
-        if (self.nodes[node].longest as u64) < pages {
+        if (self.sums[node].longest as u64) < pages {
             return None;
         }
         if node >= self.chunks {
@@ -453,7 +509,7 @@ impl<const NODES: usize> Pool<NODES> {
             }
             let pattern =
                 if align < CHUNK_ORDER { BLOCK_STARTS[align as usize] } else { (offset % (1 << align) == 0) as u64 };
-            let starts = run_starts(self.nodes[node].free, pages) & pattern;
+            let starts = run_starts(self.words[node], pages) & pattern;
             return (starts != 0).then(|| offset + starts.trailing_zeros() as u64);
         }
         let half = order - 1;
@@ -461,7 +517,7 @@ impl<const NODES: usize> Pool<NODES> {
         if let Some(found) = self.search(2 * node, half, offset, pages, align) {
             return Some(found);
         }
-        let (left, right) = (self.nodes[2 * node], self.nodes[2 * node + 1]);
+        let (left, right) = (self.sums[2 * node], self.sums[2 * node + 1]);
         let start = align_up(middle - left.suffix as u64, align);
         if start < middle && start + pages <= middle + right.prefix as u64 {
             return Some(start);
@@ -471,23 +527,30 @@ impl<const NODES: usize> Pool<NODES> {
 
     // --- the tree's shape: events ---
 
-    /// Whether the block of `2^order` pages at `page` is all free.
-    fn is_free_block(&self, page: u64, order: u32) -> bool {
-        if order <= CHUNK_ORDER.min(self.order) {
-            let start = (page % 64) & !((1 << order) - 1);
-            let mask = if order == 6 { u64::MAX } else { ((1u64 << (1 << order)) - 1) << start };
-            self.chunk(page).free & mask == mask
-        } else {
-            let block = Block::containing(page, order, self.order);
-            self.nodes[block.node as usize].prefix as u64 == block.pages()
-        }
-    }
-
-    /// Highest order, from `from` up, of an all-free block holding `page`.
-    fn free_up_to(&self, page: u64, from: u32) -> u32 {
+    /// Highest order, from `from` up to `limit`, such that the blocks of
+    /// every order above `from` up to it that hold `page` are all free.
+    /// Inside the chunk in closed form from the free run around the page,
+    /// then one node per order above it.
+    #[inline]
+    fn free_up_to(&self, page: u64, from: u32, limit: u32) -> u32 {
+        let chunk_order = CHUNK_ORDER.min(self.order);
         let mut order = from;
-        while order < self.order && self.is_free_block(page, order + 1) {
-            order += 1;
+        if order < chunk_order {
+            let (word, bit) = (self.free_word(page), page % 64);
+            order = order.max(free_order_in_word(word, bit).min(chunk_order)).min(limit);
+            if order < chunk_order {
+                return order;
+            }
+        }
+        if order < limit {
+            let mut node = (self.chunks + (page / 64) as usize) >> (order - chunk_order);
+            while order < limit {
+                node >>= 1;
+                if self.sums[node].prefix != 2 << order {
+                    return order;
+                }
+                order += 1;
+            }
         }
         order
     }
@@ -501,16 +564,18 @@ impl<const NODES: usize> Pool<NODES> {
         let first_leaf = leaf_order(first, pages);
         let last_leaf = (63 - pages.leading_zeros()).min(end.trailing_zeros());
         let common = (64 - (first ^ last).leading_zeros()).max(first_leaf + 1).max(last_leaf + 1);
-        let top_first = self.free_up_to(first, first_leaf);
-        let top_last = self.free_up_to(last, last_leaf);
+        let top_first = self.free_up_to(first, first_leaf, self.order);
+        // Below `common` only: if the block of order `common` is free, so is
+        // everything in it.
+        let top_last = if top_first >= common { common - 1 } else { self.free_up_to(last, last_leaf, common - 1) };
         let split = |page, order| Event::Split(Block::containing(page, order, self.order));
-        for order in (common..=top_first).rev() {
+        for order in (common..top_first + 1).rev() {
             events(split(first, order));
         }
-        for order in (first_leaf + 1..=top_first.min(common - 1)).rev() {
+        for order in (first_leaf + 1..top_first.min(common - 1) + 1).rev() {
             events(split(first, order));
         }
-        for order in (last_leaf + 1..=top_last.min(common - 1)).rev() {
+        for order in (last_leaf + 1..top_last.min(common - 1) + 1).rev() {
             events(split(last, order));
         }
     }
@@ -524,42 +589,45 @@ impl<const NODES: usize> Pool<NODES> {
         let last_leaf = (63 - pages.leading_zeros()).min(end.trailing_zeros());
         let common = (64 - (first ^ last).leading_zeros()).max(first_leaf + 1).max(last_leaf + 1);
         let merge = |page, order| Event::Merge(Block::containing(page, order, self.order));
+        let mut both = true;
         for (page, leaf) in [(first, first_leaf), (last, last_leaf)] {
-            for order in leaf + 1..common {
-                if !self.is_free_block(page, order) {
-                    break;
-                }
+            let top = self.free_up_to(page, leaf, common - 1);
+            for order in leaf + 1..top + 1 {
                 events(merge(page, order));
             }
+            both &= top == common - 1;
         }
-        for order in common..=self.order {
-            if !self.is_free_block(first, order) {
-                break;
+        // The block of order `common` holds both edges: free only if both
+        // merged all the way below it.
+        if both {
+            for order in common..self.free_up_to(first, common - 1, self.order) + 1 {
+                events(merge(first, order));
             }
-            events(merge(first, order));
         }
     }
 
     // --- bits and summaries ---
 
+    /// Pages per chunk: 64, or the whole pool if it is smaller.
+    fn chunk_width(&self) -> u32 {
+        1 << CHUNK_ORDER.min(self.order)
+    }
+
     fn chunk_mask(&self) -> u64 {
-        if self.order >= CHUNK_ORDER {
-            u64::MAX
-        } else {
-            (1 << (1 << self.order)) - 1
-        }
+        u64::MAX >> (64 - self.chunk_width())
     }
 
-    fn chunk(&self, page: u64) -> &Node {
-        &self.nodes[self.chunks + (page / 64) as usize]
+    #[inline]
+    fn free_word(&self, page: u64) -> u64 {
+        self.words[self.chunks + (page / 64) as usize]
     }
 
-    fn chunk_mut(&mut self, page: u64) -> &mut Node {
-        &mut self.nodes[self.chunks + (page / 64) as usize]
+    fn free_bit(&self, page: u64) -> bool {
+        self.free_word(page) & (1 << (page % 64)) != 0
     }
 
-    fn bit(&self, page: u64, field: impl Fn(&Node) -> u64) -> bool {
-        field(self.chunk(page)) & (1 << (page % 64)) != 0
+    fn start_bit(&self, page: u64) -> bool {
+        self.words[(page / 64) as usize] & (1 << (page % 64)) != 0
     }
 
     /// Mask of the bits of pages `[from, to)` in the chunk of page `from`, and
@@ -568,19 +636,20 @@ impl<const NODES: usize> Pool<NODES> {
         let next = (from / 64 + 1) * 64;
         let stop = to.min(next);
         let bits = stop - from;
-        let mask = if bits == 64 { u64::MAX } else { ((1u64 << bits) - 1) << (from % 64) };
+        let mask = (u64::MAX >> (64 - bits)) << (from % 64); // 1 <= bits <= 64
         (mask, next)
     }
 
-    fn any_bit(&self, mut from: u64, to: u64, field: impl Fn(&Node) -> u64) -> bool {
+    /// Whether no page of `[from, to)` is free.
+    fn none_free(&self, mut from: u64, to: u64) -> bool {
         while from < to {
             let (mask, next) = Self::word_range(from, to);
-            if field(self.chunk(from)) & mask != 0 {
-                return true;
+            if self.free_word(from) & mask != 0 {
+                return false;
             }
             from = next;
         }
-        false
+        true
     }
 
     /// Whether no page of `[from, to)` is free and no allocation starts in it after `from`.
@@ -588,9 +657,9 @@ impl<const NODES: usize> Pool<NODES> {
         let first = from;
         while from < to {
             let (mask, next) = Self::word_range(from, to);
-            let chunk = self.chunk(from);
-            let starts = if from == first { chunk.starts & !(1 << (first % 64)) } else { chunk.starts };
-            if (chunk.free | starts) & mask != 0 {
+            let starts = self.words[(from / 64) as usize];
+            let starts = if from == first { starts & !(1 << (first % 64)) } else { starts };
+            if (self.free_word(from) | starts) & mask != 0 {
                 return false;
             }
             from = next;
@@ -601,7 +670,7 @@ impl<const NODES: usize> Pool<NODES> {
     fn all_free(&self, mut from: u64, to: u64) -> bool {
         while from < to {
             let (mask, next) = Self::word_range(from, to);
-            if self.chunk(from).free & mask != mask {
+            if self.free_word(from) & mask != mask {
                 return false;
             }
             from = next;
@@ -609,64 +678,80 @@ impl<const NODES: usize> Pool<NODES> {
         true
     }
 
-    fn set_range(&mut self, mut from: u64, to: u64, free: bool) {
-        while from < to {
-            let (mask, next) = Self::word_range(from, to);
-            let chunk = self.chunk_mut(from);
-            if free {
-                chunk.free |= mask;
-            } else {
-                chunk.free &= !mask;
-            }
-            from = next;
-        }
-    }
-
-    fn summarise_chunk(&mut self, node: usize) {
-        let width = 1u32 << CHUNK_ORDER.min(self.order);
-        let (free, full) = (self.nodes[node].free, self.chunk_mask());
-        let chunk = &mut self.nodes[node];
-        if free == full {
-            (chunk.prefix, chunk.suffix, chunk.longest) = (width, width, width);
-            return;
-        }
-        if free == 0 {
-            (chunk.prefix, chunk.suffix, chunk.longest) = (0, 0, 0);
-            return;
-        }
-        chunk.prefix = free.trailing_ones();
-        chunk.suffix = (free << (64 - width)).leading_ones();
-        chunk.longest = longest_run(free);
-    }
-
-    /// Recompute inner node `node` from its children, each of `half` pages.
-    #[inline]
-    fn summarise(&mut self, node: usize, half: u32) {
-        let (left, right) = (self.nodes[2 * node], self.nodes[2 * node + 1]);
-        let parent = &mut self.nodes[node];
-        parent.prefix = if left.prefix == half { half + right.prefix } else { left.prefix };
-        parent.suffix = if right.suffix == half { half + left.suffix } else { right.suffix };
-        parent.longest = left.longest.max(right.longest).max(left.suffix + right.prefix);
-    }
-
-    /// Recompute the chunks of pages `[from, to)` and every node above them.
-    fn resummarise(&mut self, from: u64, to: u64) {
+    /// Mark pages `[from, to)` free or allocated (they are all the other way
+    /// now) and update every summary above them: the chunks at the run's two
+    /// ends and the two nodes holding them on each level are recomputed, the
+    /// nodes between them are all free or all allocated now. Above the node
+    /// holding the whole run, one node per level, stopping at the first whose
+    /// summary stays the same: nothing above it can change either.
+    fn mark<const FREE: bool>(&mut self, from: u64, to: u64) {
+        let free = FREE; // a copy per direction: no branch on it
+        let width = self.chunk_width();
         let (mut low, mut high) = (self.chunks + (from / 64) as usize, self.chunks + ((to - 1) / 64) as usize);
-        for node in low..=high {
-            self.summarise_chunk(node);
+        let head = u64::MAX << (from % 64);
+        let tail = u64::MAX >> (63 - (to - 1) % 64);
+        if low == high {
+            if !self.flip(low, head & tail, free, width) {
+                return;
+            }
+        } else {
+            self.flip(low, head, free, width);
+            self.flip(high, tail, free, width);
+            if high > low + 1 {
+                self.words[low + 1..high].fill(if free { u64::MAX } else { 0 });
+                self.sums[low + 1..high].fill(if free { Sum::free(64) } else { Sum::default() });
+            }
         }
-        let mut half = 1u32 << CHUNK_ORDER;
-        while low > 1 {
+        let mut half = width;
+        while low / 2 != high / 2 {
             (low, high) = (low / 2, high / 2);
-            let before = self.nodes[low];
-            for node in low..=high {
-                self.summarise(node, half);
+            if high > low + 1 {
+                self.sums[low + 1..high].fill(if free { Sum::free(2 * half) } else { Sum::default() });
             }
+            self.sums[low] = Sum::join(self.sums[2 * low], self.sums[2 * low + 1], half);
+            self.sums[high] = Sum::join(self.sums[2 * high], self.sums[2 * high + 1], half);
             half <<= 1;
-            if low == high && self.nodes[low] == before {
-                return; // nothing above can change either
-            }
         }
+        let mut node = low;
+        while node > 1 {
+            node /= 2;
+            let sum = Sum::join(self.sums[2 * node], self.sums[2 * node + 1], half);
+            if self.sums[node] == sum {
+                return;
+            }
+            self.sums[node] = sum;
+            half <<= 1;
+        }
+    }
+
+    /// Set (`free`) or clear the bits `mask` of chunk node `node` and
+    /// recompute its summary; whether the summary changed.
+    #[inline(always)]
+    fn flip(&mut self, node: usize, mask: u64, free: bool, width: u32) -> bool {
+        let word = &mut self.words[node];
+        *word = if free { *word | mask } else { *word & !mask };
+        let sum = Sum::of_chunk(*word, width);
+        let changed = self.sums[node] != sum;
+        self.sums[node] = sum;
+        changed
+    }
+}
+
+#[cfg(test)]
+impl<const NODES: usize> Pool<NODES> {
+    /// Every summary as recomputed from the free bits alone (tests: the
+    /// incremental updates must leave exactly this).
+    fn summaries_from_scratch(&self) -> [Sum; NODES] {
+        let mut sums = [Sum::default(); NODES];
+        let leaves = self.chunks..2 * self.chunks;
+        for (sum, &word) in sums[leaves.clone()].iter_mut().zip(&self.words[leaves]) {
+            *sum = Sum::of_chunk(word, self.chunk_width());
+        }
+        for node in (1..self.chunks).rev() {
+            let depth = 63 - (node as u64).leading_zeros();
+            sums[node] = Sum::join(sums[2 * node], sums[2 * node + 1], 1 << (self.order - depth - 1));
+        }
+        sums
     }
 }
 

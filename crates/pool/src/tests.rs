@@ -167,8 +167,10 @@ fn a_pool_that_does_not_fit_its_array_is_refused() {
 }
 
 #[test]
-fn a_4_gib_pool_takes_one_byte_per_page() {
-    assert_eq!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() as u64, (1 << 20) + 24);
+fn a_4_gib_pool_takes_less_than_one_byte_per_page() {
+    // 12 bytes of summary and 8 of bitmap per node, two nodes per 64 pages.
+    assert_eq!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() as u64, (1 << 15) * 20 + 24);
+    assert!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() < 1 << 20);
 }
 
 /// The case measured in QEMU: a 16 MiB pool holding one 8 MiB buffer and one
@@ -339,6 +341,7 @@ proptest! {
             let used: u64 = live.values().map(|a| a.pages).sum();
             prop_assert_eq!(pool.free_pages() + used, pages_in_pool);
             prop_assert_eq!(pool.largest_free(), reference.longest_run());
+            prop_assert_eq!(&pool.sums[..], &pool.summaries_from_scratch()[..], "a summary differs from the free bits");
             for p in 0..pages_in_pool {
                 prop_assert_eq!(pool.is_free_page(p), reference.free[p as usize]);
             }
@@ -366,5 +369,35 @@ proptest! {
         prop_assert_eq!(pool.free_pages(), pages_in_pool);
         prop_assert_eq!(pool.largest_free(), pages_in_pool);
         prop_assert_eq!(&mirror.existing, &BTreeSet::from([1]));
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config(1024))]
+
+    /// The closed form of the highest free aligned block around a page of a
+    /// chunk agrees with trying every order; and a chunk's summary with
+    /// counting bits one by one.
+    #[test]
+    fn chunk_bit_tricks_agree_with_counting(word in any::<u64>(), sparse in any::<u64>(), bit in 0u64..64) {
+        for word in [word, word | sparse, word & sparse, !(1u64 << bit) & word] {
+            let mut expected = 0;
+            while expected < 6 {
+                let size = 2u64 << expected;
+                let start = bit & !(size - 1);
+                let mask = (u64::MAX >> (64 - size)) << start;
+                // the page itself need not be free: only the others count
+                if (word | 1 << bit) & mask != mask {
+                    break;
+                }
+                expected += 1;
+            }
+            prop_assert_eq!(free_order_in_word(word, bit), expected, "word {:#x} bit {}", word, bit);
+            let bits: Vec<bool> = (0..64).map(|i| word & (1 << i) != 0).collect();
+            let prefix = bits.iter().take_while(|&&f| f).count() as u32;
+            let suffix = bits.iter().rev().take_while(|&&f| f).count() as u32;
+            let longest = bits.split(|&f| !f).map(|r| r.len() as u32).max().unwrap();
+            prop_assert_eq!(Sum::of_chunk(word, 64), Sum { prefix, suffix, longest });
+        }
     }
 }

@@ -52,7 +52,7 @@ const LAST_LEVEL_TABLE: sel4::TranslationTableObjectType =
         None => panic!("no last-level translation table"),
     };
 
-/// Pool trees sized for the largest pool memsrv accepts (1 byte per page).
+/// Pool trees sized for the largest pool memsrv accepts (0.625 bytes per page).
 const NODES: usize = capbuf_server::pool_nodes(MAX_POOL_BITS - PAGE_BITS);
 
 /// `CAPBUF_LOG=verbose` at build time: print per-request events too.

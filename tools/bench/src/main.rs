@@ -89,9 +89,10 @@ fn throughput() {
     waste("capbuf-pool (exact fit)", &capbuf.tally);
     waste("buddy_system_allocator 0.11 FrameAllocator", &buddy.tally);
     println!();
+    let footprint = std::mem::size_of_val(&*capbuf.allocator.0);
     println!(
-        "capbuf-pool footprint: {} bytes for this 1 GiB pool (1 byte per 4 KiB page), fixed, no heap.",
-        std::mem::size_of_val(&*capbuf.allocator.0)
+        "capbuf-pool footprint: {footprint} bytes for this 1 GiB pool ({:.3} bytes per 4 KiB page), fixed, no heap.",
+        footprint as f64 / (1u64 << capbuf_bench::workload::POOL_ORDER) as f64
     );
     println!();
     println!("BENCH pairs_capbuf {capbuf_median:.0} pairs/s");
