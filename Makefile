@@ -244,7 +244,8 @@ qemu-bench: $(OUT)/bench.img
 	@[ "$(MICROKIT_BOARD)" = qemu_virt_aarch64 ] || { echo "qemu-bench: qemu_virt_aarch64 only (the bench PD reads the Arm generic timer, bench/system.xml maps its PL011)"; exit 1; }
 	$(CARGO) build --release -q -p capbuf-bench --bin qemu-table
 	QEMU=$(QEMU) TIMEOUT=$(QEMU_TIMEOUT) scripts/qemu-bench $< $(OUT)/bench.log
-	target/release/qemu-table $(OUT)/bench.log $(MICROKIT_CONFIG) --bench-out $(OUT)/qemu-bench.txt | tee $(OUT)/qemu-bench.md
+	target/release/qemu-table $(OUT)/bench.log $(MICROKIT_CONFIG) --bench-out $(OUT)/qemu-bench.txt >$(OUT)/qemu-bench.md; \
+		status=$$?; cat $(OUT)/qemu-bench.md; exit $$status
 
 run: image
 	$(QEMU_ENV) scripts/board-qemu $(MICROKIT_BOARD) $(IMAGE)

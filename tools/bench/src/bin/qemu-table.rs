@@ -407,6 +407,16 @@ const FLOOR_ROWS: [(&str, &str); 36] = [
 ];
 
 fn main() {
+    // memsrv's state is several MiB and is built on the stack before it is
+    // boxed (as in the memsrv PD, which has a 4 MiB stack): more than the
+    // main thread's default.
+    let table = std::thread::Builder::new().stack_size(256 << 20).spawn(table).expect("a thread for the table");
+    if table.join().is_err() {
+        std::process::exit(1);
+    }
+}
+
+fn table() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(path), Some(kernel)) = (args.get(1), args.get(2)) else {
         eprintln!("usage: qemu-table LOG KERNEL [--bench-out FILE]");
