@@ -385,18 +385,20 @@ static inline void capbuf_arch_barrier(void)
 {
     __asm__ volatile("dsb sy" : : : "memory");
 }
-#elif defined(__riscv) || defined(__x86_64__)
+#else
 /* DMA is coherent with the CPU's caches on x86-64 (devices snoop them) and on
  * qemu_virt_riscv64 (the RISC-V platforms seL4 supports have coherent DMA; a
  * non-coherent one would need Zicbom's cbo.clean/cbo.flush, which user mode
  * may run only when the kernel sets senvcfg.CBCFE, and seL4 16.0.0 does
  * not). So no line is touched; the barrier orders the CPU's memory accesses
  * before the device register access that follows (RISC-V: fence iorw,iorw;
- * x86-64: mfence). */
+ * x86-64: mfence; a host build of the library: a full fence). */
 #if defined(__riscv)
 #define CAPBUF_SYNC_INSTRUCTIONS "coherent: fence iorw,iorw"
-#else
+#elif defined(__x86_64__)
 #define CAPBUF_SYNC_INSTRUCTIONS "coherent: mfence"
+#else
+#define CAPBUF_SYNC_INSTRUCTIONS "host: fence only"
 #endif
 static inline uint64_t capbuf_arch_line_size(void)
 {
@@ -414,27 +416,11 @@ static inline void capbuf_arch_barrier(void)
 {
 #if defined(__riscv)
     __asm__ volatile("fence iorw, iorw" : : : "memory");
-#else
+#elif defined(__x86_64__)
     __asm__ volatile("mfence" : : : "memory");
-#endif
-}
 #else
-#define CAPBUF_SYNC_INSTRUCTIONS "host: fence only"
-static inline uint64_t capbuf_arch_line_size(void)
-{
-    return 64;
-}
-static inline void capbuf_arch_clean(uintptr_t line)
-{
-    (void)line;
-}
-static inline void capbuf_arch_clean_invalidate(uintptr_t line)
-{
-    (void)line;
-}
-static inline void capbuf_arch_barrier(void)
-{
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
 }
 #endif
 
