@@ -1,7 +1,7 @@
 //! What must hold after every step of a random sequence, and the property
 //! tests' configuration.
 
-use capbuf_protocol::{BufferId, Rights, LARGE_PAGE_BITS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS};
+use capbuf_protocol::{BufferId, Rights, LARGE_PAGE_BITS, PAGE_BITS};
 use capbuf_server::window::Run;
 use proptest::prelude::*;
 
@@ -19,7 +19,7 @@ fn run_end(run: Run) -> u64 {
 fn accounted_slots(world: &World) -> u64 {
     let server = world.borrow();
     let fixed = server.config().pool_count() + 3;
-    (1u64 << server.config().table_bits) - MEMSRV_TABLE_FIRST_FREE + fixed as u64
+    (1u64 << server.config().table_bits) - server.config().first_free_slot() + fixed as u64
 }
 
 /// After every step: no two frames overlap; each pool's bytes are conserved
@@ -58,7 +58,7 @@ pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
         prop_assert_eq!(server.lost_bytes(p), Some(lost << PAGE_BITS), "pool {} lost bytes", p);
     }
     for (id, buffer) in server.registry().iter() {
-        let dma: u16 = (0..3).filter(|&c| server.config().clients[c].unwrap().dma).map(|c| 1 << c).sum();
+        let dma: u64 = (0..3).filter(|&c| server.config().clients[c].unwrap().dma).map(|c| 1 << c).sum();
         prop_assert_eq!(buffer.exposed & !dma, 0, "buffer {} exposed to a client without the dma right", id);
     }
     let mut held: Vec<BufferId> = Vec::new();
@@ -86,15 +86,15 @@ pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
         let block = reserves.get(b.meta).unwrap();
         prop_assert!(block.client == b.owner && block.in_use, "master CNode outside its owner's reserve");
         holders[b.meta] += 1;
-        for (c, a) in b.attachments.iter().enumerate() {
-            if let Some(a) = a {
-                let block = reserves.get(a.meta).unwrap();
+        for (c, a) in b.holders.attachments() {
+            {
+                let block = reserves.get(a.meta as usize).unwrap();
                 prop_assert!(block.client == c && block.in_use, "attachment outside its client's reserve");
-                holders[a.meta] += 1;
+                holders[a.meta as usize] += 1;
             }
         }
-        for (c, e) in b.exports.iter().enumerate() {
-            if let Some(e) = e {
+        for (c, e) in b.holders.exports() {
+            {
                 let block = reserves.get(e.meta as usize).unwrap();
                 prop_assert!(block.client == c && block.in_use, "export outside its client's reserve");
                 holders[e.meta as usize] += 1;
@@ -131,9 +131,9 @@ pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
         };
         prop_assert_eq!(usage.bytes, owned.iter().map(|(_, b)| charged(b) << PAGE_BITS).sum::<u64>());
         let attached: Vec<_> =
-            server.registry().iter().filter_map(|(id, b)| b.attachments[c].map(|a| (id, b, a))).collect();
+            server.registry().iter().filter_map(|(id, b)| b.holders.attachment(c).map(|a| (id, b, a))).collect();
         let holes = server.windows().holes(c);
-        let exported = server.registry().iter().filter(|(_, b)| b.exports[c].is_some()).count();
+        let exported = server.registry().iter().filter(|(_, b)| b.holders.export(c).is_some()).count();
         prop_assert!(exported == 0 || quota.frame_caps, "client {} without frame_caps holds an export", c);
         prop_assert_eq!(
             usage.attachments,
@@ -190,7 +190,7 @@ pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
             server.registry().iter().any(|(_, b)| {
                 let start = server.physical_address(b);
                 let end = start + (b.data.pages << PAGE_BITS);
-                b.attachments[c].is_some_and(|a| rights.within(a.rights))
+                b.holders.attachment(c).is_some_and(|a| rights.within(a.rights))
                     && address >= start
                     && address + (1 << size_bits) <= end
             })

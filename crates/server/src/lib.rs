@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod capacity;
 pub mod kernel;
 pub mod layout;
 pub mod quarantine;
@@ -49,7 +50,7 @@ pub use capbuf_pool::nodes_for as pool_nodes;
 pub use kernel::{CapRef, Failure, Kernel, KernelError, MapAttributes, Object, Slot};
 pub use layout::FrameLayout;
 pub use quarantine::{Quarantine, Quarantined};
-pub use registry::{charged_pages, Attachment, Buffer, Registry, MAX_BUFFERS};
+pub use registry::{charged_pages, Attachment, Buffer, Holder, Holders, Registry, MAX_BUFFERS, MAX_HOLDERS};
 pub use reserve::{reserve_bytes, ReserveBlock, Reserves};
 pub use server::{Lost, Outcome, Server, StartError, Usage};
 pub use wait::{Wait, Waits};

@@ -1,12 +1,20 @@
 //! The buffer table: ids with generations, owners, grants and attachments.
 
 use capbuf_pool::Allocation;
-use capbuf_protocol::{AllocFlags, BufferId, Error, Rights, MAX_CLIENTS};
+use capbuf_protocol::{AllocFlags, BufferId, Error, Rights};
 
 use crate::kernel::Slot;
 
-/// Buffers memsrv can track at once (the protocol's limit).
-pub use capbuf_protocol::MAX_BUFFERS;
+/// Buffers memsrv can track at once: this build's limit
+/// ([`crate::capacity`]), at most the protocol's.
+pub use crate::capacity::MAX_BUFFERS;
+
+/// Clients one buffer can have holders for at once: its owner (once it
+/// attaches or exports) and the clients with a grant, attachment or export.
+/// A per-client array in every buffer would cost 64 entries times 4096
+/// buffers; most buffers have one or two holders. GRANT to one more client
+/// is refused with [`Error::TooManyHolders`]; one entry is kept for the owner.
+pub const MAX_HOLDERS: usize = 8;
 
 /// One client's attachment to a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,8 +22,9 @@ pub struct Attachment {
     /// Rights of the mapping (and of the frame copies behind it).
     pub rights: Rights,
     /// Block of the attaching client's reserve holding its CNode and page
-    /// table (an index into [`crate::Reserves`]).
-    pub meta: usize,
+    /// table (an index into [`crate::Reserves`]). Narrow, like
+    /// [`Exported::meta`]: a buffer keeps up to [`MAX_HOLDERS`] of these.
+    pub meta: u16,
     /// Table slot of the CNode holding the frame copies memsrv mapped.
     pub cnode: Slot,
     /// Where in the client's window the attachment is mapped.
@@ -54,13 +63,8 @@ pub struct Buffer {
     pub master: Slot,
     /// Allocation flags.
     pub flags: AllocFlags,
-    /// Rights granted to each client (the owner needs none).
-    pub grants: [Option<Rights>; MAX_CLIENTS],
-    /// Each client's attachment.
-    pub attachments: [Option<Attachment>; MAX_CLIENTS],
-    /// Each client's export (EXPORT); counted with its attachments against
-    /// its quota.
-    pub exports: [Option<Exported>; MAX_CLIENTS],
+    /// The clients holding a grant, an attachment or an export of the buffer.
+    pub holders: Holders,
     /// A FREE revoked part of the buffer's memory before the kernel refused
     /// a later invocation: only the owner's FREE, which completes it, still
     /// finds the buffer; everyone else is answered as if it were freed.
@@ -68,7 +72,115 @@ pub struct Buffer {
     /// Bit `c` set: client index `c` is `dma` and a successful INFO gave it
     /// the physical address, and it has not quiesced since. FREE then
     /// quarantines the pages ([`crate::quarantine`]).
-    pub exposed: u16,
+    pub exposed: u64,
+}
+
+/// What one client holds of a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// Client index.
+    pub client: u8,
+    /// Rights granted to it (the owner needs none).
+    pub grant: Option<Rights>,
+    /// Its attachment.
+    pub attachment: Option<Attachment>,
+    /// Its export (EXPORT); counted with its attachments against its quota.
+    pub export: Option<Exported>,
+}
+
+impl Holder {
+    fn is_empty(&self) -> bool {
+        self.grant.is_none() && self.attachment.is_none() && self.export.is_none()
+    }
+}
+
+/// A buffer's holders: at most [`MAX_HOLDERS`], one entry per client, an
+/// entry dropped when it holds nothing any more. Cost per lookup: a scan of
+/// at most [`MAX_HOLDERS`] entries, whatever the number of clients.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Holders {
+    entries: heapless::Vec<Holder, MAX_HOLDERS>,
+}
+
+impl Holders {
+    fn entry(&self, client: usize) -> Option<&Holder> {
+        self.entries.iter().find(|holder| holder.client as usize == client)
+    }
+
+    /// Rights granted to client `client`.
+    pub fn grant(&self, client: usize) -> Option<Rights> {
+        self.entry(client).and_then(|holder| holder.grant)
+    }
+
+    /// Client `client`'s attachment.
+    pub fn attachment(&self, client: usize) -> Option<Attachment> {
+        self.entry(client).and_then(|holder| holder.attachment)
+    }
+
+    /// Client `client`'s export.
+    pub fn export(&self, client: usize) -> Option<Exported> {
+        self.entry(client).and_then(|holder| holder.export)
+    }
+
+    /// Whether client `client` has an entry or one more entry fits.
+    pub fn has_room_for(&self, client: usize) -> bool {
+        self.entry(client).is_some() || !self.entries.is_full()
+    }
+
+    /// Entries held by clients other than `owner`.
+    pub fn others(&self, owner: usize) -> usize {
+        self.entries.iter().filter(|holder| holder.client as usize != owner).count()
+    }
+
+    /// Every entry.
+    pub fn iter(&self) -> impl Iterator<Item = &Holder> {
+        self.entries.iter()
+    }
+
+    /// Every attachment, with its client.
+    pub fn attachments(&self) -> impl Iterator<Item = (usize, Attachment)> + '_ {
+        self.entries.iter().filter_map(|holder| Some((holder.client as usize, holder.attachment?)))
+    }
+
+    /// Every export, with its client.
+    pub fn exports(&self) -> impl Iterator<Item = (usize, Exported)> + '_ {
+        self.entries.iter().filter_map(|holder| Some((holder.client as usize, holder.export?)))
+    }
+
+    /// Change client `client`'s entry with `change`; an entry left empty is
+    /// dropped. [`Error::TooManyHolders`] if it has none and none fits
+    /// (checked first with [`Self::has_room_for`]).
+    fn update(&mut self, client: usize, change: impl FnOnce(&mut Holder)) -> Result<(), Error> {
+        let index = match self.entries.iter().position(|holder| holder.client as usize == client) {
+            Some(index) => index,
+            None => {
+                let client = u8::try_from(client).map_err(|_| Error::Internal)?;
+                let empty = Holder { client, grant: None, attachment: None, export: None };
+                self.entries.push(empty).map_err(|_| Error::TooManyHolders)?;
+                self.entries.len() - 1
+            }
+        };
+        change(&mut self.entries[index]);
+        if self.entries[index].is_empty() {
+            self.entries.swap_remove(index);
+        }
+        Ok(())
+    }
+
+    /// Set (or, with `None`, withdraw) client `client`'s grant.
+    pub fn set_grant(&mut self, client: usize, grant: Option<Rights>) -> Result<(), Error> {
+        self.update(client, |holder| holder.grant = grant)
+    }
+
+    /// Set (or remove) client `client`'s attachment.
+    pub fn set_attachment(&mut self, client: usize, attachment: Option<Attachment>) -> Result<(), Error> {
+        self.update(client, |holder| holder.attachment = attachment)
+    }
+
+    /// Set (or remove) client `client`'s export.
+    pub fn set_export(&mut self, client: usize, export: Option<Exported>) -> Result<(), Error> {
+        self.update(client, |holder| holder.export = export)
+    }
 }
 
 /// Pages charged to the owner's byte quota for a buffer of `pages` pages
@@ -105,7 +217,7 @@ impl Buffer {
         if client == self.owner {
             Some(self.flags.max_rights())
         } else {
-            self.grants.get(client).copied().flatten()
+            self.holders.grant(client)
         }
     }
 
@@ -113,12 +225,12 @@ impl Buffer {
     /// granted it (an attachment implies a grant). Only such a client may
     /// learn that the buffer exists.
     pub fn known_to(&self, client: usize) -> bool {
-        self.allowed(client).is_some() || self.attachments.get(client).is_some_and(Option::is_some)
+        self.allowed(client).is_some() || self.holders.attachment(client).is_some()
     }
 
     /// Number of attachments, all clients together.
     pub fn attachment_count(&self) -> u64 {
-        self.attachments.iter().flatten().count() as u64
+        self.holders.attachments().count() as u64
     }
 }
 
@@ -134,10 +246,23 @@ pub struct Registry {
     entries: [Option<Buffer>; MAX_BUFFERS],
     /// Generation the slot's live (or next) buffer has. Starts at 1.
     generations: [u32; MAX_BUFFERS],
-    /// Per slot and client: which of the slot's buffers were freed while the
-    /// client had a right to them.
-    freed_while_known: [[KnownFrees; MAX_CLIENTS]; MAX_BUFFERS],
+    /// Per slot: the clients that had a right to some of the slot's buffers
+    /// when they were freed, and which ([`KNOWN_PER_SLOT`] clients at most,
+    /// the one with the oldest such buffer forgotten first).
+    freed_while_known: [heapless::Vec<(u8, KnownFrees), KNOWN_PER_SLOT>; MAX_BUFFERS],
+    /// Free slots, the next one to use last: ALLOC takes one in constant time.
+    free: heapless::Vec<u16, MAX_BUFFERS>,
+    /// Live buffers.
+    live: usize,
 }
+
+/// Clients per registry slot whose old ids of that slot are remembered as
+/// stale. A client forgotten here hears UNKNOWN_BUFFER, not STALE_BUFFER,
+/// for an old id: never an answer that reveals something to a client that
+/// had no right to the buffer, which is what matters.
+pub const KNOWN_PER_SLOT: usize = 4;
+
+const _: () = assert!(MAX_BUFFERS <= u16::MAX as usize + 1, "slot numbers fit the free list");
 
 /// The generations of one slot that one client had a right to when they were
 /// freed: the latest, and the [`KnownFrees::SPAN`] before it as a bit mask.
@@ -169,10 +294,17 @@ impl KnownFrees {
 
 impl Default for Registry {
     fn default() -> Self {
+        let mut free = heapless::Vec::new();
+        for index in (0..MAX_BUFFERS).rev() {
+            // Cannot fail: the list holds every slot.
+            let _ = free.push(index as u16);
+        }
         Registry {
             entries: [const { None }; MAX_BUFFERS],
             generations: [1; MAX_BUFFERS],
-            freed_while_known: [[KnownFrees::default(); MAX_CLIENTS]; MAX_BUFFERS],
+            freed_while_known: [const { heapless::Vec::new() }; MAX_BUFFERS],
+            free,
+            live: 0,
         }
     }
 }
@@ -203,8 +335,27 @@ impl Registry {
     }
 
     fn was_known(&self, client: usize, id: BufferId) -> bool {
-        let known = self.freed_while_known.get(id.index() as usize).and_then(|slot| slot.get(client));
-        known.is_some_and(|known| known.contains(id.generation()))
+        let Some(slot) = self.freed_while_known.get(id.index() as usize) else { return false };
+        slot.iter().any(|(known, frees)| *known as usize == client && frees.contains(id.generation()))
+    }
+
+    /// Remember that client `client` had a right to the buffer of slot
+    /// `index` with generation `generation` when it was freed.
+    fn record_known(&mut self, index: usize, client: usize, generation: u32) {
+        let slot = &mut self.freed_while_known[index];
+        let Ok(client) = u8::try_from(client) else { return };
+        if let Some((_, frees)) = slot.iter_mut().find(|(known, _)| *known == client) {
+            frees.record(generation);
+            return;
+        }
+        let mut frees = KnownFrees::default();
+        frees.record(generation);
+        if slot.is_full() {
+            // Forget the client whose latest such buffer is the oldest.
+            let oldest = (0..slot.len()).min_by_key(|&i| slot[i].1.latest).unwrap_or(0);
+            slot.swap_remove(oldest);
+        }
+        let _ = slot.push((client, frees));
     }
 
     /// Look up a live buffer for memsrv itself, telling never-issued ids
@@ -227,17 +378,15 @@ impl Registry {
 
     /// Whether a new buffer fits.
     pub fn has_room(&self) -> bool {
-        self.free_index().is_some()
-    }
-
-    fn free_index(&self) -> Option<usize> {
-        (0..MAX_BUFFERS).find(|&i| self.entries[i].is_none() && self.generations[i] != u32::MAX)
+        !self.free.is_empty()
     }
 
     /// Store a new buffer and issue its id.
     pub fn insert(&mut self, buffer: Buffer) -> Result<BufferId, Error> {
-        let index = self.free_index().ok_or(Error::TooManyBuffers)?;
+        let index = self.free.pop().ok_or(Error::TooManyBuffers)? as usize;
+        debug_assert!(self.entries[index].is_none());
         self.entries[index] = Some(buffer);
+        self.live += 1;
         Ok(BufferId::new(index as u32, self.generations[index]))
     }
 
@@ -246,15 +395,25 @@ impl Registry {
     /// retired instead of reused.
     pub fn remove(&mut self, id: BufferId) -> Result<Buffer, Error> {
         let buffer = self.get(id)?;
-        let known: [bool; MAX_CLIENTS] = core::array::from_fn(|client| buffer.known_to(client));
-        let index = id.index() as usize;
-        for (client, known) in known.into_iter().enumerate() {
-            if known {
-                self.freed_while_known[index][client].record(id.generation());
+        let mut known: heapless::Vec<usize, { MAX_HOLDERS + 1 }> = heapless::Vec::new();
+        let _ = known.push(buffer.owner);
+        for holder in buffer.holders.iter() {
+            if holder.client as usize != buffer.owner && buffer.known_to(holder.client as usize) {
+                let _ = known.push(holder.client as usize);
             }
         }
+        let index = id.index() as usize;
+        for client in known {
+            self.record_known(index, client, id.generation());
+        }
         self.generations[index] = self.generations[index].saturating_add(1);
-        self.entries[index].take().ok_or(Error::UnknownBuffer)
+        let buffer = self.entries[index].take().ok_or(Error::UnknownBuffer)?;
+        self.live -= 1;
+        if self.generations[index] != u32::MAX {
+            // Cannot fail: the slot was taken from the list.
+            let _ = self.free.push(index as u16);
+        }
+        Ok(buffer)
     }
 
     /// Live buffers with their ids.
@@ -267,12 +426,12 @@ impl Registry {
 
     /// Number of live buffers.
     pub fn len(&self) -> usize {
-        self.entries.iter().flatten().count()
+        self.live
     }
 
     /// Whether no buffer is live.
     pub fn is_empty(&self) -> bool {
-        self.entries.iter().all(Option::is_none)
+        self.live == 0
     }
 }
 
@@ -290,9 +449,7 @@ mod tests {
             meta: 0,
             master: 9,
             flags: AllocFlags::default(),
-            grants: [None; MAX_CLIENTS],
-            attachments: [None; MAX_CLIENTS],
-            exports: [None; MAX_CLIENTS],
+            holders: Holders::default(),
             freeing: false,
             exposed: 0,
         }
@@ -303,7 +460,7 @@ mod tests {
         let mut registry = Registry::default();
         let (owner, grantee, outsider) = (0, 1, 2);
         let mut shared = buffer();
-        shared.grants[grantee] = Some(Rights::ReadOnly);
+        shared.holders.set_grant(grantee, Some(Rights::ReadOnly)).unwrap();
         let id = registry.insert(shared).unwrap();
         registry.get_mut(id).unwrap().freeing = true;
         assert_eq!(registry.get_for(owner, id).err(), Some(Error::StaleBuffer));
@@ -341,10 +498,10 @@ mod tests {
         let mut registry = Registry::default();
         let (owner, grantee, outsider) = (0, 1, 2);
         let mut shared = buffer();
-        shared.grants[grantee] = Some(Rights::ReadOnly);
+        shared.holders.set_grant(grantee, Some(Rights::ReadOnly)).unwrap();
         let live = registry.insert(shared).unwrap();
         let freed = registry.insert(buffer()).unwrap();
-        registry.get_mut(freed).unwrap().grants[grantee] = Some(Rights::ReadWrite);
+        registry.get_mut(freed).unwrap().holders.set_grant(grantee, Some(Rights::ReadWrite)).unwrap();
         registry.remove(freed).unwrap();
         let never = BufferId::new(7, 1);
         for id in [live, freed, never, BufferId::new(freed.index(), 9), BufferId::new(1000, 1)] {
