@@ -18,8 +18,8 @@
 use std::ops::Range;
 
 use capbuf_protocol::{
-    ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW, MAX_BUFFERS, MAX_CHANNEL, MAX_CLIENTS, MAX_POOLS,
-    MAX_POOL_BITS, PAGE_BITS, TABLE_BITS, DEFAULT_TABLE_BITS,
+    ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW, DEFAULT_TABLE_BITS, MAX_BUFFERS, MAX_CHANNEL,
+    MAX_CLIENTS, MAX_POOLS, MAX_POOL_BITS, PAGE_BITS, TABLE_BITS,
 };
 use microkit_tool::sdf::{SysMemoryRegionPaddr, SystemDescription};
 
