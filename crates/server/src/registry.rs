@@ -151,14 +151,14 @@ impl Holders {
     /// dropped. [`Error::TooManyHolders`] if it has none and none fits
     /// (checked first with [`Self::has_room_for`]).
     fn update(&mut self, client: usize, change: impl FnOnce(&mut Holder)) -> Result<(), Error> {
-        let index = match self.entries.iter().position(|holder| holder.client as usize == client) {
-            Some(index) => index,
-            None => {
-                let client = u8::try_from(client).map_err(|_| Error::Internal)?;
-                let empty = Holder { client, grant: None, attachment: None, export: None };
-                self.entries.push(empty).map_err(|_| Error::TooManyHolders)?;
-                self.entries.len() - 1
+        let Some(index) = self.entries.iter().position(|holder| holder.client as usize == client) else {
+            let client = u8::try_from(client).map_err(|_| Error::Internal)?;
+            let mut holder = Holder { client, grant: None, attachment: None, export: None };
+            change(&mut holder);
+            if holder.is_empty() {
+                return Ok(());
             }
+            return self.entries.push(holder).map_err(|_| Error::TooManyHolders);
         };
         change(&mut self.entries[index]);
         if self.entries[index].is_empty() {
@@ -540,6 +540,41 @@ mod tests {
         assert!(known.contains(72) && known.contains(41) && !known.contains(40));
         known.record(u32::MAX - 1);
         assert!(known.contains(u32::MAX - 1) && !known.contains(72));
+    }
+
+    #[test]
+    fn a_slot_remembers_its_last_few_knowing_clients_and_forgets_the_oldest() {
+        let mut registry = Registry::default();
+        // Buffers in slot 0, each owned by a different client, freed in turn.
+        let ids: Vec<BufferId> = (0..KNOWN_PER_SLOT + 1)
+            .map(|owner| {
+                let id = registry.insert(Buffer { owner, ..buffer() }).unwrap();
+                assert_eq!(id.index(), 0);
+                registry.remove(id).unwrap();
+                id
+            })
+            .collect();
+        assert_eq!(registry.get_for(0, ids[0]).err(), Some(Error::UnknownBuffer), "the oldest is forgotten");
+        for (owner, id) in ids.iter().enumerate().skip(1) {
+            assert_eq!(registry.get_for(owner, *id).err(), Some(Error::StaleBuffer));
+            assert_eq!(registry.get_for(owner + 1, *id).err(), Some(Error::UnknownBuffer), "no oracle");
+        }
+    }
+
+    #[test]
+    fn holders_are_kept_sparse_and_bounded() {
+        let mut holders = Holders::default();
+        for client in 0..MAX_HOLDERS {
+            holders.set_grant(client * 7, Some(Rights::ReadOnly)).unwrap();
+        }
+        assert!(!holders.has_room_for(63) && holders.has_room_for(7));
+        assert_eq!(holders.set_grant(63, Some(Rights::ReadOnly)), Err(Error::TooManyHolders));
+        assert_eq!(holders.set_grant(63, None), Ok(()), "nothing to clear, nothing added");
+        assert_eq!(holders.iter().count(), MAX_HOLDERS);
+        holders.set_grant(7, None).unwrap();
+        assert_eq!(holders.others(0), MAX_HOLDERS - 2, "an empty entry is dropped");
+        holders.set_grant(63, Some(Rights::ReadWrite)).unwrap();
+        assert_eq!((holders.grant(63), holders.grant(7)), (Some(Rights::ReadWrite), None));
     }
 
     #[test]

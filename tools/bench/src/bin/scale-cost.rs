@@ -135,7 +135,7 @@ fn footprint() {
     use std::mem::size_of;
     let buffers = capacity::MAX_BUFFERS;
     let pool_bytes = 1u64 << capacity::MAX_POOL_BITS;
-    let tree = size_of::<capbuf_pool::Pool<{ capbuf_server::pool_nodes(capbuf_protocol::MAX_POOL_BITS - 12) }>>();
+    let tree = size_of::<capbuf_pool::Pool<{ capbuf_server::pool_nodes(capacity::MAX_POOL_BITS - 12) }>>();
     let per_buffer = size_of::<Registry>() + size_of::<Quarantine>();
     println!(
         "BENCH footprint limits buffers={buffers} pool_bits={} table_bits={}",
@@ -159,7 +159,7 @@ fn footprint() {
     );
     println!(
         "BENCH footprint server bytes={} (4 pool trees of {} MiB)",
-        size_of::<Server<Null, { capbuf_server::pool_nodes(capbuf_protocol::MAX_POOL_BITS - 12) }>>(),
+        size_of::<Server<Null, { capbuf_server::pool_nodes(capacity::MAX_POOL_BITS - 12) }>>(),
         pool_bytes >> 20
     );
 }
