@@ -75,24 +75,96 @@ pub struct Buffer {
     pub exposed: u64,
 }
 
-/// What one client holds of a buffer.
+/// What one client holds of a buffer, packed (24 bytes: a buffer keeps
+/// [`MAX_HOLDERS`] of these in every one of thousands of registry slots):
+/// each rights field is 0 for "none", else a [`Rights`] code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Holder {
     /// Client index.
     pub client: u8,
-    /// Rights granted to it (the owner needs none).
-    pub grant: Option<Rights>,
-    /// Its attachment.
-    pub attachment: Option<Attachment>,
-    /// Its export (EXPORT); counted with its attachments against its quota.
-    pub export: Option<Exported>,
+    grant: u8,
+    attachment_rights: u8,
+    export_rights: u8,
+    attachment_meta: u16,
+    export_meta: u16,
+    export_cnode: u16,
+    attachment_cnode: Slot,
+    window: crate::window::Run,
+}
+
+const fn rights_code(rights: Option<Rights>) -> u8 {
+    match rights {
+        None => 0,
+        Some(Rights::ReadOnly) => 1,
+        Some(Rights::ReadWrite) => 2,
+    }
+}
+
+const fn rights_of(code: u8) -> Option<Rights> {
+    match code {
+        1 => Some(Rights::ReadOnly),
+        2 => Some(Rights::ReadWrite),
+        _ => None,
+    }
 }
 
 impl Holder {
+    fn new(client: u8) -> Holder {
+        let window = crate::window::Run { first: 0, slots: 0 };
+        Holder {
+            client,
+            grant: 0,
+            attachment_rights: 0,
+            export_rights: 0,
+            attachment_meta: 0,
+            export_meta: 0,
+            export_cnode: 0,
+            attachment_cnode: 0,
+            window,
+        }
+    }
+
     fn is_empty(&self) -> bool {
-        self.grant.is_none() && self.attachment.is_none() && self.export.is_none()
+        self.grant == 0 && self.attachment_rights == 0 && self.export_rights == 0
+    }
+
+    /// Rights granted to it (the owner needs none).
+    pub fn grant(&self) -> Option<Rights> {
+        rights_of(self.grant)
+    }
+
+    /// Its attachment.
+    pub fn attachment(&self) -> Option<Attachment> {
+        let rights = rights_of(self.attachment_rights)?;
+        Some(Attachment { rights, meta: self.attachment_meta, cnode: self.attachment_cnode, window: self.window })
+    }
+
+    /// Its export (EXPORT); counted with its attachments against its quota.
+    pub fn export(&self) -> Option<Exported> {
+        let rights = rights_of(self.export_rights)?;
+        Some(Exported { rights, meta: self.export_meta, cnode: self.export_cnode })
+    }
+
+    fn set_grant(&mut self, grant: Option<Rights>) {
+        self.grant = rights_code(grant);
+    }
+
+    fn set_attachment(&mut self, attachment: Option<Attachment>) {
+        self.attachment_rights = rights_code(attachment.map(|a| a.rights));
+        let empty = Holder::new(self.client);
+        (self.attachment_meta, self.attachment_cnode, self.window) = match attachment {
+            Some(attachment) => (attachment.meta, attachment.cnode, attachment.window),
+            None => (empty.attachment_meta, empty.attachment_cnode, empty.window),
+        };
+    }
+
+    fn set_export(&mut self, export: Option<Exported>) {
+        self.export_rights = rights_code(export.map(|e| e.rights));
+        (self.export_meta, self.export_cnode) = export.map_or((0, 0), |export| (export.meta, export.cnode));
     }
 }
+
+const _: () = assert!(core::mem::size_of::<Holder>() <= 24);
 
 /// A buffer's holders: at most [`MAX_HOLDERS`], one entry per client, an
 /// entry dropped when it holds nothing any more. Cost per lookup: a scan of
@@ -109,17 +181,17 @@ impl Holders {
 
     /// Rights granted to client `client`.
     pub fn grant(&self, client: usize) -> Option<Rights> {
-        self.entry(client).and_then(|holder| holder.grant)
+        self.entry(client).and_then(Holder::grant)
     }
 
     /// Client `client`'s attachment.
     pub fn attachment(&self, client: usize) -> Option<Attachment> {
-        self.entry(client).and_then(|holder| holder.attachment)
+        self.entry(client).and_then(Holder::attachment)
     }
 
     /// Client `client`'s export.
     pub fn export(&self, client: usize) -> Option<Exported> {
-        self.entry(client).and_then(|holder| holder.export)
+        self.entry(client).and_then(Holder::export)
     }
 
     /// Whether client `client` has an entry or one more entry fits.
@@ -139,12 +211,12 @@ impl Holders {
 
     /// Every attachment, with its client.
     pub fn attachments(&self) -> impl Iterator<Item = (usize, Attachment)> + '_ {
-        self.entries.iter().filter_map(|holder| Some((holder.client as usize, holder.attachment?)))
+        self.entries.iter().filter_map(|holder| Some((holder.client as usize, holder.attachment()?)))
     }
 
     /// Every export, with its client.
     pub fn exports(&self) -> impl Iterator<Item = (usize, Exported)> + '_ {
-        self.entries.iter().filter_map(|holder| Some((holder.client as usize, holder.export?)))
+        self.entries.iter().filter_map(|holder| Some((holder.client as usize, holder.export()?)))
     }
 
     /// Change client `client`'s entry with `change`; an entry left empty is
@@ -153,7 +225,7 @@ impl Holders {
     fn update(&mut self, client: usize, change: impl FnOnce(&mut Holder)) -> Result<(), Error> {
         let Some(index) = self.entries.iter().position(|holder| holder.client as usize == client) else {
             let client = u8::try_from(client).map_err(|_| Error::Internal)?;
-            let mut holder = Holder { client, grant: None, attachment: None, export: None };
+            let mut holder = Holder::new(client);
             change(&mut holder);
             if holder.is_empty() {
                 return Ok(());
@@ -169,17 +241,17 @@ impl Holders {
 
     /// Set (or, with `None`, withdraw) client `client`'s grant.
     pub fn set_grant(&mut self, client: usize, grant: Option<Rights>) -> Result<(), Error> {
-        self.update(client, |holder| holder.grant = grant)
+        self.update(client, |holder| holder.set_grant(grant))
     }
 
     /// Set (or remove) client `client`'s attachment.
     pub fn set_attachment(&mut self, client: usize, attachment: Option<Attachment>) -> Result<(), Error> {
-        self.update(client, |holder| holder.attachment = attachment)
+        self.update(client, |holder| holder.set_attachment(attachment))
     }
 
     /// Set (or remove) client `client`'s export.
     pub fn set_export(&mut self, client: usize, export: Option<Exported>) -> Result<(), Error> {
-        self.update(client, |holder| holder.export = export)
+        self.update(client, |holder| holder.set_export(export))
     }
 }
 
