@@ -111,8 +111,8 @@ fn a_buffer_has_at_most_eight_holders_one_kept_for_its_owner() {
         // A grantee's grant changes in place; the owner still attaches.
         ports[0].grant(id, ClientId(101), Rights::ReadWrite).unwrap();
         ports[0].attach(id, Rights::ReadWrite).unwrap();
-        for grantee in 1..MAX_HOLDERS {
-            ports[grantee].attach(id, Rights::ReadOnly).unwrap();
+        for port in &mut ports[1..MAX_HOLDERS] {
+            port.attach(id, Rights::ReadOnly).unwrap();
         }
         assert_eq!(world.borrow().registry().get(id).unwrap().attachment_count(), MAX_HOLDERS as u64);
         // Withdrawing one makes room for another (the withdrawn client keeps a
