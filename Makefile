@@ -173,7 +173,13 @@ ifneq ($(RUSTC),)
   PD_ENV := RUSTC=$(RUSTC) RUSTC_BOOTSTRAP=1 RUSTUP_TOOLCHAIN=$(or $(RUSTUP_TOOLCHAIN),stable) \
             CARGO_TARGET_$(shell echo $(PD_TARGET) | tr a-z- A-Z_)_LINKER=$(CAPBUF_LINKER)
 endif
-PD_BUILD = cd pds && env $(PD_ENV) SEL4_INCLUDE_DIRS=$(abspath $(SDK_CONFIG_DIR))/include \
+# memsrv's static tables are sized for the systems it is built for
+# (capbuf-compose --capbuf-limits prints the CAPBUF_MAX_* settings, see
+# crates/server/src/capacity.rs); capbuf-compose refuses a system the ELF
+# was not built for. One build serves every system make test boots.
+MEMSRV_SYSTEMS ?= system.xml tests/region-paddr.system examples/integration/system.xml examples/dma/system.xml
+PD_BUILD = cd pds && env $(PD_ENV) $$($(abspath $(COMPOSE)) --capbuf-limits $(abspath $(MEMSRV_SYSTEMS))) \
+		SEL4_INCLUDE_DIRS=$(abspath $(SDK_CONFIG_DIR))/include \
 		$(CARGO) build $(PD_FLAGS) --target-dir $(PD_TARGET_DIR)
 
 # The in-QEMU benchmark PD reads the Arm generic timer: built on AArch64 only.
@@ -186,10 +192,10 @@ QEMU_ENV := MICROKIT_BOARD=$(MICROKIT_BOARD) SDK_BOARD_DIR=$(SDK_CONFIG_DIR) QEM
 check-sdk:
 	@echo "Microkit SDK $(MICROKIT_SDK) ($(CAPBUF_SDK_FROM)), board $(MICROKIT_BOARD), config $(MICROKIT_CONFIG): ready"
 
-pds:
+pds: compose
 	$(PD_BUILD) $(PD_ALL)
 
-memsrv:
+memsrv: compose
 	$(PD_BUILD) -p memsrv
 	@echo "memsrv.elf: $(PD_ELF_DIR)/memsrv.elf"
 

@@ -32,7 +32,9 @@ fn the_dma_guide_shows_the_system_the_dma_test_boots() {
 /// crate's: each is defined once there, and the prose is checked against it.
 #[test]
 fn the_guides_state_the_protocols_limits() {
-    use capbuf_protocol::{MAX_ALIGN_BITS, MAX_BUFFERS, MAX_CLIENTS, MAX_POOLS, MAX_POOL_BITS, PAGE_SIZE, TABLE_BITS};
+    use capbuf_protocol::{
+        DEFAULT_TABLE_BITS, MAX_ALIGN_BITS, MAX_BUFFERS, MAX_CLIENTS, MAX_POOLS, MAX_POOL_BITS, PAGE_SIZE, TABLE_BITS,
+    };
     let root = env!("CARGO_MANIFEST_DIR");
     // Prose wraps anywhere: compare with every run of white space made one space.
     let read = |path: &str| {
@@ -41,7 +43,7 @@ fn the_guides_state_the_protocols_limits() {
     };
     let (readme, guide) = (read("README.md"), read("docs/integration.md"));
     let (pool_min, pool_max) = (PAGE_SIZE >> 10, (1u64 << MAX_POOL_BITS) >> 20);
-    let table_bits = format!("({} to {}, default {})", TABLE_BITS.start(), TABLE_BITS.end(), TABLE_BITS.end());
+    let table_bits = format!("({} to {}, default {DEFAULT_TABLE_BITS})", TABLE_BITS.start(), TABLE_BITS.end());
     for (name, text, statements) in [
         (
             "README.md",

@@ -216,9 +216,9 @@ fn quotas() {
 #[test]
 fn out_of_memory_and_table_limits() {
     // Client 0 may own three buffers, client 1 a whole buffer table's worth.
-    let mut quotas = config(1 << 30, 0, 0);
+    let mut quotas = at_scale(config(1 << 30, 0, 0));
     quotas.clients[0].as_mut().unwrap().quota_buffers = 3;
-    quotas.clients[1].as_mut().unwrap().quota_buffers = 1000;
+    quotas.clients[1].as_mut().unwrap().quota_buffers = capbuf_server::MAX_BUFFERS as u64;
     let w = world_with(quotas);
     // Master CNodes come from the owners' reserves: buffers fill a pool to its last page.
     alloc(&w, 0, 512 * 1024, 1, 0);

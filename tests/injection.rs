@@ -300,22 +300,22 @@ struct BufferBooks {
     attachments: [Option<(Rights, capbuf_server::window::Run)>; MAX_CLIENTS],
     exports: [Option<Rights>; MAX_CLIENTS],
     freeing: bool,
-    exposed: u16,
+    exposed: u64,
 }
 
 fn books(world: &World) -> Books {
     let server = world.borrow();
     let buffers = server.registry().iter().map(|(id, b)| {
-        let attachments = b.attachments.map(|a| a.map(|a| (a.rights, a.window)));
+        let attachments = std::array::from_fn(|c| b.holders.attachment(c).map(|a| (a.rights, a.window)));
         (
             id,
             BufferBooks {
                 owner: b.owner,
                 pool: b.pool,
                 data: b.data,
-                grants: b.grants,
+                grants: std::array::from_fn(|c| b.holders.grant(c)),
                 attachments,
-                exports: b.exports.map(|e| e.map(|e| e.rights)),
+                exports: std::array::from_fn(|c| b.holders.export(c).map(|e| e.rights)),
                 freeing: b.freeing,
                 exposed: b.exposed,
             },
@@ -706,7 +706,7 @@ fn an_attach_whose_undo_is_refused_stays_attached_until_detached() {
     let copy = KernelFailure { invocation: Invocation::CNodeCopy, code: 10 };
     assert_eq!(refused, Err(ClientError::Kernel(copy)));
     assert_eq!(world.borrow().lost(), Lost::default(), "nothing lost: the attachment is kept");
-    assert!(world.borrow().registry().get(id).unwrap().attachments[0].is_some());
+    assert!(world.borrow().registry().get(id).unwrap().holders.attachment(0).is_some());
     assert_eq!(world.borrow().usage(0).attachments, 1);
     check_invariants(&world).unwrap();
     assert_eq!(owner.attach(id, Rights::ReadWrite), Err(ClientError::Server(capbuf_protocol::Error::AlreadyAttached)));

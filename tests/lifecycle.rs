@@ -31,16 +31,16 @@ fn supervised_world(quota_bytes: u64, quota_buffers: u64) -> World {
 }
 
 /// One raw request from client `client`: its reply (or error) and whom memsrv notifies.
-fn request(world: &World, client: usize, op: Op, words: &[u64]) -> (Result<Reply, Error>, u16) {
+fn request(world: &World, client: usize, op: Op, words: &[u64]) -> (Result<Reply, Error>, u64) {
     let outcome = world.borrow_mut().handle(client as u64, op as u64, words, 0);
     (outcome.result, outcome.notify)
 }
 
-fn reclaim(world: &World, supervisor: usize, target: u64) -> (Result<Reply, Error>, u16) {
+fn reclaim(world: &World, supervisor: usize, target: u64) -> (Result<Reply, Error>, u64) {
     request(world, supervisor, Op::Reclaim, &[target])
 }
 
-fn alloc_wait(world: &World, client: usize, size: u64, pool: u64) -> (Result<Reply, Error>, u16) {
+fn alloc_wait(world: &World, client: usize, size: u64, pool: u64) -> (Result<Reply, Error>, u64) {
     request(world, client, Op::Alloc, &[size, 0, pool, AllocFlags::WAIT.bits()])
 }
 
@@ -113,7 +113,7 @@ fn reclaim_takes_everything_and_the_child_starts_clean() {
         assert!(server.kernel().client_mappings(1).is_empty(), "no mapping left in the child's VSpace");
         assert!(server.kernel().client_reachable_frames(1).is_empty(), "no frame capability left (the export)");
         for (_, buffer) in server.registry().iter() {
-            assert!(buffer.owner != 1 && !buffer.known_to(1) && buffer.exports[1].is_none());
+            assert!(buffer.owner != 1 && !buffer.known_to(1) && buffer.holders.export(1).is_none());
         }
         assert_eq!(server.free_bytes(1).unwrap(), dma_free_before + (512 << 10), "b, never exposed, is back");
         assert_eq!(server.quarantined_bytes(0), Some(3 * PAGE), "a stays until the dma client quiesces");

@@ -130,7 +130,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 /// Whether `client` may learn that buffer `id` exists: it owns it or holds a grant.
 fn knows(world: &World, client: usize, id: BufferId) -> bool {
-    world.borrow().registry().get(id).is_ok_and(|b| b.owner == client || b.grants[client].is_some())
+    world.borrow().registry().get(id).is_ok_and(|b| b.owner == client || b.holders.grant(client).is_some())
 }
 
 /// Every view `clients` hold is where memsrv keeps the buffer for that
@@ -142,7 +142,7 @@ fn check_views(
 ) -> Result<(), TestCaseError> {
     let server = world.borrow();
     for (c, library) in clients.iter().enumerate() {
-        for (id, _) in server.registry().iter().filter(|(_, b)| b.attachments[c].is_some()) {
+        for (id, _) in server.registry().iter().filter(|(_, b)| b.holders.attachment(c).is_some()) {
             prop_assert!(library.view(id).is_some(), "client {}: attached to {} without a view", c, id);
         }
         // A buffer with a head of 4 KiB frames starts inside its run's first
@@ -168,7 +168,7 @@ fn check_views(
         }
         for id in issued.clone() {
             let Some(view) = library.view(id) else { continue };
-            let attached = server.registry().get(id).ok().and_then(|b| b.attachments[c]).map(|a| a.window);
+            let attached = server.registry().get(id).ok().and_then(|b| b.holders.attachment(c)).map(|a| a.window);
             let run = attached.or(server.windows().hole(c, id));
             prop_assert!(
                 run.is_some_and(|run| at_home(id, run, view.vaddr)),
@@ -213,7 +213,7 @@ proptest! {
         let mut freed: Vec<(BufferId, [bool; 3])> = Vec::new();
         // The test's own books of exposure: per buffer id, the clients that
         // learnt its address and have not quiesced (live or quarantined).
-        let mut exposed: HashMap<BufferId, u16> = HashMap::new();
+        let mut exposed: HashMap<BufferId, u64> = HashMap::new();
         for step in steps {
             let pick = |i: usize| if buffers.is_empty() { None } else { Some(buffers[i % buffers.len()]) };
             match step {
@@ -309,7 +309,7 @@ proptest! {
                     if let Some(view) = clients[client].view(id) {
                         let vaddr = view.vaddr + ((page << PAGE_BITS) % view.size);
                         let result = world.borrow_mut().kernel_mut().client_write(client, vaddr, id.raw());
-                        let live = world.borrow().registry().get(id).ok().and_then(|b| b.attachments[client]);
+                        let live = world.borrow().registry().get(id).ok().and_then(|b| b.holders.attachment(client));
                         match live {
                             Some(a) => prop_assert_eq!(result.is_ok(), a.rights.can_write()),
                             None => {

@@ -123,7 +123,9 @@ fn a_buffer_exposed_to_two_dma_clients_needs_both() {
 
 #[test]
 fn a_full_quarantine_refuses_the_free_before_touching_anything() {
-    let world = world_with(config(8 << 20, 2, 2));
+    // A whole buffer table of one-page buffers in quarantine: pool 0 must
+    // hold more pages than that, the table their untypeds.
+    let world = world_with(at_scale(config(8 << 20, 2, 2)));
     let mut dma = client(&world, 2);
     let mut held = Vec::new();
     for _ in 0..MAX_BUFFERS {

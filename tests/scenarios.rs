@@ -395,7 +395,7 @@ fn full_window() {
     }
     config.clients[1] = None;
     config.clients[2] = None;
-    let model = capbuf_model::Model::new(12, &pools, 3);
+    let model = capbuf_model::Model::new(12, &pools, 1);
     let world = std::rc::Rc::new(std::cell::RefCell::new(
         capbuf_server::Server::<_, { capbuf_server::pool_nodes(16) }>::new(model, config).unwrap(),
     ));

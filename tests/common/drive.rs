@@ -13,7 +13,7 @@ use capbuf_model::{CNodeOp, Model};
 use capbuf_protocol::{
     AllocFlags, BufferId, Error, Op, Reply, Request, Rights, CLIENT_WINDOW, MAX_CLIENTS, MAX_MESSAGE_WORDS, PAGE_BITS,
 };
-use capbuf_server::{CapRef, KernelError, MapAttributes, Server};
+use capbuf_server::{Buffer, CapRef, KernelError, MapAttributes, Server};
 
 use super::invariants::{check, pristine, Violation};
 
@@ -210,7 +210,23 @@ impl<const N: usize> Harness<N> {
     fn books_but_exports(&self, but_exports: bool) -> String {
         let server = &self.server;
         let model = server.kernel();
-        let mut buffers: Vec<_> = server.registry().iter().map(|(id, b)| (id, b.clone())).collect();
+        // Each buffer with its holders in client order (their order in
+        // `Buffer::holders` follows the history, not the state), an export
+        // left out if `but_exports`, and a holder left with nothing dropped.
+        let buffers: Vec<_> = server
+            .registry()
+            .iter()
+            .map(|(id, b)| {
+                let mut holders: Vec<_> = b
+                    .holders
+                    .iter()
+                    .map(|h| (h.client, h.grant(), h.attachment(), h.export().filter(|_| !but_exports)))
+                    .filter(|&(_, grant, attachment, export)| grant.is_some() || attachment.is_some() || export.is_some())
+                    .collect();
+                holders.sort_by_key(|h| h.0);
+                (id, Buffer { holders: Default::default(), ..b.clone() }, holders)
+            })
+            .collect();
         let pools = server.config().pool_count();
         let free: Vec<_> = (0..pools).map(|p| (server.free_bytes(p), server.quarantined_bytes(p))).collect();
         let quarantine: Vec<_> = server.quarantine().iter().collect();
@@ -220,7 +236,6 @@ impl<const N: usize> Harness<N> {
         let mut frames: Vec<_> = (0..clients).map(|c| model.client_reachable_frames(c)).collect();
         let mappings: Vec<_> = (0..clients).map(|c| model.client_mappings(c)).collect();
         if but_exports {
-            buffers.iter_mut().for_each(|(_, b)| b.exports = Default::default());
             usage.iter_mut().for_each(|u| u.attachments = 0);
             reserves.clear();
             frames.clear();
@@ -459,9 +474,10 @@ impl<const N: usize> Harness<N> {
         let model = server.kernel();
         let holds = server.registry().iter().any(|(_, b)| {
             b.owner == target
-                || b.grants[target].is_some()
-                || b.attachments[target].is_some()
-                || b.exports[target].is_some()
+                || b.holders.grant(target).is_some()
+                || b.holders.attachment(target).is_some()
+                || b.holders.export(target).is_some()
+                || b.holders.iter().any(|h| h.client as usize == target)
                 || b.exposed & (1 << target) != 0
         });
         if holds || server.usage(target) != Default::default() {
@@ -530,7 +546,7 @@ impl<const N: usize> Harness<N> {
             let outcome = self.server.handle(owner as u64, Op::Free as u64, &[id.raw()], 0);
             outcome.result.map_err(|error| format!("teardown: owner's FREE of {id}: {error:?}"))?;
         }
-        let quarantined: Vec<(BufferId, u16)> = self.server.quarantine().iter().map(|q| (q.id, q.pending)).collect();
+        let quarantined: Vec<(BufferId, u64)> = self.server.quarantine().iter().map(|q| (q.id, q.pending)).collect();
         for (id, pending) in quarantined {
             for client in (0..MAX_CLIENTS as u64).filter(|c| pending & (1 << c) != 0) {
                 let outcome = self.server.handle(client, Op::Quiesce as u64, &[id.raw()], 0);

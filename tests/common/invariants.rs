@@ -3,7 +3,7 @@
 //! plain error; [`check_invariants`] for proptest.
 
 use capbuf_model::Model;
-use capbuf_protocol::{BufferId, Rights, LARGE_PAGE_BITS, MAX_CLIENTS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS};
+use capbuf_protocol::{BufferId, Rights, LARGE_PAGE_BITS, MAX_CLIENTS, PAGE_BITS};
 use capbuf_server::window::Run;
 use capbuf_server::Server;
 use proptest::prelude::*;
@@ -52,7 +52,7 @@ fn run_end(run: Run) -> u64 {
 /// add up to exactly this: no slot leaks.
 fn accounted_slots<const N: usize>(server: &Server<Model, N>) -> u64 {
     let fixed = server.config().pool_count() + clients(server).count();
-    (1u64 << server.config().table_bits) - MEMSRV_TABLE_FIRST_FREE + fixed as u64
+    (1u64 << server.config().table_bits) - server.config().first_free_slot() + fixed as u64
 }
 
 /// After every step: no two frames overlap; each pool's bytes are conserved
@@ -103,22 +103,28 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
         ensure_eq!(server.lost_bytes(p), Some(lost << PAGE_BITS), "pool {} lost bytes", p);
     }
     for (id, buffer) in server.registry().iter() {
-        let dma: u16 = clients(server).filter(|&c| server.config().clients[c].unwrap().dma).map(|c| 1 << c).sum();
+        let dma: u64 = clients(server).filter(|&c| server.config().clients[c].unwrap().dma).map(|c| 1 << c).sum();
         ensure_eq!(buffer.exposed & !dma, 0, "buffer {} exposed to a client without the dma right", id);
+        // Every holder entry is a configured client's, and at most one each.
+        for (i, h) in buffer.holders.iter().enumerate() {
+            let c = h.client as usize;
+            ensure!(server.config().clients.get(c).is_some_and(|q| q.is_some()), "buffer {} held by unknown client {}", id, c);
+            ensure!(buffer.holders.iter().skip(i + 1).all(|o| o.client != h.client), "buffer {}: two entries for {}", id, c);
+        }
         // Rights only shrink: a grant within what the buffer allows anyone,
         // an attachment or export within what its client may attach with.
         for c in clients(server) {
             let within = |rights: Rights| buffer.allowed(c).is_some_and(|allowed| rights.within(allowed));
-            let granted = buffer.grants[c].is_none_or(|g| g.within(buffer.flags.max_rights()));
+            let granted = buffer.holders.grant(c).is_none_or(|g| g.within(buffer.flags.max_rights()));
             ensure!(granted, "buffer {} granted to {} beyond its flags", id, c);
             ensure!(
-                buffer.attachments[c].is_none_or(|a| within(a.rights)),
+                buffer.holders.attachment(c).is_none_or(|a| within(a.rights)),
                 "buffer {}: {} attached beyond its right",
                 id,
                 c
             );
             ensure!(
-                buffer.exports[c].is_none_or(|e| within(e.rights)),
+                buffer.holders.export(c).is_none_or(|e| within(e.rights)),
                 "buffer {}: {} exported beyond its right",
                 id,
                 c
@@ -150,15 +156,15 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
         let block = reserves.get(b.meta).unwrap();
         ensure!(block.client == b.owner && block.in_use, "master CNode outside its owner's reserve");
         holders[b.meta] += 1;
-        for (c, a) in b.attachments.iter().enumerate() {
-            if let Some(a) = a {
-                let block = reserves.get(a.meta).unwrap();
+        for (c, a) in b.holders.attachments() {
+            {
+                let block = reserves.get(a.meta as usize).unwrap();
                 ensure!(block.client == c && block.in_use, "attachment outside its client's reserve");
-                holders[a.meta] += 1;
+                holders[a.meta as usize] += 1;
             }
         }
-        for (c, e) in b.exports.iter().enumerate() {
-            if let Some(e) = e {
+        for (c, e) in b.holders.exports() {
+            {
                 let block = reserves.get(e.meta as usize).unwrap();
                 ensure!(block.client == c && block.in_use, "export outside its client's reserve");
                 holders[e.meta as usize] += 1;
@@ -195,9 +201,9 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
         };
         ensure_eq!(usage.bytes, owned.iter().map(|(_, b)| charged(b) << PAGE_BITS).sum::<u64>());
         let attached: Vec<_> =
-            server.registry().iter().filter_map(|(id, b)| b.attachments[c].map(|a| (id, b, a))).collect();
+            server.registry().iter().filter_map(|(id, b)| b.holders.attachment(c).map(|a| (id, b, a))).collect();
         let holes = server.windows().holes(c);
-        let exported = server.registry().iter().filter(|(_, b)| b.exports[c].is_some()).count();
+        let exported = server.registry().iter().filter(|(_, b)| b.holders.export(c).is_some()).count();
         ensure!(exported == 0 || quota.frame_caps, "client {} without frame_caps holds an export", c);
         ensure_eq!(
             usage.attachments,
@@ -235,7 +241,7 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
             server.registry().iter().any(|(_, b)| {
                 let start = server.physical_address(b);
                 let end = start + (b.data.pages << PAGE_BITS);
-                b.attachments[c].is_some_and(|a| rights.within(a.rights))
+                b.holders.attachment(c).is_some_and(|a| rights.within(a.rights))
                     && address >= start
                     && address + (1 << size_bits) <= end
             })

@@ -15,7 +15,7 @@ use capbuf_protocol::{ClientConfig, Config, PoolConfig, MAX_CLIENTS, MAX_MESSAGE
 use capbuf_server::Server;
 
 /// Pools up to 2^12 pages (16 MiB) in tests.
-pub const NODES: usize = capbuf_server::pool_nodes(12);
+pub const NODES: usize = capbuf_server::pool_nodes(17);
 pub type TestServer = Server<Model, NODES>;
 pub type World = Rc<RefCell<TestServer>>;
 
@@ -42,6 +42,16 @@ pub fn config(quota_bytes: u64, quota_buffers: u64, quota_attachments: u64) -> C
             supervisor: None,
         });
     }
+    config
+}
+
+/// `config` with room for a full buffer table: the largest table, pool 0
+/// grown to 32 MiB (8192 pages) and a fourth pool of 512 MiB for the
+/// metadata reserves of thousands of buffers (filled first, last pool first).
+pub fn at_scale(mut config: Config) -> Config {
+    config.table_bits = *capbuf_protocol::TABLE_BITS.end();
+    config.pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 25 });
+    config.pools[3] = Some(PoolConfig { physical_address: 0x8000_0000, size_bits: 29 });
     config
 }
 

@@ -469,8 +469,8 @@ mod tests {
         assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "rights 2");
         client.sys().0 = raw(0, &[4096, 0x2000_0000, 12, 3, 8], 0);
         assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "flag bit 3");
-        client.sys().0 = raw(28, &[], 0);
-        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "no error 28");
+        client.sys().0 = raw(29, &[], 0);
+        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "no error 29");
         client.sys().0 = RawReply { length: MAX_MESSAGE_WORDS + 1, ..raw(0, &[], 0) };
         assert_eq!(client.info(id), Err(ClientError::BadReply), "more registers than any reply");
         assert_eq!(ClientError::BadReply.error(), None, "not memsrv's error");

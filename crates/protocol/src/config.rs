@@ -12,7 +12,7 @@ use crate::{MAX_CHANNEL, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
 /// First word of an encoded configuration ("capbufcf").
 pub const CONFIG_MAGIC: u64 = u64::from_le_bytes(*b"capbufcf");
 /// Version of the configuration encoding.
-pub const CONFIG_VERSION: u64 = 3;
+pub const CONFIG_VERSION: u64 = 4;
 /// Words in an encoded configuration.
 pub const CONFIG_WORDS: usize = HEADER_WORDS + MAX_POOLS * POOL_WORDS + MAX_CLIENTS * CLIENT_WORDS;
 const HEADER_WORDS: usize = 5;
@@ -64,24 +64,26 @@ pub const ROOT_CNODE_BITS: u64 = microkit::ROOT_CNODE_BITS;
 pub const ROOT_SLOT_SHIFT: u64 = 64 - ROOT_CNODE_BITS;
 /// Table slot of client `i`'s VSpace capability is `MEMSRV_TABLE_VSPACES + i`
 /// (after the pools' untypeds, which take slots `0..MAX_POOLS`). memsrv maps
-/// every attachment into its client's VSpace through it.
+/// every attachment into its client's VSpace through it. The slots after the
+/// configured clients' are memsrv's own ([`Config::first_free_slot`]).
 pub const MEMSRV_TABLE_VSPACES: u64 = MAX_POOLS as u64;
-/// First table slot memsrv allocates for its own objects.
-pub const MEMSRV_TABLE_FIRST_FREE: u64 = MEMSRV_TABLE_VSPACES + MAX_CLIENTS as u64;
-/// Radixes memsrv's table CNode may have (`table_bits`): from the smallest
-/// table with a slot left after the pools' untypeds and the clients' VSpaces
-/// ([`MEMSRV_TABLE_FIRST_FREE`]), to 12, the 4096 slots memsrv's fixed-size
-/// bookkeeping has room for. Whether a table in this range is large enough
-/// for a configuration's reserves is checked separately
-/// ([`ConfigError::ReservesExceedTable`]).
-pub const TABLE_BITS: RangeInclusive<u64> = (MEMSRV_TABLE_FIRST_FREE.ilog2() as u64 + 1)..=12;
+/// Radixes memsrv's table CNode may have (`table_bits`): from 5 (a table
+/// must also leave a slot after the pools' untypeds and the configured
+/// clients' VSpaces, [`Config::first_free_slot`]), to 15: 32768 slots, enough
+/// for 4096 buffers' untypeds and master CNodes, their reserve blocks and
+/// attachments (seL4 bounds a CNode only by the untyped it is made from: a
+/// 2^15-slot CNode is 1 MiB; the capability pointer keeps 58 - 15 = 43 bits
+/// for the CNodes memsrv holds in table slots).
+pub const TABLE_BITS: RangeInclusive<u64> = 5..=15;
+/// `table_bits` when `system.xml` gives none: 4096 slots (a 128 KiB CNode),
+/// room for a few hundred buffers; a system with thousands raises it.
+pub const DEFAULT_TABLE_BITS: u64 = 12;
 /// Sizes a configuration can give a pool, as powers of two: from a page to
 /// a 40-bit physical address space. A server takes only pools its trees are
 /// sized for: the memsrv protection domain up to [`crate::MAX_POOL_BITS`].
 pub const POOL_SIZE_BITS: RangeInclusive<u64> = PAGE_BITS as u64..=40;
 
-const _: () = assert!(1 << *TABLE_BITS.start() > MEMSRV_TABLE_FIRST_FREE);
-const _: () = assert!(1 << (*TABLE_BITS.start() - 1) <= MEMSRV_TABLE_FIRST_FREE, "the smallest such table");
+const _: () = assert!(1 << *TABLE_BITS.start() > MEMSRV_TABLE_VSPACES, "a table holds the pools and a slot more");
 const _: () = assert!(*TABLE_BITS.end() < ROOT_SLOT_SHIFT, "a table slot leaves bits of the capability pointer");
 /// Virtual address window in which memsrv maps a client's attachments. The
 /// composer refuses a client whose own mappings overlap it. It lies in the
@@ -209,6 +211,12 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// First table slot memsrv allocates for its own objects: after the
+    /// pools' untypeds and the configured clients' VSpaces.
+    pub fn first_free_slot(&self) -> u64 {
+        MEMSRV_TABLE_VSPACES + self.clients.iter().flatten().count() as u64
+    }
+
     /// Number of configured pools.
     pub fn pool_count(&self) -> usize {
         self.pools.iter().take_while(|p| p.is_some()).count()
@@ -229,7 +237,7 @@ impl Config {
 
     /// Check everything memsrv relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !TABLE_BITS.contains(&self.table_bits) {
+        if !TABLE_BITS.contains(&self.table_bits) || 1 << self.table_bits <= self.first_free_slot() {
             return Err(ConfigError::TableBits);
         }
         let pools = self.pool_count();
@@ -410,12 +418,22 @@ mod tests {
         let mut c = example();
         c.clients[1].as_mut().unwrap().channel = 63;
         assert_eq!(c.validate(), Err(ConfigError::Channel));
-        for (table_bits, valid) in [(4, false), (5, true), (12, true), (13, false), (20, false)] {
+        for (table_bits, valid) in [(4, false), (5, true), (12, true), (15, true), (16, false), (20, false)] {
             let mut c = example();
             c.table_bits = table_bits;
             assert_eq!(c.validate().is_ok(), valid, "table_bits {table_bits}");
             assert_eq!(TABLE_BITS.contains(&table_bits), valid);
         }
+        let mut c = example();
+        let client = c.clients[0].unwrap();
+        for i in 0..MAX_CLIENTS - 1 {
+            c.clients[i] =
+                Some(ClientConfig { channel: i as u64, client_id: 100 + i as u64, supervisor: None, ..client });
+        }
+        c.table_bits = 6;
+        assert_eq!(c.validate(), Err(ConfigError::TableBits), "4 pool slots and 63 VSpaces leave no slot of 64");
+        c.table_bits = 7;
+        assert_eq!(c.validate(), Ok(()));
         for (size_bits, valid) in [(11, false), (12, true), (40, true), (41, false)] {
             let mut c = example();
             c.pools[1] = Some(PoolConfig { physical_address: 1 << 41, size_bits });
@@ -437,5 +455,7 @@ mod tests {
         let mut words = example().encode();
         words[1] = 2;
         assert_eq!(Config::decode(&words), Err(ConfigError::NotPatched), "the encoding before supervisors");
+        words[1] = 3;
+        assert_eq!(Config::decode(&words), Err(ConfigError::NotPatched), "the encoding for 16 clients");
     }
 }

@@ -87,6 +87,11 @@ pub enum Error {
     /// retries the ALLOC. memsrv holds nothing for it meanwhile: a retry that
     /// loses the race is answered WAITING again.
     Waiting = 27,
+    /// GRANT to one more client of a buffer that already has the most
+    /// holders memsrv keeps per buffer (`capbuf_server::MAX_HOLDERS`: the
+    /// owner and the clients holding a grant, attachment or export of it).
+    /// Withdraw a grant first.
+    TooManyHolders = 28,
     /// The label is not an [`crate::Op`].
     UnknownOp = 0xFFFF_FE00,
     /// The message has the wrong number of message registers for its op.
@@ -102,7 +107,7 @@ impl Error {
     pub const DECODE_BASE: u64 = 0xFFFF_FE00;
 
     /// Every error, for tables and generated headers.
-    pub const ALL: [Error; 31] = [
+    pub const ALL: [Error; 32] = [
         Error::ZeroSize,
         Error::TooLarge,
         Error::InvalidAlignment,
@@ -130,6 +135,7 @@ impl Error {
         Error::NotExportable,
         Error::NotSupervisor,
         Error::Waiting,
+        Error::TooManyHolders,
         Error::UnknownOp,
         Error::WrongLength,
         Error::UnexpectedCaps,
@@ -166,6 +172,7 @@ impl Error {
             Error::NotExportable => "NOT_EXPORTABLE",
             Error::NotSupervisor => "NOT_SUPERVISOR",
             Error::Waiting => "WAITING",
+            Error::TooManyHolders => "TOO_MANY_HOLDERS",
             Error::UnknownOp => "UNKNOWN_OP",
             Error::WrongLength => "WRONG_LENGTH",
             Error::UnexpectedCaps => "UNEXPECTED_CAPS",
@@ -202,7 +209,7 @@ impl core::fmt::Display for Error {
     }
 }
 
-const _: () = assert!(Error::Waiting as u64 == 27, "domain errors are numbered 1..=27 without gaps");
+const _: () = assert!(Error::TooManyHolders as u64 == 28, "domain errors are numbered 1..=28 without gaps");
 const _: () = assert!(Error::UnknownOp as u64 == Error::DECODE_BASE);
 
 #[cfg(test)]
@@ -220,7 +227,8 @@ mod tests {
             }
         }
         assert_eq!(Error::try_from(0), Err(0));
-        assert_eq!(Error::try_from(28), Err(28));
+        assert_eq!(Error::try_from(28), Ok(Error::TooManyHolders));
+        assert_eq!(Error::try_from(29), Err(29));
     }
 
     #[test]
@@ -229,6 +237,7 @@ mod tests {
         assert_eq!(Error::NotExportable as u64, 25);
         assert_eq!(Error::NotSupervisor as u64, 26);
         assert_eq!(Error::Waiting as u64, 27);
+        assert_eq!(Error::TooManyHolders as u64, 28);
         assert_eq!(Error::NotSupervisor.name(), "NOT_SUPERVISOR");
         assert_eq!(Error::Waiting.name(), "WAITING");
     }

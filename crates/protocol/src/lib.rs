@@ -33,9 +33,8 @@ mod wire;
 pub use config::{
     inner_bits, inner_cptr, microkit, send_cptr, table_cptr, ClientConfig, Config, ConfigError, PoolConfig,
     CLIENT_RECEIVE_SLOTS, CLIENT_ROOT_CPTR, CLIENT_WINDOW, CONFIG_MAGIC, CONFIG_VERSION, CONFIG_WORDS,
-    MEMSRV_TABLE_CPTR, MEMSRV_TABLE_FIRST_FREE, MEMSRV_TABLE_ROOT_SLOT, MEMSRV_TABLE_SEND_ROOT_SLOT,
-    MEMSRV_TABLE_VSPACES, POOL_SIZE_BITS, POOL_TABLE_SYMBOL, POOL_TABLE_WORDS, ROOT_CNODE_BITS, ROOT_SLOT_SHIFT,
-    TABLE_BITS, UNTYPED_CPTR,
+    DEFAULT_TABLE_BITS, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, MEMSRV_TABLE_SEND_ROOT_SLOT, MEMSRV_TABLE_VSPACES,
+    POOL_SIZE_BITS, POOL_TABLE_SYMBOL, POOL_TABLE_WORDS, ROOT_CNODE_BITS, ROOT_SLOT_SHIFT, TABLE_BITS, UNTYPED_CPTR,
 };
 pub use error::Error;
 pub use id::BufferId;
@@ -56,8 +55,10 @@ pub use wire::{Align, ClientId, Field, PoolId, Word};
 /// UNEXPORT (only `frame_caps` clients may use them; nothing else changed).
 /// Minor 2: RECLAIM (only a client's supervisor may use it), the WAIT
 /// allocation flag and the WAITING and NOT_SUPERVISOR codes (a client that
-/// never sets WAIT never sees WAITING).
-pub const PROTOCOL_VERSION: u64 = (4 << VERSION_MAJOR_SHIFT) | 2;
+/// never sets WAIT never sees WAITING). Minor 3: up to 64 clients and 4096
+/// buffers, and the TOO_MANY_HOLDERS code (GRANT to more clients of one
+/// buffer than memsrv keeps holders for; no field changed).
+pub const PROTOCOL_VERSION: u64 = (4 << VERSION_MAJOR_SHIFT) | 3;
 
 /// Where a protocol version's major number starts.
 pub const VERSION_MAJOR_SHIFT: u32 = 32;
@@ -84,18 +85,23 @@ pub const MAX_BUFFER_BITS: u32 = 30;
 pub const PADDR_HIDDEN: u64 = u64::MAX;
 /// Highest number of pools a memsrv can be configured with.
 pub const MAX_POOLS: usize = 4;
-/// Highest number of clients a memsrv can be configured with.
-pub const MAX_CLIENTS: usize = 16;
-/// Largest pool memsrv is built for, as a power of two (64 MiB): its pool
-/// trees are sized for it at compile time (2 bytes per page), and it refuses
-/// a larger one at start-up. capbuf-compose refuses it first.
-pub const MAX_POOL_BITS: u32 = 26;
-/// Most buffers memsrv tracks at once, all clients together: the size of its
-/// buffer table. A client can hold at most this many attachments and holes.
-pub const MAX_BUFFERS: usize = 128;
+/// Highest number of clients a memsrv can be configured with: one bit each
+/// in a `u64` mask. (A Microkit memsrv has at most 63 channels, so at most
+/// 63 clients in a Microkit system.)
+pub const MAX_CLIENTS: usize = 64;
+/// Largest pool any memsrv can be built for, as a power of two (4 GiB). A
+/// memsrv ELF is built for a smaller or equal limit (its pool trees are
+/// sized for it at compile time, see `capbuf_server::capacity`) and refuses
+/// a larger pool at start-up; capbuf-compose refuses it first.
+pub const MAX_POOL_BITS: u32 = 32;
+/// Most buffers any memsrv can track at once, all clients together: the
+/// largest buffer table it can be built with (a memsrv ELF may be built
+/// with fewer, see `capbuf_server::capacity`).
+pub const MAX_BUFFERS: usize = 4096;
 /// Highest channel id Microkit allows (`MICROKIT_MAX_CHANNELS` - 1).
 pub const MAX_CHANNEL: u64 = 62;
 
 const _: () = assert!(PAGE_BITS < LARGE_PAGE_BITS);
+const _: () = assert!(MAX_CLIENTS <= u64::BITS as usize, "one bit per client in a u64 mask");
 const _: () = assert!(MAX_BUFFER_BITS <= MAX_ALIGN_BITS);
 const _: () = assert!(MAX_MESSAGE_WORDS <= 64, "fits the seL4 IPC buffer's message registers");

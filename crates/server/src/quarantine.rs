@@ -16,7 +16,7 @@ use capbuf_protocol::{BufferId, MAX_CLIENTS};
 use crate::registry::MAX_BUFFERS;
 
 const _: () =
-    assert!(MAX_CLIENTS <= u16::BITS as usize, "one bit per client in Quarantined::pending and Buffer::exposed");
+    assert!(MAX_CLIENTS <= u64::BITS as usize, "one bit per client in Quarantined::pending and Buffer::exposed");
 
 /// The pages of one freed buffer, and who still has to confirm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub struct Quarantined {
     /// The buffer's pages, still allocated in the pool.
     pub data: Allocation,
     /// Bit `c` set: client index `c` was exposed and has not quiesced.
-    pub pending: u16,
+    pub pending: u64,
 }
 
 /// Fixed table of quarantined buffers: at most [`MAX_BUFFERS`].
@@ -52,7 +52,7 @@ impl Quarantine {
     /// The freed buffers client `client` has yet to confirm: what RECLAIM
     /// confirms for it.
     pub fn pending_for(&self, client: usize) -> heapless::Vec<BufferId, MAX_BUFFERS> {
-        let bit = 1u16.checked_shl(client as u32).unwrap_or(0);
+        let bit = 1u64.checked_shl(client as u32).unwrap_or(0);
         self.entries.iter().filter(|e| e.pending & bit != 0).map(|e| e.id).collect()
     }
 
@@ -66,7 +66,7 @@ impl Quarantine {
     /// for that id; otherwise whether the entry is done, and then removes
     /// it and returns it so its pages can go back to the pool.
     pub fn confirm(&mut self, client: usize, id: BufferId) -> Option<Option<Quarantined>> {
-        let bit = 1u16.checked_shl(client as u32)?;
+        let bit = 1u64.checked_shl(client as u32)?;
         let index = self.entries.iter().position(|e| e.id == id && e.pending & bit != 0)?;
         self.entries[index].pending &= !bit;
         if self.entries[index].pending != 0 {
@@ -90,7 +90,7 @@ impl Quarantine {
 mod tests {
     use super::*;
 
-    fn entry(id: BufferId, pending: u16) -> Quarantined {
+    fn entry(id: BufferId, pending: u64) -> Quarantined {
         Quarantined { id, pool: 0, data: Allocation { offset: 8, pages: 3 }, pending }
     }
 

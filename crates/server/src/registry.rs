@@ -1,12 +1,20 @@
 //! The buffer table: ids with generations, owners, grants and attachments.
 
 use capbuf_pool::Allocation;
-use capbuf_protocol::{AllocFlags, BufferId, Error, Rights, MAX_CLIENTS};
+use capbuf_protocol::{AllocFlags, BufferId, Error, Rights};
 
 use crate::kernel::Slot;
 
-/// Buffers memsrv can track at once (the protocol's limit).
-pub use capbuf_protocol::MAX_BUFFERS;
+/// Buffers memsrv can track at once: this build's limit
+/// ([`crate::capacity`]), at most the protocol's.
+pub use crate::capacity::MAX_BUFFERS;
+
+/// Clients one buffer can have holders for at once: its owner (once it
+/// attaches or exports) and the clients with a grant, attachment or export.
+/// A per-client array in every buffer would cost 64 entries times 4096
+/// buffers; most buffers have one or two holders. GRANT to one more client
+/// is refused with [`Error::TooManyHolders`]; one entry is kept for the owner.
+pub const MAX_HOLDERS: usize = 8;
 
 /// One client's attachment to a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,8 +22,9 @@ pub struct Attachment {
     /// Rights of the mapping (and of the frame copies behind it).
     pub rights: Rights,
     /// Block of the attaching client's reserve holding its CNode and page
-    /// table (an index into [`crate::Reserves`]).
-    pub meta: usize,
+    /// table (an index into [`crate::Reserves`]). Narrow, like
+    /// [`Exported::meta`]: a buffer keeps up to [`MAX_HOLDERS`] of these.
+    pub meta: u16,
     /// Table slot of the CNode holding the frame copies memsrv mapped.
     pub cnode: Slot,
     /// Where in the client's window the attachment is mapped.
@@ -54,13 +63,8 @@ pub struct Buffer {
     pub master: Slot,
     /// Allocation flags.
     pub flags: AllocFlags,
-    /// Rights granted to each client (the owner needs none).
-    pub grants: [Option<Rights>; MAX_CLIENTS],
-    /// Each client's attachment.
-    pub attachments: [Option<Attachment>; MAX_CLIENTS],
-    /// Each client's export (EXPORT); counted with its attachments against
-    /// its quota.
-    pub exports: [Option<Exported>; MAX_CLIENTS],
+    /// The clients holding a grant, an attachment or an export of the buffer.
+    pub holders: Holders,
     /// A FREE revoked part of the buffer's memory before the kernel refused
     /// a later invocation: only the owner's FREE, which completes it, still
     /// finds the buffer; everyone else is answered as if it were freed.
@@ -68,7 +72,187 @@ pub struct Buffer {
     /// Bit `c` set: client index `c` is `dma` and a successful INFO gave it
     /// the physical address, and it has not quiesced since. FREE then
     /// quarantines the pages ([`crate::quarantine`]).
-    pub exposed: u16,
+    pub exposed: u64,
+}
+
+/// What one client holds of a buffer, packed (24 bytes: a buffer keeps
+/// [`MAX_HOLDERS`] of these in every one of thousands of registry slots):
+/// each rights field is 0 for "none", else a [`Rights`] code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// Client index.
+    pub client: u8,
+    grant: u8,
+    attachment_rights: u8,
+    export_rights: u8,
+    attachment_meta: u16,
+    export_meta: u16,
+    export_cnode: u16,
+    attachment_cnode: Slot,
+    window: crate::window::Run,
+}
+
+const fn rights_code(rights: Option<Rights>) -> u8 {
+    match rights {
+        None => 0,
+        Some(Rights::ReadOnly) => 1,
+        Some(Rights::ReadWrite) => 2,
+    }
+}
+
+const fn rights_of(code: u8) -> Option<Rights> {
+    match code {
+        1 => Some(Rights::ReadOnly),
+        2 => Some(Rights::ReadWrite),
+        _ => None,
+    }
+}
+
+impl Holder {
+    fn new(client: u8) -> Holder {
+        let window = crate::window::Run { first: 0, slots: 0 };
+        Holder {
+            client,
+            grant: 0,
+            attachment_rights: 0,
+            export_rights: 0,
+            attachment_meta: 0,
+            export_meta: 0,
+            export_cnode: 0,
+            attachment_cnode: 0,
+            window,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.grant == 0 && self.attachment_rights == 0 && self.export_rights == 0
+    }
+
+    /// Rights granted to it (the owner needs none).
+    pub fn grant(&self) -> Option<Rights> {
+        rights_of(self.grant)
+    }
+
+    /// Its attachment.
+    pub fn attachment(&self) -> Option<Attachment> {
+        let rights = rights_of(self.attachment_rights)?;
+        Some(Attachment { rights, meta: self.attachment_meta, cnode: self.attachment_cnode, window: self.window })
+    }
+
+    /// Its export (EXPORT); counted with its attachments against its quota.
+    pub fn export(&self) -> Option<Exported> {
+        let rights = rights_of(self.export_rights)?;
+        Some(Exported { rights, meta: self.export_meta, cnode: self.export_cnode })
+    }
+
+    fn set_grant(&mut self, grant: Option<Rights>) {
+        self.grant = rights_code(grant);
+    }
+
+    fn set_attachment(&mut self, attachment: Option<Attachment>) {
+        self.attachment_rights = rights_code(attachment.map(|a| a.rights));
+        let empty = Holder::new(self.client);
+        (self.attachment_meta, self.attachment_cnode, self.window) = match attachment {
+            Some(attachment) => (attachment.meta, attachment.cnode, attachment.window),
+            None => (empty.attachment_meta, empty.attachment_cnode, empty.window),
+        };
+    }
+
+    fn set_export(&mut self, export: Option<Exported>) {
+        self.export_rights = rights_code(export.map(|e| e.rights));
+        (self.export_meta, self.export_cnode) = export.map_or((0, 0), |export| (export.meta, export.cnode));
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<Holder>() <= 24);
+
+/// A buffer's holders: at most [`MAX_HOLDERS`], one entry per client, an
+/// entry dropped when it holds nothing any more. Cost per lookup: a scan of
+/// at most [`MAX_HOLDERS`] entries, whatever the number of clients.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Holders {
+    entries: heapless::Vec<Holder, MAX_HOLDERS>,
+}
+
+impl Holders {
+    fn entry(&self, client: usize) -> Option<&Holder> {
+        self.entries.iter().find(|holder| holder.client as usize == client)
+    }
+
+    /// Rights granted to client `client`.
+    pub fn grant(&self, client: usize) -> Option<Rights> {
+        self.entry(client).and_then(Holder::grant)
+    }
+
+    /// Client `client`'s attachment.
+    pub fn attachment(&self, client: usize) -> Option<Attachment> {
+        self.entry(client).and_then(Holder::attachment)
+    }
+
+    /// Client `client`'s export.
+    pub fn export(&self, client: usize) -> Option<Exported> {
+        self.entry(client).and_then(Holder::export)
+    }
+
+    /// Whether client `client` has an entry or one more entry fits.
+    pub fn has_room_for(&self, client: usize) -> bool {
+        self.entry(client).is_some() || !self.entries.is_full()
+    }
+
+    /// Entries held by clients other than `owner`.
+    pub fn others(&self, owner: usize) -> usize {
+        self.entries.iter().filter(|holder| holder.client as usize != owner).count()
+    }
+
+    /// Every entry.
+    pub fn iter(&self) -> impl Iterator<Item = &Holder> {
+        self.entries.iter()
+    }
+
+    /// Every attachment, with its client.
+    pub fn attachments(&self) -> impl Iterator<Item = (usize, Attachment)> + '_ {
+        self.entries.iter().filter_map(|holder| Some((holder.client as usize, holder.attachment()?)))
+    }
+
+    /// Every export, with its client.
+    pub fn exports(&self) -> impl Iterator<Item = (usize, Exported)> + '_ {
+        self.entries.iter().filter_map(|holder| Some((holder.client as usize, holder.export()?)))
+    }
+
+    /// Change client `client`'s entry with `change`; an entry left empty is
+    /// dropped. [`Error::TooManyHolders`] if it has none and none fits
+    /// (checked first with [`Self::has_room_for`]).
+    fn update(&mut self, client: usize, change: impl FnOnce(&mut Holder)) -> Result<(), Error> {
+        let Some(index) = self.entries.iter().position(|holder| holder.client as usize == client) else {
+            let client = u8::try_from(client).map_err(|_| Error::Internal)?;
+            let mut holder = Holder::new(client);
+            change(&mut holder);
+            if holder.is_empty() {
+                return Ok(());
+            }
+            return self.entries.push(holder).map_err(|_| Error::TooManyHolders);
+        };
+        change(&mut self.entries[index]);
+        if self.entries[index].is_empty() {
+            self.entries.swap_remove(index);
+        }
+        Ok(())
+    }
+
+    /// Set (or, with `None`, withdraw) client `client`'s grant.
+    pub fn set_grant(&mut self, client: usize, grant: Option<Rights>) -> Result<(), Error> {
+        self.update(client, |holder| holder.set_grant(grant))
+    }
+
+    /// Set (or remove) client `client`'s attachment.
+    pub fn set_attachment(&mut self, client: usize, attachment: Option<Attachment>) -> Result<(), Error> {
+        self.update(client, |holder| holder.set_attachment(attachment))
+    }
+
+    /// Set (or remove) client `client`'s export.
+    pub fn set_export(&mut self, client: usize, export: Option<Exported>) -> Result<(), Error> {
+        self.update(client, |holder| holder.set_export(export))
+    }
 }
 
 /// Pages charged to the owner's byte quota for a buffer of `pages` pages
@@ -105,7 +289,7 @@ impl Buffer {
         if client == self.owner {
             Some(self.flags.max_rights())
         } else {
-            self.grants.get(client).copied().flatten()
+            self.holders.grant(client)
         }
     }
 
@@ -113,12 +297,12 @@ impl Buffer {
     /// granted it (an attachment implies a grant). Only such a client may
     /// learn that the buffer exists.
     pub fn known_to(&self, client: usize) -> bool {
-        self.allowed(client).is_some() || self.attachments.get(client).is_some_and(Option::is_some)
+        self.allowed(client).is_some() || self.holders.attachment(client).is_some()
     }
 
     /// Number of attachments, all clients together.
     pub fn attachment_count(&self) -> u64 {
-        self.attachments.iter().flatten().count() as u64
+        self.holders.attachments().count() as u64
     }
 }
 
@@ -135,10 +319,23 @@ pub struct Registry {
     entries: [Option<Buffer>; MAX_BUFFERS],
     /// Generation the slot's live (or next) buffer has. Starts at 1.
     generations: [u32; MAX_BUFFERS],
-    /// Per slot and client: which of the slot's buffers were freed while the
-    /// client had a right to them.
-    freed_while_known: [[KnownFrees; MAX_CLIENTS]; MAX_BUFFERS],
+    /// Per slot: the clients that had a right to some of the slot's buffers
+    /// when they were freed, and which ([`KNOWN_PER_SLOT`] clients at most,
+    /// the one with the oldest such buffer forgotten first).
+    freed_while_known: [heapless::Vec<(u8, KnownFrees), KNOWN_PER_SLOT>; MAX_BUFFERS],
+    /// Free slots, the next one to use last: ALLOC takes one in constant time.
+    free: heapless::Vec<u16, MAX_BUFFERS>,
+    /// Live buffers.
+    live: usize,
 }
+
+/// Clients per registry slot whose old ids of that slot are remembered as
+/// stale. A client forgotten here hears UNKNOWN_BUFFER, not STALE_BUFFER,
+/// for an old id: never an answer that reveals something to a client that
+/// had no right to the buffer, which is what matters.
+pub const KNOWN_PER_SLOT: usize = 4;
+
+const _: () = assert!(MAX_BUFFERS <= u16::MAX as usize + 1, "slot numbers fit the free list");
 
 /// The generations of one slot that one client had a right to when they were
 /// freed: the latest, and the [`KnownFrees::SPAN`] before it as a bit mask.
@@ -170,10 +367,17 @@ impl KnownFrees {
 
 impl Default for Registry {
     fn default() -> Self {
+        let mut free = heapless::Vec::new();
+        for index in (0..MAX_BUFFERS).rev() {
+            // Cannot fail: the list holds every slot.
+            let _ = free.push(index as u16);
+        }
         Registry {
             entries: [const { None }; MAX_BUFFERS],
             generations: [1; MAX_BUFFERS],
-            freed_while_known: [[KnownFrees::default(); MAX_CLIENTS]; MAX_BUFFERS],
+            freed_while_known: [const { heapless::Vec::new() }; MAX_BUFFERS],
+            free,
+            live: 0,
         }
     }
 }
@@ -185,18 +389,17 @@ impl Registry {
     pub(crate) fn digest(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
         for (index, entry) in self.entries.iter().enumerate() {
             if let Some(b) = entry {
-                // Field by field, and per client only what it has: the
-                // per-client arrays are long and mostly empty.
+                // Field by field, and of the holders what each holds (in
+                // their order, which later requests can observe), not the
+                // stale fields of parts it no longer holds.
                 write!(
                     out,
                     "buffer {index}: {} {} {:?} {} {} {} {:?} {} {};",
                     b.owner, b.pool, b.data, b.align_order, b.meta, b.master, b.flags, b.freeing, b.exposed
                 )?;
-                for client in 0..MAX_CLIENTS {
-                    let (grant, attachment, export) = (b.grants[client], b.attachments[client], b.exports[client]);
-                    if grant.is_some() || attachment.is_some() || export.is_some() {
-                        write!(out, "client {client}: {grant:?} {attachment:?} {export:?};")?;
-                    }
+                for holder in b.holders.iter() {
+                    let (grant, attachment, export) = (holder.grant(), holder.attachment(), holder.export());
+                    write!(out, "client {}: {grant:?} {attachment:?} {export:?};", holder.client)?;
                 }
             }
         }
@@ -204,7 +407,7 @@ impl Registry {
             write!(out, "generation {index}: {generation};")?;
         }
         for (index, clients) in self.freed_while_known.iter().enumerate() {
-            for (client, known) in clients.iter().enumerate().filter(|(_, k)| **k != KnownFrees::default()) {
+            for (client, known) in clients.iter().filter(|(_, k)| *k != KnownFrees::default()) {
                 write!(out, "freed {index} {client}: {known:?};")?;
             }
         }
@@ -236,8 +439,27 @@ impl Registry {
     }
 
     fn was_known(&self, client: usize, id: BufferId) -> bool {
-        let known = self.freed_while_known.get(id.index() as usize).and_then(|slot| slot.get(client));
-        known.is_some_and(|known| known.contains(id.generation()))
+        let Some(slot) = self.freed_while_known.get(id.index() as usize) else { return false };
+        slot.iter().any(|(known, frees)| *known as usize == client && frees.contains(id.generation()))
+    }
+
+    /// Remember that client `client` had a right to the buffer of slot
+    /// `index` with generation `generation` when it was freed.
+    fn record_known(&mut self, index: usize, client: usize, generation: u32) {
+        let slot = &mut self.freed_while_known[index];
+        let Ok(client) = u8::try_from(client) else { return };
+        if let Some((_, frees)) = slot.iter_mut().find(|(known, _)| *known == client) {
+            frees.record(generation);
+            return;
+        }
+        let mut frees = KnownFrees::default();
+        frees.record(generation);
+        if slot.is_full() {
+            // Forget the client whose latest such buffer is the oldest.
+            let oldest = (0..slot.len()).min_by_key(|&i| slot[i].1.latest).unwrap_or(0);
+            slot.swap_remove(oldest);
+        }
+        let _ = slot.push((client, frees));
     }
 
     /// Look up a live buffer for memsrv itself, telling never-issued ids
@@ -260,17 +482,15 @@ impl Registry {
 
     /// Whether a new buffer fits.
     pub fn has_room(&self) -> bool {
-        self.free_index().is_some()
-    }
-
-    fn free_index(&self) -> Option<usize> {
-        (0..MAX_BUFFERS).find(|&i| self.entries[i].is_none() && self.generations[i] != u32::MAX)
+        !self.free.is_empty()
     }
 
     /// Store a new buffer and issue its id.
     pub fn insert(&mut self, buffer: Buffer) -> Result<BufferId, Error> {
-        let index = self.free_index().ok_or(Error::TooManyBuffers)?;
+        let index = self.free.pop().ok_or(Error::TooManyBuffers)? as usize;
+        debug_assert!(self.entries[index].is_none());
         self.entries[index] = Some(buffer);
+        self.live += 1;
         Ok(BufferId::new(index as u32, self.generations[index]))
     }
 
@@ -279,15 +499,25 @@ impl Registry {
     /// retired instead of reused.
     pub fn remove(&mut self, id: BufferId) -> Result<Buffer, Error> {
         let buffer = self.get(id)?;
-        let known: [bool; MAX_CLIENTS] = core::array::from_fn(|client| buffer.known_to(client));
-        let index = id.index() as usize;
-        for (client, known) in known.into_iter().enumerate() {
-            if known {
-                self.freed_while_known[index][client].record(id.generation());
+        let mut known: heapless::Vec<usize, { MAX_HOLDERS + 1 }> = heapless::Vec::new();
+        let _ = known.push(buffer.owner);
+        for holder in buffer.holders.iter() {
+            if holder.client as usize != buffer.owner && buffer.known_to(holder.client as usize) {
+                let _ = known.push(holder.client as usize);
             }
         }
+        let index = id.index() as usize;
+        for client in known {
+            self.record_known(index, client, id.generation());
+        }
         self.generations[index] = self.generations[index].saturating_add(1);
-        self.entries[index].take().ok_or(Error::UnknownBuffer)
+        let buffer = self.entries[index].take().ok_or(Error::UnknownBuffer)?;
+        self.live -= 1;
+        if self.generations[index] != u32::MAX {
+            // Cannot fail: the slot was taken from the list.
+            let _ = self.free.push(index as u16);
+        }
+        Ok(buffer)
     }
 
     /// Live buffers with their ids.
@@ -300,12 +530,12 @@ impl Registry {
 
     /// Number of live buffers.
     pub fn len(&self) -> usize {
-        self.entries.iter().flatten().count()
+        self.live
     }
 
     /// Whether no buffer is live.
     pub fn is_empty(&self) -> bool {
-        self.entries.iter().all(Option::is_none)
+        self.live == 0
     }
 }
 
@@ -323,9 +553,7 @@ mod tests {
             meta: 0,
             master: 9,
             flags: AllocFlags::default(),
-            grants: [None; MAX_CLIENTS],
-            attachments: [None; MAX_CLIENTS],
-            exports: [None; MAX_CLIENTS],
+            holders: Holders::default(),
             freeing: false,
             exposed: 0,
         }
@@ -336,7 +564,7 @@ mod tests {
         let mut registry = Registry::default();
         let (owner, grantee, outsider) = (0, 1, 2);
         let mut shared = buffer();
-        shared.grants[grantee] = Some(Rights::ReadOnly);
+        shared.holders.set_grant(grantee, Some(Rights::ReadOnly)).unwrap();
         let id = registry.insert(shared).unwrap();
         registry.get_mut(id).unwrap().freeing = true;
         assert_eq!(registry.get_for(owner, id).err(), Some(Error::StaleBuffer));
@@ -374,10 +602,10 @@ mod tests {
         let mut registry = Registry::default();
         let (owner, grantee, outsider) = (0, 1, 2);
         let mut shared = buffer();
-        shared.grants[grantee] = Some(Rights::ReadOnly);
+        shared.holders.set_grant(grantee, Some(Rights::ReadOnly)).unwrap();
         let live = registry.insert(shared).unwrap();
         let freed = registry.insert(buffer()).unwrap();
-        registry.get_mut(freed).unwrap().grants[grantee] = Some(Rights::ReadWrite);
+        registry.get_mut(freed).unwrap().holders.set_grant(grantee, Some(Rights::ReadWrite)).unwrap();
         registry.remove(freed).unwrap();
         let never = BufferId::new(7, 1);
         for id in [live, freed, never, BufferId::new(freed.index(), 9), BufferId::new(1000, 1)] {
@@ -416,6 +644,41 @@ mod tests {
         assert!(known.contains(72) && known.contains(41) && !known.contains(40));
         known.record(u32::MAX - 1);
         assert!(known.contains(u32::MAX - 1) && !known.contains(72));
+    }
+
+    #[test]
+    fn a_slot_remembers_its_last_few_knowing_clients_and_forgets_the_oldest() {
+        let mut registry = Registry::default();
+        // Buffers in slot 0, each owned by a different client, freed in turn.
+        let ids: Vec<BufferId> = (0..KNOWN_PER_SLOT + 1)
+            .map(|owner| {
+                let id = registry.insert(Buffer { owner, ..buffer() }).unwrap();
+                assert_eq!(id.index(), 0);
+                registry.remove(id).unwrap();
+                id
+            })
+            .collect();
+        assert_eq!(registry.get_for(0, ids[0]).err(), Some(Error::UnknownBuffer), "the oldest is forgotten");
+        for (owner, id) in ids.iter().enumerate().skip(1) {
+            assert_eq!(registry.get_for(owner, *id).err(), Some(Error::StaleBuffer));
+            assert_eq!(registry.get_for(owner + 1, *id).err(), Some(Error::UnknownBuffer), "no oracle");
+        }
+    }
+
+    #[test]
+    fn holders_are_kept_sparse_and_bounded() {
+        let mut holders = Holders::default();
+        for client in 0..MAX_HOLDERS {
+            holders.set_grant(client * 7, Some(Rights::ReadOnly)).unwrap();
+        }
+        assert!(!holders.has_room_for(63) && holders.has_room_for(7));
+        assert_eq!(holders.set_grant(63, Some(Rights::ReadOnly)), Err(Error::TooManyHolders));
+        assert_eq!(holders.set_grant(63, None), Ok(()), "nothing to clear, nothing added");
+        assert_eq!(holders.iter().count(), MAX_HOLDERS);
+        holders.set_grant(7, None).unwrap();
+        assert_eq!(holders.others(0), MAX_HOLDERS - 2, "an empty entry is dropped");
+        holders.set_grant(63, Some(Rights::ReadWrite)).unwrap();
+        assert_eq!((holders.grant(63), holders.grant(7)), (Some(Rights::ReadWrite), None));
     }
 
     #[test]

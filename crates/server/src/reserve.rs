@@ -32,16 +32,15 @@
 //! image composer can call the same function.
 
 use capbuf_pool::Allocation;
-use capbuf_protocol::{
-    Config, ConfigError, MAX_BUFFER_BITS, MAX_CLIENTS, MAX_POOLS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS,
-};
+use capbuf_protocol::{Config, ConfigError, MAX_BUFFER_BITS, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
 
 use crate::layout::worst_case_metadata_pages;
 use crate::registry::MAX_BUFFERS;
 
-/// Most reserve blocks all clients together can have: each client holds at
-/// most [`MAX_BUFFERS`] attachments and owns at most [`MAX_BUFFERS`] buffers.
-pub const MAX_RESERVE_BLOCKS: usize = MAX_CLIENTS * 2 * MAX_BUFFERS;
+/// Most reserve blocks all clients together can have: each is an untyped
+/// capability in a table slot, so at most the table's slots
+/// (`ReservesExceedTable` refuses more).
+pub const MAX_RESERVE_BLOCKS: usize = crate::server::TABLE_CAPACITY;
 
 /// Pages of the largest buffer memsrv can hand out under `config`: the
 /// largest pool, at most 2^[`MAX_BUFFER_BITS`] bytes.
@@ -123,13 +122,13 @@ fn split_slots(pool_order: u64, block_order: u64, blocks: u64) -> u64 {
 }
 
 /// Table slots in use once the reserves are carved: the slots before
-/// [`MEMSRV_TABLE_FIRST_FREE`] (the pools' untypeds and the clients' VSpaces)
+/// [`Config::first_free_slot`] (the pools' untypeds and the clients' VSpaces)
 /// and those of the blocks the reserves split off. Refused if the pools cannot
 /// hold the reserves.
 pub fn table_slots(config: &Config) -> Result<u64, ConfigError> {
     let per_pool = placement(config)?;
     let block_order = block_pages(config).trailing_zeros() as u64;
-    let mut slots = MEMSRV_TABLE_FIRST_FREE;
+    let mut slots = config.first_free_slot();
     for (pool, blocks) in config.pools.iter().zip(per_pool) {
         let Some(pool) = pool else { continue };
         slots += split_slots(pool.size_bits.saturating_sub(PAGE_BITS as u64), block_order, blocks);
@@ -184,6 +183,10 @@ pub struct Reserves {
     entries: heapless::Vec<Entry, MAX_RESERVE_BLOCKS>,
     /// Client `c`'s blocks are `entries[first[c]..first[c + 1]]`.
     first: [u16; MAX_CLIENTS + 1],
+    /// Client `c`'s blocks before `lowest_free[c]` are all in use: the search
+    /// for a free one starts there, so it costs the same with 1 or 4000
+    /// blocks in use.
+    lowest_free: [u16; MAX_CLIENTS],
 }
 
 const _: () = assert!(MAX_RESERVE_BLOCKS <= u16::MAX as usize);
@@ -192,7 +195,12 @@ const _: () = assert!(MAX_POOLS <= u8::MAX as usize);
 impl Reserves {
     /// No blocks yet; every block will have `block_pages` pages.
     pub(crate) fn new(block_pages: u64) -> Reserves {
-        Reserves { block_pages, entries: heapless::Vec::new(), first: [0; MAX_CLIENTS + 1] }
+        Reserves {
+            block_pages,
+            entries: heapless::Vec::new(),
+            first: [0; MAX_CLIENTS + 1],
+            lowest_free: [0; MAX_CLIENTS],
+        }
     }
 
     /// Add a block to client `client`'s reserve. Clients are added in order.
@@ -204,6 +212,12 @@ impl Reserves {
         self.entries.push(entry).map_err(|_| ConfigError::ReservesExceedTable)?;
         for first in &mut self.first[client + 1..] {
             *first = self.entries.len() as u16;
+        }
+        for lowest in &mut self.lowest_free[client + 1..] {
+            *lowest = self.entries.len() as u16;
+        }
+        if self.of(client).len() == 1 {
+            self.lowest_free[client] = self.first[client];
         }
         Ok(())
     }
@@ -221,7 +235,10 @@ impl Reserves {
     /// Block number `index`.
     pub fn get(&self, index: usize) -> Option<ReserveBlock> {
         let entry = self.entries.get(index)?;
-        let client = (0..MAX_CLIENTS).find(|&client| self.of(client).contains(&index))?;
+        // The client whose range holds the index: the last whose first block
+        // is at or before it.
+        let client = self.first[..MAX_CLIENTS].partition_point(|&first| first as usize <= index).checked_sub(1)?;
+        debug_assert!(self.of(client).contains(&index));
         let block = Allocation { offset: entry.offset as u64, pages: self.block_pages };
         Some(ReserveBlock { client, pool: entry.pool as usize, block, in_use: entry.in_use, lost: entry.lost })
     }
@@ -238,7 +255,14 @@ impl Reserves {
 
     /// A free block of client `client`'s reserve, if any.
     pub(crate) fn free_block(&self, client: usize) -> Option<usize> {
-        self.of(client).find(|&index| !self.entries[index].in_use)
+        let range = self.of(client);
+        let from = (self.lowest_free.get(client).copied()? as usize).max(range.start);
+        (from..range.end).find(|&index| !self.entries[index].in_use)
+    }
+
+    /// The client whose reserve holds block `index`.
+    fn owner_of(&self, index: usize) -> Option<usize> {
+        self.first[..MAX_CLIENTS].partition_point(|&first| first as usize <= index).checked_sub(1)
     }
 
     /// Mark block `index` as holding metadata, or as free again.
@@ -247,6 +271,16 @@ impl Reserves {
             debug_assert_ne!(entry.in_use, in_use);
             debug_assert!(!entry.lost);
             entry.in_use = in_use;
+        }
+        let Some(client) = self.owner_of(index) else { return };
+        let end = self.of(client).end;
+        let lowest = &mut self.lowest_free[client];
+        if !in_use {
+            *lowest = (*lowest).min(index as u16);
+        } else if index == *lowest as usize {
+            while (*lowest as usize) < end && self.entries[*lowest as usize].in_use {
+                *lowest += 1;
+            }
         }
     }
 

@@ -53,8 +53,11 @@ pub struct Hole {
 
 /// Holes one client can have. Each counts against the client's attachments,
 /// and attachments plus holes are at most [`MAX_ATTACHMENTS`]
-/// ([`crate::reserve::attachment_limit`]), so this never runs out.
-pub const MAX_HOLES: usize = MAX_ATTACHMENTS as usize;
+/// ([`crate::reserve::attachment_limit`]); each keeps its run of at least
+/// one slot taken, so there are never more than [`WINDOW_SLOTS`]: this
+/// never runs out.
+pub const MAX_HOLES: usize =
+    if (MAX_ATTACHMENTS as usize) < WINDOW_SLOTS { MAX_ATTACHMENTS as usize } else { WINDOW_SLOTS };
 
 /// Every client's window: which 2 MiB slots hold an attachment or a hole,
 /// and the holes.
@@ -215,7 +218,8 @@ mod tests {
             w.make_hole(0, BufferId::new(index, 1), Run { first: index, slots: 1 }).unwrap();
         }
         assert!(!w.has_room_for_hole(0));
-        assert!(w.make_hole(0, other, Run { first: 200, slots: 1 }).is_err());
+        let one_more = BufferId::new(MAX_HOLES as u32, 1);
+        assert!(w.make_hole(0, one_more, Run { first: 200, slots: 1 }).is_err());
         assert!(w.has_room_for_hole(1), "per client");
     }
 

@@ -22,7 +22,7 @@
 
 use capbuf_protocol::{
     inner_bits, inner_cptr, table_cptr, Config, Rights, CONFIG_WORDS, LARGE_PAGE_BITS, MAX_MESSAGE_WORDS,
-    MAX_POOL_BITS, MEMSRV_TABLE_CPTR, PAGE_BITS, ROOT_SLOT_SHIFT,
+    MEMSRV_TABLE_CPTR, PAGE_BITS, ROOT_SLOT_SHIFT,
 };
 use capbuf_server::{CapRef, Kernel, KernelError, MapAttributes, Object, Server, Slot};
 use sel4_microkit::{
@@ -52,8 +52,15 @@ const LAST_LEVEL_TABLE: sel4::TranslationTableObjectType =
         None => panic!("no last-level translation table"),
     };
 
-/// Pool trees sized for the largest pool memsrv accepts (0.625 bytes per page).
-const NODES: usize = capbuf_server::pool_nodes(MAX_POOL_BITS - PAGE_BITS);
+/// Pool trees sized for the largest pool this build accepts
+/// (`CAPBUF_MAX_POOL_BITS`, see `capbuf_server::capacity`).
+const NODES: usize = capbuf_server::pool_nodes(capbuf_server::capacity::MAX_POOL_BITS - PAGE_BITS);
+
+/// What this build's tables are sized for, for capbuf-compose to read
+/// (`capbuf_limits`): it refuses a system.xml that needs more.
+fn limits_words() -> &'static [u64; 5] {
+    var!(#[used(linker)] capbuf_limits: [u64; 5] = capbuf_server::capacity::LIMITS_WORDS)
+}
 
 /// `CAPBUF_LOG=verbose` at build time: print per-request events too.
 const VERBOSE: bool = matches!(option_env!("CAPBUF_LOG"), Some(level) if level.eq_ignore_ascii_case("verbose"));
@@ -226,6 +233,7 @@ fn init() -> Memsrv {
             return Memsrv { server: None };
         }
     };
+    debug_assert_eq!(limits_words()[0], capbuf_server::capacity::LIMITS_MAGIC);
     let kernel = SeL4 { table_bits: config.table_bits as usize };
     let clients = config.clients.iter().flatten().count();
     match Server::start(kernel, config) {
@@ -300,7 +308,7 @@ impl Handler for Memsrv {
         // channel (memsrv's end of its PPC channel). The queue's order
         // decided who; those chosen by one request are signalled together.
         for client in 0..capbuf_protocol::MAX_CLIENTS {
-            if outcome.notify & (1 << client) == 0 {
+            if outcome.notify & (1u64 << client) == 0 {
                 continue;
             }
             if let Some(config) = server.config().clients[client] {

@@ -263,6 +263,14 @@ pub fn place(
 }
 
 fn write_memsrv_config(elfs: &mut [ElfFile], capbuf: &Capbuf) -> Result<(), String> {
+    let server = &elfs[capbuf.resolved.server];
+    let built = crate::limits::Limits::of_elf(server).map_err(|e| {
+        format!(
+            "{e}: <capbuf> server '{}' has no build limits (is it the capbuf memsrv, built from this version?)",
+            capbuf.extension.server
+        )
+    })?;
+    built.check(&capbuf.extension, &format!("{}'s ELF", capbuf.extension.server))?;
     let words = capbuf.resolved.config.encode();
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     debug_assert_eq!(bytes.len(), capbuf_protocol::CONFIG_WORDS * 8);

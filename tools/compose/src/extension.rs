@@ -25,8 +25,8 @@
 use std::ops::Range;
 
 use capbuf_protocol::{
-    ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW, MAX_BUFFERS, MAX_CHANNEL, MAX_CLIENTS, MAX_POOLS,
-    MAX_POOL_BITS, PAGE_BITS, TABLE_BITS,
+    ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW, DEFAULT_TABLE_BITS, MAX_BUFFERS, MAX_CHANNEL,
+    MAX_CLIENTS, MAX_POOLS, MAX_POOL_BITS, PAGE_BITS, TABLE_BITS,
 };
 use capbuf_server::placement::{place_pools, Unplaceable};
 use microkit_tool::sdf::{SysMemoryRegionPaddr, SystemDescription};
@@ -183,7 +183,7 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
         .attribute("server")
         .ok_or_else(|| format!("system.xml {}: <capbuf> needs attribute 'server'", location(&node)))?
         .to_string();
-    let table_bits = number(&node, "table_bits", Some(*TABLE_BITS.end()))?;
+    let table_bits = number(&node, "table_bits", Some(DEFAULT_TABLE_BITS))?;
     if !TABLE_BITS.contains(&table_bits) {
         return Err(format!(
             "system.xml {}: table_bits must be from {} to {} (the radix of memsrv's table CNode), not {table_bits}",

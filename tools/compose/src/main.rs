@@ -18,10 +18,15 @@
 //! in the tool's build loop ([`compose::build`]), which also keeps the pools
 //! out of the memory it picks `setvar region_paddr` addresses from. The
 //! report lines `CAPBUF|...` follow the tool's `MICROKIT|...` lines.
+//!
+//! `capbuf-compose --capbuf-limits SYSTEM...` prints the `CAPBUF_MAX_*`
+//! settings to build memsrv with for those systems ([`limits`]); composing
+//! refuses a system the memsrv ELF was not built for.
 
 mod compose;
 mod extension;
 mod kernel_config;
+mod limits;
 mod output;
 mod spec;
 
@@ -87,6 +92,12 @@ fn read_elf(path: &std::path::Path, what: &str) -> Result<ElfFile, String> {
 }
 
 fn run() -> Result<(), String> {
+    // Not a microkit option: what to build memsrv with for these systems.
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    if words.first().map(String::as_str) == Some("--capbuf-limits") {
+        println!("{}", limits::derive(&words[1..])?);
+        return Ok(());
+    }
     let sdk = Sdk::discover().map_err(|e| match std::env::var_os("MICROKIT_SDK") {
         Some(_) => e.to_string(),
         None => format!("{e}\ncapbuf-compose: set MICROKIT_SDK to the Microkit 2.3.0 SDK directory"),

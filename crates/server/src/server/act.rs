@@ -17,13 +17,13 @@
 //! block and slots are lost, its pages marked for a revoke before reuse.
 
 use capbuf_pool::Allocation;
-use capbuf_protocol::{BufferId, Error, Invocation, KernelFailure, MAX_CLIENTS, MEMSRV_TABLE_VSPACES, PAGE_BITS};
+use capbuf_protocol::{BufferId, Error, Invocation, KernelFailure, MEMSRV_TABLE_VSPACES, PAGE_BITS};
 
 use super::decide::{AllocPlan, AttachPlan, DetachPlan, ExportPlan, GrantPlan, ATTACH_SLOTS};
 use super::state::State;
 use crate::kernel::{CapRef, Failure, Kernel, MapAttributes, Named, Object, Slot, RETYPE_FAN_OUT_LIMIT};
 use crate::quarantine::Quarantined;
-use crate::registry::{Attachment, Buffer, Exported};
+use crate::registry::{Attachment, Buffer, Exported, Holders, MAX_HOLDERS};
 
 /// What a request has taken and made so far.
 #[derive(Default)]
@@ -165,9 +165,7 @@ impl<const NODES: usize> State<NODES> {
             meta: plan.meta,
             master,
             flags: plan.flags,
-            grants: [None; MAX_CLIENTS],
-            attachments: [None; MAX_CLIENTS],
-            exports: [None; MAX_CLIENTS],
+            holders: Holders::default(),
             freeing: false,
             exposed: 0,
         })?;
@@ -240,8 +238,9 @@ impl<const NODES: usize> State<NODES> {
 
     fn keep_attachment(&mut self, client: usize, plan: &AttachPlan, undo: &Undo) -> Result<(), Error> {
         let cnode = self.keep_cnode(undo)?;
-        let attachment = Attachment { rights: plan.rights, meta: plan.meta, cnode, window: plan.run };
-        self.registry.get_mut(plan.id)?.attachments[client] = Some(attachment);
+        let meta = u16::try_from(plan.meta).map_err(|_| Error::Internal)?;
+        let attachment = Attachment { rights: plan.rights, meta, cnode, window: plan.run };
+        self.registry.get_mut(plan.id)?.holders.set_attachment(client, Some(attachment))?;
         self.usage[client].attachments += 1;
         Ok(())
     }
@@ -347,7 +346,7 @@ impl<const NODES: usize> State<NODES> {
         let cnode = self.keep_cnode(undo)?;
         let narrow = |value: usize| u16::try_from(value).map_err(|_| Error::Internal);
         let exported = Exported { rights: plan.rights, meta: narrow(plan.meta)?, cnode: narrow(cnode as usize)? };
-        self.registry.get_mut(plan.id)?.exports[client] = Some(exported);
+        self.registry.get_mut(plan.id)?.holders.set_export(client, Some(exported))?;
         self.usage[client].attachments += 1;
         Ok(cnode)
     }
@@ -364,10 +363,10 @@ impl<const NODES: usize> State<NODES> {
         id: BufferId,
         holder: usize,
     ) -> Result<(), Failure> {
-        let Some(exported) = self.registry.get(id)?.exports[holder] else { return Ok(()) };
+        let Some(exported) = self.registry.get(id)?.holders.export(holder) else { return Ok(()) };
         let untyped = self.reserve_slot(exported.meta as usize)?;
         kernel.revoke(untyped).named(Invocation::CNodeRevoke)?;
-        self.registry.get_mut(id)?.exports[holder] = None;
+        self.registry.get_mut(id)?.holders.set_export(holder, None)?;
         self.slots.release(exported.cnode as Slot)?;
         self.reserves.set_in_use(exported.meta as usize, false);
         self.usage[holder].attachments -= 1;
@@ -388,15 +387,15 @@ impl<const NODES: usize> State<NODES> {
         holder: usize,
         requester: usize,
     ) -> Result<(), Failure> {
-        let Some(attachment) = self.registry.get(id)?.attachments[holder] else { return Ok(()) };
+        let Some(attachment) = self.registry.get(id)?.holders.attachment(holder) else { return Ok(()) };
         if holder != requester && !self.windows.has_room_for_hole(holder) {
             return Err(Error::Internal.into());
         }
-        let untyped = self.reserve_slot(attachment.meta)?;
+        let untyped = self.reserve_slot(attachment.meta as usize)?;
         kernel.revoke(untyped).named(Invocation::CNodeRevoke)?;
-        self.registry.get_mut(id)?.attachments[holder] = None;
+        self.registry.get_mut(id)?.holders.set_attachment(holder, None)?;
         self.slots.release(attachment.cnode)?;
-        self.reserves.set_in_use(attachment.meta, false);
+        self.reserves.set_in_use(attachment.meta as usize, false);
         if holder == requester {
             self.windows.release(holder, attachment.window);
             self.usage[holder].attachments -= 1;
@@ -432,7 +431,11 @@ impl<const NODES: usize> State<NODES> {
     /// the first leaf leaves the buffer [`Buffer::freeing`]: gone for
     /// everyone but its owner's next FREE.
     pub(super) fn free<K: Kernel>(&mut self, kernel: &mut K, client: usize, id: BufferId) -> Result<(), Failure> {
-        for holder in 0..MAX_CLIENTS {
+        // The holders, in client order as before; at most MAX_HOLDERS of them.
+        let mut holders: heapless::Vec<usize, MAX_HOLDERS> =
+            self.registry.get(id)?.holders.iter().map(|holder| holder.client as usize).collect();
+        holders.sort_unstable();
+        for holder in holders {
             self.teardown_export(kernel, id, holder)?;
             self.teardown(kernel, id, holder, client)?;
         }
@@ -466,7 +469,7 @@ impl<const NODES: usize> State<NODES> {
     /// [`Error::UnknownBuffer`], so a client with nothing to confirm learns
     /// nothing about the id.
     pub(super) fn quiesce(&mut self, client: usize, id: BufferId) -> Result<(), Error> {
-        let bit = 1u16 << client;
+        let bit = 1u64 << client;
         if let Ok(buffer) = self.registry.get_mut(id) {
             if buffer.exposed & bit == 0 {
                 return Err(Error::UnknownBuffer);
@@ -496,7 +499,7 @@ impl<const NODES: usize> State<NODES> {
         if plan.revoke {
             self.teardown(kernel, id, plan.grantee, client)?;
         }
-        self.registry.get_mut(id)?.grants[plan.grantee] = Some(plan.rights);
+        self.registry.get_mut(id)?.holders.set_grant(plan.grantee, Some(plan.rights))?;
         Ok(())
     }
 
@@ -511,7 +514,7 @@ impl<const NODES: usize> State<NODES> {
     ) -> Result<(), Failure> {
         self.teardown_export(kernel, id, grantee)?;
         self.teardown(kernel, id, grantee, client)?;
-        self.registry.get_mut(id)?.grants[grantee] = None;
+        self.registry.get_mut(id)?.holders.set_grant(grantee, None)?;
         Ok(())
     }
 }

@@ -7,7 +7,7 @@
 
 use capbuf_protocol::{
     Align, AllocFlags, BufferId, ClientId, Error, HelloReply, InfoReply, PoolId, PoolInfoReply, Rights, MAX_ALIGN_BITS,
-    MAX_BUFFER_BITS, MAX_CLIENTS, PADDR_HIDDEN, PAGE_BITS, PROTOCOL_VERSION,
+    MAX_BUFFER_BITS, PADDR_HIDDEN, PAGE_BITS, PROTOCOL_VERSION,
 };
 
 use capbuf_pool::Allocation;
@@ -15,7 +15,7 @@ use capbuf_pool::Allocation;
 use super::state::State;
 use crate::kernel::Slot;
 use crate::layout::FrameLayout;
-use crate::registry::{charged_pages, Buffer};
+use crate::registry::{charged_pages, Buffer, MAX_HOLDERS};
 use crate::reserve;
 use crate::window::Run;
 
@@ -205,8 +205,12 @@ impl<const NODES: usize> State<NODES> {
         }
         // A hole for the id is the client's old mapping of it: DETACH it
         // first, as an attachment, so the id names one run at most.
-        if buffer.attachments[client].is_some() || self.windows.hole(client, id).is_some() {
+        if buffer.holders.attachment(client).is_some() || self.windows.hole(client, id).is_some() {
             return Err(Error::AlreadyAttached);
+        }
+        // Only the owner can lack an entry, and GRANT keeps one for it.
+        if !buffer.holders.has_room_for(client) {
+            return Err(Error::TooManyHolders);
         }
         if self.usage[client].attachments.saturating_add(1) > reserve::attachment_limit(&self.config, client) {
             return Err(Error::QuotaAttachments);
@@ -232,8 +236,11 @@ impl<const NODES: usize> State<NODES> {
         if !rights.within(allowed) {
             return Err(Error::RightsEscalation);
         }
-        if buffer.exports[client].is_some() {
+        if buffer.holders.export(client).is_some() {
             return Err(Error::AlreadyAttached);
+        }
+        if !buffer.holders.has_room_for(client) {
+            return Err(Error::TooManyHolders);
         }
         if self.usage[client].attachments.saturating_add(1) > reserve::attachment_limit(&self.config, client) {
             return Err(Error::QuotaAttachments);
@@ -246,7 +253,7 @@ impl<const NODES: usize> State<NODES> {
 
     /// UNEXPORT: the client's export of the id must exist.
     pub(super) fn plan_unexport(&self, client: usize, id: BufferId) -> Result<(), Error> {
-        if self.registry.get_for(client, id)?.exports[client].is_none() {
+        if self.registry.get_for(client, id)?.holders.export(client).is_none() {
             return Err(Error::NotAttached);
         }
         Ok(())
@@ -259,7 +266,7 @@ impl<const NODES: usize> State<NODES> {
         if self.windows.hole(client, id).is_some() {
             return Ok(DetachPlan::Hole);
         }
-        if self.registry.get_for(client, id)?.attachments[client].is_none() {
+        if self.registry.get_for(client, id)?.holders.attachment(client).is_none() {
             return Err(Error::NotAttached);
         }
         Ok(DetachPlan::Attachment)
@@ -270,7 +277,8 @@ impl<const NODES: usize> State<NODES> {
     /// and holes together are within [`reserve::attachment_limit`]), so a
     /// refusal is a memsrv bug, caught before any invocation.
     fn check_hole_room(&self, buffer: &Buffer, holder: usize, requester: usize) -> Result<(), Error> {
-        if holder != requester && buffer.attachments[holder].is_some() && !self.windows.has_room_for_hole(holder) {
+        if holder != requester && buffer.holders.attachment(holder).is_some() && !self.windows.has_room_for_hole(holder)
+        {
             return Err(Error::Internal);
         }
         Ok(())
@@ -286,7 +294,7 @@ impl<const NODES: usize> State<NODES> {
             // the exposed clients quiesce some of it.
             return Err(Error::TooManyBuffers);
         }
-        (0..MAX_CLIENTS).try_for_each(|holder| self.check_hole_room(buffer, holder, client))
+        buffer.holders.iter().try_for_each(|holder| self.check_hole_room(buffer, holder.client as usize, client))
     }
 
     fn grantee(&self, client: usize, id: BufferId, grantee: ClientId) -> Result<usize, Error> {
@@ -315,18 +323,23 @@ impl<const NODES: usize> State<NODES> {
         if !rights.within(buffer.flags.max_rights()) {
             return Err(Error::RightsEscalation);
         }
-        let revoke = buffer.attachments[grantee].is_some_and(|a| !a.rights.within(rights));
+        // One entry stays for the owner's own attachment and export.
+        let new_holder = !buffer.holders.iter().any(|holder| holder.client as usize == grantee);
+        if new_holder && buffer.holders.others(client) + 1 >= MAX_HOLDERS {
+            return Err(Error::TooManyHolders);
+        }
+        let revoke = buffer.holders.attachment(grantee).is_some_and(|a| !a.rights.within(rights));
         if revoke {
             self.check_hole_room(buffer, grantee, client)?;
         }
-        let revoke_export = buffer.exports[grantee].is_some_and(|e| !e.rights.within(rights));
+        let revoke_export = buffer.holders.export(grantee).is_some_and(|e| !e.rights.within(rights));
         Ok(GrantPlan { grantee, rights, revoke, revoke_export })
     }
 
     pub(super) fn plan_ungrant(&self, client: usize, id: BufferId, grantee: ClientId) -> Result<usize, Error> {
         let grantee = self.grantee(client, id, grantee)?;
         let buffer = self.registry.get(id)?;
-        if buffer.grants[grantee].is_none() {
+        if buffer.holders.grant(grantee).is_none() {
             return Err(Error::NotGrantee);
         }
         self.check_hole_room(buffer, grantee, client)?;

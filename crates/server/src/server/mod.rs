@@ -13,7 +13,7 @@ use capbuf_pool::Pool;
 use capbuf_protocol::{
     AllocFlags, AllocReply, AttachReply, Config, ConfigError, DetachReply, Error, ExportReply, FreeReply, GrantReply,
     KernelFailure, QuiesceReply, Reply, Request, UnexportReply, UngrantReply, MAX_CLIENTS, MAX_MESSAGE_WORDS,
-    MAX_POOLS, MEMSRV_TABLE_FIRST_FREE, PAGE_BITS, TABLE_BITS,
+    MAX_POOLS, PAGE_BITS,
 };
 use heapless::FnvIndexMap;
 
@@ -26,8 +26,9 @@ use crate::reserve::{self, Reserves};
 use crate::wait::{Wait, Waits};
 use crate::window::Windows;
 
-/// Slots of the largest table CNode memsrv can manage ([`TABLE_BITS`]).
-const TABLE_CAPACITY: usize = 1 << *TABLE_BITS.end();
+/// Slots of the largest table CNode this build can manage: the top of
+/// [`capbuf_protocol::TABLE_BITS`], or less ([`crate::capacity::MAX_TABLE_BITS`]).
+pub(crate) const TABLE_CAPACITY: usize = 1 << crate::capacity::MAX_TABLE_BITS;
 
 /// What one client holds now, checked against its quotas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -77,11 +78,11 @@ pub struct Outcome {
     /// channel and it retries. The queue's order (first registered first,
     /// see [`crate::wait`]) decided who is in the set; the set is signalled
     /// together. Nothing is set aside for it.
-    pub notify: u16,
+    pub notify: u64,
 }
 
 impl Outcome {
-    fn new(result: Result<(Reply, Option<Slot>), Failure>, incident: Incident, notify: u16) -> Outcome {
+    fn new(result: Result<(Reply, Option<Slot>), Failure>, incident: Incident, notify: u64) -> Outcome {
         let kernel = match result {
             Err(Failure::Kernel(failure)) => Some(failure),
             _ => None,
@@ -140,8 +141,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         config.validate().map_err(refused)?;
         reserve::check(&config).map_err(refused)?;
         let block_pages = reserve::block_pages(&config);
-        // Slots below MEMSRV_TABLE_FIRST_FREE hold the pools' untypeds and the clients' VSpaces.
-        let slots = Slots::new(MEMSRV_TABLE_FIRST_FREE as Slot..1 << config.table_bits)
+        // Slots below the first free one hold the pools' untypeds and the clients' VSpaces.
+        let slots = Slots::new(config.first_free_slot() as Slot..1 << config.table_bits)
             .ok_or(refused(ConfigError::TableBits))?;
         let pools = config.pools;
         // The state is large (its tables are sized for the largest
@@ -344,7 +345,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             Request::Info { id } => {
                 let info = state.info(client, id)?;
                 if info.physical_address != capbuf_protocol::PADDR_HIDDEN {
-                    state.registry.get_mut(id)?.exposed |= 1 << client;
+                    state.registry.get_mut(id)?.exposed |= 1u64 << client;
                 }
                 Reply::Info(info)
             }

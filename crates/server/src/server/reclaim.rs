@@ -5,7 +5,9 @@
 //! requests use), so that a kernel refusal midway leaves memsrv consistent:
 //! what was reclaimed stays reclaimed, and RECLAIM again finishes the job.
 
-use capbuf_protocol::{BufferId, ClientId, Error, ReclaimReply, MAX_BUFFERS, MAX_CLIENTS};
+use capbuf_protocol::{BufferId, ClientId, Error, ReclaimReply, MAX_CLIENTS};
+
+use crate::registry::MAX_BUFFERS;
 
 use super::state::State;
 use super::Usage;
@@ -28,12 +30,12 @@ impl<const NODES: usize> State<NODES> {
         if config.supervisor != Some(caller) {
             return Err(Error::NotSupervisor);
         }
-        let bit = 1u16 << target;
+        let bit = 1u64 << target;
         let mut holes = [0usize; MAX_CLIENTS];
         let mut quarantined = 0;
         for (_, buffer) in self.registry.iter().filter(|(_, buffer)| buffer.owner == target) {
-            for (holder, attachment) in buffer.attachments.iter().enumerate() {
-                if holder != target && attachment.is_some() {
+            for (holder, _) in buffer.holders.attachments() {
+                if holder != target {
                     holes[holder] += 1;
                 }
             }
@@ -59,7 +61,7 @@ impl<const NODES: usize> State<NODES> {
         plan: ReclaimPlan,
     ) -> Result<ReclaimReply, Failure> {
         let target = plan.target;
-        let bit = 1u16 << target;
+        let bit = 1u64 << target;
         self.waits.cancel(target);
         // Its device no longer uses anything: exposure ends, on live buffers
         // and in quarantine (the last confirmation frees the pages).
@@ -79,7 +81,7 @@ impl<const NODES: usize> State<NODES> {
             }
             self.teardown_export(kernel, id, target)?;
             self.teardown(kernel, id, target, target)?;
-            self.registry.get_mut(id)?.grants[target] = None;
+            self.registry.get_mut(id)?.holders.set_grant(target, None)?;
         }
         // Its own buffers, as its own FREE of each.
         for &id in &ids {
@@ -92,10 +94,9 @@ impl<const NODES: usize> State<NODES> {
             self.windows.release_hole(target, hole.id).ok_or(Error::Internal)?;
             self.usage[target].attachments -= 1;
         }
-        let holds_anything = self
-            .registry
-            .iter()
-            .any(|(_, buffer)| buffer.owner == target || buffer.known_to(target) || buffer.exports[target].is_some());
+        let holds_anything = self.registry.iter().any(|(_, buffer)| {
+            buffer.owner == target || buffer.known_to(target) || buffer.holders.export(target).is_some()
+        });
         if holds_anything || self.usage[target] != Usage::default() || self.windows.used_slots(target) != 0 {
             return Err(Error::Internal.into());
         }
@@ -114,11 +115,11 @@ impl<const NODES: usize> State<NODES> {
     /// which touches no kernel): the returned bits are the clients to
     /// notify. An entry still short of a pool's memory stops every later
     /// entry for that pool; one short only of its own quota stops nobody.
-    pub(super) fn wake_waiters(&mut self) -> u16 {
+    pub(super) fn wake_waiters(&mut self) -> u64 {
         if self.waits.is_empty() {
             return 0;
         }
-        let mut notify = 0u16;
+        let mut notify = 0u64;
         let mut blocked_pools = 0u64;
         for wait in self.waits.iter() {
             let pool_bit = 1u64.checked_shl(wait.pool.0.min(63) as u32).unwrap_or(0);
@@ -126,7 +127,7 @@ impl<const NODES: usize> State<NODES> {
                 continue;
             }
             match self.plan_alloc(wait.client, wait.size, wait.align, wait.pool, wait.flags) {
-                Ok(_) => notify |= 1 << wait.client,
+                Ok(_) => notify |= 1u64 << wait.client,
                 Err(Error::QuotaBytes | Error::QuotaBuffers) => {}
                 // Its own reserve has no block left (one was lost to a
                 // kernel failure): its own shortage, like a quota.
@@ -134,7 +135,7 @@ impl<const NODES: usize> State<NODES> {
                 Err(_) => blocked_pools |= pool_bit,
             }
         }
-        self.waits.retain(|wait| notify & (1 << wait.client) == 0);
+        self.waits.retain(|wait| notify & (1u64 << wait.client) == 0);
         notify
     }
 }
