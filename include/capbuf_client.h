@@ -424,8 +424,10 @@ static inline void capbuf_arch_barrier(void)
 }
 #endif
 
-/* Clean `len` bytes at `offset` of `view`: what the CPU wrote reaches memory. */
-static inline uint64_t capbuf_sync_for_device(const capbuf_view_t *view, uint64_t offset, uint64_t len)
+/* Apply `op` to every cache line of `len` bytes at `offset` of `view`, then
+ * order those operations before what follows. */
+static inline uint64_t capbuf_sync_lines(const capbuf_view_t *view, uint64_t offset, uint64_t len,
+                                         void (*op)(uintptr_t line))
 {
     uint64_t line_size = capbuf_arch_line_size();
     uintptr_t line, end;
@@ -434,24 +436,20 @@ static inline uint64_t capbuf_sync_for_device(const capbuf_view_t *view, uint64_
         return err;
     }
     for (; line < end; line += line_size) {
-        capbuf_arch_clean(line);
+        op(line);
     }
     capbuf_arch_barrier();
     return CAPBUF_OK;
 }
 
+/* Clean `len` bytes at `offset` of `view`: what the CPU wrote reaches memory. */
+static inline uint64_t capbuf_sync_for_device(const capbuf_view_t *view, uint64_t offset, uint64_t len)
+{
+    return capbuf_sync_lines(view, offset, len, capbuf_arch_clean);
+}
+
 /* Clean and invalidate `len` bytes at `offset` of `view`: the CPU's next reads come from memory. */
 static inline uint64_t capbuf_sync_for_cpu(const capbuf_view_t *view, uint64_t offset, uint64_t len)
 {
-    uint64_t line_size = capbuf_arch_line_size();
-    uintptr_t line, end;
-    uint64_t err = capbuf_cache_lines(view, offset, len, line_size, &line, &end);
-    if (err != CAPBUF_OK) {
-        return err;
-    }
-    for (; line < end; line += line_size) {
-        capbuf_arch_clean_invalidate(line);
-    }
-    capbuf_arch_barrier();
-    return CAPBUF_OK;
+    return capbuf_sync_lines(view, offset, len, capbuf_arch_clean_invalidate);
 }
