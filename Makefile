@@ -19,6 +19,8 @@
 #                    (COMPOSE_BOARDS, default maaxboard odroidc4), pools placed in each
 #                    board's RAM; needs only the SDK (scripts/compose-boards)
 #   make dma-test    QEMU's virtio-blk disk DMAs into capbuf buffers (docs/dma.md); checked on the host
+#   make big-pool-test  a 4 GiB pool of RAM the kernel does not know (device untyped, QEMU -m 8G)
+#                    hands out a 1 GiB buffer; memsrv zeroes such memory itself (tests/big-pool)
 #   make setup       install/find what the system targets need and say what was chosen
 #   make bench       allocator pairs/s (interleaved, then divan), waste, fragmentation study, kernel invocations per request
 #   make qemu-bench  every request in guest instructions next to its kernel floor, measured in
@@ -64,6 +66,7 @@ OUT := $(BUILD_DIR)/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
 SETUP_MK := $(OUT)/setup.mk
 SETUP := scripts/setup --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) --output $(SETUP_MK)
 SYSTEM_TARGETS := check-sdk pds memsrv compose image region-image run qemu-test compose-test qemu-bench integration-test dma-test \
+                  big-pool-test \
                   board-test board-images compose-boards
 # Boards besides the default one whose demo boots in QEMU (make test-boards).
 OTHER_BOARDS := qemu_virt_riscv64 x86_64_generic
@@ -137,7 +140,8 @@ $(SYSTEM_TARGETS):
 test: host-test
 	@$(SETUP); status=$$?; \
 	if [ $$status -eq 0 ]; then \
-		$(MAKE) --no-print-directory CAPBUF_SETUP_DONE=1 compose-test compose-boards qemu-test integration-test dma-test; \
+		$(MAKE) --no-print-directory CAPBUF_SETUP_DONE=1 compose-test compose-boards qemu-test integration-test dma-test \
+			big-pool-test; \
 	elif [ $$status -eq 3 ]; then \
 		echo; \
 		echo "=================================================================="; \
@@ -149,6 +153,7 @@ test: host-test
 		echo "           - qemu-test: the demo system and tests/region-paddr.system booted on seL4 in QEMU"; \
 		echo "           - integration-test: docs/integration.md's system booted in QEMU"; \
 		echo "           - dma-test: QEMU's virtio-blk disk DMAs into capbuf buffers, checked on the host"; \
+		echo "           - big-pool-test: a 4 GiB pool of device untyped hands out a 1 GiB buffer, zeroed by memsrv"; \
 		echo "         Only the host tests ran. Get the SDK and run make test again."; \
 		echo "=================================================================="; \
 	else \
@@ -282,6 +287,24 @@ $(OUT)/dma.img: pds compose examples/dma/system.xml
 # through uncached and cached capbuf buffers; the disk image is checked after.
 dma-test: $(OUT)/dma.img
 	$(QEMU_ENV) scripts/dma-test $< $(OUT)/dma-disk.img $(OUT)/dma.log
+
+# A 4 GiB pool (tests/big-pool): RAM the SDK's kernel does not know, which
+# QEMU's -m 8G adds above 4 GiB and seL4 hands out as device untyped. memsrv is
+# built for that system alone (pool trees for 4 GiB, a 16 MiB stack) in a
+# target directory of its own, so the other systems' memsrv stays as it is.
+# qemu_virt_aarch64 only (the pool's address is that board's).
+BIG_POOL := $(OUT)/big-pool
+BIG_POOL_ELFS := $(BIG_POOL)/pds/$(PD_TARGET)/release
+big-pool-test: compose
+	@[ "$(MICROKIT_BOARD)" = qemu_virt_aarch64 ] || { echo "big-pool-test: qemu_virt_aarch64 only"; exit 1; }
+	cd pds && env $(PD_ENV) $$($(abspath $(COMPOSE)) --capbuf-limits $(abspath tests/big-pool/system.xml)) \
+		SEL4_INCLUDE_DIRS=$(abspath $(SDK_CONFIG_DIR))/include \
+		$(CARGO) build $(PD_FLAGS) --target-dir $(abspath $(BIG_POOL))/pds -p memsrv
+	$(CROSS_COMPILE)gcc -c $(C_FLAGS) tests/big-pool/bigpool.c -o $(BIG_POOL)/bigpool.o
+	$(CROSS_COMPILE)ld -L$(SDK_CONFIG_DIR)/lib $(BIG_POOL)/bigpool.o -lmicrokit -Tmicrokit.ld -o $(BIG_POOL_ELFS)/bigpool.elf
+	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) tests/big-pool/system.xml --board $(MICROKIT_BOARD) \
+		--config $(MICROKIT_CONFIG) -o $(BIG_POOL)/big-pool.img -r $(BIG_POOL)/report.txt --search-path $(BIG_POOL_ELFS)
+	$(QEMU_ENV) QEMU_EXTRA="-m size=8G" scripts/qemu-test $(BIG_POOL)/big-pool.img $(BIG_POOL)/qemu.log tests/big-pool/expect
 
 # The board-neutral systems (the demo has no devices; the integration
 # example neither) for this board: what make compose-boards builds per board.

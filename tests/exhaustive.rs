@@ -40,8 +40,8 @@ const NODES: usize = 2 << 6;
 /// attachments. Client 2 (id 12), their supervisor, owns nothing.
 fn small_config() -> Config {
     let mut pools = [None; MAX_POOLS];
-    pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 16 });
-    pools[1] = Some(PoolConfig { physical_address: 0x4100_0000, size_bits: 18 });
+    pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 16, device: false });
+    pools[1] = Some(PoolConfig { physical_address: 0x4100_0000, size_bits: 18, device: false });
     let mut clients = [None; MAX_CLIENTS];
     for i in 0..3 {
         let owner = i < 2;

@@ -108,12 +108,19 @@ fn config(input: &[u8]) -> Result<(), Violation> {
         words[2] = if u.arbitrary()? { u.int_in_range(4..=13)? } else { u.arbitrary()? };
         words[3] = u.int_in_range(0..=MAX_POOLS as u64 + 1)?;
         words[4] = u.int_in_range(0..=4)?;
+        // Per pool: address, size bits, device (mostly RAM, sometimes device
+        // untyped, rarely any word).
         for pool in 0..MAX_POOLS {
             let bits = u.int_in_range(10..=23u64)?;
-            words[5 + 2 * pool] = if u.arbitrary()? { (0x40 + pool as u64) << 24 } else { u.arbitrary()? };
-            words[6 + 2 * pool] = if u.arbitrary()? { bits } else { u.arbitrary()? };
+            words[5 + 3 * pool] = if u.arbitrary()? { (0x40 + pool as u64) << 24 } else { u.arbitrary()? };
+            words[6 + 3 * pool] = if u.arbitrary()? { bits } else { u.arbitrary()? };
+            words[7 + 3 * pool] = match u.int_in_range(0..=7u8)? {
+                0 => u.arbitrary()?,
+                1 | 2 => 1,
+                _ => 0,
+            };
         }
-        for at in 5 + 2 * MAX_POOLS..CONFIG_WORDS {
+        for at in 5 + 3 * MAX_POOLS..CONFIG_WORDS {
             words[at] = if u.int_in_range(0..=3u8)? != 0 { u.int_in_range(0..=20)? } else { word(&mut u)? };
         }
         Ok(())
@@ -130,7 +137,10 @@ fn config(input: &[u8]) -> Result<(), Violation> {
     }
     // Start memsrv on it: refused with a reason, or started sound.
     let clients = decoded.clients.iter().flatten().count();
-    let model = Model::new(decoded.table_bits, &common::pools_of(&decoded), clients);
+    let mut model = Model::new(decoded.table_bits, &common::pools_of(&decoded), clients);
+    for pool in decoded.pools.iter().flatten().filter(|pool| pool.device) {
+        model = model.device_memory(pool.physical_address..pool.physical_address + (1 << pool.size_bits));
+    }
     if let Ok(server) = Server::<Model, CONFIG_NODES>::start(model, decoded) {
         check(&server)?;
         STARTED.fetch_add(1, Relaxed);
@@ -148,8 +158,8 @@ const NODES: usize = 2 << 10;
 /// hold 3 attachments.
 fn server_config() -> Config {
     let mut pools = [None; MAX_POOLS];
-    pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 18 });
-    pools[1] = Some(PoolConfig { physical_address: 0x4040_0000, size_bits: 22 });
+    pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 18, device: false });
+    pools[1] = Some(PoolConfig { physical_address: 0x4040_0000, size_bits: 22, device: false });
     let mut clients = [None; MAX_CLIENTS];
     for (i, client) in clients.iter_mut().enumerate().take(3) {
         *client = Some(ClientConfig {

@@ -27,8 +27,8 @@ fn a_buffer_fits_wherever_its_pages_are_free() {
 fn fits_where_free() {
     let mut config = common::config(32 * MIB, 8, 8);
     config.pools = [None; MAX_POOLS];
-    config.pools[0] = Some(PoolConfig { physical_address: 0x6000_0000, size_bits: 24 });
-    config.pools[1] = Some(PoolConfig { physical_address: 0x7000_0000, size_bits: 22 });
+    config.pools[0] = Some(PoolConfig { physical_address: 0x6000_0000, size_bits: 24, device: false });
+    config.pools[1] = Some(PoolConfig { physical_address: 0x7000_0000, size_bits: 22, device: false });
     let world = world_with(config);
     let mut driver = client(&world, 2);
     let eight = driver.alloc(8 * MIB, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();

@@ -129,8 +129,8 @@ fn a_full_reserve_serves_every_attachment_and_buffer_the_quotas_allow() {
 fn aligned_buffers_pay_for_the_blocks_they_break() {
     let mut config = config(8 << 20, 4, 1);
     config.pools = [None; MAX_POOLS];
-    config.pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 24 });
-    config.pools[1] = Some(PoolConfig { physical_address: 0x5000_0000, size_bits: 20 });
+    config.pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 24, device: false });
+    config.pools[1] = Some(PoolConfig { physical_address: 0x5000_0000, size_bits: 20, device: false });
     let world = world_with(config);
     assert_eq!(world.borrow().reserved_bytes(0), Some(0), "the reserves went to the last pool");
     let (mut attacker, mut victim) = (client(&world, 0), client(&world, 1));
@@ -194,7 +194,7 @@ fn the_reserves_take_the_table_slots_the_check_predicts() {
             let mut config = config(quotas, buffers, attachments);
             config.pools = [None; MAX_POOLS];
             for (i, &(physical_address, size_bits)) in pools.iter().enumerate() {
-                config.pools[i] = Some(PoolConfig { physical_address, size_bits });
+                config.pools[i] = Some(PoolConfig { physical_address, size_bits, device: false });
             }
             let predicted = reserve::table_slots(&config);
             match Server::<Model, NODES>::new(Model::new(12, pools, 3), config) {
@@ -246,7 +246,7 @@ fn the_demo_systems_reserves() {
     let mut addresses = vec![0; pools.len()];
     capbuf_server::place_pools(&[0x6100_0000..0xbf00_0000], &[], &bits, &fixed, &mut addresses).unwrap();
     for (i, (&physical_address, &bits)) in addresses.iter().zip(&bits).enumerate() {
-        config.pools[i] = Some(PoolConfig { physical_address, size_bits: bits as u64 });
+        config.pools[i] = Some(PoolConfig { physical_address, size_bits: bits as u64, device: false });
     }
     for line in xml.lines().map(str::trim) {
         if line.starts_with("<client ") {

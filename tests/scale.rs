@@ -25,7 +25,7 @@ fn on_big_stack(test: fn()) {
 
 fn world(pool: (u64, u64), clients: usize, quota_buffers: u64) -> World {
     let mut config = Config { table_bits: 15, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
-    config.pools[0] = Some(PoolConfig { physical_address: pool.0, size_bits: pool.1 });
+    config.pools[0] = Some(PoolConfig { physical_address: pool.0, size_bits: pool.1, device: false });
     for i in 0..clients {
         config.clients[i] = Some(ClientConfig {
             channel: i as u64,

@@ -259,7 +259,7 @@ fn holes_count_against_the_attachment_quota_until_detached() {
 #[test]
 fn a_sixteen_mebibyte_buffer_attaches_in_one_call_with_eight_frames() {
     let mut config = config(64 << 20, 4, 4);
-    config.pools[0] = Some(capbuf_protocol::PoolConfig { physical_address: 0x4000_0000, size_bits: 25 });
+    config.pools[0] = Some(capbuf_protocol::PoolConfig { physical_address: 0x4000_0000, size_bits: 25, device: false });
     let model = capbuf_model::Model::new(12, &[(0x4000_0000, 25)], 3);
     let mut config_one_pool = config.clone();
     config_one_pool.pools[1] = None;
@@ -391,7 +391,7 @@ fn full_window() {
     config.pools = [None; capbuf_protocol::MAX_POOLS];
     let pools = [(0x1_0000_0000, 28), (0x2_0000_0000, 28), (0x3_0000_0000, 28)];
     for (i, &(physical_address, size_bits)) in pools.iter().enumerate() {
-        config.pools[i] = Some(capbuf_protocol::PoolConfig { physical_address, size_bits });
+        config.pools[i] = Some(capbuf_protocol::PoolConfig { physical_address, size_bits, device: false });
     }
     config.clients[1] = None;
     config.clients[2] = None;

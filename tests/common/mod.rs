@@ -28,7 +28,7 @@ pub const POOLS: [(u64, u64); 3] = [(0x4000_0000, 22), (0x5000_0000, 20), (0x600
 pub fn config(quota_bytes: u64, quota_buffers: u64, quota_attachments: u64) -> Config {
     let mut config = Config { table_bits: 12, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
     for (i, &(physical_address, size_bits)) in POOLS.iter().enumerate() {
-        config.pools[i] = Some(PoolConfig { physical_address, size_bits });
+        config.pools[i] = Some(PoolConfig { physical_address, size_bits, device: false });
     }
     for i in 0..3 {
         config.clients[i] = Some(ClientConfig {
@@ -50,8 +50,8 @@ pub fn config(quota_bytes: u64, quota_buffers: u64, quota_attachments: u64) -> C
 /// metadata reserves of thousands of buffers (filled first, last pool first).
 pub fn at_scale(mut config: Config) -> Config {
     config.table_bits = *capbuf_protocol::TABLE_BITS.end();
-    config.pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 25 });
-    config.pools[3] = Some(PoolConfig { physical_address: 0x8000_0000, size_bits: 29 });
+    config.pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 25, device: false });
+    config.pools[3] = Some(PoolConfig { physical_address: 0x8000_0000, size_bits: 29, device: false });
     config
 }
 

@@ -116,6 +116,9 @@ pub struct Counts {
     pub revoke: u64,
     /// `seL4_CNode_Delete` calls.
     pub delete: u64,
+    /// Frames memsrv zeroed itself ([`Kernel::zero_frame`]: a map into its
+    /// own VSpace, the zeros, an unmap), those of `device` pools.
+    pub zero_frames: u64,
 }
 
 /// The model kernel. A clone is an independent copy of the whole kernel.
@@ -132,6 +135,8 @@ pub struct Model {
     injector: inject::Injector,
     /// The architecture whose translation rules the model applies.
     architecture: Architecture,
+    /// Physical ranges the kernel knows as device memory, not RAM.
+    device: Vec<core::ops::Range<u64>>,
 }
 
 impl Model {
@@ -152,6 +157,7 @@ impl Model {
             counts: Counts::default(),
             injector: inject::Injector::default(),
             architecture: arch::AARCH64,
+            device: Vec::new(),
         };
         for (i, &(physical_address, size_bits)) in pools.iter().enumerate() {
             let object = model.new_object(Kind::Untyped { watermark: 0 }, physical_address, size_bits as u32);
@@ -180,6 +186,34 @@ impl Model {
     /// The architecture whose rules the model applies.
     pub fn architecture(&self) -> Architecture {
         self.architecture
+    }
+
+    /// The same model with `range` of physical memory known to the kernel
+    /// as device memory (RAM beyond what the kernel was built for, as on
+    /// QEMU with more memory than the platform's), which seL4 hands out as
+    /// device untyped: a retype from it makes frames and untypeds only
+    /// (anything else is refused with `seL4_InvalidArgument`) and never
+    /// zeroes them. What was in that memory stays, as
+    /// [`Model::fill_memory`] leaves it.
+    pub fn device_memory(mut self, range: core::ops::Range<u64>) -> Model {
+        self.device.push(range);
+        self
+    }
+
+    /// Write `value` into every 4 KiB page of `[start, end)`, as what an
+    /// earlier user (a boot loader, a device, a previous run) left there.
+    pub fn fill_memory(&mut self, start: u64, end: u64, value: u64) {
+        for page in (start..end).step_by(1 << 12) {
+            if value == 0 {
+                self.memory.remove(&page);
+            } else {
+                self.memory.insert(page, value);
+            }
+        }
+    }
+
+    fn is_device(&self, physical_address: u64) -> bool {
+        self.device.iter().any(|range| range.contains(&physical_address))
     }
 
     fn new_object(&mut self, kind: Kind, physical_address: u64, size_bits: u32) -> ObjectId {
@@ -410,7 +444,9 @@ impl Kernel for Model {
             _ => return Err(error::INVALID_CAPABILITY),
         };
         let size_bits = object.size_bits();
+        let device = self.is_device(base);
         match object {
+            Object::CNode { .. } | Object::PageTable if device => return Err(error::INVALID_ARGUMENT),
             Object::CNode { radix: 0 } => return Err(error::INVALID_ARGUMENT),
             Object::Untyped { size_bits } if !(4..=47).contains(&size_bits) => return Err(error::RANGE),
             _ => {}
@@ -450,7 +486,7 @@ impl Kernel for Model {
                 Kind::Untyped { watermark } => watermark,
                 _ => 0,
             };
-            if old > 0 {
+            if old > 0 && !device {
                 self.counts.reset += 1;
                 self.counts.zeroed_bytes += old;
                 let pages: Vec<u64> = self.memory.range(base..base + old).map(|(k, _)| *k).collect();
@@ -551,6 +587,23 @@ impl Kernel for Model {
         let cap = self.lookup(frame)?.ok_or(error::FAILED_LOOKUP)?;
         let client = self.vspace_client(vspace)?;
         self.map_frame_cap(cap, client, vaddr, attributes)
+    }
+
+    fn zero_frame(&mut self, frame: CapRef, object: Object) -> Result<(), KernelError> {
+        self.injector.invoke(Invocation::PageMap)?;
+        self.counts.zero_frames += 1;
+        let cap = self.lookup(frame)?.ok_or(error::FAILED_LOOKUP)?;
+        let state = self.object(self.cap(cap).object);
+        // A capability maps once: memsrv's mapping needs an unmapped one.
+        if !matches!(state.kind, Kind::Frame) || self.cap(cap).mapped.is_some() {
+            return Err(error::INVALID_CAPABILITY);
+        }
+        if state.size_bits != object.size_bits() {
+            return Err(error::INVALID_ARGUMENT);
+        }
+        let (start, end) = (state.physical_address, state.physical_address + (1 << state.size_bits));
+        self.fill_memory(start, end, 0);
+        Ok(())
     }
 }
 

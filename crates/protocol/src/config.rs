@@ -12,11 +12,11 @@ use crate::{MAX_CHANNEL, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
 /// First word of an encoded configuration ("capbufcf").
 pub const CONFIG_MAGIC: u64 = u64::from_le_bytes(*b"capbufcf");
 /// Version of the configuration encoding.
-pub const CONFIG_VERSION: u64 = 4;
+pub const CONFIG_VERSION: u64 = 5;
 /// Words in an encoded configuration.
 pub const CONFIG_WORDS: usize = HEADER_WORDS + MAX_POOLS * POOL_WORDS + MAX_CLIENTS * CLIENT_WORDS;
 const HEADER_WORDS: usize = 5;
-const POOL_WORDS: usize = 2;
+const POOL_WORDS: usize = 3;
 const CLIENT_WORDS: usize = 8;
 /// The symbol a `dma="true"` client may define to learn where the pools are,
 /// since capbuf-compose may place them: it writes [`Config::pool_table`]
@@ -126,7 +126,21 @@ pub struct PoolConfig {
     pub physical_address: u64,
     /// Size as a power of two.
     pub size_bits: u64,
+    /// The pool is RAM the kernel does not know as RAM, which seL4 hands out
+    /// as *device* untyped (`system.xml`: `device_untyped="true"`): the
+    /// kernel neither zeroes frames retyped from it nor lets it hold kernel
+    /// objects. memsrv zeroes each new buffer's frames itself (mapped at
+    /// [`MEMSRV_SCRATCH`]) and keeps no metadata reserve in it.
+    pub device: bool,
 }
+
+/// Where memsrv maps a frame of a `device` pool, in its own VSpace, to zero
+/// it before handing it out: 4 KiB frames at `MEMSRV_SCRATCH`, 2 MiB ones at
+/// `MEMSRV_SCRATCH + 2 MiB`. capbuf-compose gives memsrv the last-level
+/// table for the first 2 MiB and checks that nothing else is mapped in
+/// these 4 MiB (the top of the first GiB, which every Microkit PD's
+/// translation tables already cover).
+pub const MEMSRV_SCRATCH: u64 = 0x3FC0_0000;
 
 /// One client: which channel reaches memsrv, its id and quotas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,6 +222,9 @@ pub enum ConfigError {
     PoolCapability,
     /// A client's supervisor is not another configured client.
     Supervisor,
+    /// Every pool is device memory (`device_untyped`): the metadata
+    /// reserves need one pool of the kernel's RAM.
+    DevicePoolsOnly,
 }
 
 impl Config {
@@ -246,6 +263,9 @@ impl Config {
         }
         if self.pools[pools..].iter().any(Option::is_some) {
             return Err(ConfigError::Gap);
+        }
+        if self.pools.iter().flatten().all(|pool| pool.device) {
+            return Err(ConfigError::DevicePoolsOnly);
         }
         for (i, pool) in self.pools.iter().flatten().enumerate() {
             if !POOL_SIZE_BITS.contains(&pool.size_bits) {
@@ -291,7 +311,7 @@ impl Config {
         words[4] = self.clients.iter().flatten().count() as u64;
         for (i, pool) in self.pools.iter().flatten().enumerate() {
             let at = HEADER_WORDS + i * POOL_WORDS;
-            words[at..at + POOL_WORDS].copy_from_slice(&[pool.physical_address, pool.size_bits]);
+            words[at..at + POOL_WORDS].copy_from_slice(&[pool.physical_address, pool.size_bits, pool.device as u64]);
         }
         for (i, client) in self.clients.iter().flatten().enumerate() {
             let at = HEADER_WORDS + MAX_POOLS * POOL_WORDS + i * CLIENT_WORDS;
@@ -334,7 +354,8 @@ impl Config {
         let mut config = Config { table_bits: words[2], pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
         for i in 0..pools {
             let at = HEADER_WORDS + i * POOL_WORDS;
-            config.pools[i] = Some(PoolConfig { physical_address: words[at], size_bits: words[at + 1] });
+            config.pools[i] =
+                Some(PoolConfig { physical_address: words[at], size_bits: words[at + 1], device: words[at + 2] != 0 });
         }
         for i in 0..clients {
             let at = HEADER_WORDS + MAX_POOLS * POOL_WORDS + i * CLIENT_WORDS;
@@ -363,8 +384,8 @@ mod tests {
 
     fn example() -> Config {
         let mut config = Config { table_bits: 12, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
-        config.pools[0] = Some(PoolConfig { physical_address: 0x1_0000_0000 >> 2, size_bits: 24 });
-        config.pools[1] = Some(PoolConfig { physical_address: 0x5000_0000, size_bits: 20 });
+        config.pools[0] = Some(PoolConfig { physical_address: 0x1_0000_0000 >> 2, size_bits: 24, device: false });
+        config.pools[1] = Some(PoolConfig { physical_address: 0x5000_0000, size_bits: 20, device: false });
         config.clients[0] = Some(ClientConfig {
             channel: 0,
             client_id: 1,
@@ -407,10 +428,10 @@ mod tests {
     fn unpatched_and_invalid_configurations_are_refused() {
         assert_eq!(Config::decode(&[0; CONFIG_WORDS]), Err(ConfigError::NotPatched));
         let mut c = example();
-        c.pools[1] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 30 });
+        c.pools[1] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 30, device: false });
         assert_eq!(c.validate(), Err(ConfigError::PoolsOverlap));
         let mut c = example();
-        c.pools[1] = Some(PoolConfig { physical_address: 0x5000_1000, size_bits: 20 });
+        c.pools[1] = Some(PoolConfig { physical_address: 0x5000_1000, size_bits: 20, device: false });
         assert_eq!(c.validate(), Err(ConfigError::PoolAlignment));
         let mut c = example();
         c.clients[1].as_mut().unwrap().channel = 0;
@@ -436,7 +457,7 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         for (size_bits, valid) in [(11, false), (12, true), (40, true), (41, false)] {
             let mut c = example();
-            c.pools[1] = Some(PoolConfig { physical_address: 1 << 41, size_bits });
+            c.pools[1] = Some(PoolConfig { physical_address: 1 << 41, size_bits, device: false });
             assert_eq!(c.validate().is_ok(), valid, "pool size_bits {size_bits}");
         }
         let mut c = example();

@@ -170,6 +170,15 @@ pub trait Kernel {
         vaddr: u64,
         attributes: MapAttributes,
     ) -> Result<(), KernelError>;
+
+    /// Zero the memory of the frame at `frame`, whose capability is mapped
+    /// nowhere: `seL4_*_Page_Map` of it into memsrv's own VSpace at
+    /// [`capbuf_protocol::MEMSRV_SCRATCH`] (a 2 MiB frame 2 MiB above it),
+    /// zeros written, `seL4_*_Page_Unmap`. For frames of a `device` pool,
+    /// which the kernel hands out as they are (see
+    /// [`capbuf_protocol::PoolConfig::device`]). A refusal of either
+    /// invocation leaves the frame unmapped.
+    fn zero_frame(&mut self, frame: CapRef, object: Object) -> Result<(), KernelError>;
 }
 
 /// A kernel borrowed: lets a caller keep the kernel (or model) it lends to a
@@ -207,5 +216,9 @@ impl<K: Kernel + ?Sized> Kernel for &mut K {
         attributes: MapAttributes,
     ) -> Result<(), KernelError> {
         (**self).map_frame(frame, vspace, vaddr, attributes)
+    }
+
+    fn zero_frame(&mut self, frame: CapRef, object: Object) -> Result<(), KernelError> {
+        (**self).zero_frame(frame, object)
     }
 }

@@ -87,13 +87,14 @@ pub fn reserve_bytes(config: &Config, client: usize) -> u64 {
 }
 
 /// How many reserve blocks each pool holds: filled from the last pool to the
-/// first. Refused if the pools cannot hold them all.
+/// first, none in a `device` pool (seL4 makes no CNode or page table of
+/// device untyped). Refused if the pools cannot hold them all.
 pub fn placement(config: &Config) -> Result<[u64; MAX_POOLS], ConfigError> {
     let block = block_pages(config);
     let mut left: u64 = (0..MAX_CLIENTS).map(|client| reserve_blocks(config, client)).sum();
     let mut per_pool = [0; MAX_POOLS];
     for (index, pool) in config.pools.iter().enumerate().rev() {
-        let Some(pool) = pool else { continue };
+        let Some(pool) = pool.filter(|pool| !pool.device) else { continue };
         let pages = (pool.size_bits.checked_sub(PAGE_BITS as u64)).map_or(0, |bits| 1u64 << bits);
         let room = pages.checked_div(block).unwrap_or(0);
         per_pool[index] = left.min(room);
@@ -306,7 +307,7 @@ mod tests {
     fn config(pools: &[u64], quotas: &[(u64, u64, u64)]) -> Config {
         let mut config = Config { table_bits: 12, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
         for (i, &size_bits) in pools.iter().enumerate() {
-            config.pools[i] = Some(PoolConfig { physical_address: (i as u64 + 1) << 32, size_bits });
+            config.pools[i] = Some(PoolConfig { physical_address: (i as u64 + 1) << 32, size_bits, device: false });
         }
         for (i, &(quota_bytes, quota_buffers, quota_attachments)) in quotas.iter().enumerate() {
             config.clients[i] = Some(ClientConfig {

@@ -21,8 +21,8 @@
 #![feature(used_with_arg)]
 
 use capbuf_protocol::{
-    inner_bits, inner_cptr, table_cptr, Config, Rights, CONFIG_WORDS, LARGE_PAGE_BITS, MAX_MESSAGE_WORDS,
-    MEMSRV_TABLE_CPTR, PAGE_BITS, ROOT_SLOT_SHIFT,
+    inner_bits, inner_cptr, microkit, table_cptr, Config, Rights, CONFIG_WORDS, LARGE_PAGE_BITS, MAX_MESSAGE_WORDS,
+    MEMSRV_SCRATCH, MEMSRV_TABLE_CPTR, PAGE_BITS, ROOT_SLOT_SHIFT,
 };
 use capbuf_server::{CapRef, Kernel, KernelError, MapAttributes, Object, Server, Slot};
 use sel4_microkit::{
@@ -177,6 +177,26 @@ impl Kernel for SeL4 {
         let rights = cap_rights(attributes.rights);
         invoke(|| frame.frame_map(vspace, vaddr as usize, rights, arch::map_attributes(attributes.cached)))
             .map_err(error)
+    }
+
+    /// A frame of a `device` pool: mapped in memsrv's own VSpace (Microkit
+    /// slot 3) at its scratch address, whose translation tables
+    /// capbuf-compose made, zeroed, written back to memory, unmapped.
+    fn zero_frame(&mut self, frame: CapRef, object: Object) -> Result<(), KernelError> {
+        let (vaddr, bytes) = match object {
+            Object::LargeFrame => (MEMSRV_SCRATCH + (1 << LARGE_PAGE_BITS), 1usize << LARGE_PAGE_BITS),
+            _ => (MEMSRV_SCRATCH, 1usize << PAGE_BITS),
+        };
+        let own = sel4::cap::VSpace::from_bits(microkit::VSPACE_CPTR);
+        let page = sel4::cap::UnspecifiedPage::from_bits(self.cptr(frame));
+        let attributes = arch::map_attributes(true);
+        invoke(|| page.frame_map(own, vaddr as usize, sel4::CapRights::read_write(), attributes)).map_err(error)?;
+        // SAFETY: the frame was just mapped read-write at `vaddr`, `bytes`
+        // long; nothing else of memsrv's lives in the scratch range
+        // (capbuf-compose checks), and the mapping ends before this returns.
+        unsafe { core::ptr::write_bytes(vaddr as usize as *mut u8, 0, bytes) };
+        arch::clean_to_memory(vaddr as usize, bytes);
+        invoke(|| page.frame_unmap()).map_err(error)
     }
 }
 

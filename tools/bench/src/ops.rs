@@ -13,7 +13,7 @@ type Memsrv = Server<Model, NODES>;
 
 fn memsrv() -> Box<Memsrv> {
     let mut config = Config { table_bits: 12, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
-    config.pools[0] = Some(PoolConfig { physical_address: 0xa000_0000, size_bits: 26 });
+    config.pools[0] = Some(PoolConfig { physical_address: 0xa000_0000, size_bits: 26, device: false });
     for i in 0..2 {
         config.clients[i] = Some(ClientConfig {
             channel: i as u64,
@@ -39,6 +39,7 @@ fn delta(after: Counts, before: Counts) -> Counts {
         map: after.map - before.map,
         revoke: after.revoke - before.revoke,
         delete: after.delete - before.delete,
+        zero_frames: after.zero_frames - before.zero_frames,
     }
 }
 

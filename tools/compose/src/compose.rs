@@ -48,12 +48,12 @@ pub struct Capbuf {
 
 impl Capbuf {
     /// The memory capbuf takes: memsrv's pools and the `<untyped>` elements'.
-    fn pools(&self) -> impl Iterator<Item = (&str, Range<u64>)> {
-        self.resolved
-            .pools
-            .iter()
-            .chain(self.resolved.untypeds.iter().map(|(_, pool)| pool))
-            .map(|pool| (pool.name.as_str(), pool.physical_address..pool.physical_address + (1 << pool.size_bits)))
+    /// Every pool and `<untyped>`: its name, its range and whether it is
+    /// `device_untyped`.
+    fn pools(&self) -> impl Iterator<Item = (&str, Range<u64>, bool)> {
+        self.resolved.pools.iter().chain(self.resolved.untypeds.iter().map(|(_, pool)| pool)).map(|pool| {
+            (pool.name.as_str(), pool.physical_address..pool.physical_address + (1 << pool.size_bits), pool.device)
+        })
     }
 }
 
@@ -96,7 +96,7 @@ pub fn build(
         }
         let mut container = build_capdl_spec(config, elfs, system)?;
         if let Some(capbuf) = capbuf {
-            spec::extend(&mut container, system, &capbuf.resolved)?;
+            spec::extend(&mut container, config, system, &capbuf.resolved)?;
             spec::sort(&mut container, config);
         }
         pack_spec_into_initial_task(config, config_name, &container, elfs, &mut initialiser);
@@ -211,7 +211,7 @@ pub fn place(
         patch_symbols(config, elfs, system).map_err(|e| format!("ERROR: {e}"))?;
         write_memsrv_config(elfs, capbuf)?;
         let mut container = build_capdl_spec(config, elfs, system)?;
-        spec::extend(&mut container, system, &capbuf.resolved)?;
+        spec::extend(&mut container, config, system, &capbuf.resolved)?;
         spec::sort(&mut container, config);
         pack_spec_into_initial_task(config, config_name, &container, elfs, &mut initialiser);
         let bound = initialiser.image_bound();
@@ -305,9 +305,24 @@ fn write_memsrv_config(elfs: &mut [ElfFile], capbuf: &Capbuf) -> Result<(), Stri
 }
 
 /// Each pool must be free RAM once the kernel has booted: outside the
-/// initial task, inside one of the untyped objects the kernel hands over.
+/// initial task, inside one of the untyped objects the kernel hands over (a
+/// device one for a `device_untyped` pool).
 fn check_pools(capbuf: &Capbuf, task: &Range<u64>, boot_info: &BootInfo) -> Result<(), String> {
-    for (name, range) in capbuf.pools() {
+    for (name, range, device) in capbuf.pools() {
+        if device {
+            let covered = boot_info
+                .untyped_objects
+                .iter()
+                .any(|ut| ut.is_device && ut.base() <= range.start && range.end <= ut.end());
+            if !covered {
+                return Err(format!(
+                    "capbuf: device_untyped pool '{name}' [{:#x}..{:#x}) is not inside one of the device untypeds the kernel hands out \
+                     (it overlaps the kernel's RAM or memory the kernel keeps for itself)",
+                    range.start, range.end
+                ));
+            }
+            continue;
+        }
         if overlaps(&range, task) {
             return Err(format!(
                 "capbuf: pool '{name}' [{:#x}..{:#x}) overlaps the initial task at [{:#x}..{:#x}); move the pool",
@@ -418,7 +433,7 @@ fn place_regions(
         }
     }
     if let Some(capbuf) = capbuf {
-        for (name, range) in capbuf.pools() {
+        for (name, range, _) in capbuf.pools().filter(|(_, _, device)| !device) {
             // check_pools made sure the pool is inside one untyped, and
             // extension::resolve that no fixed region overlaps it.
             if !free.regions.iter().any(|r| r.base <= range.start && range.end <= r.end) {
@@ -447,7 +462,7 @@ fn place_regions(
         for &index in &placed {
             let region = &system.memory_regions[index];
             let range = region.paddr().expect("just placed")..region.paddr().expect("just placed") + region.size;
-            if let Some((name, pool)) = capbuf.pools().find(|(_, pool)| overlaps(&range, pool)) {
+            if let Some((name, pool, _)) = capbuf.pools().find(|(_, pool, _)| overlaps(&range, pool)) {
                 return Err(format!(
                     "capbuf: memory region '{}' [{:#x}..{:#x}), placed by the tool for setvar region_paddr, overlaps pool '{name}' [{:#x}..{:#x})",
                     region.name, range.start, range.end, pool.start, pool.end
@@ -490,7 +505,7 @@ fn no_room(
             &format!("\n[0x{:0>12x}..0x{:0>12x}), size: {}", region.base, region.end, human_size_strict(region.size()));
     }
     if let Some(capbuf) = capbuf {
-        for (pool, range) in capbuf.pools() {
+        for (pool, range, _) in capbuf.pools() {
             message += &format!(
                 "\ncapbuf: pool '{pool}' [{:#x}..{:#x}) is memsrv's and not available to regions",
                 range.start, range.end

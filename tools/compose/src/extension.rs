@@ -37,6 +37,9 @@ pub struct Pool {
     pub name: String,
     pub physical_address: Option<u64>,
     pub size_bits: u64,
+    /// `device_untyped="true"`: RAM outside the kernel's (see
+    /// [`capbuf_protocol::PoolConfig::device`]).
+    pub device: bool,
 }
 
 /// One pool where it goes: at the address system.xml gives, or placed.
@@ -47,6 +50,8 @@ pub struct PlacedPool {
     pub size_bits: u64,
     /// Placed by capbuf-compose (system.xml gives no `phys_addr`).
     pub placed: bool,
+    /// Device untyped: RAM the kernel does not know as RAM.
+    pub device: bool,
 }
 
 impl PlacedPool {
@@ -214,11 +219,12 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
                     name: format!("untyped_{pd}"),
                     physical_address: optional_number(&child, "phys_addr")?,
                     size_bits: size.trailing_zeros() as u64,
+                    device: false,
                 };
                 untypeds.push((pd.to_string(), pool));
             }
             "pool" => {
-                check_attributes(&child, &["name", "phys_addr", "size"])?;
+                check_attributes(&child, &["name", "phys_addr", "size", "device_untyped"])?;
                 let size = number(&child, "size", None)?;
                 if !size.is_power_of_two() || !(1 << PAGE_BITS..=1 << MAX_POOL_BITS).contains(&size) {
                     return Err(format!(
@@ -227,11 +233,25 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
                         (1u64 << MAX_POOL_BITS) >> 20
                     ));
                 }
-                pools.push(Pool {
-                    name: child.attribute("name").unwrap_or("pool").to_string(),
-                    physical_address: optional_number(&child, "phys_addr")?,
-                    size_bits: size.trailing_zeros() as u64,
-                });
+                let device = match child.attribute("device_untyped") {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(other) => {
+                        return Err(format!(
+                            "system.xml {}: device_untyped must be true or false, not '{other}'",
+                            location(&child)
+                        ))
+                    }
+                };
+                let name = child.attribute("name").unwrap_or("pool").to_string();
+                let physical_address = optional_number(&child, "phys_addr")?;
+                if device && physical_address.is_none() {
+                    return Err(format!(
+                        "system.xml {}: pool '{name}' with device_untyped=\"true\" needs a phys_addr: capbuf-compose places pools only in the kernel's RAM",
+                        location(&child)
+                    ));
+                }
+                pools.push(Pool { name, physical_address, size_bits: size.trailing_zeros() as u64, device });
             }
             "client" => {
                 check_attributes(
@@ -372,9 +392,21 @@ pub fn resolve(extension: &Extension, system: &SystemDescription, memory: &Memor
                 1u64 << pool.size_bits
             ));
         }
-        if !memory.ram.iter().any(|m| m.start <= range.start && range.end <= m.end) {
+        let in_ram = memory.ram.iter().any(|m| m.start <= range.start && range.end <= m.end);
+        if pool.device && memory.ram.iter().any(|m| overlaps(range.clone(), m.clone())) {
             return Err(format!(
-                "capbuf: pool '{}' [{:#x}..{:#x}) is not inside the board's memory: {}",
+                "capbuf: pool '{}' [{:#x}..{:#x}) has device_untyped=\"true\" but overlaps the kernel's RAM {}: \
+                 device_untyped is for RAM the kernel does not know (e.g. QEMU's -m beyond the board's memory)",
+                pool.name,
+                range.start,
+                range.end,
+                ranges(&memory.ram)
+            ));
+        }
+        if !pool.device && !in_ram {
+            return Err(format!(
+                "capbuf: pool '{}' [{:#x}..{:#x}) is not inside the board's memory: {}; if it is RAM the kernel does not \
+                 know (seL4 hands it out as device untyped), say device_untyped=\"true\" and memsrv zeroes it itself",
                 pool.name,
                 range.start,
                 range.end,
@@ -426,10 +458,15 @@ pub fn resolve(extension: &Extension, system: &SystemDescription, memory: &Memor
             physical_address,
             size_bits: pool.size_bits,
             placed: pool.physical_address.is_none(),
+            device: pool.device,
         })
         .collect();
     for (i, pool) in placed.iter().take(extension.pools.len()).enumerate() {
-        config.pools[i] = Some(PoolConfig { physical_address: pool.physical_address, size_bits: pool.size_bits });
+        config.pools[i] = Some(PoolConfig {
+            physical_address: pool.physical_address,
+            size_bits: pool.size_bits,
+            device: pool.device,
+        });
     }
     let mut placed = placed.into_iter();
     let pools: Vec<PlacedPool> = placed.by_ref().take(extension.pools.len()).collect();
@@ -495,6 +532,9 @@ pub fn resolve(extension: &Extension, system: &SystemDescription, memory: &Memor
         ConfigError::TableBits => {
             format!("capbuf: table_bits must be from {} to {}", TABLE_BITS.start(), TABLE_BITS.end())
         }
+        ConfigError::DevicePoolsOnly => "capbuf: every pool has device_untyped=\"true\"; memsrv keeps its clients' \
+            metadata (CNodes, page tables) in a pool of the kernel's RAM, which seL4 can make kernel objects of: add one"
+            .to_string(),
         other => format!("capbuf: invalid configuration: {other:?}"),
     })?;
     capbuf_server::reserve::check(&config).map_err(|e| match e {

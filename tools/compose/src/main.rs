@@ -262,6 +262,8 @@ fn capbuf_lines(args: &Args, capbuf: &Capbuf, system: &SystemDescription) -> Vec
             (range.end - range.start) >> 10,
             if pool.placed {
                 "placed by capbuf-compose in the board's RAM"
+            } else if pool.device {
+                "at the phys_addr system.xml gives, device untyped: memsrv zeroes its frames"
             } else {
                 "at the phys_addr system.xml gives"
             }

@@ -5,8 +5,8 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use capbuf_protocol::{
-    microkit, CLIENT_ROOT_CPTR, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT, MEMSRV_TABLE_SEND_ROOT_SLOT,
-    MEMSRV_TABLE_VSPACES, ROOT_SLOT_SHIFT, UNTYPED_CPTR,
+    microkit, CLIENT_ROOT_CPTR, LARGE_PAGE_BITS, MEMSRV_SCRATCH, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT,
+    MEMSRV_TABLE_SEND_ROOT_SLOT, MEMSRV_TABLE_VSPACES, ROOT_SLOT_SHIFT, UNTYPED_CPTR,
 };
 use microkit_tool::capdl::builder::{PD_CAP_SIZE, SLOT_BITS};
 use microkit_tool::capdl::spec::capdl_obj_physical_size_bits;
@@ -92,10 +92,14 @@ fn client_vspace(container: &CapDLSpecContainer, name: &str) -> Result<Cap, Stri
 /// [`CLIENT_ROOT_CPTR`] (458).
 pub fn extend(
     container: &mut CapDLSpecContainer,
+    config: &Config,
     system: &SystemDescription,
     resolved: &Resolved,
 ) -> Result<(), String> {
     let server = &system.protection_domains[resolved.server].name;
+    if resolved.pools.iter().any(|pool| pool.device) {
+        scratch_table(container, config, server)?;
+    }
     let table_bits = resolved.config.table_bits;
     let mut slots = Vec::new();
     for (i, pool) in resolved.pools.iter().enumerate() {
@@ -153,6 +157,70 @@ pub fn extend(
     }
     Ok(())
 }
+
+/// memsrv zeroes the frames of a `device_untyped` pool itself, mapped at
+/// [`MEMSRV_SCRATCH`] (4 KiB frames) and 2 MiB above it (2 MiB frames) in
+/// its own VSpace: give it the last-level table for the first 2 MiB, and the
+/// tables above it if its program has none there, so that those maps need no
+/// object of memsrv's. Refused if memsrv maps anything in those 4 MiB.
+fn scratch_table(container: &mut CapDLSpecContainer, config: &Config, server: &str) -> Result<(), String> {
+    let levels = config.num_page_table_levels();
+    // Index of `vaddr` in a table of level `level`, as Microkit computes it.
+    let index = |level: usize, vaddr: u64| {
+        let shift: u64 = PAGE_BITS_U64 + ((level + 1)..levels).map(|l| config.vspace_level_index_bits(l)).sum::<u64>();
+        ((vaddr >> shift) & ((1 << config.vspace_level_index_bits(level)) - 1)) as u32
+    };
+    let taken = |what: &str| {
+        format!(
+            "capbuf: memsrv '{server}' maps {what} in [{:#x}..{:#x}), where it zeroes device_untyped pools' frames",
+            MEMSRV_SCRATCH,
+            MEMSRV_SCRATCH + (2 << LARGE_PAGE_BITS)
+        )
+    };
+    let mut table = client_vspace(container, server)?.obj();
+    for level in config.vspace_root_level()..levels - 1 {
+        let last = level == levels - 2;
+        let slot = index(level, MEMSRV_SCRATCH);
+        let Object::PageTable(pt) = &container.spec.objects[usize::from(table)].object else {
+            return Err(format!("capbuf: memsrv's translation table at level {level} is not one"));
+        };
+        if last {
+            let large = index(level, MEMSRV_SCRATCH + (1 << LARGE_PAGE_BITS));
+            if pt.slots.iter().any(|entry| entry.slot.0 as u32 == slot || entry.slot.0 as u32 == large) {
+                return Err(taken("something"));
+            }
+        }
+        let existing = pt.slots.iter().find(|entry| entry.slot.0 as u32 == slot).map(|entry| entry.cap.clone());
+        let next = match existing {
+            Some(Cap::PageTable(cap::PageTable { object })) => object,
+            Some(_) => return Err(taken("a large page")),
+            None => {
+                let id = container.add_root_object(NamedObject {
+                    name: Some(format!("capbuf_scratch_{server}_level{}", level + 1)),
+                    object: Object::PageTable(object::PageTable {
+                        x86_ept: false,
+                        is_root: false,
+                        level: Some(level as u8 + 1),
+                        slots: vec![],
+                    }),
+                });
+                let Object::PageTable(pt) = &mut container.spec.objects[usize::from(table)].object else {
+                    unreachable!("checked above")
+                };
+                pt.slots.push(CapTableEntry {
+                    slot: CapSlot(slot as _),
+                    cap: Cap::PageTable(cap::PageTable { object: id }),
+                });
+                pt.slots.sort_by_key(|entry| entry.slot.0);
+                id
+            }
+        };
+        table = next;
+    }
+    Ok(())
+}
+
+const PAGE_BITS_U64: u64 = capbuf_protocol::PAGE_BITS as u64;
 
 /// Objects' physical size as the initialiser allocates them. Microkit's size
 /// function says 0 for untyped objects; they are as large as their size bits.

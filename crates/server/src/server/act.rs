@@ -212,6 +212,15 @@ impl<const NODES: usize> State<NODES> {
             }
         }
         debug_assert_eq!((large as u64, small as u64), (layout.large, layout.frames()));
+        // The kernel zeroes frames retyped from RAM, not from device
+        // untyped: memsrv zeroes those itself before anyone sees them.
+        if self.config.pools[plan.pool].is_some_and(|pool| pool.device) {
+            for index in 0..small {
+                let object = if (index as u64) < layout.large { Object::LargeFrame } else { Object::SmallFrame };
+                let frame = CapRef::InNode { node: master, radix, index };
+                kernel.zero_frame(frame, object).named(Invocation::PageMap)?;
+            }
+        }
         Ok(master)
     }
 

@@ -190,7 +190,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     }
 
     /// Allocate every client's reserve blocks, client by client, each from the
-    /// last pool with room (see [`reserve`]). [`reserve::check`] has shown
+    /// last pool of kernel RAM (not `device`) with room (see [`reserve`]). [`reserve::check`] has shown
     /// they fit, so a refusal here means the kernel disagrees with the
     /// configuration.
     fn carve_reserves(&mut self) -> Result<(), Failure> {
@@ -202,6 +202,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             for _ in 0..reserve::reserve_blocks(&state.config, client) {
                 let pool = (0..state.config.pool_count())
                     .rev()
+                    .filter(|&p| state.config.pools[p].is_some_and(|pool| !pool.device))
                     .find(|&p| state.pools[p].as_ref().is_some_and(|s| s.pool.can_alloc(block_pages, block_order)))
                     .ok_or(Error::OutOfMemory)?;
                 let block = state.pool_alloc(&mut self.kernel, pool, block_pages, block_order)?;

@@ -16,3 +16,21 @@ pub fn ticks() -> u64 {
     unsafe { core::arch::asm!("isb", "mrs {}, cntpct_el0", "isb", out(reg) value, options(nomem, nostack)) };
     value
 }
+
+/// Write the zeros memsrv put in `[vaddr, vaddr + bytes)` (mapped cacheable)
+/// back to memory and drop the lines, as the kernel does after zeroing a
+/// frame it retypes: a client may map the frame uncached, and a device reads
+/// memory, not the cache. `dc civac` per line of the smallest data-cache line
+/// size (`CTR_EL0.DminLine`), then `dsb sy`.
+pub fn clean_to_memory(vaddr: usize, bytes: usize) {
+    let ctr: u64;
+    // SAFETY: reads an ID register user code may read (seL4 leaves EL0 access on).
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    let line = 4usize << ((ctr >> 16) & 0xf);
+    for address in (vaddr..vaddr + bytes).step_by(line) {
+        // SAFETY: cache maintenance of a line memsrv has mapped; no data changes.
+        unsafe { core::arch::asm!("dc civac, {}", in(reg) address, options(nostack)) };
+    }
+    // SAFETY: a barrier.
+    unsafe { core::arch::asm!("dsb sy", options(nostack)) };
+}

@@ -17,3 +17,11 @@ pub fn ticks() -> u64 {
     unsafe { core::arch::asm!("rdtime {}", out(reg) value, options(nomem, nostack)) };
     value
 }
+
+/// memsrv's zeros reach memory and devices without cache maintenance here
+/// (RAM on `qemu_virt_riscv64` is coherent with DMA, see docs/dma.md); a
+/// `fence` orders them before the unmap and the reply.
+pub fn clean_to_memory(_vaddr: usize, _bytes: usize) {
+    // SAFETY: a barrier.
+    unsafe { core::arch::asm!("fence iorw, iorw", options(nostack)) };
+}

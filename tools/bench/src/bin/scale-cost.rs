@@ -47,6 +47,9 @@ impl Kernel for Null {
     fn map_frame(&mut self, _: CapRef, _: Slot, _: u64, _: MapAttributes) -> Result<(), KernelError> {
         Ok(())
     }
+    fn zero_frame(&mut self, _: CapRef, _: Object) -> Result<(), KernelError> {
+        Ok(())
+    }
 }
 
 type Memsrv = Server<Null, NODES>;
@@ -74,7 +77,7 @@ fn measure(server: &mut Memsrv, request: Request) -> Reply {
 
 fn run(live: usize, clients: usize, op: &str) {
     let mut config = Config { table_bits: 15, pools: [None; MAX_POOLS], clients: [None; MAX_CLIENTS] };
-    config.pools[0] = Some(PoolConfig { physical_address: 0x8000_0000, size_bits: 29 });
+    config.pools[0] = Some(PoolConfig { physical_address: 0x8000_0000, size_bits: 29, device: false });
     for i in 0..clients {
         config.clients[i] = Some(ClientConfig {
             channel: i as u64,
