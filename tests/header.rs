@@ -92,7 +92,9 @@ fn c_header_compiles_and_matches_the_rust_definitions() {
                 ("POOL", r.pool.0),
                 ("ATTACHMENTS", r.attachments),
             ],
-            Reply::Attach(r) => vec![("PAGE_BITS", r.page_bits), ("RIGHTS", r.rights as u64), ("FLAGS", r.flags.bits())],
+            Reply::Attach(r) => {
+                vec![("PAGE_BITS", r.page_bits), ("RIGHTS", r.rights as u64), ("FLAGS", r.flags.bits())]
+            }
             Reply::PoolInfo(r) => vec![
                 ("TOTAL", r.total),
                 ("FREE", r.free),

@@ -234,7 +234,8 @@ mod tests {
         };
         assert_eq!(Reply::Info(info).encode(&mut words), 4);
         assert_eq!(words, [1 << 30, 0x4000_0000, 21 | 3 << 8 | 3 << 16 | 3 << 24 | 128 << 32, u64::MAX - 1]);
-        let pool = PoolInfoReply { total: 1 << 40, free: 3 << 12, largest_free: 2 << 12, lost: 1 << 12, quarantined: 0 };
+        let pool =
+            PoolInfoReply { total: 1 << 40, free: 3 << 12, largest_free: 2 << 12, lost: 1 << 12, quarantined: 0 };
         assert_eq!(Reply::PoolInfo(pool).encode(&mut words), 3);
         assert_eq!(words[..3], [1 << 28 | 3 << 32, 2 | 1 << 32, 0]);
         assert_eq!(Reply::decode(Op::PoolInfo, 0, &words[..3], 0), Ok(Reply::PoolInfo(pool)));
@@ -244,7 +245,8 @@ mod tests {
     fn every_message_fits_the_fastpath() {
         assert_eq!(MAX_MESSAGE_WORDS, 4, "seL4_FastMessageRegisters");
         let words: Vec<(usize, usize)> = Op::ALL.iter().map(|op| (op.request_words(), op.reply_words())).collect();
-        let expected = [(0, 4), (4, 1), (2, 3), (3, 0), (1, 4), (1, 0), (1, 0), (2, 0), (1, 3), (1, 0), (2, 3), (1, 0), (1, 3)];
+        let expected =
+            [(0, 4), (4, 1), (2, 3), (3, 0), (1, 4), (1, 0), (1, 0), (2, 0), (1, 3), (1, 0), (2, 3), (1, 0), (1, 3)];
         assert_eq!(words, expected);
         assert!(Error::Kernel.reply_fields().len() <= MAX_MESSAGE_WORDS);
     }

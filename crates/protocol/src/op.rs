@@ -349,7 +349,10 @@ const _: () = {
         assert!(largest(op, 2, 2) >= AllocFlags::ALL.bits(), "flags");
     }
     assert!(largest(Op::Info, 2, 3) >= MAX_POOLS as u64 - 1, "INFO pool");
-    assert!(largest(Op::Info, 2, 4) >= 2 * MAX_CLIENTS as u64, "INFO attachments: an attachment and an export per client");
+    assert!(
+        largest(Op::Info, 2, 4) >= 2 * MAX_CLIENTS as u64,
+        "INFO attachments: an attachment and an export per client"
+    );
     let pool_bytes = 1 << *POOL_SIZE_BITS.end();
     assert!(largest(Op::PoolInfo, 0, 0) >= pool_bytes && largest(Op::PoolInfo, 0, 1) >= pool_bytes);
     assert!(largest(Op::PoolInfo, 1, 0) >= pool_bytes && largest(Op::PoolInfo, 1, 1) >= pool_bytes);
@@ -404,14 +407,20 @@ mod tests {
         starts(Op::Ungrant.request_fields(), &["ID", "GRANTEE"]);
         starts(Op::PoolInfo.request_fields(), &["POOL"]);
         starts(Op::Hello.reply_fields(), &["VERSION", "CLIENT_ID", "QUOTA_BYTES", "COUNTS"]);
-        packs(&Op::Hello.reply_fields()[3], &[("POOLS", 0, 8, 0), ("QUOTA_BUFFERS", 8, 24, 0), ("QUOTA_ATTACHMENTS", 32, 24, 0)]);
+        packs(
+            &Op::Hello.reply_fields()[3],
+            &[("POOLS", 0, 8, 0), ("QUOTA_BUFFERS", 8, 24, 0), ("QUOTA_ATTACHMENTS", 32, 24, 0)],
+        );
         starts(Op::Alloc.reply_fields(), &["ID"]);
         starts(Op::Attach.reply_fields(), &["SIZE", "VADDR", "ATTRIBUTES"]);
         let attributes = [("PAGE_BITS", 0, 8, 0), ("RIGHTS", 8, 8, 0), ("FLAGS", 16, 8, 0)];
         packs(&Op::Attach.reply_fields()[2], &attributes);
         starts(Op::Info.reply_fields(), &["SIZE", "PADDR", "ATTRIBUTES", "OWNER"]);
         packs(&Op::Info.reply_fields()[2], &attributes);
-        packs(&Op::Info.reply_fields()[2], &[attributes[0], attributes[1], attributes[2], ("POOL", 24, 8, 0), ("ATTACHMENTS", 32, 32, 0)]);
+        packs(
+            &Op::Info.reply_fields()[2],
+            &[attributes[0], attributes[1], attributes[2], ("POOL", 24, 8, 0), ("ATTACHMENTS", 32, 32, 0)],
+        );
         starts(Op::PoolInfo.reply_fields(), &["TOTAL_FREE", "LARGEST_LOST", "QUARANTINE"]);
         packs(&Op::PoolInfo.reply_fields()[0], &[("TOTAL", 0, 32, 12), ("FREE", 32, 32, 12)]);
         packs(&Op::PoolInfo.reply_fields()[1], &[("LARGEST_FREE", 0, 32, 12), ("LOST", 32, 32, 12)]);
