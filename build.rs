@@ -9,9 +9,55 @@ use capbuf_protocol as p;
 
 /// What a register holds, as a C comment after its index ("" for a plain number).
 fn comment(field: &p::Field) -> String {
+    if !field.parts.is_empty() {
+        let names: Vec<&str> = field.parts.iter().map(|part| part.name).collect();
+        return format!(" /* packed: {} */", names.join(", "));
+    }
     match field.description {
         "" => String::new(),
         description => format!(" /* {description} */"),
+    }
+}
+
+/// A C constant, in decimal when small.
+fn number(value: u64) -> String {
+    if value < 0x1_0000 {
+        format!("{value}ULL")
+    } else {
+        format!("{value:#x}ULL")
+    }
+}
+
+/// The macros of a reply's packed registers: for register `REG` at index
+/// `i`, `CAPBUF_<OP>_REPLY_<REG>_UNUSED` (bits no field uses); for each
+/// field, its `_SHIFT`, `_MASK` (after the shift) and `_UNIT_BITS` (the
+/// register holds the value divided by 2^UNIT_BITS) and the accessor
+/// `CAPBUF_<OP>_REPLY_<FIELD>(r)`, the field's value from the reply's
+/// registers `r`; and `CAPBUF_<OP>_REPLY_UNUSED_CLEAR(r)`, true unless a
+/// packed register has an unused bit set (a reply memsrv does not send).
+fn packed(line: &mut impl FnMut(String), op: &str, fields: &[p::Field]) {
+    let mut clear = Vec::new();
+    for field in fields.iter().filter(|field| !field.parts.is_empty()) {
+        let register = format!("CAPBUF_{op}_REPLY_MR_{}", field.name);
+        let unused = format!("CAPBUF_{op}_REPLY_{}_UNUSED", field.name);
+        line(format!("#define {unused} {}", number(field.unused_bits())));
+        clear.push(format!("((r)[{register}] & {unused}) == 0"));
+        for part in field.parts {
+            let name = format!("CAPBUF_{op}_REPLY_{}", part.name);
+            let description = match part.description {
+                "" => String::new(),
+                description => format!(" /* {description} */"),
+            };
+            line(format!("#define {name}_SHIFT {}", part.shift));
+            line(format!("#define {name}_MASK {}", number(p::Part { shift: 0, unit_bits: 0, ..*part }.max())));
+            line(format!("#define {name}_UNIT_BITS {}", part.unit_bits));
+            line(format!(
+                "#define {name}(r) ((((r)[{register}] >> {name}_SHIFT) & {name}_MASK) << {name}_UNIT_BITS){description}"
+            ));
+        }
+    }
+    if !clear.is_empty() {
+        line(format!("#define CAPBUF_{op}_REPLY_UNUSED_CLEAR(r) ({})", clear.join(" && ")));
     }
 }
 
@@ -28,7 +74,13 @@ fn header() -> String {
     line(" * as CAPBUF_<OP>_MR_*. The reply label is 0 or a CAPBUF_ERR_* code; on".into());
     line(" * success its registers are CAPBUF_<OP>_REPLY_MR_*, on an error".into());
     line(" * CAPBUF_ERR_<ERROR>_REPLY_MR_* (a KERNEL error names the failed".into());
-    line(" * CAPBUF_INVOCATION_* and the seL4 error number). */".into());
+    line(" * CAPBUF_INVOCATION_* and the seL4 error number). Every message fits".into());
+    line(" * seL4's fastpath (CAPBUF_MAX_MESSAGE_WORDS registers), so some reply".into());
+    line(" * registers are packed: CAPBUF_<OP>_REPLY_MR_<REG> holds several fields,".into());
+    line(" * each read with CAPBUF_<OP>_REPLY_<FIELD>(r) from the reply's registers r".into());
+    line(" * (its _SHIFT, _MASK and _UNIT_BITS: the register holds the value divided".into());
+    line(" * by 2^UNIT_BITS, POOL_INFO's pages for bytes); a reply with a bit set in".into());
+    line(" * CAPBUF_<OP>_REPLY_<REG>_UNUSED is malformed. */".into());
     line("#pragma once".into());
     line("#include <stdint.h>".into());
     line(String::new());
@@ -91,6 +143,7 @@ fn header() -> String {
         for (i, field) in op.reply_fields().iter().enumerate() {
             line(format!("#define CAPBUF_{name}_REPLY_MR_{} {i}{}", field.name, comment(field)));
         }
+        packed(&mut line, name, op.reply_fields());
     }
     line(String::new());
     line("/* A buffer id: table index in the low 32 bits, generation in the high 32. */".into());

@@ -27,12 +27,15 @@
  * CAPBUF_CLIENT_ERR_* codes below; capbuf_error_name names any of them.
  * Output parameters are written only on success. A reply memsrv would not
  * send (a success carrying a capability or the wrong number of registers, a
- * KERNEL error without its two) is CAPBUF_CLIENT_ERR_BAD_REPLY, never a
- * memsrv code: CAPBUF_ERR_WRONG_LENGTH and CAPBUF_ERR_UNEXPECTED_CAPS mean
- * memsrv found this library's request malformed. Register values are handed
- * through as memsrv sent them (the Rust library also checks that rights and
- * flags are defined values). Every register index is the generated
- * CAPBUF_<OP>_MR_* / CAPBUF_<OP>_REPLY_MR_* of capbuf.h. Access attached
+ * packed register with a bit set that no field uses, a KERNEL error without
+ * its two) is CAPBUF_CLIENT_ERR_BAD_REPLY, never a memsrv code:
+ * CAPBUF_ERR_WRONG_LENGTH and CAPBUF_ERR_UNEXPECTED_CAPS mean memsrv found
+ * this library's request malformed. Field values are handed through as
+ * memsrv sent them (the Rust library also checks that rights and flags are
+ * defined values). Every register index is the generated CAPBUF_<OP>_MR_* /
+ * CAPBUF_<OP>_REPLY_MR_* of capbuf.h, and every packed field is read with
+ * its generated accessor, CAPBUF_<OP>_REPLY_<FIELD>(r): the structs below
+ * hold every field whole, POOL_INFO's in bytes. Access attached
  * memory through volatile pointers: other PDs and devices may write it at
  * any time. */
 #pragma once
@@ -161,12 +164,15 @@ static inline uint64_t capbuf_connect(capbuf_t *cb, microkit_channel channel)
         CAPBUF_PROTOCOL_VERSION >> CAPBUF_VERSION_MAJOR_SHIFT) {
         return CAPBUF_CLIENT_ERR_VERSION;
     }
+    if (!CAPBUF_HELLO_REPLY_UNUSED_CLEAR(r)) {
+        return CAPBUF_CLIENT_ERR_BAD_REPLY;
+    }
     cb->version = r[CAPBUF_HELLO_REPLY_MR_VERSION];
     cb->client_id = r[CAPBUF_HELLO_REPLY_MR_CLIENT_ID];
-    cb->pools = r[CAPBUF_HELLO_REPLY_MR_POOLS];
+    cb->pools = CAPBUF_HELLO_REPLY_POOLS(r);
     cb->quota_bytes = r[CAPBUF_HELLO_REPLY_MR_QUOTA_BYTES];
-    cb->quota_buffers = r[CAPBUF_HELLO_REPLY_MR_QUOTA_BUFFERS];
-    cb->quota_attachments = r[CAPBUF_HELLO_REPLY_MR_QUOTA_ATTACHMENTS];
+    cb->quota_buffers = CAPBUF_HELLO_REPLY_QUOTA_BUFFERS(r);
+    cb->quota_attachments = CAPBUF_HELLO_REPLY_QUOTA_ATTACHMENTS(r);
     return CAPBUF_OK;
 }
 
@@ -202,13 +208,16 @@ static inline uint64_t capbuf_attach(capbuf_t *cb, capbuf_id_t id, uint64_t righ
     q[CAPBUF_ATTACH_MR_ID] = id;
     q[CAPBUF_ATTACH_MR_RIGHTS] = rights;
     uint64_t err = capbuf_call(cb, CAPBUF_OP_ATTACH, q, CAPBUF_ATTACH_REQUEST_WORDS, r, CAPBUF_ATTACH_REPLY_WORDS);
+    if (err == CAPBUF_OK && !CAPBUF_ATTACH_REPLY_UNUSED_CLEAR(r)) {
+        err = CAPBUF_CLIENT_ERR_BAD_REPLY;
+    }
     if (err == CAPBUF_OK) {
         view->id = id;
         view->vaddr = (uintptr_t)r[CAPBUF_ATTACH_REPLY_MR_VADDR];
         view->size = r[CAPBUF_ATTACH_REPLY_MR_SIZE];
-        view->page_bits = r[CAPBUF_ATTACH_REPLY_MR_PAGE_BITS];
-        view->rights = r[CAPBUF_ATTACH_REPLY_MR_RIGHTS];
-        view->flags = r[CAPBUF_ATTACH_REPLY_MR_FLAGS];
+        view->page_bits = CAPBUF_ATTACH_REPLY_PAGE_BITS(r);
+        view->rights = CAPBUF_ATTACH_REPLY_RIGHTS(r);
+        view->flags = CAPBUF_ATTACH_REPLY_FLAGS(r);
     }
     return err;
 }
@@ -239,14 +248,17 @@ static inline uint64_t capbuf_info(capbuf_t *cb, capbuf_id_t id, capbuf_info_t *
     uint64_t r[CAPBUF_INFO_REPLY_WORDS];
     q[CAPBUF_INFO_MR_ID] = id;
     uint64_t err = capbuf_call(cb, CAPBUF_OP_INFO, q, CAPBUF_INFO_REQUEST_WORDS, r, CAPBUF_INFO_REPLY_WORDS);
+    if (err == CAPBUF_OK && !CAPBUF_INFO_REPLY_UNUSED_CLEAR(r)) {
+        err = CAPBUF_CLIENT_ERR_BAD_REPLY;
+    }
     if (err == CAPBUF_OK) {
         info->size = r[CAPBUF_INFO_REPLY_MR_SIZE];
         info->physical_address = r[CAPBUF_INFO_REPLY_MR_PADDR];
-        info->page_bits = r[CAPBUF_INFO_REPLY_MR_PAGE_BITS];
-        info->rights = r[CAPBUF_INFO_REPLY_MR_RIGHTS];
-        info->attachments = r[CAPBUF_INFO_REPLY_MR_ATTACHMENTS];
-        info->flags = r[CAPBUF_INFO_REPLY_MR_FLAGS];
-        info->pool = r[CAPBUF_INFO_REPLY_MR_POOL];
+        info->page_bits = CAPBUF_INFO_REPLY_PAGE_BITS(r);
+        info->rights = CAPBUF_INFO_REPLY_RIGHTS(r);
+        info->attachments = CAPBUF_INFO_REPLY_ATTACHMENTS(r);
+        info->flags = CAPBUF_INFO_REPLY_FLAGS(r);
+        info->pool = CAPBUF_INFO_REPLY_POOL(r);
         info->owner = r[CAPBUF_INFO_REPLY_MR_OWNER];
     }
     return err;
@@ -281,12 +293,16 @@ static inline uint64_t capbuf_pool_info(capbuf_t *cb, uint64_t pool, capbuf_pool
     q[CAPBUF_POOL_INFO_MR_POOL] = pool;
     uint64_t err =
         capbuf_call(cb, CAPBUF_OP_POOL_INFO, q, CAPBUF_POOL_INFO_REQUEST_WORDS, r, CAPBUF_POOL_INFO_REPLY_WORDS);
+    if (err == CAPBUF_OK && !CAPBUF_POOL_INFO_REPLY_UNUSED_CLEAR(r)) {
+        err = CAPBUF_CLIENT_ERR_BAD_REPLY;
+    }
     if (err == CAPBUF_OK) {
-        info->total = r[CAPBUF_POOL_INFO_REPLY_MR_TOTAL];
-        info->free = r[CAPBUF_POOL_INFO_REPLY_MR_FREE];
-        info->largest_free = r[CAPBUF_POOL_INFO_REPLY_MR_LARGEST_FREE];
-        info->lost = r[CAPBUF_POOL_INFO_REPLY_MR_LOST];
-        info->quarantined = r[CAPBUF_POOL_INFO_REPLY_MR_QUARANTINED];
+        /* Page counts on the wire; bytes here, as the accessors give them. */
+        info->total = CAPBUF_POOL_INFO_REPLY_TOTAL(r);
+        info->free = CAPBUF_POOL_INFO_REPLY_FREE(r);
+        info->largest_free = CAPBUF_POOL_INFO_REPLY_LARGEST_FREE(r);
+        info->lost = CAPBUF_POOL_INFO_REPLY_LOST(r);
+        info->quarantined = CAPBUF_POOL_INFO_REPLY_QUARANTINED(r);
     }
     return err;
 }

@@ -75,12 +75,20 @@ fn the_c_library_speaks_the_rust_protocol() {
         pool: PoolId(1),
         owner: ClientId(6),
     };
-    let pool = PoolInfoReply { total: 1 << 20, free: 3 << 18, largest_free: 1 << 19, lost: 4096, quarantined: 3 << 12 };
+    // Byte counts beyond 32 bits: the wire's page counts come back as bytes.
+    let pool = PoolInfoReply { total: 1 << 34, free: 3 << 32, largest_free: 1 << 19, lost: 4096, quarantined: 3 << 12 };
     let kernel = capbuf_protocol::KernelFailure { invocation: capbuf_protocol::Invocation::CNodeRevoke, code: 3 };
     let mut kernel_words = [0; MAX_MESSAGE_WORDS];
     let kernel_length = kernel.encode(&mut kernel_words);
     let mut attach_words = [0; MAX_MESSAGE_WORDS];
     let attach_length = Reply::Attach(attach).encode(&mut attach_words);
+    // Packed registers with a bit set that no field uses: not replies memsrv sends.
+    let unused = |reply: Reply, register: usize, bit: u32| {
+        let mut words = [0; MAX_MESSAGE_WORDS];
+        let length = reply.encode(&mut words);
+        words[register] |= 1 << bit;
+        raw(0, 0, &words[..length])
+    };
     let (grantee, uncached) = (ClientId(7), AllocFlags::UNCACHED);
     let exchanges: Vec<(Request, String)> = vec![
         (Request::Hello {}, reply(Ok(Reply::Hello(hello)))),
@@ -104,6 +112,8 @@ fn the_c_library_speaks_the_rust_protocol() {
         // A reply that carries a capability, then one a word short: both refused.
         (Request::Attach { id, rights: Rights::ReadOnly }, raw(0, 1, &attach_words[..attach_length])),
         (Request::Attach { id, rights: Rights::ReadOnly }, raw(0, 0, &attach_words[..attach_length - 1])),
+        (Request::Attach { id, rights: Rights::ReadOnly }, unused(Reply::Attach(attach), 2, 24)),
+        (Request::PoolInfo { pool: PoolId(1) }, unused(Reply::PoolInfo(pool), 2, 63)),
         // WAIT: registered, answered WAITING; RECLAIM by the supervisor, then by someone else.
         (
             Request::Alloc { size: 8192, align: Align::PAGE, pool: PoolId(1), flags: AllocFlags::WAIT | uncached },
@@ -114,6 +124,7 @@ fn the_c_library_speaks_the_rust_protocol() {
             reply(Ok(Reply::Reclaim(ReclaimReply { buffers: 2, bytes: 12288, attachments: 5 }))),
         ),
         (Request::Reclaim { client: ClientId(9) }, reply(Err(Error::NotSupervisor))),
+        (Request::Hello {}, unused(Reply::Hello(hello), 3, 56)),
         // A memsrv of another major version.
         (Request::Hello {}, reply(Ok(Reply::Hello(HelloReply { version: 1 << 32, ..hello })))),
     ];
@@ -150,7 +161,7 @@ fn the_c_library_speaks_the_rust_protocol() {
         format!("info OK 12288 {PADDR_HIDDEN} 12 3 1 1 1 6"),
         "ungrant OK".to_string(),
         "detach OK".to_string(),
-        "pool_info OK 1048576 786432 524288 4096 12288".to_string(),
+        format!("pool_info OK {} {} 524288 4096 12288", 1u64 << 34, 3u64 << 32),
         "free STALE_BUFFER".to_string(),
         "quiesce OK".to_string(),
         "quiesce_unknown UNKNOWN_BUFFER".to_string(),
@@ -158,9 +169,12 @@ fn the_c_library_speaks_the_rust_protocol() {
         "detach_kernel_short CLIENT_ERR_BAD_REPLY".to_string(),
         "attach_with_cap CLIENT_ERR_BAD_REPLY".to_string(),
         "attach_short CLIENT_ERR_BAD_REPLY".to_string(),
+        "attach_unused CLIENT_ERR_BAD_REPLY".to_string(),
+        "pool_info_unused CLIENT_ERR_BAD_REPLY".to_string(),
         format!("alloc_wait WAITING {}", id.raw()),
         "reclaim OK 2 12288 5".to_string(),
         "reclaim_refused NOT_SUPERVISOR".to_string(),
+        "connect_unused CLIENT_ERR_BAD_REPLY".to_string(),
         "connect_old CLIENT_ERR_VERSION".to_string(),
         "sync_device OK".to_string(),
         "sync_cpu_partial OK".to_string(),

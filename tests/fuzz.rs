@@ -41,13 +41,15 @@ const SHORT: [u64; 3] = [200_000, 20_000, 10_000];
 const LONG: u64 = 1_000_000;
 
 /// A word that is often one a field could hold: small, a page multiple, an
-/// id, or anything.
+/// id, a packed register of small fields at byte offsets (as ATTACH's and
+/// INFO's attributes, HELLO's counts, POOL_INFO's page counts), or anything.
 fn word(u: &mut Unstructured) -> Parsed<u64> {
-    Ok(match u.int_in_range(0..=5u8)? {
+    Ok(match u.int_in_range(0..=6u8)? {
         0 => u.int_in_range(0..=4)?,
         1 => u.int_in_range(0..=16u64)? << PAGE_BITS,
         2 => BufferId::new(u.int_in_range(0..=3)?, u.int_in_range(0..=3)?).raw(),
         3 => 10 + u.int_in_range(0..=3)?,
+        4 => (0..8).try_fold(0, |packed, byte| Ok(packed | u.int_in_range(0..=3u64)? << (8 * byte)))?,
         _ => u.arbitrary()?,
     })
 }

@@ -2,7 +2,10 @@
 
 use std::process::Command;
 
-use capbuf_protocol::{AllocFlags, Error, Invocation, Op, Rights};
+use capbuf_protocol::{
+    AllocFlags, ClientId, Error, HelloReply, InfoReply, Invocation, Op, PoolId, PoolInfoReply, Reply, Rights,
+    MAX_MESSAGE_WORDS,
+};
 
 #[test]
 fn c_header_compiles_and_matches_the_rust_definitions() {
@@ -24,7 +27,87 @@ fn c_header_compiles_and_matches_the_rust_definitions() {
         }
         for (i, field) in op.reply_fields().iter().enumerate() {
             emit(format!("CAPBUF_{}_REPLY_MR_{}", op.name(), field.name), i as u64);
+            if field.parts.is_empty() {
+                continue;
+            }
+            emit(format!("CAPBUF_{}_REPLY_{}_UNUSED", op.name(), field.name), field.unused_bits());
+            for part in field.parts {
+                let name = format!("CAPBUF_{}_REPLY_{}", op.name(), part.name);
+                emit(format!("{name}_SHIFT"), part.shift as u64);
+                emit(format!("{name}_MASK"), u64::MAX >> (64 - part.width));
+                emit(format!("{name}_UNIT_BITS"), part.unit_bits as u64);
+            }
         }
+    }
+    // The accessors on replies the Rust protocol encodes: every packed
+    // field's value, whole, in its own units.
+    let replies = [
+        Reply::Hello(HelloReply {
+            version: capbuf_protocol::PROTOCOL_VERSION,
+            client_id: ClientId(77),
+            pools: 3,
+            quota_bytes: 1 << 40,
+            quota_buffers: 4096,
+            quota_attachments: 513,
+        }),
+        Reply::Info(InfoReply {
+            size: 1 << 30,
+            physical_address: 0x4000_0000,
+            page_bits: 21,
+            rights: Rights::ReadOnly,
+            attachments: 65,
+            flags: AllocFlags::UNCACHED | AllocFlags::READ_ONLY,
+            pool: PoolId(3),
+            owner: ClientId(u64::MAX),
+        }),
+        Reply::Attach(capbuf_protocol::AttachReply {
+            size: 1 << 21,
+            vaddr: 0x2020_0000,
+            page_bits: 12,
+            rights: Rights::ReadWrite,
+            flags: AllocFlags::UNCACHED,
+        }),
+        Reply::PoolInfo(PoolInfoReply {
+            total: (1 << 40) - (3 << 12),
+            free: 1 << 35,
+            largest_free: 7 << 12,
+            lost: 1 << 12,
+            quarantined: (1 << 40) - (1 << 12),
+        }),
+    ];
+    for reply in replies {
+        let mut words = [0; MAX_MESSAGE_WORDS];
+        let length = reply.encode(&mut words);
+        let registers: Vec<String> = words[..length].iter().map(|w| format!("{w}ULL")).collect();
+        let array = format!("((const uint64_t[]){{{}}})", registers.join(", "));
+        let op = reply.op();
+        let fields: Vec<(&str, u64)> = match reply {
+            Reply::Hello(r) => {
+                vec![("POOLS", r.pools), ("QUOTA_BUFFERS", r.quota_buffers), ("QUOTA_ATTACHMENTS", r.quota_attachments)]
+            }
+            Reply::Info(r) => vec![
+                ("PAGE_BITS", r.page_bits),
+                ("RIGHTS", r.rights as u64),
+                ("FLAGS", r.flags.bits()),
+                ("POOL", r.pool.0),
+                ("ATTACHMENTS", r.attachments),
+            ],
+            Reply::Attach(r) => {
+                vec![("PAGE_BITS", r.page_bits), ("RIGHTS", r.rights as u64), ("FLAGS", r.flags.bits())]
+            }
+            Reply::PoolInfo(r) => vec![
+                ("TOTAL", r.total),
+                ("FREE", r.free),
+                ("LARGEST_FREE", r.largest_free),
+                ("LOST", r.lost),
+                ("QUARANTINED", r.quarantined),
+            ],
+            _ => unreachable!(),
+        };
+        for (field, value) in fields {
+            emit(format!("CAPBUF_{}_REPLY_{field}({array})", op.name()), value);
+        }
+        emit(format!("CAPBUF_{}_REPLY_UNUSED_CLEAR({array})", op.name()), 1);
     }
     for error in Error::ALL {
         emit(format!("CAPBUF_ERR_{}", error.name()), error.code());
@@ -35,9 +118,21 @@ fn c_header_compiles_and_matches_the_rust_definitions() {
     for invocation in Invocation::ALL {
         emit(format!("CAPBUF_INVOCATION_{}", invocation.name()), invocation as u64);
     }
-    emit("CAPBUF_POOL_INFO_REPLY_MR_LOST".into(), 3);
-    emit("CAPBUF_POOL_INFO_REPLY_MR_QUARANTINED".into(), 4);
-    emit("CAPBUF_POOL_INFO_REPLY_WORDS".into(), 5);
+    emit("CAPBUF_POOL_INFO_REPLY_MR_LARGEST_LOST".into(), 1);
+    emit("CAPBUF_POOL_INFO_REPLY_MR_QUARANTINE".into(), 2);
+    emit("CAPBUF_POOL_INFO_REPLY_WORDS".into(), 3);
+    emit("CAPBUF_POOL_INFO_REPLY_LOST_SHIFT".into(), 32);
+    emit("CAPBUF_POOL_INFO_REPLY_LOST_UNIT_BITS".into(), 12);
+    emit("CAPBUF_POOL_INFO_REPLY_QUARANTINE_UNUSED".into(), 0xffff_ffff_0000_0000);
+    emit("CAPBUF_HELLO_REPLY_WORDS".into(), 4);
+    emit("CAPBUF_HELLO_REPLY_MR_VERSION".into(), 0);
+    emit("CAPBUF_HELLO_REPLY_MR_COUNTS".into(), 3);
+    emit("CAPBUF_ATTACH_REPLY_WORDS".into(), 3);
+    emit("CAPBUF_ATTACH_REPLY_RIGHTS_SHIFT".into(), 8);
+    emit("CAPBUF_INFO_REPLY_WORDS".into(), 4);
+    emit("CAPBUF_INFO_REPLY_MR_OWNER".into(), 3);
+    emit("CAPBUF_INFO_REPLY_ATTACHMENTS_SHIFT".into(), 32);
+    emit("CAPBUF_MAX_MESSAGE_WORDS".into(), 4);
     emit("CAPBUF_OP_QUIESCE".into(), 10);
     emit("CAPBUF_QUIESCE_MR_ID".into(), 0);
     emit("CAPBUF_QUIESCE_REPLY_WORDS".into(), 0);

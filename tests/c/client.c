@@ -38,12 +38,15 @@ int main(void)
     printf("result detach_kernel_short %s\n", capbuf_error_name(capbuf_detach(&cb, id)));
     printf("result attach_with_cap %s\n", capbuf_error_name(capbuf_attach(&cb, id, CAPBUF_RIGHTS_READ_ONLY, &view)));
     printf("result attach_short %s\n", capbuf_error_name(capbuf_attach(&cb, id, CAPBUF_RIGHTS_READ_ONLY, &view)));
+    printf("result attach_unused %s\n", capbuf_error_name(capbuf_attach(&cb, id, CAPBUF_RIGHTS_READ_ONLY, &view)));
+    printf("result pool_info_unused %s\n", capbuf_error_name(capbuf_pool_info(&cb, 1, &pool)));
     e = capbuf_error_name(capbuf_alloc(&cb, 8192, 0, 1, CAPBUF_FLAG_WAIT | CAPBUF_FLAG_UNCACHED, &id));
     printf("result alloc_wait %s %llu\n", e, U(id));
     uint64_t buffers = 0, bytes = 0, attachments = 0;
     e = capbuf_error_name(capbuf_reclaim(&cb, 9, &buffers, &bytes, &attachments));
     printf("result reclaim %s %llu %llu %llu\n", e, U(buffers), U(bytes), U(attachments));
     printf("result reclaim_refused %s\n", capbuf_error_name(capbuf_reclaim(&cb, 9, 0, 0, 0)));
+    printf("result connect_unused %s\n", capbuf_error_name(capbuf_connect(&cb, 3)));
     printf("result connect_old %s\n", capbuf_error_name(capbuf_connect(&cb, 3)));
 
     /* Cache maintenance over memory of this process (on an AArch64 host the

@@ -406,7 +406,8 @@ mod tests {
         fn call(&mut self, label: u64, words: &[u64]) -> RawReply {
             self.1 = [&[label][..], words].concat();
             if label == Op::Hello as u64 {
-                let mut raw = RawReply { label: 0, words: [0; MAX_MESSAGE_WORDS], length: 6, caps: 0 };
+                let length = Op::Hello.reply_words();
+                let mut raw = RawReply { label: 0, words: [0; MAX_MESSAGE_WORDS], length, caps: 0 };
                 raw.words[0] = PROTOCOL_VERSION;
                 return raw;
             }
@@ -460,15 +461,18 @@ mod tests {
     #[test]
     fn a_malformed_reply_is_the_librarys_own_error_and_changes_nothing() {
         let id = BufferId::new(1, 1);
-        let attach = [4096, 0x2000_0000, 12, Rights::ReadWrite as u64, 0];
+        // ATTACH's third register packs page_bits, rights << 8 and flags << 16.
+        let attach = [4096, 0x2000_0000, 12 | (Rights::ReadWrite as u64) << 8];
         let mut client = Client::new(Script(raw(0, &attach, 1), Vec::new())).unwrap();
         assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "with a capability");
-        client.sys().0 = raw(0, &attach[..4], 0);
+        client.sys().0 = raw(0, &attach[..2], 0);
         assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "a word short");
-        client.sys().0 = raw(0, &[4096, 0x2000_0000, 12, 2, 0], 0);
+        client.sys().0 = raw(0, &[4096, 0x2000_0000, 12 | 2 << 8], 0);
         assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "rights 2");
-        client.sys().0 = raw(0, &[4096, 0x2000_0000, 12, 3, 8], 0);
+        client.sys().0 = raw(0, &[4096, 0x2000_0000, 12 | 3 << 8 | 8 << 16], 0);
         assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "flag bit 3");
+        client.sys().0 = raw(0, &[4096, 0x2000_0000, 12 | 3 << 8 | 1 << 40], 0);
+        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "a bit no field uses");
         client.sys().0 = raw(29, &[], 0);
         assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "no error 29");
         client.sys().0 = RawReply { length: MAX_MESSAGE_WORDS + 1, ..raw(0, &[], 0) };

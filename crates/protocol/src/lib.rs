@@ -6,8 +6,10 @@
 //! success its message registers hold the [`Reply`]'s fields; a KERNEL
 //! error's hold the [`KernelFailure`]. Every op's fields are declared once,
 //! in the ABI table (`src/op.rs`), each of a type that travels in one
-//! message register ([`Word`]); everything else, the C header included,
-//! comes from it. No reply carries a capability: memsrv maps an attachment
+//! message register ([`Word`]), whole or packed with other small fields
+//! into one register so that every message fits seL4's fastpath
+//! ([`MAX_MESSAGE_WORDS`]); everything else, the C header included, comes
+//! from it. No reply carries a capability: memsrv maps an attachment
 //! into the caller's VSpace itself (see [`AttachReply`]), so revoking it
 //! holds whatever the client does with the capabilities it has.
 //!
@@ -46,7 +48,7 @@ pub use op::{
     QuiesceReply, ReclaimReply, Reply, Request, UnexportReply, UngrantReply,
 };
 pub use rights::{AllocFlags, Rights};
-pub use wire::{Align, ClientId, Field, PoolId, Word};
+pub use wire::{Align, ClientId, Field, Part, PoolId, Word, PACKED_DESCRIPTION};
 
 /// Protocol version. A client refuses to run against a memsrv whose version
 /// differs: the major number is the high 32 bits, the minor the low 32 bits,
@@ -58,8 +60,12 @@ pub use wire::{Align, ClientId, Field, PoolId, Word};
 /// allocation flag and the WAITING and NOT_SUPERVISOR codes (a client that
 /// never sets WAIT never sees WAITING). Minor 3: up to 64 clients and 4096
 /// buffers, and the TOO_MANY_HOLDERS code (GRANT to more clients of one
-/// buffer than memsrv keeps holders for; no field changed).
-pub const PROTOCOL_VERSION: u64 = (4 << VERSION_MAJOR_SHIFT) | 3;
+/// buffer than memsrv keeps holders for; no field changed). Major 5: every
+/// request and reply fits seL4's fastpath ([`MAX_MESSAGE_WORDS`], 4
+/// registers): HELLO, ATTACH, INFO and POOL_INFO pack their small fields
+/// into shared registers and POOL_INFO counts pages on the wire (the reply
+/// structs are unchanged); HELLO keeps the version alone in register 0.
+pub const PROTOCOL_VERSION: u64 = 5 << VERSION_MAJOR_SHIFT;
 
 /// Where a protocol version's major number starts.
 pub const VERSION_MAJOR_SHIFT: u32 = 32;

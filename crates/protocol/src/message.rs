@@ -4,8 +4,12 @@
 
 use crate::{Error, KernelFailure, Op, Reply};
 
-/// Most message registers any request or reply uses.
-pub const MAX_MESSAGE_WORDS: usize = 8;
+/// Most message registers any request or reply uses: seL4's
+/// `seL4_FastMessageRegisters` (4 on AArch64, RISC-V and x86-64). A PPC
+/// whose request or reply is longer leaves the kernel's fastpath and costs
+/// about a second null PPC; the ABI table is checked against this at
+/// compile time, so every message stays on the fastpath.
+pub const MAX_MESSAGE_WORDS: usize = 4;
 
 /// Why a message could not be read as a request: always one of the decode
 /// errors, or the error of a field's type ([`crate::Word::from_word`]:
@@ -185,11 +189,66 @@ mod tests {
         assert_eq!(Reply::decode(Op::Alloc, 27, &[], 0), Err(Refused(Error::Waiting)));
         assert_eq!(Reply::decode(Op::Alloc, 0, &[], 0), Err(Malformed));
         assert_eq!(Reply::decode(Op::Free, 0, &[0], 0), Err(Malformed));
-        let attach = [0x1000, 0x2000_0000, 12, Rights::ReadOnly as u64, 0];
+        let attach = [0x1000, 0x2000_0000, 12 | (Rights::ReadOnly as u64) << 8];
         assert!(Reply::decode(Op::Attach, 0, &attach, 0).is_ok());
         assert_eq!(Reply::decode(Op::Attach, 0, &attach, 1), Err(Malformed), "no reply but EXPORT carries a cap");
-        assert_eq!(Reply::decode(Op::Attach, 0, &[0, 0, 0, 0, 0], 0), Err(Malformed), "rights 0 is invalid");
-        assert_eq!(Reply::decode(Op::Attach, 0, &[0, 0, 0, 1, 8], 0), Err(Malformed), "flag bit 3 is unknown");
+        assert_eq!(Reply::decode(Op::Attach, 0, &[0, 0, 12], 0), Err(Malformed), "rights 0 is invalid");
+        assert_eq!(Reply::decode(Op::Attach, 0, &[0, 0, 12 | 1 << 8 | 8 << 16], 0), Err(Malformed), "flag bit 3");
+        assert_eq!(Reply::decode(Op::Attach, 0, &[0, 0, 12 | 1 << 8 | 1 << 24], 0), Err(Malformed), "unused bit 24");
+        assert_eq!(Reply::decode(Op::Attach, 0, &[0, 0, 12 | 1 << 8 | 1 << 63], 0), Err(Malformed), "unused bit 63");
+        assert_eq!(Reply::decode(Op::Attach, 0, &[0, 0, 12, 1], 0), Err(Malformed), "the version 4 layout");
+        let counts = 1 | 8 << 8 | 8 << 32;
+        assert!(Reply::decode(Op::Hello, 0, &[crate::PROTOCOL_VERSION, 1, 1 << 20, counts], 0).is_ok());
+        let unused = counts | 1 << 56;
+        assert_eq!(Reply::decode(Op::Hello, 0, &[crate::PROTOCOL_VERSION, 1, 1 << 20, unused], 0), Err(Malformed));
+        assert!(Reply::decode(Op::PoolInfo, 0, &[u64::MAX, u64::MAX, u32::MAX as u64], 0).is_ok());
+        let pool = [0, 0, 1 << 32];
+        assert_eq!(Reply::decode(Op::PoolInfo, 0, &pool, 0), Err(Malformed), "QUARANTINE's high half is unused");
+    }
+
+    /// The packed registers' layouts, word by word, as a C client reads them.
+    #[test]
+    fn packed_replies_put_each_field_at_its_bits() {
+        let mut words = [0; MAX_MESSAGE_WORDS];
+        let hello = HelloReply {
+            version: crate::PROTOCOL_VERSION,
+            client_id: ClientId(u64::MAX),
+            pools: 4,
+            quota_bytes: u64::MAX,
+            quota_buffers: 4096,
+            quota_attachments: u64::MAX,
+        };
+        assert_eq!(Reply::Hello(hello).encode(&mut words), 4);
+        assert_eq!(words, [crate::PROTOCOL_VERSION, u64::MAX, u64::MAX, 4 | 4096 << 8 | 0xff_ffff << 32]);
+        let saturated = HelloReply { quota_attachments: 0xff_ffff, ..hello };
+        assert_eq!(Reply::decode(Op::Hello, 0, &words, 0), Ok(Reply::Hello(saturated)), "a quota beyond the field");
+        let info = InfoReply {
+            size: 1 << 30,
+            physical_address: 0x4000_0000,
+            page_bits: 21,
+            rights: Rights::ReadWrite,
+            attachments: 128,
+            flags: AllocFlags::UNCACHED | AllocFlags::READ_ONLY,
+            pool: PoolId(3),
+            owner: ClientId(u64::MAX - 1),
+        };
+        assert_eq!(Reply::Info(info).encode(&mut words), 4);
+        assert_eq!(words, [1 << 30, 0x4000_0000, 21 | 3 << 8 | 3 << 16 | 3 << 24 | 128 << 32, u64::MAX - 1]);
+        let pool =
+            PoolInfoReply { total: 1 << 40, free: 3 << 12, largest_free: 2 << 12, lost: 1 << 12, quarantined: 0 };
+        assert_eq!(Reply::PoolInfo(pool).encode(&mut words), 3);
+        assert_eq!(words[..3], [1 << 28 | 3 << 32, 2 | 1 << 32, 0]);
+        assert_eq!(Reply::decode(Op::PoolInfo, 0, &words[..3], 0), Ok(Reply::PoolInfo(pool)));
+    }
+
+    #[test]
+    fn every_message_fits_the_fastpath() {
+        assert_eq!(MAX_MESSAGE_WORDS, 4, "seL4_FastMessageRegisters");
+        let words: Vec<(usize, usize)> = Op::ALL.iter().map(|op| (op.request_words(), op.reply_words())).collect();
+        let expected =
+            [(0, 4), (4, 1), (2, 3), (3, 0), (1, 4), (1, 0), (1, 0), (2, 0), (1, 3), (1, 0), (2, 3), (1, 0), (1, 3)];
+        assert_eq!(words, expected);
+        assert!(Error::Kernel.reply_fields().len() <= MAX_MESSAGE_WORDS);
     }
 }
 

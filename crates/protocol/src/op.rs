@@ -6,11 +6,23 @@
 //! client libraries' marshalling and the C header (`build.rs`) all come from
 //! it. An op is one entry here; a field is one line.
 //!
+//! Every message fits seL4's fastpath: at most [`crate::MAX_MESSAGE_WORDS`]
+//! (4, `seL4_FastMessageRegisters`) registers each way; a PPC whose request
+//! or reply is longer takes the kernel's slow path, about twice the cost of
+//! a null PPC. Replies with more fields than that pack small ones into one
+//! register (`NAME { field (FIELD): Type [low..high], ... }`, see
+//! `wire_struct!`), at fixed bit ranges whose widths the `const` assertions
+//! at the end of this file pin against the protocol's limits; the reply
+//! structs hold every field whole, as before. A packed register with a bit
+//! set that no field uses, or a field holding no value of its type, makes
+//! the reply malformed.
+//!
 //! An error reply's label is the [`crate::Error`] code; a KERNEL error reply
 //! carries the failed invocation and the seL4 error ([`crate::KernelFailure`]),
 //! any other error reply no registers.
 
 use crate::{Align, AllocFlags, BufferId, ClientId, PoolId, Rights};
+use crate::{LARGE_PAGE_BITS, MAX_BUFFERS, MAX_CLIENTS, MAX_POOLS, POOL_SIZE_BITS};
 
 wire_ops! {
     /// Protocol version, the caller's client id and its quotas. Clients call it first.
@@ -18,18 +30,26 @@ wire_ops! {
         request {}
         /// Reply to [`Op::Hello`].
         reply HelloReply {
-            /// memsrv's [`crate::PROTOCOL_VERSION`].
+            /// memsrv's [`crate::PROTOCOL_VERSION`], alone in register 0 in
+            /// every version, so that a client can read it whatever the rest.
             version (VERSION): u64,
             /// The caller's client id, as configured in `system.xml`.
             client_id (CLIENT_ID): ClientId,
-            /// Number of pools.
-            pools (POOLS): u64,
             /// Bytes of buffers the caller may own at once.
             quota_bytes (QUOTA_BYTES): u64,
-            /// Buffers the caller may own at once.
-            quota_buffers (QUOTA_BUFFERS): u64,
-            /// Attachments the caller may hold at once.
-            quota_attachments (QUOTA_ATTACHMENTS): u64,
+            /// The pool count and the caller's count quotas.
+            COUNTS {
+                /// Number of pools (at most [`crate::MAX_POOLS`]).
+                pools (POOLS): u64 [0..8],
+                /// Buffers the caller may own at once. A quota of 2^24 or
+                /// more is sent as 2^24 - 1: more than any memsrv tracks
+                /// ([`crate::MAX_BUFFERS`]).
+                quota_buffers (QUOTA_BUFFERS): u64 [8..32],
+                /// Attachments the caller may hold at once (the same
+                /// ceiling as `quota_buffers`; memsrv holds one client to
+                /// [`crate::MAX_BUFFERS`] attachments and holes whatever its quota).
+                quota_attachments (QUOTA_ATTACHMENTS): u64 [32..56],
+            },
         }
     }
 
@@ -71,12 +91,15 @@ wire_ops! {
             size (SIZE): u64,
             /// Virtual address of the first byte in the caller's VSpace.
             vaddr (VADDR): u64,
-            /// Size bits of the largest page the mapping uses (12 or 21).
-            page_bits (PAGE_BITS): u64,
-            /// Rights of the mapping.
-            rights (RIGHTS): Rights,
-            /// The buffer's allocation flags ([`AllocFlags::UNCACHED`] buffers are mapped uncached).
-            flags (FLAGS): AllocFlags,
+            /// The mapping's page size, rights and cacheability.
+            ATTRIBUTES {
+                /// Size bits of the largest page the mapping uses (12 or 21).
+                page_bits (PAGE_BITS): u64 [0..8],
+                /// Rights of the mapping.
+                rights (RIGHTS): Rights [8..16],
+                /// The buffer's allocation flags ([`AllocFlags::UNCACHED`] buffers are mapped uncached).
+                flags (FLAGS): AllocFlags [16..24],
+            },
         }
     }
 
@@ -106,17 +129,22 @@ wire_ops! {
             size (SIZE): u64,
             /// Physical address of the first byte, or [`crate::PADDR_HIDDEN`].
             physical_address (PADDR): u64,
-            /// Size bits of the buffer's largest page (12 or 21).
-            page_bits (PAGE_BITS): u64,
-            /// Rights the caller may attach with.
-            rights (RIGHTS): Rights,
-            /// Attachments currently held, all clients together (the reference count).
-            attachments (ATTACHMENTS): u64,
-            /// Allocation flags.
-            flags (FLAGS): AllocFlags,
-            /// Pool the buffer lives in.
-            pool (POOL): PoolId,
-            /// Client id of the owner.
+            /// The small fields, at the same bits as ATTACH's `ATTRIBUTES`
+            /// where they are the same fields.
+            ATTRIBUTES {
+                /// Size bits of the buffer's largest page (12 or 21).
+                page_bits (PAGE_BITS): u64 [0..8],
+                /// Rights the caller may attach with.
+                rights (RIGHTS): Rights [8..16],
+                /// Allocation flags.
+                flags (FLAGS): AllocFlags [16..24],
+                /// Pool the buffer lives in.
+                pool (POOL): PoolId [24..32],
+                /// Attachments currently held, all clients together (the
+                /// reference count: at most one per client, and exports).
+                attachments (ATTACHMENTS): u64 [32..64],
+            },
+            /// Client id of the owner (any `u64` `system.xml` gives it).
             owner (OWNER): ClientId,
         }
     }
@@ -159,23 +187,34 @@ wire_ops! {
             /// The pool.
             pool (POOL): PoolId,
         }
-        /// Reply to [`Op::PoolInfo`].
+        /// Reply to [`Op::PoolInfo`]. Every count is a whole number of
+        /// pages; the struct holds bytes, the registers 32-bit page counts
+        /// (a pool has at most 2^28 pages, [`crate::POOL_SIZE_BITS`]).
         reply PoolInfoReply {
-            /// Bytes buffers can use: the pool's size less the metadata reserves carved from it.
-            total (TOTAL): u64,
-            /// Bytes in free blocks (buffers and memsrv's bookkeeping objects excluded).
-            free (FREE): u64,
-            /// The longest run of free pages, in bytes: the largest buffer an
-            /// ALLOC at page alignment gets now.
-            largest_free (LARGEST_FREE): u64,
-            /// Bytes memsrv can no longer use because a kernel invocation failed and
-            /// could not be undone (0 unless the kernel misbehaved). They are counted
-            /// in neither the total nor the free bytes.
-            lost (LOST): u64,
-            /// Bytes of freed buffers whose physical address a `dma` client
-            /// was told, held back from reuse until every such client QUIESCEs
-            /// ([`Op::Quiesce`]). Counted in the total, not in the free bytes.
-            quarantined (QUARANTINED): u64,
+            /// The pool's usable and free space.
+            TOTAL_FREE {
+                /// Bytes buffers can use: the pool's size less the metadata reserves carved from it.
+                total (TOTAL): u64 [0..32 pages],
+                /// Bytes in free blocks (buffers and memsrv's bookkeeping objects excluded).
+                free (FREE): u64 [32..64 pages],
+            },
+            /// The largest buffer the pool can give now, and what it lost.
+            LARGEST_LOST {
+                /// The longest run of free pages, in bytes: the largest buffer an
+                /// ALLOC at page alignment gets now.
+                largest_free (LARGEST_FREE): u64 [0..32 pages],
+                /// Bytes memsrv can no longer use because a kernel invocation failed and
+                /// could not be undone (0 unless the kernel misbehaved). They are counted
+                /// in neither the total nor the free bytes.
+                lost (LOST): u64 [32..64 pages],
+            },
+            /// What the pool holds back for devices.
+            QUARANTINE {
+                /// Bytes of freed buffers whose physical address a `dma` client
+                /// was told, held back from reuse until every such client QUIESCEs
+                /// ([`Op::Quiesce`]). Counted in the total, not in the free bytes.
+                quarantined (QUARANTINED): u64 [0..32 pages],
+            },
         }
     }
 
@@ -289,6 +328,37 @@ impl TryFrom<u64> for Op {
     }
 }
 
+/// Largest value packed field `part` of register `register` of `op`'s reply can carry.
+const fn largest(op: Op, register: usize, part: usize) -> u64 {
+    op.reply_fields()[register].parts[part].max()
+}
+
+/// The packed fields hold every value memsrv can send: a limit raised past a
+/// field's width fails to compile here rather than saturate on the wire.
+const _: () = {
+    assert!(largest(Op::Hello, 3, 0) >= MAX_POOLS as u64, "HELLO pools");
+    assert!(largest(Op::Hello, 3, 1) >= MAX_BUFFERS as u64, "HELLO quota_buffers: no client owns more");
+    assert!(largest(Op::Hello, 3, 2) >= MAX_BUFFERS as u64, "HELLO quota_attachments: no client holds more");
+    let ops = [Op::Attach, Op::Info];
+    let mut i = 0;
+    while i < ops.len() {
+        let op = ops[i];
+        i += 1;
+        assert!(largest(op, 2, 0) >= LARGE_PAGE_BITS as u64, "page_bits");
+        assert!(largest(op, 2, 1) >= Rights::ReadWrite as u64, "rights");
+        assert!(largest(op, 2, 2) >= AllocFlags::ALL.bits(), "flags");
+    }
+    assert!(largest(Op::Info, 2, 3) >= MAX_POOLS as u64 - 1, "INFO pool");
+    assert!(
+        largest(Op::Info, 2, 4) >= 2 * MAX_CLIENTS as u64,
+        "INFO attachments: an attachment and an export per client"
+    );
+    let pool_bytes = 1 << *POOL_SIZE_BITS.end();
+    assert!(largest(Op::PoolInfo, 0, 0) >= pool_bytes && largest(Op::PoolInfo, 0, 1) >= pool_bytes);
+    assert!(largest(Op::PoolInfo, 1, 0) >= pool_bytes && largest(Op::PoolInfo, 1, 1) >= pool_bytes);
+    assert!(largest(Op::PoolInfo, 2, 0) >= pool_bytes);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,29 +389,42 @@ mod tests {
     }
 
     /// The C names are ABI, C protection domains are built against them: a
-    /// field keeps its name and register (new ones go at the end).
+    /// field keeps its name, register and bits (new ones go at the end, or
+    /// in a packed register's unused bits) within a major version.
     #[test]
     fn field_names_never_move() {
         let starts = |fields: &[crate::Field], names: &[&str]| {
             let have: Vec<&str> = fields.iter().map(|f| f.name).collect();
             assert!(have.starts_with(names), "{have:?} must start with {names:?}");
         };
+        let packs = |field: &crate::Field, parts: &[(&str, u32, u32, u32)]| {
+            let have: Vec<_> = field.parts.iter().map(|p| (p.name, p.shift, p.width, p.unit_bits)).collect();
+            assert!(have.starts_with(parts), "{}: {have:?} must start with {parts:?}", field.name);
+        };
         starts(Op::Alloc.request_fields(), &["SIZE", "ALIGN_BITS", "POOL", "FLAGS"]);
         starts(Op::Attach.request_fields(), &["ID", "RIGHTS"]);
         starts(Op::Grant.request_fields(), &["ID", "GRANTEE", "RIGHTS"]);
         starts(Op::Ungrant.request_fields(), &["ID", "GRANTEE"]);
         starts(Op::PoolInfo.request_fields(), &["POOL"]);
-        starts(
-            Op::Hello.reply_fields(),
-            &["VERSION", "CLIENT_ID", "POOLS", "QUOTA_BYTES", "QUOTA_BUFFERS", "QUOTA_ATTACHMENTS"],
+        starts(Op::Hello.reply_fields(), &["VERSION", "CLIENT_ID", "QUOTA_BYTES", "COUNTS"]);
+        packs(
+            &Op::Hello.reply_fields()[3],
+            &[("POOLS", 0, 8, 0), ("QUOTA_BUFFERS", 8, 24, 0), ("QUOTA_ATTACHMENTS", 32, 24, 0)],
         );
         starts(Op::Alloc.reply_fields(), &["ID"]);
-        starts(Op::Attach.reply_fields(), &["SIZE", "VADDR", "PAGE_BITS", "RIGHTS", "FLAGS"]);
-        starts(
-            Op::Info.reply_fields(),
-            &["SIZE", "PADDR", "PAGE_BITS", "RIGHTS", "ATTACHMENTS", "FLAGS", "POOL", "OWNER"],
+        starts(Op::Attach.reply_fields(), &["SIZE", "VADDR", "ATTRIBUTES"]);
+        let attributes = [("PAGE_BITS", 0, 8, 0), ("RIGHTS", 8, 8, 0), ("FLAGS", 16, 8, 0)];
+        packs(&Op::Attach.reply_fields()[2], &attributes);
+        starts(Op::Info.reply_fields(), &["SIZE", "PADDR", "ATTRIBUTES", "OWNER"]);
+        packs(&Op::Info.reply_fields()[2], &attributes);
+        packs(
+            &Op::Info.reply_fields()[2],
+            &[attributes[0], attributes[1], attributes[2], ("POOL", 24, 8, 0), ("ATTACHMENTS", 32, 32, 0)],
         );
-        starts(Op::PoolInfo.reply_fields(), &["TOTAL", "FREE", "LARGEST_FREE", "LOST"]);
+        starts(Op::PoolInfo.reply_fields(), &["TOTAL_FREE", "LARGEST_LOST", "QUARANTINE"]);
+        packs(&Op::PoolInfo.reply_fields()[0], &[("TOTAL", 0, 32, 12), ("FREE", 32, 32, 12)]);
+        packs(&Op::PoolInfo.reply_fields()[1], &[("LARGEST_FREE", 0, 32, 12), ("LOST", 32, 32, 12)]);
+        packs(&Op::PoolInfo.reply_fields()[2], &[("QUARANTINED", 0, 32, 12)]);
         starts(Op::Reclaim.request_fields(), &["CLIENT"]);
         starts(Op::Reclaim.reply_fields(), &["BUFFERS", "BYTES", "ATTACHMENTS"]);
         for op in [Op::Info, Op::Detach, Op::Free] {

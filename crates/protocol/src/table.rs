@@ -2,57 +2,145 @@
 //! their field lists, the requests and replies and their encodings. Nothing
 //! here names an op or a field; the table does.
 
-/// A struct of message registers, one field per register in declaration
-/// order, each of a [`crate::Word`] type, with its C name in parentheses:
+/// A struct of message registers. Each register holds one field whole, or
+/// is packed: a name and the fields it holds, each at a bit range (`low..high`,
+/// bit 0 the least significant), optionally counted in pages on the wire
+/// (`pages`: the struct holds bytes, the register `bytes >> PAGE_BITS`).
+/// Every field is of a [`crate::Word`] type and has its C name in
+/// parentheses; the struct has every field, in order, whole:
 ///
 /// ```text
 /// /// Docs of the struct.
 /// Name {
 ///     /// Docs of the field.
 ///     field (FIELD): Type,
+///     /// Docs of the register (for the table's reader).
+///     REGISTER {
+///         /// Docs of the field.
+///         small (SMALL): Type [0..8],
+///         count (COUNT): u64 [32..64 pages],
+///     },
 /// }
 /// ```
 ///
-/// Generates the struct, its [`crate::Field`] list (`FIELDS`), `encode` and `decode`.
+/// Generates the struct, its [`crate::Field`] list (`FIELDS`, one per
+/// register), `encode` and `decode`.
 macro_rules! wire_struct {
     (
         $(#[doc = $doc:literal])*
-        $Name:ident {
-            $( $(#[doc = $field_doc:literal])* $field:ident ($FIELD:ident): $ty:ty ),* $(,)?
-        }
+        $Name:ident { $($body:tt)* }
     ) => {
+        wire_struct!(@registers [$(#[doc = $doc])* $Name] [] $($body)*);
+    };
+    // A register holding one field whole.
+    (@registers $head:tt [$($done:tt)*]
+        $(#[doc = $f_doc:literal])* $field:ident ($FIELD:ident): $ty:ty $(, $($rest:tt)*)?
+    ) => {
+        wire_struct!(@registers $head [$($done)*
+            (whole $FIELD [ [$(#[doc = $f_doc])*] $field ($FIELD): $ty [0, 64, 0] ])
+        ] $($($rest)*)?);
+    };
+    // A packed register.
+    (@registers $head:tt [$($done:tt)*]
+        $(#[doc = $r_doc:literal])* $REGISTER:ident {
+            $( $(#[doc = $f_doc:literal])* $field:ident ($FIELD:ident): $ty:ty
+                [$low:literal .. $high:literal $($unit:ident)?] ),* $(,)?
+        } $(, $($rest:tt)*)?
+    ) => {
+        wire_struct!(@registers $head [$($done)*
+            (packed $REGISTER [ $( [$(#[doc = $f_doc])*] $field ($FIELD): $ty
+                [$low, $high - $low, wire_unit!($($unit)?)] )* ])
+        ] $($($rest)*)?);
+    };
+    (@registers [$(#[doc = $doc:literal])* $Name:ident] [ $(
+        ($kind:ident $REGISTER:ident [ $( [$(#[doc = $f_doc:literal])*] $field:ident ($FIELD:ident): $ty:ty
+            [$shift:expr, $width:expr, $unit:expr] )* ])
+    )* ]) => {
         $(#[doc = $doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub struct $Name {
-            $( $(#[doc = $field_doc])* pub $field: $ty, )*
+            $( $( $(#[doc = $f_doc])* pub $field: $ty, )* )*
         }
 
         impl $Name {
             /// The message registers, in order.
             pub const FIELDS: &'static [$crate::Field] = &[
-                $( $crate::Field {
-                    name: stringify!($FIELD),
-                    description: <$ty as $crate::Word>::C_DESCRIPTION,
-                }, )*
+                $( wire_register!($kind $REGISTER $( $FIELD $ty [$shift, $width, $unit] )*), )*
             ];
 
             /// Write the registers into `out` and return how many there are.
             pub fn encode(&self, out: &mut [u64; $crate::MAX_MESSAGE_WORDS]) -> usize {
-                let words: &[u64] = &[ $( $crate::Word::to_word(self.$field) ),* ];
+                let words: &[u64] = &[ $(
+                    0 $( | $crate::wire::pack($crate::Word::to_word(self.$field), $shift, $width, $unit) )*
+                ),* ];
                 out[..words.len()].copy_from_slice(words);
                 words.len()
             }
 
             /// Read the registers: `None` unless there are exactly as many as
-            /// [`Self::FIELDS`] and each holds a value of its field's type.
+            /// [`Self::FIELDS`], no register has a bit set that no field
+            /// uses, and each field holds a value of its type.
             #[allow(unused_mut, unused_variables)]
             pub fn decode(words: &[u64]) -> Option<Self> {
                 if words.len() != Self::FIELDS.len() {
                     return None;
                 }
                 let mut words = words.iter().copied();
-                Some($Name { $( $field: <$ty as $crate::Word>::from_word(words.next()?).ok()? ),* })
+                let mut registers = Self::FIELDS.iter();
+                $(
+                    let register = words.next()?;
+                    if register & registers.next()?.unused_bits() != 0 {
+                        return None;
+                    }
+                    $( let $field = <$ty as $crate::Word>::from_word(
+                        $crate::wire::unpack(register, $shift, $width, $unit),
+                    ).ok()?; )*
+                )*
+                Some($Name { $( $( $field, )* )* })
             }
+        }
+
+        const _: () = {
+            let mut i = 0;
+            while i < $Name::FIELDS.len() {
+                $crate::wire::check_parts($Name::FIELDS[i].parts);
+                i += 1;
+            }
+        };
+    };
+}
+
+/// The unit a packed field counts in, as a power of two: bytes (nothing
+/// written) or `pages`.
+macro_rules! wire_unit {
+    () => {
+        0
+    };
+    (pages) => {
+        $crate::PAGE_BITS
+    };
+}
+
+/// One register's [`crate::Field`]: a field held whole, or a packed register.
+macro_rules! wire_register {
+    (whole $REGISTER:ident $FIELD:ident $ty:ty [$shift:expr, $width:expr, $unit:expr]) => {
+        $crate::Field {
+            name: stringify!($REGISTER),
+            description: <$ty as $crate::Word>::C_DESCRIPTION,
+            parts: &[],
+        }
+    };
+    (packed $REGISTER:ident $( $FIELD:ident $ty:ty [$shift:expr, $width:expr, $unit:expr] )*) => {
+        $crate::Field {
+            name: stringify!($REGISTER),
+            description: $crate::wire::PACKED_DESCRIPTION,
+            parts: &[ $( $crate::Part {
+                name: stringify!($FIELD),
+                description: <$ty as $crate::Word>::C_DESCRIPTION,
+                shift: $shift,
+                width: $width,
+                unit_bits: $unit,
+            }, )* ],
         }
     };
 }
@@ -70,9 +158,7 @@ macro_rules! wire_ops {
                     $( $(#[doc = $q_doc:literal])* $q:ident ($Q:ident): $q_ty:ty ),* $(,)?
                 }
                 $(#[doc = $reply_doc:literal])*
-                reply $Reply:ident {
-                    $( $(#[doc = $p_doc:literal])* $p:ident ($P:ident): $p_ty:ty ),* $(,)?
-                }
+                reply $Reply:ident { $($reply:tt)* }
             }
         )*
     ) => {
@@ -101,6 +187,7 @@ macro_rules! wire_ops {
                         $( $crate::Field {
                             name: stringify!($Q),
                             description: <$q_ty as $crate::Word>::C_DESCRIPTION,
+                            parts: &[],
                         }, )*
                     ], )*
                 }
@@ -176,9 +263,7 @@ macro_rules! wire_ops {
         $(
             wire_struct! {
                 $(#[doc = $reply_doc])*
-                $Reply {
-                    $( $(#[doc = $p_doc])* $p ($P): $p_ty, )*
-                }
+                $Reply { $($reply)* }
             }
 
             impl From<$Reply> for Reply {

@@ -1,6 +1,7 @@
-//! Values as they travel in one message register: the [`Word`] trait, the
-//! small types the ABI's fields have, and [`Field`], how the table describes
-//! a register to the C header.
+//! Values as they travel in message registers: the [`Word`] trait, the
+//! small types the ABI's fields have, [`Field`] and [`Part`], how the table
+//! describes a register (and the fields packed into it) to the C header, and
+//! the bit arithmetic of packed registers.
 
 use crate::{Error, PAGE_BITS};
 
@@ -22,13 +23,101 @@ pub trait Word: Copy {
     fn to_word(self) -> u64;
 }
 
-/// One message register as the ABI table declares it.
+/// One message register as the ABI table declares it: a whole-register
+/// field, or a packed register holding several small fields ([`Part`]s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Field {
     /// Name in `SCREAMING_SNAKE_CASE`, as the C header spells it (`CAPBUF_<OP>_MR_<NAME>`).
     pub name: &'static str,
-    /// What the register holds ([`Word::C_DESCRIPTION`] of its type).
+    /// What the register holds ([`Word::C_DESCRIPTION`] of its type; for a
+    /// packed register, [`PACKED_DESCRIPTION`]).
     pub description: &'static str,
+    /// The fields packed into the register, lowest bits first; empty for a
+    /// register holding one field whole.
+    pub parts: &'static [Part],
+}
+
+/// [`Field::description`] of a packed register.
+pub const PACKED_DESCRIPTION: &str = "packed";
+
+impl Field {
+    /// The register's bits no field uses: a reply with any of them set is
+    /// malformed. 0 for a whole-register field.
+    pub const fn unused_bits(&self) -> u64 {
+        if self.parts.is_empty() {
+            return 0;
+        }
+        let mut used = 0;
+        let mut i = 0;
+        while i < self.parts.len() {
+            used |= mask(self.parts[i].shift, self.parts[i].width);
+            i += 1;
+        }
+        !used
+    }
+}
+
+/// One field packed into part of a register: bits `shift..shift + width`
+/// hold the value shifted right by `unit_bits` (a count of `2^unit_bits`
+/// units: POOL_INFO sends byte counts as page counts). The reply structs
+/// hold the value itself; only the wire packs it. memsrv never sends a
+/// value a field cannot hold (the limits are pinned by `const` assertions
+/// beside the table); were one larger, the field would carry its largest
+/// value, never a wrapped one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// Name in `SCREAMING_SNAKE_CASE`, as the C header spells it (`CAPBUF_<OP>_REPLY_<NAME>_*`).
+    pub name: &'static str,
+    /// What the field holds ([`Word::C_DESCRIPTION`] of its type).
+    pub description: &'static str,
+    /// Lowest bit of the field in the register.
+    pub shift: u32,
+    /// Bits of the field.
+    pub width: u32,
+    /// The register holds the value divided by `2^unit_bits` (0: the value itself).
+    pub unit_bits: u32,
+}
+
+impl Part {
+    /// Largest value the field can carry, in its own units (bytes, not pages).
+    pub const fn max(&self) -> u64 {
+        mask(0, self.width) << self.unit_bits
+    }
+}
+
+/// Bits `shift..shift + width` of a register.
+pub(crate) const fn mask(shift: u32, width: u32) -> u64 {
+    let low = if width >= u64::BITS { u64::MAX } else { (1 << width) - 1 };
+    low << shift
+}
+
+/// `value` as field bits `shift..shift + width` in units of `2^unit_bits`,
+/// saturated at the field's largest value.
+pub(crate) const fn pack(value: u64, shift: u32, width: u32, unit_bits: u32) -> u64 {
+    let units = value >> unit_bits;
+    let largest = mask(0, width);
+    (if units > largest { largest } else { units }) << shift
+}
+
+/// The value field bits `shift..shift + width` of `word` carry.
+pub(crate) const fn unpack(word: u64, shift: u32, width: u32, unit_bits: u32) -> u64 {
+    ((word >> shift) & mask(0, width)) << unit_bits
+}
+
+/// Checked when the table is compiled: the parts of a packed register lie
+/// inside the register, do not overlap, and their values fit a `u64` in
+/// their own units.
+pub(crate) const fn check_parts(parts: &[Part]) {
+    let mut used = 0u64;
+    let mut i = 0;
+    while i < parts.len() {
+        let part = parts[i];
+        assert!(part.width >= 1 && part.shift + part.width <= u64::BITS, "a packed field lies inside its register");
+        assert!(part.width + part.unit_bits <= u64::BITS, "a packed field's value fits a u64");
+        assert!(used & mask(part.shift, part.width) == 0, "packed fields do not overlap");
+        used |= mask(part.shift, part.width);
+        i += 1;
+    }
 }
 
 impl Word for u64 {
@@ -152,6 +241,12 @@ mod tests {
         round_trips(Rights::ReadOnly);
         round_trips(AllocFlags::UNCACHED | AllocFlags::READ_ONLY);
         round_trips(Invocation::PageMap);
+        assert_eq!(pack(4096, 8, 24, 0), 4096 << 8);
+        assert_eq!(pack(u64::MAX, 8, 24, 0), 0xff_ffff << 8, "saturated, never wrapped");
+        assert_eq!(pack(5 << PAGE_BITS, 32, 32, PAGE_BITS), 5 << 32, "bytes as pages");
+        assert_eq!(unpack(5 << 32 | 7, 32, 32, PAGE_BITS), 5 << PAGE_BITS);
+        assert_eq!(unpack(u64::MAX, 0, 64, 0), u64::MAX);
+        assert_eq!(mask(8, 8), 0xff00);
         assert_eq!(Rights::from_word(2), Err(Error::InvalidRights));
         assert_eq!(AllocFlags::from_word(8), Err(Error::InvalidFlags), "the first undefined bit");
         assert!(Invocation::from_word(0).is_err());
