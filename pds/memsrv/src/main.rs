@@ -327,10 +327,12 @@ impl Handler for Memsrv {
         // Clients whose waiting ALLOC would now pass: notify each on its
         // channel (memsrv's end of its PPC channel). The queue's order
         // decided who; those chosen by one request are signalled together.
-        for client in 0..capbuf_protocol::MAX_CLIENTS {
-            if outcome.notify & (1u64 << client) == 0 {
-                continue;
-            }
+        // Only the set bits are visited: most requests notify no one, and a
+        // walk over all 64 clients cost every request about 250 instructions.
+        let mut notify = outcome.notify;
+        while notify != 0 {
+            let client = notify.trailing_zeros() as usize;
+            notify &= notify - 1;
             if let Some(config) = server.config().clients[client] {
                 if VERBOSE {
                     debug_println!("memsrv: notifying channel {}: its waiting ALLOC may pass now", config.channel);
