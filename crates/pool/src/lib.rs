@@ -489,7 +489,7 @@ impl<const NODES: usize> Pool<NODES> {
         let mut best: Option<(u64, u64)> = None;
         let mut consider = |start: u64, length: u64| {
             let fits = length >= pages && align_down(start + length - pages, align) >= start;
-            if fits && best.map_or(true, |(shortest, _)| length <= shortest) {
+            if fits && best.is_none_or(|(shortest, _)| length <= shortest) {
                 best = Some((length, start));
             }
         };
