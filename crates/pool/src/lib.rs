@@ -40,8 +40,9 @@
 //! Finding a run, carving it and freeing one are O(log P) (plus one word per
 //! 64 pages of the run); the first-fit search is O(log P) for page alignment
 //! and, for a larger alignment, may also visit free runs that are long enough
-//! but misaligned; the best-fit search visits every free run at least as
-//! long as the request, O(log P) each. An allocation or a free recomputes
+//! but misaligned; the best-fit search takes the best of the first
+//! [`BEST_FIT_CANDIDATES`] free runs that hold the request, O(log P) each
+//! (and, for a larger alignment, passes the misaligned ones on the way). An allocation or a free recomputes
 //! the chunks at the run's two ends and the two nodes above them on each
 //! level, sets the nodes between them all free or all allocated, and, above
 //! the node holding the whole run, stops at the first node whose summary
@@ -61,6 +62,11 @@ pub const LARGE_ORDER: u32 = 9;
 /// Runs of more pages than this (1 MiB of 4 KiB pages) are placed best fit
 /// from the top of the free runs, shorter ones first fit from the bottom.
 pub const BEST_FIT_ABOVE: u64 = 256;
+
+/// The best-fit search takes the best of the first this many free runs (in
+/// address order) that hold the request: an allocation visits O(log P) nodes
+/// per run, so this bounds it however many holes a pool has.
+pub const BEST_FIT_CANDIDATES: u32 = 64;
 
 /// Largest pool order (2^30 pages): node numbers and run lengths fit in 32 bits.
 pub const MAX_ORDER: u32 = 30;
@@ -476,28 +482,30 @@ impl<const NODES: usize> Pool<NODES> {
 
     /// Placement of a large run: the shortest maximal free run that holds
     /// `pages` pages at `2^align` alignment (the highest of equally short
-    /// ones), and in it the highest such start, moved down to a large-page
-    /// boundary for a run of at least `2^LARGE_ORDER` pages if it still fits.
-    /// Visits the nodes on the way to each free run of at least `pages`
-    /// pages: O(log P) per such run.
+    /// ones) among the first [`BEST_FIT_CANDIDATES`] that do, and in it the
+    /// highest such start, moved down to a large-page boundary for a run of
+    /// at least `2^LARGE_ORDER` pages if it still fits. Visits the nodes on
+    /// the way to each free run of at least `pages` pages it looks at:
+    /// O(log P) per such run.
     fn best_fit(&self, pages: u64, align: u32) -> Option<u64> {
         let (size, root) = (self.pages(), self.sums[1]);
         if (root.longest as u64) < pages {
             return None;
         }
-        // (length, first page) of the best run so far; a later run as short wins.
-        let mut best: Option<(u64, u64)> = None;
+        // (length, first page) of the best run so far; a later run as short
+        // wins. Whether to look further: fewer than BEST_FIT_CANDIDATES fit.
+        let (mut best, mut candidates): (Option<(u64, u64)>, u32) = (None, 0);
         let mut consider = |start: u64, length: u64| {
             let fits = length >= pages && align_down(start + length - pages, align) >= start;
             if fits && best.is_none_or(|(shortest, _)| length <= shortest) {
                 best = Some((length, start));
             }
+            candidates += fits as u32;
+            candidates < BEST_FIT_CANDIDATES
         };
         if root.prefix as u64 == size {
             consider(0, size);
-        } else {
-            consider(0, root.prefix as u64);
-            self.interior_runs(1, self.order, 0, pages, &mut consider);
+        } else if consider(0, root.prefix as u64) && self.interior_runs(1, self.order, 0, pages, &mut consider) {
             consider(size - root.suffix as u64, root.suffix as u64);
         }
         let (length, start) = best?;
@@ -509,24 +517,34 @@ impl<const NODES: usize> Pool<NODES> {
     /// Report, in address order, every maximal free run of at least `pages`
     /// (more than one chunk) pages inside `node` (of `2^order` pages from
     /// page `offset`) that touches neither of its ends: those are its
-    /// parent's, or the pool's prefix and suffix.
-    fn interior_runs(&self, node: usize, order: u32, offset: u64, pages: u64, report: &mut impl FnMut(u64, u64)) {
+    /// parent's, or the pool's prefix and suffix. Stops as soon as `report`
+    /// returns false, and returns false then.
+    fn interior_runs(
+        &self,
+        node: usize,
+        order: u32,
+        offset: u64,
+        pages: u64,
+        report: &mut impl FnMut(u64, u64) -> bool,
+    ) -> bool {
         let sum = self.sums[node];
         // A chunk holds no run that long; a free node is one run touching both ends.
         if (sum.longest as u64) < pages || node >= self.chunks || sum.prefix as u64 == 1 << order {
-            return;
+            return true;
         }
         let half = order - 1;
         let middle = offset + (1 << half);
         let (left, right) = (self.sums[2 * node], self.sums[2 * node + 1]);
-        self.interior_runs(2 * node, half, offset, pages, report);
+        if !self.interior_runs(2 * node, half, offset, pages, report) {
+            return false;
+        }
         if (left.suffix as u64) < 1 << half && (right.prefix as u64) < 1 << half {
             let length = (left.suffix + right.prefix) as u64;
-            if length >= pages {
-                report(middle - left.suffix as u64, length);
+            if length >= pages && !report(middle - left.suffix as u64, length) {
+                return false;
             }
         }
-        self.interior_runs(2 * node + 1, half, middle, pages, report);
+        self.interior_runs(2 * node + 1, half, middle, pages, report)
     }
 
     /// [`Self::search`] at page alignment: every run long enough fits, so

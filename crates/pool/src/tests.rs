@@ -258,6 +258,37 @@ fn large_runs_take_the_shortest_run_that_holds_them() {
     mirror.check_tiling(12);
 }
 
+/// The best-fit search looks at the first [`BEST_FIT_CANDIDATES`] runs
+/// that hold the request, so an allocation costs the same however many holes
+/// the pool has; runs too short do not count, so a run that fits is found
+/// wherever it is.
+#[test]
+fn best_fit_looks_at_a_bounded_number_of_runs() {
+    let mut pool = Box::new(Pool::<{ nodes_for(16) }>::new(16).unwrap());
+    let mut ignore = |_| {};
+    // 110 free runs of 300 pages, one page apart, the 100th of 297, then the
+    // rest of the pool free. Built from small runs, which go first fit.
+    let mut freed = Vec::new();
+    for run in 0..110u64 {
+        let head = pool.alloc(256, 0, &mut ignore).unwrap();
+        let tail = pool.alloc(if run == 100 { 41 } else { 44 }, 0, &mut ignore).unwrap();
+        if run == 100 {
+            pool.alloc(3, 0, &mut ignore).unwrap();
+        }
+        pool.alloc(1, 0, &mut ignore).unwrap();
+        assert_eq!(head.offset, run * 301);
+        freed.extend([head, tail]);
+    }
+    for a in freed {
+        pool.free(a, &mut ignore).unwrap();
+    }
+    let a = pool.alloc(297, 0, &mut ignore).unwrap();
+    let first_runs = BEST_FIT_CANDIDATES as u64;
+    assert_eq!(a.offset, (first_runs - 1) * 301 + 3, "the highest of the first runs that fit, not the 100th");
+    let b = pool.alloc(301, 0, &mut ignore).unwrap();
+    assert_eq!(b.offset, (1 << 16) - 301, "past 109 runs too short: the rest of the pool");
+}
+
 #[test]
 fn tiny_pools_work() {
     for order in 0..=7 {
@@ -308,6 +339,8 @@ impl Reference {
     /// [`BEST_FIT_ABOVE`] pages, else the shortest maximal free run that
     /// holds them (the highest of equally short ones), at its highest aligned
     /// start, down to a 2 MiB boundary from 2 MiB up if it stays in the run.
+    /// (The pools of the property tests hold fewer free runs than the
+    /// search's [`BEST_FIT_CANDIDATES`].)
     fn place(&self, pages: u64, align: u32) -> Option<u64> {
         let n = self.free.len() as u64;
         let at = |s: u64| s + pages <= n && (s..s + pages).all(|p| self.free[p as usize]);
