@@ -42,12 +42,12 @@
 //! and, for a larger alignment, may also visit free runs that are long enough
 //! but misaligned; the best-fit search takes the best of the first
 //! [`BEST_FIT_CANDIDATES`] free runs that hold the request, O(log P) each
-//! (and, for a larger alignment, passes the misaligned ones on the way). An allocation or a free recomputes
-//! the chunks at the run's two ends and the two nodes above them on each
-//! level, sets the nodes between them all free or all allocated, and, above
-//! the node holding the whole run, stops at the first node whose summary
-//! does not change. The [`Event`]s cost
-//! a few bit operations inside the edge chunks and one node per event above.
+//! (and, for a larger alignment, passes the misaligned ones on the way). An
+//! allocation or a free recomputes the chunks at the run's two ends and the
+//! two nodes above them on each level, sets the nodes between them all free
+//! or all allocated, and, above the node holding the whole run, stops at the
+//! first node whose summary does not change. The [`Event`]s cost a few bit
+//! operations inside the edge chunks and one node per event above.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
