@@ -182,7 +182,7 @@ fn a_run_across_blocks_succeeds_whenever_the_pages_are_free() {
     let mut mirror = Mirror::new();
     let big = pool.alloc(2048, 0, &mut |e| mirror.apply(e)).unwrap();
     let page = pool.alloc(1, 0, &mut |e| mirror.apply(e)).unwrap();
-    assert_eq!((big.offset, page.offset), (0, 2048));
+    assert_eq!((big.offset, page.offset), (2048, 0), "large at the top, small at the bottom");
     assert_eq!(pool.largest_free(), 2047);
     assert!(!pool.can_alloc(2048, 0));
     assert!(!pool.can_alloc(2047, 1), "the run starts at an odd page");
@@ -190,7 +190,7 @@ fn a_run_across_blocks_succeeds_whenever_the_pages_are_free() {
         let a = pool.alloc(pages, align, &mut |e| mirror.apply(e)).unwrap();
         assert_eq!(a.pages, pages);
         assert_eq!(a.offset % (1 << align), 0);
-        assert!(a.offset >= 2049 && a.offset + pages <= 4096, "{a:?}");
+        assert!(a.offset >= 1 && a.offset + pages <= 2048, "{a:?}");
         let leaves: Vec<_> = a.blocks(12).map(|b| b.order()).collect();
         let top = *leaves.iter().max().unwrap();
         let peak = leaves.iter().position(|&o| o == top).unwrap();
@@ -208,25 +208,85 @@ fn a_run_across_blocks_succeeds_whenever_the_pages_are_free() {
 }
 
 #[test]
-fn a_large_run_across_blocks_prefers_a_large_page_boundary() {
+fn a_large_run_goes_to_the_top_of_its_run_on_a_large_page_boundary() {
     let mut pool = Box::new(Pool::<{ nodes_for(12) }>::new(12).unwrap());
     let mut ignore = |_| {};
     let low = pool.alloc(1, 0, &mut ignore).unwrap();
     assert_eq!(low.offset, 0);
-    let _middle = pool.alloc(2048, 11, &mut ignore).unwrap();
-    // Free: pages 1..2048, no free block of 2048. The lowest run of 1500
-    // pages would start at page 1; a 2 MiB boundary (page 512) fits too.
+    let top = pool.alloc(2048, 11, &mut ignore).unwrap();
+    assert_eq!(top.offset, 2048, "the highest aligned start of the only run");
+    // Free: pages 1..2048, no free block of 2048. The highest start of a
+    // run of 1500 pages is 548; the 2 MiB boundary below it (page 512) fits.
     let a = pool.alloc(1500, 0, &mut ignore).unwrap();
     assert_eq!(a.offset, 512);
     pool.free(a, &mut ignore).unwrap();
     let b = pool.alloc(1800, 0, &mut ignore).unwrap();
-    assert_eq!(b.offset, 248, "no room from a boundary: the run ends on one instead");
+    assert_eq!(b.offset, 248, "no room from a boundary: it ends at the run's end");
     pool.free(b, &mut ignore).unwrap();
     let b = pool.alloc(2047, 0, &mut ignore).unwrap();
-    assert_eq!(b.offset, 1, "the whole free run: the lowest start");
+    assert_eq!(b.offset, 1, "the whole free run");
     pool.free(b, &mut ignore).unwrap();
     let c = pool.alloc(511, 0, &mut ignore).unwrap();
-    assert_eq!(c.offset, 1, "below 2 MiB: no large page to gain");
+    assert_eq!(c.offset, 1537, "more than 1 MiB, below 2 MiB: the top, no large page to gain");
+    let d = pool.alloc(BEST_FIT_ABOVE, 0, &mut ignore).unwrap();
+    assert_eq!(d.offset, 1, "1 MiB and less: first fit from the bottom");
+}
+
+/// Small runs are packed from the bottom, first fit; large ones go to the
+/// shortest free run that holds them, at its top.
+#[test]
+fn large_runs_take_the_shortest_run_that_holds_them() {
+    let mut pool = Box::new(Pool::<{ nodes_for(12) }>::new(12).unwrap());
+    let mut mirror = Mirror::new();
+    let quarter: Vec<_> = (0..16).map(|_| pool.alloc(256, 0, &mut |e| mirror.apply(e)).unwrap()).collect();
+    assert!(quarter.iter().enumerate().all(|(i, a)| a.offset == 256 * i as u64), "first fit fills from the bottom");
+    // Free runs: 256..1024 (768 pages), 1536..1792 (256), 2304..3840 (1536).
+    for i in [1, 2, 3, 6, 9, 10, 11, 12, 13, 14] {
+        pool.free(quarter[i], &mut |e| mirror.apply(e)).unwrap();
+    }
+    let a = pool.alloc(700, 0, &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!(a.offset, 1024 - 700, "the 768-page run, not the 1536-page one; at its top");
+    let b = pool.alloc(600, 0, &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!(b.offset, 3072, "only the long run holds it: its top, down to a 2 MiB boundary");
+    let c = pool.alloc(60, 0, &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!(c.offset, 256, "small: the lowest run that holds it, below the large one");
+    let e = pool.alloc(100, 0, &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!(e.offset, 1536, "the 8 pages left at the bottom are too few");
+    let d = pool.alloc(257, 2, &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!(d.offset, align_down(3072 - 257, 2), "aligned: the highest aligned start of the shortest run");
+    assert!(!pool.can_alloc(800, 0));
+    mirror.check_tiling(12);
+}
+
+/// The best-fit search looks at the first [`BEST_FIT_CANDIDATES`] runs
+/// that hold the request, so an allocation costs the same however many holes
+/// the pool has; runs too short do not count, so a run that fits is found
+/// wherever it is.
+#[test]
+fn best_fit_looks_at_a_bounded_number_of_runs() {
+    let mut pool = Box::new(Pool::<{ nodes_for(16) }>::new(16).unwrap());
+    let mut ignore = |_| {};
+    // 110 free runs of 300 pages, one page apart, the 100th of 297, then the
+    // rest of the pool free. Built from small runs, which go first fit.
+    let mut freed = Vec::new();
+    for run in 0..110u64 {
+        let head = pool.alloc(256, 0, &mut ignore).unwrap();
+        let tail = pool.alloc(if run == 100 { 41 } else { 44 }, 0, &mut ignore).unwrap();
+        if run == 100 {
+            pool.alloc(3, 0, &mut ignore).unwrap();
+        }
+        pool.alloc(1, 0, &mut ignore).unwrap();
+        assert_eq!(head.offset, run * 301);
+        freed.extend([head, tail]);
+    }
+    for a in freed {
+        pool.free(a, &mut ignore).unwrap();
+    }
+    let a = pool.alloc(297, 0, &mut ignore).unwrap();
+    let first_runs = BEST_FIT_CANDIDATES as u64;
+    assert_eq!(a.offset, (first_runs - 1) * 301 + 3, "the highest of the first runs that fit, not the 100th");
+    let b = pool.alloc(301, 0, &mut ignore).unwrap();
+    assert_eq!(b.offset, (1 << 16) - 301, "past 109 runs too short: the rest of the pool");
 }
 
 #[test]
@@ -275,6 +335,44 @@ impl Reference {
         (0..n).step_by(1 << align).any(|s| s + pages <= n && (s..s + pages).all(|p| self.free[p as usize]))
     }
 
+    /// Where the policy puts `pages` pages: first fit up to
+    /// [`BEST_FIT_ABOVE`] pages, else the shortest maximal free run that
+    /// holds them (the highest of equally short ones), at its highest aligned
+    /// start, down to a 2 MiB boundary from 2 MiB up if it stays in the run.
+    /// (The pools of the property tests hold fewer free runs than the
+    /// search's [`BEST_FIT_CANDIDATES`].)
+    fn place(&self, pages: u64, align: u32) -> Option<u64> {
+        let n = self.free.len() as u64;
+        let at = |s: u64| s + pages <= n && (s..s + pages).all(|p| self.free[p as usize]);
+        if pages <= BEST_FIT_ABOVE {
+            return (0..n).step_by(1 << align).find(|&s| at(s));
+        }
+        let mut runs = Vec::new();
+        let mut p = 0;
+        while p < n {
+            if !self.free[p as usize] {
+                p += 1;
+                continue;
+            }
+            let start = p;
+            while p < n && self.free[p as usize] {
+                p += 1;
+            }
+            runs.push((start, p - start));
+        }
+        let top = |(s, l): (u64, u64)| {
+            if l < pages {
+                None
+            } else {
+                Some(align_down(s + l - pages, align)).filter(|&t| t >= s)
+            }
+        };
+        let (s, l) = runs.into_iter().filter(|&r| top(r).is_some()).min_by_key(|&(s, l)| (l, std::cmp::Reverse(s)))?;
+        let highest = top((s, l)).unwrap();
+        let large = align_down(highest, LARGE_ORDER.max(align));
+        Some(if pages >= 1 << LARGE_ORDER && large >= s { large } else { highest })
+    }
+
     fn longest_run(&self) -> u64 {
         let (mut best, mut run) = (0, 0);
         for &f in &self.free {
@@ -308,6 +406,7 @@ proptest! {
                 Step::Alloc { pages, align } => {
                     let expected = reference.fits(pages, align);
                     prop_assert_eq!(pool.can_alloc(pages, align), expected);
+                    prop_assert_eq!(pool.placement(pages, align), reference.place(pages, align), "{} pages at 2^{}", pages, align);
                     match pool.alloc(pages, align, &mut |e| mirror.apply(e)) {
                         Ok(a) => {
                             prop_assert!(expected);
@@ -369,6 +468,56 @@ proptest! {
         prop_assert_eq!(pool.free_pages(), pages_in_pool);
         prop_assert_eq!(pool.largest_free(), pages_in_pool);
         prop_assert_eq!(&mirror.existing, &BTreeSet::from([1]));
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config(64))]
+
+    /// In a pool of 2048 pages, with runs up to half of it (large pages
+    /// from 512): every allocation lands where the reference's policy puts
+    /// it, and succeeds exactly when the pages are free at the alignment.
+    #[test]
+    fn large_placements_agree_with_a_reference(
+        steps in prop::collection::vec(prop_oneof![
+            3 => (prop_oneof![1u64..300, 200u64..1100], prop_oneof![Just(0u32), 0u32..11])
+                .prop_map(|(pages, align)| Step::Alloc { pages, align }),
+            2 => any::<usize>().prop_map(Step::Free),
+        ], 1..120)
+    ) {
+        const LARGER: u32 = 11;
+        let mut pool = Box::new(Pool::<{ nodes_for(LARGER) }>::new(LARGER).unwrap());
+        let mut reference = Reference { free: vec![true; 1 << LARGER] };
+        let mut mirror = Mirror::new();
+        let mut live = Vec::new();
+        for step in steps {
+            match step {
+                Step::Alloc { pages, align } => {
+                    let expected = reference.place(pages, align);
+                    prop_assert_eq!(expected.is_some(), reference.fits(pages, align));
+                    match pool.alloc(pages, align, &mut |e| mirror.apply(e)) {
+                        Ok(a) => {
+                            prop_assert_eq!(Some(a.offset), expected, "{} pages at 2^{}", pages, align);
+                            for p in a.offset..a.offset + pages {
+                                reference.free[p as usize] = false;
+                            }
+                            live.push(a);
+                        }
+                        Err(e) => prop_assert_eq!((e, expected), (AllocError::OutOfMemory, None)),
+                    }
+                }
+                Step::Free(i) => {
+                    if live.is_empty() { continue; }
+                    let a = live.swap_remove(i % live.len());
+                    pool.free(a, &mut |e| mirror.apply(e)).unwrap();
+                    for p in a.offset..a.offset + a.pages {
+                        reference.free[p as usize] = true;
+                    }
+                }
+            }
+            prop_assert_eq!(pool.largest_free(), reference.longest_run());
+            mirror.check_tiling(LARGER);
+        }
     }
 }
 
