@@ -53,13 +53,26 @@ fn config(pools: &[(u64, u64, bool)]) -> Config {
     config
 }
 
-/// Pool 0 of kernel RAM, pool 1 of device memory full of stale data up to
-/// `stale_bytes`.
+/// The parts of the device pool full of stale data: its first and its last
+/// `stale_bytes`, wherever the allocator places buffers.
+fn stale(stale_bytes: u64) -> [(u64, u64); 2] {
+    let end = DEVICE.0 + (1 << DEVICE.1);
+    [(DEVICE.0, DEVICE.0 + stale_bytes), (end - stale_bytes, end)]
+}
+
+/// Pool 0 of kernel RAM, pool 1 of device memory with [`stale`] data.
 fn world(stale_bytes: u64) -> World {
     let config = config(&[(RAM.0, RAM.1, false), (DEVICE.0, DEVICE.1, true)]);
     let mut model = Model::new(12, &[RAM, DEVICE], 2).device_memory(DEVICE.0..DEVICE.0 + (1 << DEVICE.1));
-    model.fill_memory(DEVICE.0, DEVICE.0 + stale_bytes, STALE);
+    for (start, end) in stale(stale_bytes) {
+        model.fill_memory(start, end, STALE);
+    }
     Rc::new(RefCell::new(Server::new(model, config).expect("valid config")))
+}
+
+/// Bytes of `[start, end)` inside one of `buffers` (physical address, size).
+fn covered(start: u64, end: u64, buffers: &[(u64, u64)]) -> u64 {
+    buffers.iter().map(|&(at, size)| end.min(at + size).saturating_sub(start.max(at))).sum()
 }
 
 fn client(world: &World, index: usize) -> Client<Port<BIG>> {
@@ -105,13 +118,19 @@ fn every_frame_of_an_odd_sized_buffer_is_zeroed_and_again_after_reuse() {
         let size = 3 * MIB + 3 * PAGE;
         let id = owner.alloc(size, Align::PAGE, PoolId(1), AllocFlags::NONE).unwrap();
         let paddr = owner.info(id).unwrap().physical_address;
-        assert_eq!(dirty(&world, paddr, size), 0);
-        let pages = |bytes: u64| (bytes / PAGE) as usize;
-        assert_eq!(
-            dirty(&world, DEVICE.0, 64 * MIB),
-            pages(64 * MIB - size - PAGE),
-            "the stale data around them is still there: the model keeps device memory as it was"
-        );
+        let first_paddr = owner.info(first).unwrap().physical_address;
+        let buffers = [(paddr, size), (first_paddr, PAGE)];
+        for (at, bytes) in buffers {
+            assert_eq!(dirty(&world, at, bytes), 0);
+            assert_eq!(covered(at, at + bytes, &stale(64 * MIB).map(|(s, e)| (s, e - s))), bytes, "it was stale");
+        }
+        for (start, end) in stale(64 * MIB) {
+            assert_eq!(
+                dirty(&world, start, end - start) as u64,
+                (end - start - covered(start, end, &buffers)) / PAGE,
+                "the stale data around them is still there: the model keeps device memory as it was"
+            );
+        }
         // Written by its owner, freed, allocated by another client: zero again.
         let view = owner.attach(id, Rights::ReadWrite).unwrap();
         for offset in (0..size).step_by(PAGE as usize) {
@@ -127,6 +146,7 @@ fn every_frame_of_an_odd_sized_buffer_is_zeroed_and_again_after_reuse() {
         }
         other.detach(reused).unwrap();
         other.free(reused).unwrap();
+        owner.quiesce(first).unwrap();
         owner.free(first).unwrap();
         assert_eq!(world.borrow().free_bytes(1), world.borrow().total_bytes(1), "nothing in quarantine");
         assert_eq!(world.borrow().free_bytes(1), world.borrow().total_bytes(1));
