@@ -436,12 +436,41 @@ impl<const NODES: usize> Pool<NODES> {
     ) -> Result<Allocation, AllocError> {
         self.check(pages, align_order)?;
         let offset = self.find(pages, align_order).ok_or(AllocError::OutOfMemory)?;
-        let allocation = Allocation { offset, pages };
+        Ok(self.carve(Allocation { offset, pages }, events))
+    }
+
+    /// Allocate the run of `pages` pages at `offset`, which must be aligned
+    /// to `2^align_order` pages and wholly free: what [`Self::placement`]
+    /// returned for the same request, with no change to the pool since. It
+    /// skips the search [`Self::alloc`] makes (memsrv decides a request
+    /// before carrying it out, and the decision has the placement already).
+    /// Costs a word per 64 pages of the run to check it is free. Refused
+    /// with [`AllocError::OutOfMemory`], the pool unchanged, for a run not
+    /// wholly free or misaligned.
+    pub fn alloc_at(
+        &mut self,
+        offset: u64,
+        pages: u64,
+        align_order: u32,
+        events: &mut impl FnMut(Event),
+    ) -> Result<Allocation, AllocError> {
+        self.check(pages, align_order)?;
+        let end = offset.checked_add(pages).filter(|&end| end <= self.pages()).ok_or(AllocError::OutOfMemory)?;
+        if offset & ((1 << align_order) - 1) != 0 || !self.all_free(offset, end) {
+            return Err(AllocError::OutOfMemory);
+        }
+        Ok(self.carve(Allocation { offset, pages }, events))
+    }
+
+    /// Take a free, aligned run: split the tree along its edges, mark its
+    /// pages and its start.
+    fn carve(&mut self, allocation: Allocation, events: &mut impl FnMut(Event)) -> Allocation {
+        let Allocation { offset, pages } = allocation;
         self.split_for(allocation, events);
         self.mark::<false>(offset, offset + pages);
         self.words[(offset / 64) as usize] |= 1 << (offset % 64);
         self.free_pages -= pages;
-        Ok(allocation)
+        allocation
     }
 
     /// Give back one allocation, exactly as [`Self::alloc`] returned it.
@@ -715,6 +744,18 @@ impl<const NODES: usize> Pool<NODES> {
         let bits = stop - from;
         let mask = (u64::MAX >> (64 - bits)) << (from % 64); // 1 <= bits <= 64
         (mask, next)
+    }
+
+    /// Whether every page of `[from, to)` is free.
+    fn all_free(&self, mut from: u64, to: u64) -> bool {
+        while from < to {
+            let (mask, next) = Self::word_range(from, to);
+            if self.free_word(from) & mask != mask {
+                return false;
+            }
+            from = next;
+        }
+        true
     }
 
     /// Whether no page of `[from, to)` is free.

@@ -142,6 +142,45 @@ fn errors_leave_the_pool_unchanged() {
 }
 
 #[test]
+fn alloc_at_the_placement_is_alloc_and_refuses_any_other_run() {
+    // Two pools driven alike: one by alloc, one by alloc_at its own
+    // placement; same allocations, same events, same state, random churn.
+    let (mut searched, mut placed) = (TestPool::new(8).unwrap(), TestPool::new(8).unwrap());
+    let (mut a, mut b) = (Mirror::new(), Mirror::new());
+    let mut live = Vec::new();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for step in 0..2000u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if seed % 3 == 0 && !live.is_empty() {
+            let allocation = live.swap_remove((seed as usize / 3) % live.len());
+            searched.free(allocation, &mut |e| a.apply(e)).unwrap();
+            placed.free(allocation, &mut |e| b.apply(e)).unwrap();
+        } else {
+            let (pages, align) = (1 + (seed >> 8) % 40, ((seed >> 20) % 4) as u32);
+            let Some(offset) = placed.placement(pages, align) else { continue };
+            let expected = searched.alloc(pages, align, &mut |e| a.apply(e)).unwrap();
+            assert_eq!(placed.alloc_at(offset, pages, align, &mut |e| b.apply(e)), Ok(expected), "step {step}");
+            live.push(expected);
+        }
+        assert_eq!(searched, placed);
+        assert_eq!((&a.existing, &a.split), (&b.existing, &b.split));
+    }
+    // Refused, the pool unchanged: a run with an allocated page, a
+    // misaligned one, one past the end, an empty one.
+    let mut pool = TestPool::new(4).unwrap();
+    pool.alloc_at(4, 2, 0, &mut |_| {}).unwrap();
+    let snapshot = pool.clone();
+    let mut events = 0;
+    for (offset, pages, align) in [(3, 2, 0), (5, 1, 0), (6, 2, 2), (15, 2, 0), (u64::MAX, 1, 0)] {
+        assert_eq!(pool.alloc_at(offset, pages, align, &mut |_| events += 1), Err(AllocError::OutOfMemory));
+    }
+    assert_eq!(pool.alloc_at(0, 0, 0, &mut |_| events += 1), Err(AllocError::ZeroSize));
+    assert_eq!((events, &pool), (0, &snapshot));
+}
+
+#[test]
 fn two_adjacent_allocations_are_freed_one_at_a_time_only() {
     let mut pool = TestPool::new(4).unwrap();
     let mut mirror = Mirror::new();

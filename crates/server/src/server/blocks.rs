@@ -149,18 +149,25 @@ fn alloc_error(error: capbuf_pool::AllocError) -> Error {
 
 impl<const NODES: usize> State<NODES> {
     /// Allocate from pool `pool` and split its blocks in the kernel to
-    /// match. If the kernel refuses a split, the pool is rolled back: the
-    /// blocks split so far stay, dormant.
+    /// match: at page `at` (the placement a request was decided with), or
+    /// where the pool places it for `None`. If the kernel refuses a split,
+    /// the pool is rolled back: the blocks split so far stay, dormant.
     pub(super) fn pool_alloc<K: Kernel>(
         &mut self,
         kernel: &mut K,
         pool: usize,
         pages: u64,
         align_order: u32,
+        at: Option<u64>,
     ) -> Result<Allocation, Failure> {
         let state = self.pools[pool].as_mut().ok_or(Error::InvalidPool)?;
         let mut mirror = Mirror { kernel, blocks: &mut self.blocks, slots: &mut self.slots, pool, failed: None };
-        let allocation = state.pool.alloc(pages, align_order, &mut |event| mirror.apply(event));
+        // At the placement the request was decided with (no search), or
+        // wherever the pool places it.
+        let allocation = match at {
+            Some(offset) => state.pool.alloc_at(offset, pages, align_order, &mut |event| mirror.apply(event)),
+            None => state.pool.alloc(pages, align_order, &mut |event| mirror.apply(event)),
+        };
         let failed = mirror.failed;
         let allocation = allocation.map_err(alloc_error)?;
         if let Some(failure) = failed {

@@ -32,6 +32,8 @@ pub(super) struct AllocPlan {
     pub(super) meta: usize,
     /// Table slots the request may need (splits, the CNode and a scratch slot).
     pub(super) slots: usize,
+    /// First page of the run in the pool, as decided (the pool's placement).
+    pub(super) offset: u64,
 }
 
 /// An attachment to make.
@@ -194,7 +196,7 @@ impl<const NODES: usize> State<NODES> {
         if layout.metadata_pages() > self.reserves.block_pages() {
             return Err(Error::OutOfMemory);
         }
-        Ok(AllocPlan { pool, pages, align_order, flags, bytes, meta, slots })
+        Ok(AllocPlan { pool, pages, align_order, flags, bytes, meta, slots, offset: first })
     }
 
     pub(super) fn plan_attach(&self, client: usize, id: BufferId, rights: Rights) -> Result<AttachPlan, Error> {

@@ -205,7 +205,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                     .filter(|&p| state.config.pools[p].is_some_and(|pool| !pool.device))
                     .find(|&p| state.pools[p].as_ref().is_some_and(|s| s.pool.can_alloc(block_pages, block_order)))
                     .ok_or(Error::OutOfMemory)?;
-                let block = state.pool_alloc(&mut self.kernel, pool, block_pages, block_order)?;
+                let block = state.pool_alloc(&mut self.kernel, pool, block_pages, block_order, None)?;
                 state.reserves.push(client, pool, block).map_err(|_| Error::OutOfSlots)?;
             }
         }
