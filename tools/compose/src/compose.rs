@@ -76,6 +76,31 @@ fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
     a.start < b.end && b.start < a.end
 }
 
+/// One build of the system as it stands: symbols patched (memsrv's
+/// configuration too), Microkit's spec with capbuf's objects added and
+/// re-sorted, and packed into a copy of `initialiser`.
+fn spec_and_task(
+    config: &Config,
+    config_name: &str,
+    system: &SystemDescription,
+    elfs: &mut [ElfFile],
+    initialiser: &CapDLInitialiser,
+    capbuf: Option<&Capbuf>,
+) -> Result<(CapDLSpecContainer, CapDLInitialiser), String> {
+    let mut initialiser = initialiser.clone();
+    patch_symbols(config, elfs, system).map_err(|e| format!("ERROR: {e}"))?;
+    if let Some(capbuf) = capbuf {
+        write_memsrv_config(elfs, capbuf)?;
+    }
+    let mut container = build_capdl_spec(config, elfs, system)?;
+    if let Some(capbuf) = capbuf {
+        spec::extend(&mut container, config, system, &capbuf.resolved)?;
+        spec::sort(&mut container, config);
+    }
+    pack_spec_into_initial_task(config, config_name, &container, elfs, &mut initialiser);
+    Ok((container, initialiser))
+}
+
 /// Build the spec and the initialiser, placing the regions subject to
 /// `setvar region_paddr`. `elfs` are the protection domains' ELFs followed by
 /// the monitor's, as `patch_symbols` expects.
@@ -89,17 +114,7 @@ pub fn build(
     capbuf: Option<&Capbuf>,
 ) -> Result<Built, String> {
     for iteration in 0..MAX_BUILD_ITERATIONS {
-        let mut initialiser = initialiser.clone();
-        patch_symbols(config, elfs, system).map_err(|e| format!("ERROR: {e}"))?;
-        if let Some(capbuf) = capbuf {
-            write_memsrv_config(elfs, capbuf)?;
-        }
-        let mut container = build_capdl_spec(config, elfs, system)?;
-        if let Some(capbuf) = capbuf {
-            spec::extend(&mut container, config, system, &capbuf.resolved)?;
-            spec::sort(&mut container, config);
-        }
-        pack_spec_into_initial_task(config, config_name, &container, elfs, &mut initialiser);
+        let (mut container, mut initialiser) = spec_and_task(config, config_name, system, elfs, initialiser, capbuf)?;
         // x86_64: nothing is placed in physical memory by the tool.
         let Some(boot) = boot else { return Ok(Built { container, initialiser }) };
 
@@ -207,13 +222,7 @@ pub fn place(
         .collect();
     taken.extend(pools.iter().filter(|pool| !pool.placed).map(|pool| pool.range()));
     for _ in 0..MAX_PLACEMENT_ROUNDS {
-        let mut initialiser = initialiser.clone();
-        patch_symbols(config, elfs, system).map_err(|e| format!("ERROR: {e}"))?;
-        write_memsrv_config(elfs, capbuf)?;
-        let mut container = build_capdl_spec(config, elfs, system)?;
-        spec::extend(&mut container, config, system, &capbuf.resolved)?;
-        spec::sort(&mut container, config);
-        pack_spec_into_initial_task(config, config_name, &container, elfs, &mut initialiser);
+        let (_, initialiser) = spec_and_task(config, config_name, system, elfs, initialiser, Some(capbuf))?;
         let bound = initialiser.image_bound();
         let task_size = bound.end - bound.start;
         // No room for the initial task: the build loop says so.
