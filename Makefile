@@ -65,7 +65,7 @@ endif
 OUT := $(BUILD_DIR)/$(MICROKIT_BOARD)-$(MICROKIT_CONFIG)
 SETUP_MK := $(OUT)/setup.mk
 SETUP := scripts/setup --board $(MICROKIT_BOARD) --config $(MICROKIT_CONFIG) --output $(SETUP_MK)
-SYSTEM_TARGETS := check-sdk pds memsrv compose image region-image run qemu-test compose-test qemu-bench integration-test dma-test \
+SYSTEM_TARGETS := check-sdk pds memsrv compose image region-image run qemu-test compose-test qemu-bench integration-test dma-test iommu-test \
                   big-pool-test \
                   board-test board-images compose-boards
 # Boards besides the default one whose demo boots in QEMU (make test-boards).
@@ -282,6 +282,11 @@ qemu-test: image region-image
 board-test: image integration-test
 	$(QEMU_ENV) scripts/qemu-test $(IMAGE) $(OUT)/qemu.log
 
+# x86_64_generic also boots the IOMMU system (make iommu-test).
+ifeq ($(MICROKIT_BOARD),x86_64_generic)
+board-test: iommu-test
+endif
+
 $(OUT)/integration.img: memsrv compose $(PD_ELF_DIR)/app.elf examples/integration/system.xml
 	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) examples/integration/system.xml --board $(MICROKIT_BOARD) \
 		--config $(MICROKIT_CONFIG) -o $@ -r $(OUT)/integration-report.txt --search-path $(PD_ELF_DIR)
@@ -316,6 +321,26 @@ big-pool-test: compose
 	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) tests/big-pool/system.xml --board $(MICROKIT_BOARD) \
 		--config $(MICROKIT_CONFIG) -o $(BIG_POOL)/big-pool.img -r $(BIG_POOL)/report.txt --search-path $(BIG_POOL_ELFS)
 	$(QEMU_ENV) QEMU_EXTRA="-m size=8G" scripts/qemu-test $(BIG_POOL)/big-pool.img $(BIG_POOL)/qemu.log tests/big-pool/expect
+
+# x86_64 with an IOMMU (tests/iommu): QEMU's q35 with intel-iommu and its edu
+# PCI device, driven by an io_space client whose buffers memsrv maps into the
+# device's I/O address space. x86_64_generic only; memsrv built for that
+# system in a target directory of its own, like the big pool's.
+IOMMU := $(OUT)/iommu
+IOMMU_ELFS := $(IOMMU)/pds/$(PD_TARGET)/release
+IOMMU_QEMU := -machine q35,kernel-irqchip=split -device intel-iommu,intremap=off,caching-mode=on \
+              -device edu,addr=4.0,dma_mask=0xffffffff
+iommu-test: compose
+	@[ "$(MICROKIT_BOARD)" = x86_64_generic ] || { echo "iommu-test: x86_64_generic only"; exit 1; }
+	cd pds && env $(PD_ENV) $$($(abspath $(COMPOSE)) --capbuf-limits $(abspath tests/iommu/system.xml)) \
+		SEL4_INCLUDE_DIRS=$(abspath $(SDK_CONFIG_DIR))/include \
+		$(CARGO) build $(PD_FLAGS) --target-dir $(abspath $(IOMMU))/pds -p memsrv
+	$(CROSS_COMPILE)gcc -c $(C_FLAGS) tests/iommu/edu.c -o $(IOMMU)/edu.o
+	$(CROSS_COMPILE)ld -L$(SDK_CONFIG_DIR)/lib $(IOMMU)/edu.o -lmicrokit -Tmicrokit.ld -o $(IOMMU_ELFS)/edu.elf
+	MICROKIT_SDK=$(MICROKIT_SDK) $(COMPOSE) tests/iommu/system.xml --board $(MICROKIT_BOARD) \
+		--config $(MICROKIT_CONFIG) -o $(IOMMU)/iommu.img -r $(IOMMU)/report.txt --search-path $(IOMMU_ELFS)
+	MICROKIT_SDK=$(MICROKIT_SDK) scripts/iommu-compose-test $(COMPOSE) $(IOMMU_ELFS) $(MICROKIT_CONFIG)
+	$(QEMU_ENV) QEMU_EXTRA="$(IOMMU_QEMU)" scripts/qemu-test $(IOMMU)/iommu.img $(IOMMU)/qemu.log tests/iommu/expect
 
 # The board-neutral systems (the demo has no devices; the integration
 # example neither) for this board: what make compose-boards builds per board.

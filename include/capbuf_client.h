@@ -92,7 +92,8 @@ typedef struct {
 
 typedef struct {
     uint64_t size;
-    uint64_t physical_address; /* CAPBUF_PADDR_HIDDEN unless this client has dma="true" */
+    uint64_t physical_address; /* CAPBUF_PADDR_HIDDEN unless this client has dma="true"; for an io_space client, the
+                                  I/O address its device uses, while attached (CAPBUF_PADDR_HIDDEN otherwise) */
     uint64_t page_bits;
     uint64_t rights;
     uint64_t attachments;

@@ -48,6 +48,7 @@ fn config(pools: &[(u64, u64, bool)]) -> Config {
             dma: i == 0,
             frame_caps: false,
             supervisor: None,
+            io_space: false,
         });
     }
     config

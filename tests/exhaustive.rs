@@ -54,6 +54,7 @@ fn small_config() -> Config {
             dma: i == 0,
             frame_caps: i == 1,
             supervisor: owner.then_some(2),
+            io_space: false,
         });
     }
     Config { table_bits: 7, pools, clients }

@@ -173,6 +173,7 @@ fn server_config() -> Config {
             dma: i == 0,
             frame_caps: i == 1,
             supervisor: (i < 2).then_some(2),
+            io_space: false,
         });
     }
     Config { table_bits: 9, pools, clients }

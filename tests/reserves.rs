@@ -262,6 +262,7 @@ fn the_demo_systems_reserves() {
                 dma: false,
                 frame_caps: false,
                 supervisor: None,
+                io_space: false,
             });
         }
     }

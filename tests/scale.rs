@@ -36,6 +36,7 @@ fn world(pool: (u64, u64), clients: usize, quota_buffers: u64) -> World {
             dma: false,
             frame_caps: false,
             supervisor: None,
+            io_space: false,
         });
     }
     let model = Model::new(15, &[pool], clients);

@@ -40,6 +40,7 @@ pub fn config(quota_bytes: u64, quota_buffers: u64, quota_attachments: u64) -> C
             dma: i == 2,
             frame_caps: i == 1,
             supervisor: None,
+            io_space: false,
         });
     }
     config

@@ -72,6 +72,7 @@ impl Model {
                 Kind::Frame => out.number(3),
                 Kind::PageTable => out.number(4),
                 Kind::VSpace { client } => [5, *client].into_iter().for_each(|n| out.number(n)),
+                Kind::IOSpace { device } => [6, *device].into_iter().for_each(|n| out.number(n)),
             }
             for n in [state.physical_address as usize, state.size_bits as usize, state.caps] {
                 out.number(n);

@@ -68,7 +68,17 @@ enum Kind {
     VSpace {
         client: usize,
     },
+    /// A device's I/O address space behind the IOMMU (x86 VT-d), with the
+    /// I/O page tables of [`capbuf_protocol::IO_WINDOW`] already built.
+    IOSpace {
+        device: usize,
+    },
 }
+
+/// [`Cap::mapped`]'s first field for a frame mapped into device `d`'s I/O
+/// address space is `IO_MAPPED + d` (a frame capability maps once, into a
+/// VSpace or an IOSpace).
+const IO_MAPPED: usize = 1 << 32;
 
 #[derive(Clone, Debug)]
 struct ObjectState {
@@ -116,6 +126,8 @@ pub struct Counts {
     pub revoke: u64,
     /// `seL4_CNode_Delete` calls.
     pub delete: u64,
+    /// `seL4_X86_Page_MapIO` calls.
+    pub io_map: u64,
     /// Frames memsrv zeroed itself ([`Kernel::zero_frame`]: a map into its
     /// own VSpace, the zeros, an unmap), those of `device` pools.
     pub zero_frames: u64,
@@ -137,6 +149,9 @@ pub struct Model {
     architecture: Architecture,
     /// Physical ranges the kernel knows as device memory, not RAM.
     device: Vec<core::ops::Range<u64>>,
+    /// Each device's I/O address space: I/O address to the frame
+    /// capability mapped there.
+    io_spaces: Vec<BTreeMap<u64, (CapId, Rights)>>,
 }
 
 impl Model {
@@ -158,6 +173,7 @@ impl Model {
             injector: inject::Injector::default(),
             architecture: arch::AARCH64,
             device: Vec::new(),
+            io_spaces: Vec::new(),
         };
         for (i, &(physical_address, size_bits)) in pools.iter().enumerate() {
             let object = model.new_object(Kind::Untyped { watermark: 0 }, physical_address, size_bits as u32);
@@ -181,6 +197,48 @@ impl Model {
     pub fn on(mut self, architecture: Architecture) -> Model {
         self.architecture = architecture;
         self
+    }
+
+    /// Give the model a device behind an IOMMU, its IOSpace capability in
+    /// table slot `slot` (where capbuf-compose puts an `io_space` client's,
+    /// [`capbuf_protocol::Config::io_space_slot`]). Returns the device's number
+    /// for [`Model::io_mappings`] and [`Model::dma`].
+    pub fn add_io_space(&mut self, slot: Slot) -> usize {
+        let device = self.io_spaces.len();
+        self.io_spaces.push(BTreeMap::new());
+        let object = self.new_object(Kind::IOSpace { device }, 0, 12);
+        let cap = self.new_cap(object, Rights::ReadWrite, None, Place::Table(slot));
+        self.table[slot as usize] = Some(cap);
+        device
+    }
+
+    /// What device `device` can reach: every I/O page mapped in its I/O
+    /// address space, as (I/O address, physical address, rights), in
+    /// address order.
+    pub fn io_mappings(&self, device: usize) -> Vec<(u64, u64, Rights)> {
+        self.io_spaces[device]
+            .iter()
+            .map(|(&ioaddr, &(cap, rights))| (ioaddr, self.object(self.cap(cap).object).physical_address, rights))
+            .collect()
+    }
+
+    /// A DMA by device `device` at I/O address `ioaddr` through the IOMMU
+    /// (the word of its 4 KiB page, as the model keeps memory): the word read
+    /// (`write` None) or written; a DMA fault (its I/O address in
+    /// [`Fault::vaddr`]) where nothing is mapped or a write meets a
+    /// read-only page.
+    pub fn dma(&mut self, device: usize, ioaddr: u64, write: Option<u64>) -> Result<u64, Fault> {
+        let page = ioaddr & !0xfff;
+        let fault = Fault { vaddr: ioaddr, write: write.is_some() };
+        let (_, physical, rights) = self.io_mappings(device).into_iter().find(|m| m.0 == page).ok_or(fault)?;
+        match write {
+            Some(_) if rights != Rights::ReadWrite => Err(fault),
+            Some(value) => {
+                self.memory.insert(physical, value);
+                Ok(value)
+            }
+            None => Ok(self.memory.get(&physical).copied().unwrap_or(0)),
+        }
     }
 
     /// The architecture whose rules the model applies.
@@ -330,8 +388,12 @@ impl Model {
             }
         }
         self.set_slot(state.place, None);
-        if let Some((client, vaddr)) = state.mapped {
-            self.clients[client].unmap(vaddr, cap);
+        match state.mapped {
+            Some((io, ioaddr)) if io >= IO_MAPPED => {
+                self.io_spaces[io - IO_MAPPED].remove(&ioaddr);
+            }
+            Some((client, vaddr)) => self.clients[client].unmap(vaddr, cap),
+            None => {}
         }
         let object = self.objects[state.object].as_mut().expect("live object");
         object.caps -= 1;
@@ -353,7 +415,7 @@ impl Model {
                         }
                     }
                 }
-                Kind::Untyped { .. } | Kind::Frame | Kind::VSpace { .. } => {}
+                Kind::Untyped { .. } | Kind::Frame | Kind::VSpace { .. } | Kind::IOSpace { .. } => {}
             }
         }
     }
@@ -382,7 +444,7 @@ impl Model {
                 Kind::Frame => counts.1 += 1,
                 Kind::PageTable => counts.2 += 1,
                 Kind::CNode { .. } => counts.3 += 1,
-                Kind::VSpace { .. } => {}
+                Kind::VSpace { .. } | Kind::IOSpace { .. } => {}
             }
         }
         counts
@@ -603,6 +665,33 @@ impl Kernel for Model {
         }
         let (start, end) = (state.physical_address, state.physical_address + (1 << state.size_bits));
         self.fill_memory(start, end, 0);
+        Ok(())
+    }
+
+    fn map_io_frame(&mut self, frame: CapRef, iospace: Slot, rights: Rights, ioaddr: u64) -> Result<(), KernelError> {
+        self.injector.invoke(Invocation::IoPageMap)?;
+        self.counts.io_map += 1;
+        let cap = self.lookup(frame)?.ok_or(error::FAILED_LOOKUP)?;
+        let space = self.lookup(CapRef::Table(iospace))?.ok_or(error::FAILED_LOOKUP)?;
+        let Kind::IOSpace { device } = self.object(self.cap(space).object).kind else {
+            return Err(error::INVALID_CAPABILITY);
+        };
+        // seL4 16.0.0, iospace.c: 4 KiB frames only, a capability mapped
+        // nowhere else, a leaf I/O page table present (capbuf-compose builds
+        // those of IO_WINDOW only), no page there yet.
+        let state = self.object(self.cap(cap).object);
+        if !matches!(state.kind, Kind::Frame) || state.size_bits != 12 || self.cap(cap).mapped.is_some() {
+            return Err(error::INVALID_CAPABILITY);
+        }
+        if ioaddr % (1 << 12) != 0 || !capbuf_protocol::IO_WINDOW.contains(&ioaddr) {
+            return Err(error::FAILED_LOOKUP);
+        }
+        if self.io_spaces[device].contains_key(&ioaddr) {
+            return Err(error::DELETE_FIRST);
+        }
+        let rights = self.cap(cap).rights.min(rights);
+        self.caps[cap].as_mut().expect("live cap").mapped = Some((IO_MAPPED + device, ioaddr));
+        self.io_spaces[device].insert(ioaddr, (cap, rights));
         Ok(())
     }
 }

@@ -12,12 +12,12 @@ use crate::{MAX_CHANNEL, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
 /// First word of an encoded configuration ("capbufcf").
 pub const CONFIG_MAGIC: u64 = u64::from_le_bytes(*b"capbufcf");
 /// Version of the configuration encoding.
-pub const CONFIG_VERSION: u64 = 5;
+pub const CONFIG_VERSION: u64 = 6;
 /// Words in an encoded configuration.
 pub const CONFIG_WORDS: usize = HEADER_WORDS + MAX_POOLS * POOL_WORDS + MAX_CLIENTS * CLIENT_WORDS;
 const HEADER_WORDS: usize = 5;
 const POOL_WORDS: usize = 3;
-const CLIENT_WORDS: usize = 8;
+const CLIENT_WORDS: usize = 9;
 /// The symbol a `dma="true"` client may define to learn where the pools are,
 /// since capbuf-compose may place them: it writes [`Config::pool_table`]
 /// there, as Microkit's `setvar region_paddr` writes a region's address.
@@ -89,6 +89,21 @@ const _: () = assert!(*TABLE_BITS.end() < ROOT_SLOT_SHIFT, "a table slot leaves 
 /// composer refuses a client whose own mappings overlap it. It lies in the
 /// first GiB, whose level-2 page table every Microkit PD already has.
 pub const CLIENT_WINDOW: core::ops::Range<u64> = 0x2000_0000..0x4000_0000;
+
+/// I/O address window of an `io_space` client's device: memsrv maps an
+/// attachment's frames into the device's I/O address space at the same
+/// offset in this window as in [`CLIENT_WINDOW`], so one window allocator
+/// decides both. At a 1 GiB boundary below 2^39 (the three-level I/O
+/// address space capDL builds); capbuf-compose pre-builds its I/O page
+/// tables, so memsrv only ever maps 4 KiB frames there.
+pub const IO_WINDOW: core::ops::Range<u64> = 0x4000_0000..0x4000_0000 + (CLIENT_WINDOW.end - CLIENT_WINDOW.start);
+
+/// I/O address of virtual address `vaddr` of [`CLIENT_WINDOW`].
+pub const fn io_address(vaddr: u64) -> u64 {
+    IO_WINDOW.start + (vaddr - CLIENT_WINDOW.start)
+}
+
+const _: () = assert!(IO_WINDOW.start % (1 << 30) == 0 && IO_WINDOW.end <= 1 << 39);
 
 /// memsrv's capability pointer for slot `slot` of its table (radix
 /// `table_bits`): root CNode slot 1, then the table, whose slots' objects it
@@ -166,6 +181,13 @@ pub struct ClientConfig {
     /// one: `system.xml`'s `supervisor="pd"`, normally the PD's Microkit
     /// parent, which gets its faults. Another configured client, never itself.
     pub supervisor: Option<usize>,
+    /// Its device is behind an IOMMU: `system.xml`'s `io_space="name"` names
+    /// the device's `<io_address_space>`, whose IOSpace capability
+    /// capbuf-compose puts in memsrv's table ([`Config::io_space_slot`]).
+    /// memsrv maps each of the client's attachments into it too
+    /// ([`IO_WINDOW`]), and INFO gives the client the buffer's I/O address
+    /// instead of its physical one. Only with `dma`.
+    pub io_space: bool,
 }
 
 /// Microkit-CNode slot of a `frame_caps` client holding a capability to its
@@ -225,13 +247,28 @@ pub enum ConfigError {
     /// Every pool is device memory (`device_untyped`): the metadata
     /// reserves need one pool of the kernel's RAM.
     DevicePoolsOnly,
+    /// An `io_space` client is not a `dma` client.
+    IoSpace,
 }
 
 impl Config {
     /// First table slot memsrv allocates for its own objects: after the
-    /// pools' untypeds and the configured clients' VSpaces.
+    /// pools' untypeds, the configured clients' VSpaces and the `io_space`
+    /// clients' IOSpaces.
     pub fn first_free_slot(&self) -> u64 {
-        MEMSRV_TABLE_VSPACES + self.clients.iter().flatten().count() as u64
+        let clients = self.clients.iter().flatten();
+        MEMSRV_TABLE_VSPACES + clients.clone().count() as u64 + clients.filter(|c| c.io_space).count() as u64
+    }
+
+    /// Table slot of client index `client`'s IOSpace capability, if it is an
+    /// `io_space` client: after the VSpaces, in client order.
+    pub fn io_space_slot(&self, client: usize) -> Option<u64> {
+        let clients = self.clients.iter().flatten();
+        if !self.clients.get(client)?.as_ref()?.io_space {
+            return None;
+        }
+        let before = clients.clone().take(client).filter(|c| c.io_space).count() as u64;
+        Some(MEMSRV_TABLE_VSPACES + clients.count() as u64 + before)
     }
 
     /// Number of configured pools.
@@ -297,6 +334,9 @@ impl Config {
             if client.supervisor.is_some_and(|s| s == i || s >= clients) {
                 return Err(ConfigError::Supervisor);
             }
+            if client.io_space && !client.dma {
+                return Err(ConfigError::IoSpace);
+            }
         }
         Ok(())
     }
@@ -324,6 +364,7 @@ impl Config {
                 client.dma as u64,
                 client.frame_caps as u64,
                 client.supervisor.map_or(NO_SUPERVISOR, |s| s as u64),
+                client.io_space as u64,
             ]);
         }
         words
@@ -371,6 +412,7 @@ impl Config {
                     NO_SUPERVISOR => None,
                     index => Some(usize::try_from(index).map_err(|_| ConfigError::Supervisor)?),
                 },
+                io_space: words[at + 8] != 0,
             });
         }
         config.validate()?;
@@ -395,6 +437,7 @@ mod tests {
             dma: false,
             frame_caps: false,
             supervisor: None,
+            io_space: false,
         });
         config.clients[1] = Some(ClientConfig {
             channel: 5,
@@ -402,6 +445,7 @@ mod tests {
             dma: true,
             frame_caps: true,
             supervisor: Some(0),
+            io_space: true,
             ..config.clients[0].unwrap()
         });
         config
@@ -478,5 +522,20 @@ mod tests {
         assert_eq!(Config::decode(&words), Err(ConfigError::NotPatched), "the encoding before supervisors");
         words[1] = 3;
         assert_eq!(Config::decode(&words), Err(ConfigError::NotPatched), "the encoding for 16 clients");
+    }
+
+    #[test]
+    fn io_space_clients_get_a_table_slot_each_after_the_vspaces() {
+        let mut c = example();
+        assert_eq!(c.io_space_slot(0), None);
+        assert_eq!(c.io_space_slot(1), Some(MEMSRV_TABLE_VSPACES + 2));
+        assert_eq!(c.first_free_slot(), MEMSRV_TABLE_VSPACES + 3);
+        c.clients[2] = Some(ClientConfig { channel: 9, client_id: 9, ..c.clients[1].unwrap() });
+        assert_eq!(c.io_space_slot(2), Some(MEMSRV_TABLE_VSPACES + 4));
+        assert_eq!(c.io_space_slot(3), None);
+        assert_eq!(c.first_free_slot(), MEMSRV_TABLE_VSPACES + 5);
+        c.clients[2].as_mut().unwrap().dma = false;
+        assert_eq!(c.validate(), Err(ConfigError::IoSpace), "an I/O address is a DMA address");
+        assert_eq!(io_address(CLIENT_WINDOW.start + 0x3000), IO_WINDOW.start + 0x3000);
     }
 }

@@ -92,6 +92,12 @@ pub enum Error {
     /// owner and the clients holding a grant, attachment or export of it).
     /// Withdraw a grant first.
     TooManyHolders = 28,
+    /// ATTACH by a client whose device is behind an IOMMU (`io_space` in
+    /// `system.xml`) of a buffer with 2 MiB frames: the kernel maps only
+    /// 4 KiB frames into an I/O address space (`seL4_X86_Page_MapIO`). Such a
+    /// client's own ALLOCs are made of 4 KiB frames; a buffer from another
+    /// client can be I/O-mapped only if it has no 2 MiB frame.
+    NotIoMappable = 29,
     /// The label is not an [`crate::Op`].
     UnknownOp = 0xFFFF_FE00,
     /// The message has the wrong number of message registers for its op.
@@ -107,7 +113,7 @@ impl Error {
     pub const DECODE_BASE: u64 = 0xFFFF_FE00;
 
     /// Every error, for tables and generated headers.
-    pub const ALL: [Error; 32] = [
+    pub const ALL: [Error; 33] = [
         Error::ZeroSize,
         Error::TooLarge,
         Error::InvalidAlignment,
@@ -136,6 +142,7 @@ impl Error {
         Error::NotSupervisor,
         Error::Waiting,
         Error::TooManyHolders,
+        Error::NotIoMappable,
         Error::UnknownOp,
         Error::WrongLength,
         Error::UnexpectedCaps,
@@ -173,6 +180,7 @@ impl Error {
             Error::NotSupervisor => "NOT_SUPERVISOR",
             Error::Waiting => "WAITING",
             Error::TooManyHolders => "TOO_MANY_HOLDERS",
+            Error::NotIoMappable => "NOT_IO_MAPPABLE",
             Error::UnknownOp => "UNKNOWN_OP",
             Error::WrongLength => "WRONG_LENGTH",
             Error::UnexpectedCaps => "UNEXPECTED_CAPS",
@@ -209,7 +217,7 @@ impl core::fmt::Display for Error {
     }
 }
 
-const _: () = assert!(Error::TooManyHolders as u64 == 28, "domain errors are numbered 1..=28 without gaps");
+const _: () = assert!(Error::NotIoMappable as u64 == 29, "domain errors are numbered 1..=29 without gaps");
 const _: () = assert!(Error::UnknownOp as u64 == Error::DECODE_BASE);
 
 #[cfg(test)]
@@ -228,7 +236,8 @@ mod tests {
         }
         assert_eq!(Error::try_from(0), Err(0));
         assert_eq!(Error::try_from(28), Ok(Error::TooManyHolders));
-        assert_eq!(Error::try_from(29), Err(29));
+        assert_eq!(Error::try_from(29), Ok(Error::NotIoMappable));
+        assert_eq!(Error::try_from(30), Err(30));
     }
 
     #[test]
@@ -238,6 +247,7 @@ mod tests {
         assert_eq!(Error::NotSupervisor as u64, 26);
         assert_eq!(Error::Waiting as u64, 27);
         assert_eq!(Error::TooManyHolders as u64, 28);
+        assert_eq!(Error::NotIoMappable as u64, 29);
         assert_eq!(Error::NotSupervisor.name(), "NOT_SUPERVISOR");
         assert_eq!(Error::Waiting.name(), "WAITING");
     }

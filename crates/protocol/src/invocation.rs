@@ -22,11 +22,14 @@ pub enum Invocation {
     PageTableMap = 6,
     /// `seL4_ARM_Page_Map` into a client's VSpace.
     PageMap = 7,
+    /// `seL4_X86_Page_MapIO`: a 4 KiB frame copy mapped into the I/O address
+    /// space of an `io_space` client's device.
+    IoPageMap = 8,
 }
 
 impl Invocation {
     /// Every invocation, for tables and generated headers.
-    pub const ALL: [Invocation; 7] = [
+    pub const ALL: [Invocation; 8] = [
         Invocation::UntypedRetype,
         Invocation::CNodeCopy,
         Invocation::CNodeMutate,
@@ -34,6 +37,7 @@ impl Invocation {
         Invocation::CNodeDelete,
         Invocation::PageTableMap,
         Invocation::PageMap,
+        Invocation::IoPageMap,
     ];
 
     /// Name in `SCREAMING_SNAKE_CASE`, as the C header spells it.
@@ -46,6 +50,7 @@ impl Invocation {
             Invocation::CNodeDelete => "CNODE_DELETE",
             Invocation::PageTableMap => "PAGE_TABLE_MAP",
             Invocation::PageMap => "PAGE_MAP",
+            Invocation::IoPageMap => "IO_PAGE_MAP",
         }
     }
 }
@@ -58,7 +63,7 @@ impl TryFrom<u64> for Invocation {
     }
 }
 
-const _: () = assert!(Invocation::ALL.len() == Invocation::PageMap as usize, "numbered 1..=N without gaps");
+const _: () = assert!(Invocation::ALL.len() == Invocation::IoPageMap as usize, "numbered 1..=N without gaps");
 
 impl Word for Invocation {
     const C_DESCRIPTION: &'static str = "CAPBUF_INVOCATION_*";
@@ -93,10 +98,10 @@ mod tests {
 
     #[test]
     fn numbers_never_move_and_failures_round_trip() {
-        let numbers: [u64; 7] = Invocation::ALL.map(|i| i as u64);
-        assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7]);
+        let numbers: [u64; 8] = Invocation::ALL.map(|i| i as u64);
+        assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(Invocation::try_from(0), Err(0));
-        assert_eq!(Invocation::try_from(8), Err(8));
+        assert_eq!(Invocation::try_from(9), Err(9));
         for invocation in Invocation::ALL {
             assert_eq!(Invocation::try_from(invocation as u64), Ok(invocation));
             let failure = KernelFailure { invocation, code: 10 };

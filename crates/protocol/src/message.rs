@@ -184,7 +184,8 @@ mod tests {
         assert_eq!(Reply::decode(Op::Free, Error::Kernel.code(), &[4, 3], 0), Err(ReplyError::Kernel(failure)));
         assert_eq!(Reply::decode(Op::Free, Error::Kernel.code(), &[4], 0), Err(Malformed), "a word short");
         assert_eq!(Reply::decode(Op::Free, Error::Kernel.code(), &[0, 3], 0), Err(Malformed), "no invocation 0");
-        assert_eq!(Reply::decode(Op::Free, 29, &[], 0), Err(Malformed), "no error 29");
+        assert_eq!(Reply::decode(Op::Free, 30, &[], 0), Err(Malformed), "no error 30");
+        assert_eq!(Reply::decode(Op::Attach, 29, &[], 0), Err(Refused(Error::NotIoMappable)));
         assert_eq!(Reply::decode(Op::Grant, 28, &[], 0), Err(Refused(Error::TooManyHolders)));
         assert_eq!(Reply::decode(Op::Alloc, 27, &[], 0), Err(Refused(Error::Waiting)));
         assert_eq!(Reply::decode(Op::Alloc, 0, &[], 0), Err(Malformed));

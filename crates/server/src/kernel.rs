@@ -179,6 +179,17 @@ pub trait Kernel {
     /// [`capbuf_protocol::PoolConfig::device`]). A refusal of either
     /// invocation leaves the frame unmapped.
     fn zero_frame(&mut self, frame: CapRef, object: Object) -> Result<(), KernelError>;
+
+    /// Corresponds to `seL4_X86_Page_MapIO`: map the 4 KiB frame at `frame`,
+    /// whose capability is mapped nowhere else, into the I/O address space
+    /// (a device's IOSpace, behind the IOMMU) whose capability is in table
+    /// slot `iospace`, at I/O address `ioaddr`, with `rights` (ANDed with the
+    /// capability's). The I/O page tables are there already (capbuf-compose
+    /// builds them for [`capbuf_protocol::IO_WINDOW`]). Like a VSpace
+    /// mapping it lives as long as that frame capability: deleting it unmaps
+    /// the page and flushes the IOTLB. Only x86_64 kernels with an IOMMU have
+    /// it; elsewhere no configuration has an `io_space` client.
+    fn map_io_frame(&mut self, frame: CapRef, iospace: Slot, rights: Rights, ioaddr: u64) -> Result<(), KernelError>;
 }
 
 /// A kernel borrowed: lets a caller keep the kernel (or model) it lends to a
@@ -220,5 +231,9 @@ impl<K: Kernel + ?Sized> Kernel for &mut K {
 
     fn zero_frame(&mut self, frame: CapRef, object: Object) -> Result<(), KernelError> {
         (**self).zero_frame(frame, object)
+    }
+
+    fn map_io_frame(&mut self, frame: CapRef, iospace: Slot, rights: Rights, ioaddr: u64) -> Result<(), KernelError> {
+        (**self).map_io_frame(frame, iospace, rights, ioaddr)
     }
 }

@@ -39,6 +39,13 @@ impl FrameLayout {
         FrameLayout { large: pages / SMALL_PER_LARGE, small: pages % SMALL_PER_LARGE, head: 0 }
     }
 
+    /// Layout of a buffer made of 4 KiB frames only, whatever its size and
+    /// place: the buffers of an `io_space` client, which the kernel can map
+    /// into its device's I/O address space only page by page.
+    pub const fn small_only(pages: u64) -> FrameLayout {
+        FrameLayout { large: 0, small: pages, head: 0 }
+    }
+
     /// Layout for a buffer of `pages` small pages from physical page number
     /// `first_page` (its physical address over 4 KiB).
     pub const fn for_run(first_page: u64, pages: u64) -> FrameLayout {
@@ -125,6 +132,21 @@ impl FrameLayout {
         }
     }
 
+    /// Radix of an `io_space` client's attachment CNode: the frames, the
+    /// page tables, then a second copy of every frame for the I/O mapping (a
+    /// frame capability maps once). Only for layouts without 2 MiB frames.
+    pub const fn io_attachment_radix(self) -> u32 {
+        radix_for(2 * self.frames() + self.page_tables())
+    }
+
+    /// Pages (a power of two) of the untyped block holding an `io_space`
+    /// client's attachment: its CNode ([`Self::io_attachment_radix`]) and
+    /// page tables. The I/O page tables are built with the system.
+    pub const fn io_attachment_pages(self) -> u64 {
+        let cnode = 1u64 << (self.io_attachment_radix() + SLOT_BITS);
+        block_pages(cnode + (self.page_tables() << PAGE_BITS))
+    }
+
     /// The CNode of an attachment. It is retyped first (the page table goes
     /// into it), at the block's start; the page table follows at the next 4 KiB
     /// boundary, which [`Self::attachment_pages`] leaves room for.
@@ -161,6 +183,20 @@ pub const fn worst_case_metadata_pages(max_pages: u64) -> u64 {
     }
 }
 
+/// Pages (a power of two) of the largest metadata block a buffer of 4 KiB
+/// frames only, of 1 to `max_pages` pages, needs: its master CNode, or an
+/// `io_space` client's attachment of it (which is larger). Both grow with
+/// the size, so the largest is the worst.
+pub const fn worst_case_io_metadata_pages(max_pages: u64) -> u64 {
+    let layout = FrameLayout::small_only(max_pages);
+    let (attachment, master) = (layout.io_attachment_pages(), layout.master_pages());
+    if attachment > master {
+        attachment
+    } else {
+        master
+    }
+}
+
 /// Smallest radix (at least 1) whose CNode holds `slots` slots.
 const fn radix_for(slots: u64) -> u32 {
     if slots <= 2 {
@@ -179,6 +215,20 @@ const fn block_pages(bytes: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_io_attachment_holds_every_frame_twice() {
+        // 2 MiB of 4 KiB frames: 512 + 1 page table + 512 copies = 1025 slots.
+        let l = FrameLayout::small_only(512);
+        assert_eq!((l.large, l.small, l.page_tables(), l.window_slots()), (0, 512, 1, 1));
+        assert_eq!(l.io_attachment_radix(), 11);
+        assert_eq!(l.io_attachment_pages(), 32, "a 64 KiB CNode and a page table");
+        assert!(l.io_attachment_pages() >= l.attachment_pages());
+        for pages in [1, 2, 511, 512, 513, 1022, 1 << 14] {
+            assert_eq!(worst_case_io_metadata_pages(pages), FrameLayout::small_only(pages).io_attachment_pages());
+            assert!(worst_case_io_metadata_pages(pages) >= worst_case_io_metadata_pages(pages - 1));
+        }
+    }
 
     #[test]
     fn a_buffer_off_a_large_page_boundary_has_a_head_of_small_frames() {

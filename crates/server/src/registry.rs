@@ -63,6 +63,9 @@ pub struct Buffer {
     pub master: Slot,
     /// Allocation flags.
     pub flags: AllocFlags,
+    /// Made of 4 KiB frames only ([`crate::layout::FrameLayout::small_only`]):
+    /// allocated by an `io_space` client.
+    pub small_frames: bool,
     /// The clients holding a grant, an attachment or an export of the buffer.
     pub holders: Holders,
     /// A FREE revoked part of the buffer's memory before the kernel refused
@@ -553,6 +556,7 @@ mod tests {
             meta: 0,
             master: 9,
             flags: AllocFlags::default(),
+            small_frames: false,
             holders: Holders::default(),
             freeing: false,
             exposed: 0,

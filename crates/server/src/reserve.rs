@@ -34,7 +34,7 @@
 use capbuf_pool::Allocation;
 use capbuf_protocol::{Config, ConfigError, MAX_BUFFER_BITS, MAX_CLIENTS, MAX_POOLS, PAGE_BITS};
 
-use crate::layout::worst_case_metadata_pages;
+use crate::layout::{worst_case_io_metadata_pages, worst_case_metadata_pages};
 use crate::registry::MAX_BUFFERS;
 
 /// Most reserve blocks all clients together can have: each is an untyped
@@ -50,10 +50,31 @@ pub fn largest_buffer_pages(config: &Config) -> u64 {
     bits.checked_sub(PAGE_BITS as u64).map_or(0, |pages_bits| 1 << pages_bits)
 }
 
+/// Pages of the largest buffer of 4 KiB frames only under `config`, 0 if it
+/// has no `io_space` client: such a client's own buffers are made of 4 KiB
+/// frames and are at most its byte quota (and the largest buffer); it can
+/// also attach another client's buffer without 2 MiB frames, which has at
+/// most 1022 (a head and a tail of 511, [`crate::layout::FrameLayout::for_run`]).
+pub fn largest_io_buffer_pages(config: &Config) -> u64 {
+    let largest = largest_buffer_pages(config);
+    let own = config.clients.iter().flatten().filter(|c| c.io_space).map(|c| (c.quota_bytes >> PAGE_BITS).min(largest));
+    match own.max() {
+        Some(pages) => pages.max(2 * 511),
+        None => 0,
+    }
+}
+
 /// Pages (a power of two) of every reserve block under `config`: enough for
-/// the metadata of any buffer memsrv can hand out.
+/// the metadata of any buffer memsrv can hand out, and of any attachment of
+/// an `io_space` client (which holds every frame twice: keep such a client's
+/// `quota_bytes` to what its device needs, since every client's blocks grow
+/// with it).
 pub fn block_pages(config: &Config) -> u64 {
-    worst_case_metadata_pages(largest_buffer_pages(config))
+    let io = match largest_io_buffer_pages(config) {
+        0 => 0,
+        pages => worst_case_io_metadata_pages(pages),
+    };
+    worst_case_metadata_pages(largest_buffer_pages(config)).max(io)
 }
 
 /// Most attachments one client may hold at once, whatever its quota: one per
@@ -319,6 +340,7 @@ mod tests {
                 dma: false,
                 frame_caps: false,
                 supervisor: None,
+                io_space: false,
             });
         }
         config

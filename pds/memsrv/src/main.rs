@@ -198,6 +198,11 @@ impl Kernel for SeL4 {
         arch::clean_to_memory(vaddr as usize, bytes);
         invoke(|| page.frame_unmap()).map_err(error)
     }
+
+    fn map_io_frame(&mut self, frame: CapRef, iospace: Slot, rights: Rights, ioaddr: u64) -> Result<(), KernelError> {
+        let (frame, iospace) = (self.cptr(frame), self.cptr(CapRef::Table(iospace)));
+        invoke(|| arch::map_io_frame(frame, iospace, cap_rights(rights), ioaddr)).map_err(error)
+    }
 }
 
 struct Memsrv {

@@ -24,6 +24,7 @@ fn memsrv() -> Box<Memsrv> {
             dma: true,
             frame_caps: false,
             supervisor: None,
+            io_space: false,
         });
     }
     Box::new(Server::new(Model::new(12, &[(0xa000_0000, 26)], 2), config).expect("config"))
@@ -40,6 +41,7 @@ fn delta(after: Counts, before: Counts) -> Counts {
         revoke: after.revoke - before.revoke,
         delete: after.delete - before.delete,
         zero_frames: after.zero_frames - before.zero_frames,
+        io_map: after.io_map - before.io_map,
     }
 }
 

@@ -25,7 +25,7 @@
 use std::ops::Range;
 
 use capbuf_protocol::{
-    ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW, DEFAULT_TABLE_BITS, MAX_BUFFERS, MAX_CHANNEL,
+    ClientConfig, Config, ConfigError, PoolConfig, CLIENT_WINDOW, IO_WINDOW, DEFAULT_TABLE_BITS, MAX_BUFFERS, MAX_CHANNEL,
     MAX_CLIENTS, MAX_POOLS, MAX_POOL_BITS, PAGE_BITS, TABLE_BITS,
 };
 use capbuf_server::placement::{place_pools, Unplaceable};
@@ -88,6 +88,10 @@ pub struct Client {
     /// `supervisor="pd"`: the client (another `<client>`) that may RECLAIM
     /// this one, normally its Microkit parent, which gets its faults.
     pub supervisor: Option<String>,
+    /// `io_space="device"`: the client's device is behind the IOMMU, in the
+    /// `<io_address_space name="device">` of the system; memsrv maps the
+    /// client's attachments into it (x86_64).
+    pub io_space: Option<String>,
 }
 
 /// The parsed element.
@@ -120,6 +124,9 @@ pub struct Resolved {
     /// Untyped memory given to other protection domains (`<untyped>`), with
     /// the index of the protection domain it goes to.
     pub untypeds: Vec<(usize, PlacedPool)>,
+    /// Each client's `io_space` (a device's `<io_address_space>` name), in
+    /// `<client>` order.
+    pub io_spaces: Vec<Option<String>>,
 }
 
 fn location(node: &roxmltree::Node) -> String {
@@ -265,6 +272,7 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
                         "dma",
                         "frame_caps",
                         "supervisor",
+                        "io_space",
                     ],
                 )?;
                 let flag = |name: &str| match child.attribute(name) {
@@ -287,6 +295,7 @@ pub fn parse(xml: &str) -> Result<Option<Extension>, String> {
                     dma,
                     frame_caps,
                     supervisor: child.attribute("supervisor").map(str::to_string),
+                    io_space: child.attribute("io_space").map(str::to_string),
                 });
             }
             other => return Err(format!("system.xml {}: unknown element <{other}> in <capbuf>", location(&child))),
@@ -319,6 +328,36 @@ fn ranges(memory: &[Range<u64>]) -> String {
 
 fn overlaps(a: Range<u64>, b: Range<u64>) -> bool {
     a.start < b.end && b.start < a.end
+}
+
+/// Check `io_space="device"` of `client`: the system has an
+/// `<io_address_space name="device">` with at least one `<iomap>` (Microkit
+/// 2.3.0 builds the device's I/O address space only then, and accepts the
+/// element only on a kernel with an IOMMU), no other client names it, and
+/// none of its iomaps lies in [`IO_WINDOW`], where memsrv maps attachments.
+fn io_space(system: &SystemDescription, extension: &Extension, client: &Client, device: &str) -> Result<(), String> {
+    let iomaps: Vec<_> = system.iomaps.iter().filter(|map| map.device == device).collect();
+    if iomaps.is_empty() {
+        return Err(format!(
+            "capbuf: io_space '{device}' of client '{}' names no <io_address_space> with an <iomap> (Microkit builds \
+             a device's I/O address space only for one with at least one iomap; on x86_64 kernels with an IOMMU)",
+            client.pd
+        ));
+    }
+    if extension.clients.iter().filter(|c| c.io_space.as_deref() == Some(device)).count() > 1 {
+        return Err(format!("capbuf: two clients name io_space '{device}'; a device has one driver"));
+    }
+    for map in iomaps {
+        let size = system.memory_regions.iter().find(|mr| mr.name == map.mr).map_or(0, |mr| mr.size);
+        if overlaps(map.iovaddr..map.iovaddr + size, IO_WINDOW) {
+            return Err(format!(
+                "capbuf: the iomap of '{}' at {:#x} in io_address_space '{device}' is inside capbuf's I/O window \
+                 [{:#x}..{:#x}), where memsrv maps the client's attachments",
+                map.mr, map.iovaddr, IO_WINDOW.start, IO_WINDOW.end
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The index of `client`'s supervisor among the `<client>` elements, if it
@@ -514,6 +553,9 @@ pub fn resolve(extension: &Extension, system: &SystemDescription, memory: &Memor
                 ));
             }
         }
+        if let Some(device) = &client.io_space {
+            io_space(system, extension, client, device)?;
+        }
         config.clients[i] = Some(ClientConfig {
             channel,
             client_id: client.id,
@@ -523,6 +565,7 @@ pub fn resolve(extension: &Extension, system: &SystemDescription, memory: &Memor
             dma: client.dma,
             frame_caps: client.frame_caps,
             supervisor: supervisor(extension, system, client)?,
+            io_space: client.io_space.is_some(),
         });
         clients.push(pd);
     }
@@ -532,6 +575,9 @@ pub fn resolve(extension: &Extension, system: &SystemDescription, memory: &Memor
         ConfigError::TableBits => {
             format!("capbuf: table_bits must be from {} to {}", TABLE_BITS.start(), TABLE_BITS.end())
         }
+        ConfigError::IoSpace => "capbuf: a client with io_space must be dma=\"true\": its device uses the I/O \
+            addresses INFO gives"
+            .to_string(),
         ConfigError::DevicePoolsOnly => "capbuf: every pool has device_untyped=\"true\"; memsrv keeps its clients' \
             metadata (CNodes, page tables) in a pool of the kernel's RAM, which seL4 can make kernel objects of: add one"
             .to_string(),
@@ -566,5 +612,6 @@ pub fn resolve(extension: &Extension, system: &SystemDescription, memory: &Memor
             ));
         }
     }
-    Ok(Resolved { server, clients, config, pools, untypeds })
+    let io_spaces = extension.clients.iter().map(|c| c.io_space.clone()).collect();
+    Ok(Resolved { server, clients, config, pools, untypeds, io_spaces })
 }

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use capbuf_protocol::{
-    microkit, CLIENT_ROOT_CPTR, LARGE_PAGE_BITS, MEMSRV_SCRATCH, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT,
+    microkit, CLIENT_ROOT_CPTR, IO_WINDOW, LARGE_PAGE_BITS, MEMSRV_SCRATCH, MEMSRV_TABLE_CPTR, MEMSRV_TABLE_ROOT_SLOT,
     MEMSRV_TABLE_SEND_ROOT_SLOT, MEMSRV_TABLE_VSPACES, ROOT_SLOT_SHIFT, UNTYPED_CPTR,
 };
 use microkit_tool::capdl::builder::{PD_CAP_SIZE, SLOT_BITS};
@@ -116,6 +116,12 @@ pub fn extend(
         let vspace = client_vspace(container, &system.protection_domains[pd].name)?;
         slots.push(CapTableEntry { slot: CapSlot((MEMSRV_TABLE_VSPACES as usize + i) as _), cap: vspace });
     }
+    for (i, device) in resolved.io_spaces.iter().enumerate() {
+        let Some(device) = device else { continue };
+        let slot = resolved.config.io_space_slot(i).ok_or("capbuf: internal: an io_space client without a slot")?;
+        let iospace = io_window_tables(container, device)?;
+        slots.push(CapTableEntry { slot: CapSlot(slot as _), cap: Cap::IOSpace(cap::IOSpace { object: iospace }) });
+    }
     let table = container.add_root_object(NamedObject {
         name: Some(format!("capbuf_table_{server}")),
         object: Object::CNode(object::CNode { size_bits: table_bits as u8, slots }),
@@ -156,6 +162,50 @@ pub fn extend(
         }
     }
     Ok(())
+}
+
+/// The I/O address space Microkit built for `device` (`iospace_<device>`,
+/// made for its `<iomap>`s), given the I/O page tables of
+/// [`IO_WINDOW`]: a level-1 table in the root's entry for the window's GiB
+/// and a leaf table for each 2 MiB of it, so that memsrv only ever maps 4 KiB
+/// frames there (`seL4_X86_Page_MapIO`) and needs no memory of its own for
+/// I/O page tables. Returns the IOSpace object, whose capability memsrv gets:
+/// the CapDL initialiser mints it with the device's PCI id and domain.
+fn io_window_tables(container: &mut CapDLSpecContainer, device: &str) -> Result<ObjectId, String> {
+    let iospace = find(container, &format!("iospace_{device}"))?;
+    let Object::IOSpace(space) = &container.spec.objects[usize::from(iospace)].object else {
+        return Err(format!("capbuf: 'iospace_{device}' is not an IOSpace (unexpected Microkit version?)"));
+    };
+    let root = match space.slots.iter().find(|entry| entry.slot.0 == 0).map(|entry| &entry.cap) {
+        Some(Cap::IOPageTable(cap::IOPageTable { object })) => *object,
+        _ => return Err(format!("capbuf: 'iospace_{device}' has no root I/O page table (unexpected Microkit version?)")),
+    };
+    let index = (IO_WINDOW.start >> 30) as usize;
+    if let Object::IOPageTable(table) = &container.spec.objects[usize::from(root)].object {
+        if table.slots.iter().any(|entry| entry.slot.0 as usize == index) {
+            return Err(format!(
+                "capbuf: an <iomap> of '{device}' lies in the GiB of capbuf's I/O window at {:#x}",
+                IO_WINDOW.start
+            ));
+        }
+    }
+    let mut leaves = Vec::new();
+    for k in 0..((IO_WINDOW.end - IO_WINDOW.start) >> LARGE_PAGE_BITS) {
+        let leaf = container.add_root_object(NamedObject {
+            name: Some(format!("capbuf_iopt_{device}_{:#x}", IO_WINDOW.start + (k << LARGE_PAGE_BITS))),
+            object: Object::IOPageTable(object::IOPageTable { slots: vec![], level: Word(2) }),
+        });
+        leaves.push(CapTableEntry { slot: CapSlot(k as _), cap: Cap::IOPageTable(cap::IOPageTable { object: leaf }) });
+    }
+    let middle = container.add_root_object(NamedObject {
+        name: Some(format!("capbuf_iopt_{device}_window")),
+        object: Object::IOPageTable(object::IOPageTable { slots: leaves, level: Word(1) }),
+    });
+    if let Object::IOPageTable(table) = &mut container.spec.objects[usize::from(root)].object {
+        table.slots.push(CapTableEntry { slot: CapSlot(index as _), cap: Cap::IOPageTable(cap::IOPageTable { object: middle }) });
+        table.slots.sort_by_key(|entry| entry.slot.0);
+    }
+    Ok(iospace)
 }
 
 /// memsrv zeroes the frames of a `device_untyped` pool itself, mapped at

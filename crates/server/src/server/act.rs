@@ -22,6 +22,7 @@ use capbuf_protocol::{BufferId, Error, Invocation, KernelFailure, MEMSRV_TABLE_V
 use super::decide::{AllocPlan, AttachPlan, DetachPlan, ExportPlan, GrantPlan, ATTACH_SLOTS};
 use super::state::State;
 use crate::kernel::{CapRef, Failure, Kernel, MapAttributes, Named, Object, Slot, RETYPE_FAN_OUT_LIMIT};
+use crate::layout::FrameLayout;
 use crate::quarantine::Quarantined;
 use crate::registry::{Attachment, Buffer, Exported, Holders, MAX_HOLDERS};
 
@@ -165,6 +166,7 @@ impl<const NODES: usize> State<NODES> {
             meta: plan.meta,
             master,
             flags: plan.flags,
+            small_frames: plan.small_frames,
             holders: Holders::default(),
             freeing: false,
             exposed: 0,
@@ -184,7 +186,7 @@ impl<const NODES: usize> State<NODES> {
         data: Allocation,
         undo: &mut Undo,
     ) -> Result<Slot, Failure> {
-        let layout = self.layout_of(plan.pool, data);
+        let layout = self.layout_of(plan.pool, data, plan.small_frames);
         debug_assert!(layout.master_pages() <= self.reserves.block_pages());
         // Leaves the pool kept dormant are collapsed first; each collapse is
         // complete in itself, so the undo has nothing to do for them.
@@ -198,7 +200,8 @@ impl<const NODES: usize> State<NODES> {
         let (mut large, mut small) = (0u32, layout.large as u32);
         for leaf in data.blocks(order) {
             let leaf_slot = self.leaf_slot(plan.pool, leaf)?;
-            let (object, mut count, index) = if leaf.order() + PAGE_BITS >= capbuf_protocol::LARGE_PAGE_BITS {
+            let large_leaf = leaf.order() + PAGE_BITS >= capbuf_protocol::LARGE_PAGE_BITS && !plan.small_frames;
+            let (object, mut count, index) = if large_leaf {
                 (Object::LargeFrame, 1u32 << (leaf.order() + PAGE_BITS - capbuf_protocol::LARGE_PAGE_BITS), &mut large)
             } else {
                 (Object::SmallFrame, 1u32 << leaf.order(), &mut small)
@@ -265,7 +268,7 @@ impl<const NODES: usize> State<NODES> {
         undo: &mut Undo,
     ) -> Result<(), Failure> {
         let layout = plan.layout;
-        let radix = layout.attachment_radix();
+        let radix = if plan.io_space.is_some() { layout.io_attachment_radix() } else { layout.attachment_radix() };
         let cnode = self.metadata_cnode(kernel, plan.meta, radix, undo)?;
         let untyped = undo.made_in.ok_or(Error::Internal)?;
         let frames = layout.frames() as u32;
@@ -307,6 +310,9 @@ impl<const NODES: usize> State<NODES> {
                 .named(Invocation::PageMap)?;
         }
         debug_assert_eq!(table, layout.frames() + layout.page_tables());
+        if let Some(iospace) = plan.io_space {
+            map_io(kernel, (plan.master, layout.master_radix()), (cnode, radix), layout, iospace, plan)?;
+        }
         Ok(())
     }
 
@@ -541,6 +547,33 @@ fn copy_frames<K: Kernel>(
         let source = CapRef::InNode { node: master, radix: master_radix, index };
         let dest = CapRef::InNode { node: cnode, radix, index };
         kernel.copy(source, dest, rights).named(Invocation::CNodeCopy)?;
+    }
+    Ok(())
+}
+
+/// An `io_space` client's attachment, after its VSpace mapping: a second
+/// copy of every (4 KiB) frame, after the frames and page tables in the
+/// attachment's CNode, each mapped into the device's I/O address space at
+/// the same offset in [`capbuf_protocol::IO_WINDOW`] as the frame has in
+/// the client's window. Revoking the attachment's block deletes the copies,
+/// which unmaps them and flushes the IOTLB.
+fn map_io<K: Kernel>(
+    kernel: &mut K,
+    (master, master_radix): (Slot, u32),
+    (cnode, radix): (Slot, u32),
+    layout: FrameLayout,
+    iospace: Slot,
+    plan: &AttachPlan,
+) -> Result<(), Failure> {
+    debug_assert_eq!((layout.large, layout.head), (0, 0), "4 KiB frames from the run's start");
+    let first = (layout.frames() + layout.page_tables()) as u32;
+    let start = capbuf_protocol::io_address(plan.run.vaddr());
+    for index in 0..layout.frames() as u32 {
+        let source = CapRef::InNode { node: master, radix: master_radix, index };
+        let copy = CapRef::InNode { node: cnode, radix, index: first + index };
+        kernel.copy(source, copy, plan.rights).named(Invocation::CNodeCopy)?;
+        let ioaddr = start + ((index as u64) << PAGE_BITS);
+        kernel.map_io_frame(copy, iospace, plan.rights, ioaddr).named(Invocation::IoPageMap)?;
     }
     Ok(())
 }

@@ -34,6 +34,8 @@ pub(super) struct AllocPlan {
     pub(super) slots: usize,
     /// First page of the run in the pool, as decided (the pool's placement).
     pub(super) offset: u64,
+    /// 4 KiB frames only: the owner is an `io_space` client.
+    pub(super) small_frames: bool,
 }
 
 /// An attachment to make.
@@ -51,6 +53,9 @@ pub(super) struct AttachPlan {
     pub(super) meta: usize,
     /// Where in the client's window.
     pub(super) run: Run,
+    /// Table slot of the client's IOSpace, for an `io_space` client: the
+    /// frames are mapped into its device's I/O address space too.
+    pub(super) io_space: Option<Slot>,
 }
 
 /// An export to make: the CNode of frame copies a `frame_caps` client receives.
@@ -114,21 +119,42 @@ impl<const NODES: usize> State<NODES> {
         })
     }
 
-    /// How the run `data` of pool `pool` is made of frames ([`FrameLayout::for_run`]).
-    pub(super) fn layout_of(&self, pool: usize, data: Allocation) -> FrameLayout {
+    /// How the run `data` of pool `pool` is made of frames
+    /// ([`FrameLayout::for_run`], or [`FrameLayout::small_only`]).
+    pub(super) fn layout_of(&self, pool: usize, data: Allocation, small_frames: bool) -> FrameLayout {
+        if small_frames {
+            return FrameLayout::small_only(data.pages);
+        }
         let base = self.pools[pool].as_ref().map_or(0, |p| p.base);
         FrameLayout::for_run((base >> PAGE_BITS) + data.offset, data.pages)
+    }
+
+    /// The buffer's layout.
+    pub(super) fn layout_of_buffer(&self, buffer: &Buffer) -> FrameLayout {
+        self.layout_of(buffer.pool, buffer.data, buffer.small_frames)
+    }
+
+    /// The address INFO gives client index `client` for its device, if any:
+    /// the physical address for a `dma` client; for an `io_space` client
+    /// the I/O address of its attachment of the buffer (none unattached).
+    fn device_address(&self, client: usize, buffer: &Buffer) -> Result<Option<u64>, Error> {
+        let config = self.client(client)?;
+        if config.io_space {
+            let Some(attachment) = buffer.holders.attachment(client) else { return Ok(None) };
+            let offset = self.layout_of_buffer(buffer).window_offset();
+            return Ok(Some(capbuf_protocol::io_address(attachment.window.vaddr() + offset)));
+        }
+        let base = self.pools[buffer.pool].as_ref().map_or(0, |p| p.base);
+        Ok(config.dma.then_some(base + (buffer.data.offset << PAGE_BITS)))
     }
 
     pub(super) fn info(&self, client: usize, id: BufferId) -> Result<InfoReply, Error> {
         let buffer = self.registry.get_for(client, id)?;
         let rights = buffer.allowed(client).ok_or(Error::UnknownBuffer)?;
-        let layout = self.layout_of(buffer.pool, buffer.data);
-        let base = self.pools[buffer.pool].as_ref().map_or(0, |p| p.base);
-        let physical_address = base + (buffer.data.offset << PAGE_BITS);
+        let layout = self.layout_of_buffer(buffer);
         Ok(InfoReply {
             size: buffer.data.pages << PAGE_BITS,
-            physical_address: if self.client(client)?.dma { physical_address } else { PADDR_HIDDEN },
+            physical_address: self.device_address(client, buffer)?.unwrap_or(PADDR_HIDDEN),
             page_bits: layout.page_bits() as u64,
             rights,
             attachments: buffer.attachment_count(),
@@ -192,11 +218,13 @@ impl<const NODES: usize> State<NODES> {
         // Off a 2 MiB boundary a buffer can need more capability slots than
         // the reserve's blocks were sized for (a head and a tail of small
         // frames): such a placement is refused.
-        let layout = self.layout_of(pool, Allocation { offset: first, pages });
-        if layout.metadata_pages() > self.reserves.block_pages() {
+        let small_frames = quota.io_space;
+        let layout = self.layout_of(pool, Allocation { offset: first, pages }, small_frames);
+        let metadata = if small_frames { layout.io_attachment_pages() } else { layout.metadata_pages() };
+        if metadata > self.reserves.block_pages() {
             return Err(Error::OutOfMemory);
         }
-        Ok(AllocPlan { pool, pages, align_order, flags, bytes, meta, slots, offset: first })
+        Ok(AllocPlan { pool, pages, align_order, flags, bytes, meta, slots, offset: first, small_frames })
     }
 
     pub(super) fn plan_attach(&self, client: usize, id: BufferId, rights: Rights) -> Result<AttachPlan, Error> {
@@ -217,13 +245,21 @@ impl<const NODES: usize> State<NODES> {
         if self.usage[client].attachments.saturating_add(1) > reserve::attachment_limit(&self.config, client) {
             return Err(Error::QuotaAttachments);
         }
-        let layout = self.layout_of(buffer.pool, buffer.data);
+        let layout = self.layout_of_buffer(buffer);
+        // The kernel maps only 4 KiB frames into an I/O address space.
+        let io_space = self.config.io_space_slot(client).map(|slot| slot as Slot);
+        if io_space.is_some() && layout.large > 0 {
+            return Err(Error::NotIoMappable);
+        }
         let run = self.windows.find(client, layout.window_slots() as u32).ok_or(Error::WindowFull)?;
         self.check_slots(ATTACH_SLOTS)?;
-        debug_assert!(layout.attachment_pages() <= self.reserves.block_pages());
+        let metadata = if io_space.is_some() { layout.io_attachment_pages() } else { layout.attachment_pages() };
+        if metadata > self.reserves.block_pages() {
+            return Err(Error::Internal);
+        }
         let meta = self.reserves.free_block(client).ok_or(Error::OutOfMemory)?;
         let size = buffer.data.pages << PAGE_BITS;
-        Ok(AttachPlan { id, size, rights, layout, flags: buffer.flags, master: buffer.master, meta, run })
+        Ok(AttachPlan { id, size, rights, layout, flags: buffer.flags, master: buffer.master, meta, run, io_space })
     }
 
     /// EXPORT: the checks of ATTACH (but no window run), after the one
@@ -249,7 +285,7 @@ impl<const NODES: usize> State<NODES> {
         }
         self.check_slots(ATTACH_SLOTS)?;
         let meta = self.reserves.free_block(client).ok_or(Error::OutOfMemory)?;
-        let layout = self.layout_of(buffer.pool, buffer.data);
+        let layout = self.layout_of_buffer(buffer);
         Ok(ExportPlan { id, rights, layout, master: buffer.master, meta })
     }
 

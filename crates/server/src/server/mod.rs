@@ -345,7 +345,9 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
             Request::Hello {} => Reply::Hello(state.hello(client)?),
             Request::Info { id } => {
                 let info = state.info(client, id)?;
-                if info.physical_address != capbuf_protocol::PADDR_HIDDEN {
+                // An `io_space` client's address is an I/O address: its
+                // device loses it with the attachment, so FREE need not wait.
+                if info.physical_address != capbuf_protocol::PADDR_HIDDEN && !state.client(client)?.io_space {
                     state.registry.get_mut(id)?.exposed |= 1u64 << client;
                 }
                 Reply::Info(info)

@@ -27,3 +27,19 @@ pub fn clean_to_memory(_vaddr: usize, _bytes: usize) {
     // SAFETY: a barrier.
     unsafe { core::arch::asm!("mfence", options(nostack)) };
 }
+
+/// `seL4_X86_Page_MapIO`: the 4 KiB frame `frame` into the device I/O
+/// address space `iospace` at `ioaddr` (the I/O page tables are the
+/// system's). The SDK's x86_64 kernels are built with the IOMMU.
+#[sel4::sel4_cfg(IOMMU)]
+pub fn map_io_frame(frame: u64, iospace: u64, rights: sel4::CapRights, ioaddr: u64) -> Result<(), sel4::Error> {
+    let frame = sel4::cap::UnspecifiedPage::from_bits(frame);
+    frame.io_frame_map(sel4::cap::IOSpace::from_bits(iospace), rights, ioaddr)
+}
+
+/// A kernel without the IOMMU has no I/O address spaces: capbuf-compose
+/// gives such a system no `io_space` client.
+#[sel4::sel4_cfg(not(IOMMU))]
+pub fn map_io_frame(_: u64, _: u64, _: sel4::CapRights, _: u64) -> Result<(), sel4::Error> {
+    Err(sel4::Error::IllegalOperation)
+}

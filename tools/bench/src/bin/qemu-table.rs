@@ -148,6 +148,13 @@ impl Kernel for Recorder {
         self.push(Call::MapFrame { large: object == Object::LargeFrame });
         Ok(())
     }
+
+    /// The bench system has no `io_space` client: priced as a 4 KiB map.
+    fn map_io_frame(&mut self, frame: CapRef, iospace: Slot, rights: Rights, ioaddr: u64) -> Result<(), KernelError> {
+        self.model.map_io_frame(frame, iospace, rights, ioaddr)?;
+        self.push(Call::MapFrame { large: false });
+        Ok(())
+    }
 }
 
 /// The guest's figures by name.
@@ -265,6 +272,7 @@ fn memsrv(calls: Rc<RefCell<Vec<Call>>>) -> Box<Memsrv> {
         dma: false,
         frame_caps: false,
         supervisor: None,
+        io_space: false,
     });
     let model = Model::new(12, &[(0xa000_0000, 26)], 1);
     let kernel = Recorder { model, calls, large: BTreeSet::new() };

@@ -50,6 +50,9 @@ impl Kernel for Null {
     fn zero_frame(&mut self, _: CapRef, _: Object) -> Result<(), KernelError> {
         Ok(())
     }
+    fn map_io_frame(&mut self, _: CapRef, _: Slot, _: Rights, _: u64) -> Result<(), KernelError> {
+        Ok(())
+    }
 }
 
 type Memsrv = Server<Null, NODES>;
@@ -88,6 +91,7 @@ fn run(live: usize, clients: usize, op: &str) {
             dma: true,
             frame_caps: false,
             supervisor: None,
+            io_space: false,
         });
     }
     let mut server = Memsrv::new(Null, config).expect("configuration");
