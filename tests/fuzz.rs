@@ -138,8 +138,7 @@ fn config(input: &[u8]) -> Result<(), Violation> {
         return Ok(());
     }
     // Start memsrv on it: refused with a reason, or started sound.
-    let clients = decoded.clients.iter().flatten().count();
-    let mut model = Model::new(decoded.table_bits, &common::pools_of(&decoded), clients);
+    let mut model = common::model_for(&decoded);
     for pool in decoded.pools.iter().flatten().filter(|pool| pool.device) {
         model = model.device_memory(pool.physical_address..pool.physical_address + (1 << pool.size_bits));
     }
@@ -156,24 +155,25 @@ const NODES: usize = 2 << 10;
 /// Pool 0: 64 pages for buffers; pool 1: 4 MiB, which holds the metadata
 /// reserves and room for buffers with a 2 MiB page. Client 0 (id 10) is
 /// `dma`, client 1 (id 11) has `frame_caps`, client 2 (id 12) neither and
-/// supervises the other two (RECLAIM); each may own 3 buffers and 3 MiB and
-/// hold 3 attachments.
+/// supervises the other two (RECLAIM), client 3 (id 13) is `dma` with an
+/// `io_space` (its device behind the IOMMU); each may own 3 buffers and
+/// 3 MiB and hold 3 attachments.
 fn server_config() -> Config {
     let mut pools = [None; MAX_POOLS];
     pools[0] = Some(PoolConfig { physical_address: 0x4000_0000, size_bits: 18, device: false });
     pools[1] = Some(PoolConfig { physical_address: 0x4040_0000, size_bits: 22, device: false });
     let mut clients = [None; MAX_CLIENTS];
-    for (i, client) in clients.iter_mut().enumerate().take(3) {
+    for (i, client) in clients.iter_mut().enumerate().take(4) {
         *client = Some(ClientConfig {
             channel: i as u64,
             client_id: 10 + i as u64,
             quota_bytes: 3 << 20,
             quota_buffers: 3,
             quota_attachments: 3,
-            dma: i == 0,
+            dma: i == 0 || i == 3,
             frame_caps: i == 1,
             supervisor: (i < 2).then_some(2),
-            io_space: false,
+            io_space: i == 3,
         });
     }
     Config { table_bits: 9, pools, clients }
@@ -181,6 +181,9 @@ fn server_config() -> Config {
 
 /// Bit `n` set: a request with label `n` was served in this run.
 static SERVED: AtomicU64 = AtomicU64::new(0);
+
+/// Frames memsrv mapped into client 3's device's I/O address space in this run.
+static IO_MAPPED: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     /// memsrv just started with [`server_config`]: each input starts from a copy.
@@ -202,7 +205,7 @@ fn rights(u: &mut Unstructured) -> Parsed<Rights> {
 }
 
 fn grantee(u: &mut Unstructured) -> Parsed<ClientId> {
-    Ok(ClientId(if u.int_in_range(0..=7u8)? == 0 { u.arbitrary()? } else { 10 + u.int_in_range(0..=2)? }))
+    Ok(ClientId(if u.int_in_range(0..=7u8)? == 0 { u.arbitrary()? } else { 10 + u.int_in_range(0..=3)? }))
 }
 
 /// Any request memsrv knows, with fields mostly near what matters.
@@ -239,10 +242,10 @@ fn request(u: &mut Unstructured) -> Parsed<Request> {
 
 /// One step of any kind; mostly well-formed requests.
 fn step(u: &mut Unstructured) -> Parsed<Step> {
-    let client = u.int_in_range(0..=2)?;
+    let client = u.int_in_range(0..=3)?;
     Ok(match u.int_in_range(0..=19u8)? {
         0 => Step::Raw {
-            channel: u.int_in_range(0..=3)?,
+            channel: u.int_in_range(0..=4)?,
             label: if u.arbitrary()? { u.int_in_range(0..=15)? } else { u.arbitrary()? },
             words: (0..u.int_in_range(0..=9)?).map(|_| word(u)).collect::<Parsed<_>>()?,
             caps: u.int_in_range(0..=1)?,
@@ -289,6 +292,7 @@ fn server(input: &[u8]) -> Result<(), Violation> {
             }
             taken.push((step, fail));
         }
+        IO_MAPPED.fetch_add(harness.server.kernel().counts.io_map, Relaxed);
         harness.teardown(fresh).map_err(|violation| format!("{violation}\nwhile freeing all after {taken:#?}"))
     })
 }
@@ -316,6 +320,9 @@ fn every_op_served() {
     let served = SERVED.swap(0, Relaxed);
     let missed: Vec<Op> = Op::ALL.into_iter().filter(|op| served & (1 << *op as u64) == 0).collect();
     assert!(missed.is_empty(), "no request served for {missed:?}");
+    let io_mapped = IO_MAPPED.swap(0, Relaxed);
+    eprintln!("fuzz server: {io_mapped} frames mapped into the io_space client's device");
+    assert!(io_mapped > 0, "the io_space client never attached");
 }
 
 #[test]

@@ -51,7 +51,8 @@ fn run_end(run: Run) -> u64 {
 /// With nothing lost, memsrv's free slots and the slots holding a capability
 /// add up to exactly this: no slot leaks.
 fn accounted_slots<const N: usize>(server: &Server<Model, N>) -> u64 {
-    let fixed = server.config().pool_count() + clients(server).count();
+    let io_spaces = clients(server).filter(|&c| server.config().io_space_slot(c).is_some()).count();
+    let fixed = server.config().pool_count() + clients(server).count() + io_spaces;
     (1u64 << server.config().table_bits) - server.config().first_free_slot() + fixed as u64
 }
 
@@ -68,8 +69,10 @@ fn accounted_slots<const N: usize>(server: &Server<Model, N>) -> u64 {
 /// at most one of them per buffer id; nothing is mapped in a hole, and every
 /// mapping lies in the run of an attachment, at that attachment's buffer's
 /// memory for its offset in the run; rights only shrink (a grant within the
-/// buffer's flags, an attachment or export within its client's right); and no client holds a capability or a
-/// mapping to memory it is not attached to with at least those rights.
+/// buffer's flags, an attachment or export within its client's right); no client holds a capability or a
+/// mapping to memory it is not attached to with at least those rights; and an
+/// `io_space` client's device reaches exactly that client's attachments, at
+/// their I/O addresses, with their rights (and its INFO exposes nothing).
 pub fn check_invariants(world: &World) -> Result<(), TestCaseError> {
     check(&world.borrow()).map_err(TestCaseError::fail)
 }
@@ -279,9 +282,34 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
             };
             // A buffer with a head of 4 KiB frames starts inside its run's first slot.
             let physical = server.physical_address(b);
-            let first = capbuf_server::FrameLayout::for_run(physical >> PAGE_BITS, b.data.pages).window_offset();
+            let layout = if b.small_frames {
+                capbuf_server::FrameLayout::small_only(b.data.pages)
+            } else {
+                capbuf_server::FrameLayout::for_run(physical >> PAGE_BITS, b.data.pages)
+            };
+            let first = layout.window_offset();
             let expected = physical + (m.vaddr - a.window.vaddr() - first);
             ensure_eq!(m.physical_address, expected, "client {}: the mapping at {:#x}", c, m.vaddr);
+        }
+        // An `io_space` client's device reaches exactly its attachments:
+        // every page at the I/O address of its place in the window, with
+        // the attachment's rights; and its INFO exposes nothing.
+        if let Some(slot) = server.config().io_space_slot(c) {
+            let device = model.io_space_at(slot as capbuf_server::Slot);
+            ensure!(device.is_some(), "client {}'s IOSpace is not in table slot {}", c, slot);
+            let mut expected = Vec::new();
+            for (_, b, a) in &attached {
+                ensure!(b.small_frames || b.data.pages < 2 * 512, "client {}: an I/O attachment with 2 MiB frames", c);
+                for page in 0..b.data.pages {
+                    let io = capbuf_protocol::io_address(a.window.vaddr()) + (page << PAGE_BITS);
+                    expected.push((io, server.physical_address(b) + (page << PAGE_BITS), a.rights));
+                }
+            }
+            expected.sort();
+            ensure_eq!(model.io_mappings(device.unwrap()), expected, "client {}'s device reaches its attachments only", c);
+            for (id, b) in server.registry().iter() {
+                ensure_eq!(b.exposed & (1 << c), 0, "buffer {} exposed to io_space client {}", id, c);
+            }
         }
         for m in model.client_mappings(c) {
             ensure!(

@@ -61,12 +61,23 @@ pub fn pools_of(config: &Config) -> Vec<(u64, u64)> {
     config.pools.iter().flatten().map(|p| (p.physical_address, p.size_bits)).collect()
 }
 
-/// memsrv started with `config` on a model holding its pools' untypeds and
-/// its clients' VSpaces.
+/// memsrv started with `config` on a model holding its pools' untypeds, its
+/// clients' VSpaces and, for each `io_space` client, its device's IOSpace
+/// (where capbuf-compose puts them).
 pub fn start<const N: usize>(config: Config) -> Server<Model, N> {
+    Server::new(model_for(&config), config).expect("valid config")
+}
+
+/// The model memsrv starts on under `config` (see [`start`]).
+pub fn model_for(config: &Config) -> Model {
     let clients = config.clients.iter().flatten().count();
-    let model = Model::new(config.table_bits, &pools_of(&config), clients);
-    Server::new(model, config).expect("valid config")
+    let mut model = Model::new(config.table_bits, &pools_of(config), clients);
+    for client in 0..clients {
+        if let Some(slot) = config.io_space_slot(client) {
+            model.add_io_space(slot as capbuf_server::Slot);
+        }
+    }
+    model
 }
 
 /// A system with `config`: a model holding its pools' untypeds, and memsrv started on it.

@@ -212,6 +212,15 @@ impl Model {
         device
     }
 
+    /// The device whose IOSpace capability is in table slot `slot`, if one is.
+    pub fn io_space_at(&self, slot: Slot) -> Option<usize> {
+        let cap = self.table.get(slot as usize).copied().flatten()?;
+        match self.object(self.cap(cap).object).kind {
+            Kind::IOSpace { device } => Some(device),
+            _ => None,
+        }
+    }
+
     /// What device `device` can reach: every I/O page mapped in its I/O
     /// address space, as (I/O address, physical address, rights), in
     /// address order.
