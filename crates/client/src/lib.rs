@@ -473,8 +473,8 @@ mod tests {
         assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "flag bit 3");
         client.sys().0 = raw(0, &[4096, 0x2000_0000, 12 | 3 << 8 | 1 << 40], 0);
         assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "a bit no field uses");
-        client.sys().0 = raw(29, &[], 0);
-        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "no error 29");
+        client.sys().0 = raw(30, &[], 0);
+        assert_eq!(client.attach(id, Rights::ReadWrite), Err(ClientError::BadReply), "no error 30");
         client.sys().0 = RawReply { length: MAX_MESSAGE_WORDS + 1, ..raw(0, &[], 0) };
         assert_eq!(client.info(id), Err(ClientError::BadReply), "more registers than any reply");
         assert_eq!(ClientError::BadReply.error(), None, "not memsrv's error");
