@@ -127,7 +127,9 @@ wire_ops! {
         reply InfoReply {
             /// Buffer size in bytes.
             size (SIZE): u64,
-            /// Physical address of the first byte, or [`crate::PADDR_HIDDEN`].
+            /// Physical address of the first byte for a `dma` client, or
+            /// [`crate::PADDR_HIDDEN`]; for an `io_space` client the I/O
+            /// address its device uses, while it has the buffer attached.
             physical_address (PADDR): u64,
             /// The small fields, at the same bits as ATTACH's `ATTRIBUTES`
             /// where they are the same fields.
