@@ -457,10 +457,14 @@ impl<const NODES: usize> Pool<NODES> {
         self.free_pages -= pages;
         // Only two chunks change which runs start in them: the one where the
         // run started (now the shorter run before the allocation, if any)
-        // and the one where the run after it starts.
-        self.update((start / 64) as usize);
-        if stop < end && stop / 64 != start / 64 {
-            self.update((stop / 64) as usize);
+        // and the one where the run after it starts. The first keeps its
+        // longest unless that was this run; the second gains a run.
+        let (first, after) = ((start / 64) as usize, (stop / 64) as usize);
+        if self.tree[self.chunks + first] as u64 == end - start {
+            self.set_leaf(first, self.leaf(first));
+        }
+        if stop < end && after != first {
+            self.set_leaf(after, self.tree[self.chunks + after].max((end - stop) as u32));
         }
         allocation
     }
@@ -490,9 +494,13 @@ impl<const NODES: usize> Pool<NODES> {
         self.mark::<true>(offset, stop);
         self.tag(start, end);
         self.free_pages += pages;
-        self.update((start / 64) as usize);
-        if stop < end && stop / 64 != start / 64 {
-            self.update((stop / 64) as usize);
+        // The chunk where the joined run starts gains it (longer than the
+        // runs it joins); the one where the run after the allocation started
+        // loses that run, which changes its longest only if it was that.
+        let (first, after) = ((start / 64) as usize, (stop / 64) as usize);
+        self.set_leaf(first, self.tree[self.chunks + first].max((end - start) as u32));
+        if stop < end && after != first && self.tree[self.chunks + after] as u64 == end - stop {
+            self.set_leaf(after, self.leaf(after));
         }
         self.merge_after(allocation, start, end, events);
         Ok(())
@@ -743,12 +751,12 @@ impl<const NODES: usize> Pool<NODES> {
         inside
     }
 
-    /// Recompute the leaf of `chunk` and the nodes above it, up to the first
-    /// that keeps its value: nothing above it can change either.
+    /// Set the leaf of `chunk` to `value` and recompute the nodes above it,
+    /// up to the first that keeps its value: nothing above it can change
+    /// either.
     #[inline]
-    fn update(&mut self, chunk: usize) {
+    fn set_leaf(&mut self, chunk: usize, mut value: u32) {
         let mut node = self.chunks + chunk;
-        let mut value = self.leaf(chunk);
         while self.tree[node] != value {
             self.tree[node] = value;
             if node == 1 {
