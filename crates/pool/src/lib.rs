@@ -261,6 +261,29 @@ const fn free_order(page: u64, start: u64, end: u64) -> u32 {
     }
 }
 
+/// Children of the root of the tree over `chunks` (a power of two, at least
+/// 2) chunks: 16 but at the top, where what is left of the chunks' order
+/// divided by four gives 2, 4 or 8.
+#[inline]
+const fn top_fanout(chunks: usize) -> usize {
+    let rest = chunks.trailing_zeros() % 4;
+    if rest == 0 {
+        16
+    } else {
+        1 << rest
+    }
+}
+
+/// Nodes on the level above a level of `count` (more than one) nodes.
+#[inline]
+const fn parent_count(count: usize) -> usize {
+    if count > 16 {
+        count / 16
+    } else {
+        1
+    }
+}
+
 #[inline]
 const fn align_up(value: u64, order: u32) -> u64 {
     let mask = (1u64 << order) - 1;
@@ -278,12 +301,16 @@ const fn align_down(value: u64, order: u32) -> u64 {
 pub struct Pool<const NODES: usize> {
     order: u32,
     free_pages: u64,
-    /// Chunks in the pool: the leaves are nodes `chunks..2 * chunks`.
+    /// Chunks in the pool (a power of two).
     chunks: usize,
-    /// A max tree over the chunks in heap order (node 1 the root, node 0
-    /// unused): leaf `chunks + c` holds the length of the longest maximal
-    /// free run that *starts* in chunk `c` (its whole length, into the
-    /// chunks after), every other node the larger of its two children.
+    /// The root's index in `tree`.
+    root: u32,
+    /// A max tree over the chunks, sixteen children per node, stored level
+    /// by level from the leaves up: leaf `c` (index `c`) holds the length of
+    /// the longest maximal free run that *starts* in chunk `c` (its whole
+    /// length, into the chunks after); each level above has a node per
+    /// sixteen of the level below (the root's children, the top level,
+    /// may be fewer: 2, 4, 8 or 16), holding the largest of their values.
     tree: [u32; NODES],
     /// The page bitmaps, one word per chunk each: `words[chunks + c]` has bit
     /// `i` set if page `i` of chunk `c` is free. `words[c]` has bit `i` set if
@@ -307,15 +334,21 @@ impl<const NODES: usize> Pool<NODES> {
             return None;
         }
         let chunks = nodes_for(order) / 2;
-        let mut pool = Pool { order, free_pages: 1 << order, chunks, tree: [0; NODES], words: [0; NODES] };
+        // The levels above the leaves hold (chunks - top) / 15 nodes, then the root.
+        let root = if chunks == 1 { 0 } else { chunks + (chunks - top_fanout(chunks)) / 15 };
+        let mut pool =
+            Pool { order, free_pages: 1 << order, chunks, root: root as u32, tree: [0; NODES], words: [0; NODES] };
         let word = pool.chunk_mask();
         pool.words[chunks..2 * chunks].fill(word);
         pool.tag(0, 1 << order);
-        // One run, starting in chunk 0: the leftmost leaf and the nodes above it.
-        let mut node = chunks;
-        while node >= 1 {
-            pool.tree[node] = 1 << order;
-            node /= 2;
+        // One run, starting in chunk 0: the first node of each level.
+        let (mut at, mut count) = (0, chunks);
+        loop {
+            pool.tree[at] = 1 << order;
+            if count == 1 {
+                break;
+            }
+            (at, count) = (at + count, parent_count(count));
         }
         Some(pool)
     }
@@ -343,7 +376,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// Pages in the longest run of free pages: the largest allocation at page
     /// alignment that succeeds.
     pub fn largest_free(&self) -> u64 {
-        self.tree[1] as u64
+        self.tree[self.root as usize] as u64
     }
 
     /// Whether page `page` is free.
@@ -460,11 +493,11 @@ impl<const NODES: usize> Pool<NODES> {
         // and the one where the run after it starts. The first keeps its
         // longest unless that was this run; the second gains a run.
         let (first, after) = ((start / 64) as usize, (stop / 64) as usize);
-        if self.tree[self.chunks + first] as u64 == end - start {
+        if self.tree[first] as u64 == end - start {
             self.set_leaf(first, self.leaf(first));
         }
         if stop < end && after != first {
-            self.set_leaf(after, self.tree[self.chunks + after].max((end - stop) as u32));
+            self.set_leaf(after, self.tree[after].max((end - stop) as u32));
         }
         allocation
     }
@@ -498,8 +531,8 @@ impl<const NODES: usize> Pool<NODES> {
         // runs it joins); the one where the run after the allocation started
         // loses that run, which changes its longest only if it was that.
         let (first, after) = ((start / 64) as usize, (stop / 64) as usize);
-        self.set_leaf(first, self.tree[self.chunks + first].max((end - start) as u32));
-        if stop < end && after != first && self.tree[self.chunks + after] as u64 == end - stop {
+        self.set_leaf(first, self.tree[first].max((end - start) as u32));
+        if stop < end && after != first && self.tree[after] as u64 == end - stop {
             self.set_leaf(after, self.leaf(after));
         }
         self.merge_after(allocation, start, end, events);
@@ -512,7 +545,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// of the maximal free run holding it: the lowest run for up to
     /// [`BEST_FIT_ABOVE`] pages, else [`Self::best_fit`].
     fn find(&self, pages: u64, align_order: u32) -> Option<(u64, u64)> {
-        if (self.tree[1] as u64) < pages {
+        if self.largest_free() < pages {
             None
         } else if pages > BEST_FIT_ABOVE {
             self.best_fit(pages, align_order)
@@ -520,7 +553,7 @@ impl<const NODES: usize> Pool<NODES> {
             let start = self.first_fit(pages);
             Some((start, start))
         } else {
-            self.search(1, pages, align_order)
+            self.leaves(self.root as usize, 1, 0, pages as u32, &mut |chunk| self.aligned_in(chunk, pages, align_order))
         }
     }
 
@@ -543,38 +576,55 @@ impl<const NODES: usize> Pool<NODES> {
             candidates += fits as u32;
             candidates < BEST_FIT_CANDIDATES
         };
-        self.long_runs(1, pages, &mut consider);
+        // Only a run into the next chunk is that long: the chunk's last.
+        self.leaves(self.root as usize, 1, 0, pages as u32, &mut |chunk| {
+            let start = chunk as u64 * 64 + 64 - self.own_word(chunk).leading_ones() as u64;
+            (!consider(start, self.run_around(start).1 - start)).then_some(())
+        });
         let (length, start) = best?;
         let highest = align_down(start + length - pages, align);
         let large = align_down(highest, LARGE_ORDER.max(align));
         Some((if pages >= 1 << LARGE_ORDER && large >= start { large } else { highest }, start))
     }
 
-    /// Report, in address order, every maximal free run of at least `pages`
-    /// (more than a chunk) pages that starts under `node`. Stops as soon as
-    /// `report` returns false, and returns false then.
-    fn long_runs(&self, node: usize, pages: u64, report: &mut impl FnMut(u64, u64) -> bool) -> bool {
-        if (self.tree[node] as u64) < pages {
-            return true;
+    /// The first `Some` that `visit` returns for the leaves of at least
+    /// `at_least` under the node at index `index` of the level at `at` of
+    /// `count` nodes, in address order: the nodes on the way, O(log P) per
+    /// leaf visited.
+    fn leaves<T>(
+        &self,
+        at: usize,
+        count: usize,
+        index: usize,
+        at_least: u32,
+        visit: &mut impl FnMut(usize) -> Option<T>,
+    ) -> Option<T> {
+        if at == 0 {
+            return visit(index);
         }
-        if node >= self.chunks {
-            // Only a run into the next chunk is that long: the chunk's last.
-            let chunk = node - self.chunks;
-            let start = chunk as u64 * 64 + 64 - self.own_word(chunk).leading_ones() as u64;
-            return report(start, self.run_around(start).1 - start);
+        let (children, below) = self.child_level(at, count);
+        let first = index * 16;
+        let mut mask = self.group_mask(below + first, children.min(16), at_least);
+        while mask != 0 {
+            let found = self.leaves(below, children, first + mask.trailing_zeros() as usize, at_least, visit);
+            if found.is_some() {
+                return found;
+            }
+            mask &= mask - 1;
         }
-        self.long_runs(2 * node, pages, report) && self.long_runs(2 * node + 1, pages, report)
+        None
     }
 
-    /// [`Self::search`] at page alignment: the lowest chunk where a run that
-    /// long starts, one walk down, and in it the lowest such run.
+    /// The lowest run of `pages` free pages: the lowest chunk where a run
+    /// that long starts, one walk down, and in it the lowest such run.
     fn first_fit(&self, pages: u64) -> u64 {
-        let mut node = 1;
-        while node < self.chunks {
-            node *= 2;
-            node += ((self.tree[node] as u64) < pages) as usize;
+        let (mut at, mut count, mut chunk) = (self.root as usize, 1, 0);
+        while at != 0 {
+            let (children, below) = self.child_level(at, count);
+            let first = chunk * 16;
+            chunk = first + self.group_mask(below + first, children.min(16), pages as u32).trailing_zeros() as usize;
+            (at, count) = (below, children);
         }
-        let chunk = node - self.chunks;
         let word = self.own_word(chunk);
         if pages <= 64 {
             let starts = run_starts(word, pages);
@@ -587,15 +637,8 @@ impl<const NODES: usize> Pool<NODES> {
     }
 
     /// Lowest run of `pages` free pages at `2^align` alignment in a free run
-    /// that starts under `node`, and the first page of that free run.
-    fn search(&self, node: usize, pages: u64, align: u32) -> Option<(u64, u64)> {
-        if (self.tree[node] as u64) < pages {
-            return None;
-        }
-        if node < self.chunks {
-            return self.search(2 * node, pages, align).or_else(|| self.search(2 * node + 1, pages, align));
-        }
-        let chunk = node - self.chunks;
+    /// that starts in chunk `chunk`, and the first page of that free run.
+    fn aligned_in(&self, chunk: usize, pages: u64, align: u32) -> Option<(u64, u64)> {
         let (first, word) = (chunk as u64 * 64, self.own_word(chunk));
         if pages <= 64 {
             let pattern =
@@ -689,18 +732,25 @@ impl<const NODES: usize> Pool<NODES> {
         if chunk == 0 || chunk + 1 == self.chunks || !full(chunk - 1) || !full(chunk + 1) {
             return chunk;
         }
-        // Up until a left sibling with a run starting under it, then down
-        // to its rightmost such chunk.
-        let mut node = self.chunks + chunk;
-        while node & 1 == 0 || self.tree[node - 1] == 0 {
-            node /= 2;
+        // Up until a node with a run starting under it before the chunk's
+        // ancestor on its level, then down to its rightmost such chunk.
+        let (mut at, mut count, mut index) = (0, self.chunks, chunk);
+        loop {
+            let first = index & !15;
+            let before = self.group_mask(at + first, count.min(16), 1) & ((1 << (index - first)) - 1);
+            if before != 0 {
+                index = first + 31 - before.leading_zeros() as usize;
+                break;
+            }
+            (at, count, index) = (at + count, parent_count(count), index / 16);
         }
-        node -= 1;
-        while node < self.chunks {
-            node = 2 * node + 1;
-            node -= (self.tree[node] == 0) as usize;
+        while at != 0 {
+            let (children, below) = self.child_level(at, count);
+            let first = index * 16;
+            index = first + 31 - self.group_mask(below + first, children.min(16), 1).leading_zeros() as usize;
+            (at, count) = (below, children);
         }
-        let start = node - self.chunks;
+        let start = index;
         if full(start) {
             start
         } else {
@@ -751,19 +801,66 @@ impl<const NODES: usize> Pool<NODES> {
         inside
     }
 
-    /// Set the leaf of `chunk` to `value` and recompute the nodes above it,
-    /// up to the first that keeps its value: nothing above it can change
-    /// either.
+    /// Set the leaf of `chunk` to `value` and the nodes above it, up to the
+    /// first that keeps its value: nothing above it can change either. A
+    /// node takes a larger value from its child as it is; it keeps its own if
+    /// the child did not have it; else it is recomputed from its children.
     #[inline]
     fn set_leaf(&mut self, chunk: usize, mut value: u32) {
-        let mut node = self.chunks + chunk;
-        while self.tree[node] != value {
-            self.tree[node] = value;
-            if node == 1 {
+        let (mut at, mut count, mut index) = (0, self.chunks, chunk);
+        let mut old = self.tree[index];
+        while old != value {
+            self.tree[at + index] = value;
+            if count == 1 {
                 return;
             }
-            value = value.max(self.tree[node ^ 1]);
-            node /= 2;
+            let (parent_at, parent) = (at + count, index / 16);
+            let was = self.tree[parent_at + parent];
+            if value < was {
+                if old < was {
+                    return;
+                }
+                let first = index & !15;
+                value = self.group_max(at + first, count.min(16));
+            }
+            (at, count, index, old) = (parent_at, parent_count(count), parent, was);
+        }
+    }
+
+    /// The level below the node level at `at` of `count` nodes: its size and
+    /// where it starts.
+    #[inline]
+    fn child_level(&self, at: usize, count: usize) -> (usize, usize) {
+        let children = if count == 1 { top_fanout(self.chunks) } else { count * 16 };
+        (children, at - children)
+    }
+
+    /// Bit `i` set where the `i`th of the `size` (at most 16) nodes from
+    /// index `at` holds at least `at_least`.
+    #[inline]
+    fn group_mask(&self, at: usize, size: usize, at_least: u32) -> u32 {
+        let mut mask = 0;
+        if size == 16 {
+            let group: &[u32; 16] = self.tree[at..at + 16].try_into().unwrap();
+            for (i, &value) in group.iter().enumerate() {
+                mask |= ((value >= at_least) as u32) << i;
+            }
+        } else {
+            for (i, &value) in self.tree[at..at + size].iter().enumerate() {
+                mask |= ((value >= at_least) as u32) << i;
+            }
+        }
+        mask
+    }
+
+    /// The largest of the `size` (at most 16) nodes from index `at`.
+    #[inline]
+    fn group_max(&self, at: usize, size: usize) -> u32 {
+        if size == 16 {
+            let group: &[u32; 16] = self.tree[at..at + 16].try_into().unwrap();
+            group.iter().fold(0, |a, &b| a.max(b))
+        } else {
+            self.tree[at..at + size].iter().fold(0, |a, &b| a.max(b))
         }
     }
 
@@ -943,7 +1040,7 @@ impl<const NODES: usize> Pool<NODES> {
             while page < size && self.free_bit(page) {
                 page += 1;
             }
-            let leaf = &mut tree[chunks + (start / 64) as usize];
+            let leaf = &mut tree[(start / 64) as usize];
             *leaf = (*leaf).max((page - start) as u32);
             let (first, stop) = (start.div_ceil(64) as usize, (page / 64) as usize);
             if first < stop {
@@ -951,9 +1048,15 @@ impl<const NODES: usize> Pool<NODES> {
                 words[stop - 1] = start | page << 32;
             }
         }
-        for node in (1..chunks).rev() {
-            tree[node] = tree[2 * node].max(tree[2 * node + 1]);
+        let (mut at, mut count) = (0, chunks);
+        while count > 1 {
+            let parent = parent_count(count);
+            for i in 0..count {
+                tree[at + count + i / 16] = tree[at + count + i / 16].max(tree[at + i]);
+            }
+            (at, count) = (at + count, parent);
         }
+        assert_eq!(at, self.root as usize);
         (tree, words)
     }
 }
