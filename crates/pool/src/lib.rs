@@ -274,6 +274,19 @@ const fn top_fanout(chunks: usize) -> usize {
     }
 }
 
+/// Largest value the bytes of [`Pool`]'s `small` hold exactly.
+const SMALL: u8 = 127;
+
+/// A node's value capped at [`SMALL`].
+#[inline]
+const fn small(value: u32) -> u8 {
+    if value < SMALL as u32 {
+        value as u8
+    } else {
+        SMALL
+    }
+}
+
 /// Nodes on the level above a level of `count` (more than one) nodes.
 #[inline]
 const fn parent_count(count: usize) -> usize {
@@ -312,6 +325,9 @@ pub struct Pool<const NODES: usize> {
     /// sixteen of the level below (the root's children, the top level,
     /// may be fewer: 2, 4, 8 or 16), holding the largest of their values.
     tree: [u32; NODES],
+    /// Each node's value capped at [`SMALL`], a byte: sixteen siblings
+    /// compare with a request of up to that many pages in two words.
+    small: [u8; NODES],
     /// The page bitmaps, one word per chunk each: `words[chunks + c]` has bit
     /// `i` set if page `i` of chunk `c` is free. `words[c]` has bit `i` set if
     /// an allocation starts at page `i` of chunk `c`; a wholly free chunk has
@@ -337,7 +353,15 @@ impl<const NODES: usize> Pool<NODES> {
         // The levels above the leaves hold (chunks - top) / 15 nodes, then the root.
         let root = if chunks == 1 { 0 } else { chunks + (chunks - top_fanout(chunks)) / 15 };
         let mut pool =
-            Pool { order, free_pages: 1 << order, chunks, root: root as u32, tree: [0; NODES], words: [0; NODES] };
+            Pool {
+            order,
+            free_pages: 1 << order,
+            chunks,
+            root: root as u32,
+            tree: [0; NODES],
+            small: [0; NODES],
+            words: [0; NODES],
+        };
         let word = pool.chunk_mask();
         pool.words[chunks..2 * chunks].fill(word);
         pool.tag(0, 1 << order);
@@ -345,6 +369,7 @@ impl<const NODES: usize> Pool<NODES> {
         let (mut at, mut count) = (0, chunks);
         loop {
             pool.tree[at] = 1 << order;
+            pool.small[at] = small(1 << order);
             if count == 1 {
                 break;
             }
@@ -811,6 +836,7 @@ impl<const NODES: usize> Pool<NODES> {
         let mut old = self.tree[index];
         while old != value {
             self.tree[at + index] = value;
+            self.small[at + index] = small(value);
             if count == 1 {
                 return;
             }
@@ -840,7 +866,16 @@ impl<const NODES: usize> Pool<NODES> {
     #[inline]
     fn group_mask(&self, at: usize, size: usize, at_least: u32) -> u32 {
         let mut mask = 0;
-        if size == 16 {
+        if size == 16 && at_least <= SMALL as u32 {
+            // In each byte, 128 + value - at_least keeps its top bit exactly
+            // when value >= at_least, and borrows from no other byte.
+            let bytes: [u8; 16] = self.small[at..at + 16].try_into().unwrap();
+            let top = u128::from_le_bytes(bytes) | 0x8080_8080_8080_8080_8080_8080_8080_8080;
+            let kept = (top - at_least as u128 * 0x0101_0101_0101_0101_0101_0101_0101_0101) >> 7;
+            // Gather bit 8i of each half into bit i.
+            let gather = |half: u64| ((half & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32;
+            mask = gather(kept as u64) | gather((kept >> 64) as u64) << 8;
+        } else if size == 16 {
             let group: &[u32; 16] = self.tree[at..at + 16].try_into().unwrap();
             for (i, &value) in group.iter().enumerate() {
                 mask |= ((value >= at_least) as u32) << i;
@@ -1022,6 +1057,9 @@ impl<const NODES: usize> Pool<NODES> {
     /// start bits of allocated pages alone, page by page (tests: the
     /// incremental updates must leave exactly this).
     fn from_scratch(&self) -> ([u32; NODES], [u64; NODES]) {
+        for (node, &value) in self.tree.iter().enumerate() {
+            assert_eq!(self.small[node], small(value), "node {node}: the capped value differs");
+        }
         let (mut tree, mut words) = ([0; NODES], self.words);
         let size = self.pages();
         let chunks = self.chunks;
