@@ -647,7 +647,7 @@ impl<const NODES: usize> Pool<NODES> {
         while at != 0 {
             let (children, below) = self.child_level(at, count);
             let first = chunk * 16;
-            chunk = first + self.group_mask(below + first, children.min(16), pages as u32).trailing_zeros() as usize;
+            chunk = first + self.first_at_least(below + first, children.min(16), pages as u32);
             (at, count) = (below, children);
         }
         let word = self.own_word(chunk);
@@ -859,6 +859,22 @@ impl<const NODES: usize> Pool<NODES> {
     fn child_level(&self, at: usize, count: usize) -> (usize, usize) {
         let children = if count == 1 { top_fanout(self.chunks) } else { count * 16 };
         (children, at - children)
+    }
+
+    /// Index of the first of the `size` (at most 16) nodes from index `at`
+    /// that holds at least `at_least` (one does): [`Self::group_mask`]'s
+    /// lowest bit.
+    #[inline(always)]
+    fn first_at_least(&self, at: usize, size: usize, at_least: u32) -> usize {
+        if size == 16 && at_least <= SMALL as u32 {
+            let bytes: [u8; 16] = self.small[at..at + 16].try_into().unwrap();
+            let top = u128::from_le_bytes(bytes) | 0x8080_8080_8080_8080_8080_8080_8080_8080;
+            let kept = (top - at_least as u128 * 0x0101_0101_0101_0101_0101_0101_0101_0101)
+                & 0x8080_8080_8080_8080_8080_8080_8080_8080;
+            kept.trailing_zeros() as usize / 8
+        } else {
+            self.group_mask(at, size, at_least).trailing_zeros() as usize
+        }
     }
 
     /// Bit `i` set where the `i`th of the `size` (at most 16) nodes from
