@@ -928,11 +928,11 @@ impl<const NODES: usize> Pool<NODES> {
         let first_leaf = leaf_order(first, pages);
         let last_leaf = (63 - pages.leading_zeros()).min(stop.trailing_zeros());
         let common = (64 - (first ^ last).leading_zeros()).max(first_leaf + 1).max(last_leaf + 1);
-        let top_first = free_order(first, start, end).clamp(first_leaf, self.order);
+        let top_first = free_order(first, start, end).max(first_leaf).min(self.order);
         // Below `common` only: if the block of order `common` is free, so is
         // everything in it.
         let top_last =
-            if top_first >= common { common - 1 } else { free_order(last, start, end).clamp(last_leaf, common - 1) };
+            if top_first >= common { common - 1 } else { free_order(last, start, end).max(last_leaf).min(common - 1) };
         let split = |page, order| Event::Split(Block::containing(page, order, self.order));
         for order in (common..top_first + 1).rev() {
             events(split(first, order));
@@ -957,7 +957,7 @@ impl<const NODES: usize> Pool<NODES> {
         let merge = |page, order| Event::Merge(Block::containing(page, order, self.order));
         let mut both = true;
         for (page, leaf) in [(first, first_leaf), (last, last_leaf)] {
-            let top = free_order(page, start, end).clamp(leaf, common - 1);
+            let top = free_order(page, start, end).max(leaf).min(common - 1);
             for order in leaf + 1..top + 1 {
                 events(merge(page, order));
             }
@@ -966,7 +966,7 @@ impl<const NODES: usize> Pool<NODES> {
         // The block of order `common` holds both edges: free only if both
         // merged all the way below it.
         if both {
-            for order in common..free_order(first, start, end).clamp(common - 1, self.order) + 1 {
+            for order in common..free_order(first, start, end).max(common - 1).min(self.order) + 1 {
                 events(merge(first, order));
             }
         }
