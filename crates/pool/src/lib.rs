@@ -274,17 +274,28 @@ const fn top_fanout(chunks: usize) -> usize {
     }
 }
 
-/// Largest value the bytes of [`Pool`]'s `small` hold exactly.
-const SMALL: u8 = 127;
+/// Largest value [`Pool`]'s `small` holds exactly: 15 bits.
+const SMALL: u16 = 0x7fff;
 
 /// A node's value capped at [`SMALL`].
 #[inline]
-const fn small(value: u32) -> u8 {
+const fn small(value: u32) -> u16 {
     if value < SMALL as u32 {
-        value as u8
+        value as u16
     } else {
         SMALL
     }
+}
+
+/// The top bit of each 16-bit lane.
+const LANE_TOPS: u128 = 0x8000_8000_8000_8000_8000_8000_8000_8000;
+
+/// Each 16-bit lane of `lanes` (at most [`SMALL`]) with its top bit set
+/// exactly where it is at least `at_least` (at most [`SMALL`]): 0x8000 +
+/// value - at_least keeps it then, and borrows from no other lane.
+#[inline(always)]
+const fn lanes_at_least(lanes: u128, at_least: u32) -> u128 {
+    ((lanes | LANE_TOPS) - at_least as u128 * 0x0001_0001_0001_0001_0001_0001_0001_0001) & LANE_TOPS
 }
 
 /// Nodes on the level above a level of `count` (more than one) nodes.
@@ -325,9 +336,10 @@ pub struct Pool<const NODES: usize> {
     /// sixteen of the level below (the root's children, the top level,
     /// may be fewer: 2, 4, 8 or 16), holding the largest of their values.
     tree: [u32; NODES],
-    /// Each node's value capped at [`SMALL`], a byte: sixteen siblings
-    /// compare with a request of up to that many pages in two words.
-    small: [u8; NODES],
+    /// Each node's value capped at [`SMALL`], 16 bits: sixteen siblings
+    /// compare with a request of up to that many pages in two 128-bit
+    /// subtractions.
+    small: [u16; NODES],
     /// The page bitmaps, one word per chunk each: `words[chunks + c]` has bit
     /// `i` set if page `i` of chunk `c` is free. `words[c]` has bit `i` set if
     /// an allocation starts at page `i` of chunk `c`; a wholly free chunk has
@@ -867,11 +879,14 @@ impl<const NODES: usize> Pool<NODES> {
     #[inline(always)]
     fn first_at_least(&self, at: usize, size: usize, at_least: u32) -> usize {
         if size == 16 && at_least <= SMALL as u32 {
-            let bytes: [u8; 16] = self.small[at..at + 16].try_into().unwrap();
-            let top = u128::from_le_bytes(bytes) | 0x8080_8080_8080_8080_8080_8080_8080_8080;
-            let kept = (top - at_least as u128 * 0x0101_0101_0101_0101_0101_0101_0101_0101)
-                & 0x8080_8080_8080_8080_8080_8080_8080_8080;
-            kept.trailing_zeros() as usize / 8
+            let (low, high) = self.lanes(at);
+            let (low, high) = (lanes_at_least(low, at_least), lanes_at_least(high, at_least));
+            // (the second half holds one if the first does not)
+            if low != 0 {
+                low.trailing_zeros() as usize / 16
+            } else {
+                8 + high.trailing_zeros() as usize / 16
+            }
         } else {
             self.group_mask(at, size, at_least).trailing_zeros() as usize
         }
@@ -883,14 +898,14 @@ impl<const NODES: usize> Pool<NODES> {
     fn group_mask(&self, at: usize, size: usize, at_least: u32) -> u32 {
         let mut mask = 0;
         if size == 16 && at_least <= SMALL as u32 {
-            // In each byte, 128 + value - at_least keeps its top bit exactly
-            // when value >= at_least, and borrows from no other byte.
-            let bytes: [u8; 16] = self.small[at..at + 16].try_into().unwrap();
-            let top = u128::from_le_bytes(bytes) | 0x8080_8080_8080_8080_8080_8080_8080_8080;
-            let kept = (top - at_least as u128 * 0x0101_0101_0101_0101_0101_0101_0101_0101) >> 7;
-            // Gather bit 8i of each half into bit i.
-            let gather = |half: u64| ((half & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32;
-            mask = gather(kept as u64) | gather((kept >> 64) as u64) << 8;
+            let (low, high) = self.lanes(at);
+            // Gather the top bits of a word's four lanes into four bits.
+            let gather = |word: u128| {
+                let tops = (word as u64 >> 15) & 0x0001_0001_0001_0001;
+                (tops.wrapping_mul(0x0001_0002_0004_0008) >> 48) as u32 & 0xf
+            };
+            let (low, high) = (lanes_at_least(low, at_least), lanes_at_least(high, at_least));
+            mask = gather(low) | gather(low >> 64) << 4 | gather(high) << 8 | gather(high >> 64) << 12;
         } else if size == 16 {
             let group: &[u32; 16] = self.tree[at..at + 16].try_into().unwrap();
             for (i, &value) in group.iter().enumerate() {
@@ -902,6 +917,15 @@ impl<const NODES: usize> Pool<NODES> {
             }
         }
         mask
+    }
+
+    /// The capped values of the sixteen nodes from index `at`, eight 16-bit
+    /// lanes each.
+    #[inline(always)]
+    fn lanes(&self, at: usize) -> (u128, u128) {
+        let group: &[u16; 16] = self.small[at..at + 16].try_into().unwrap();
+        let half = |lanes: &[u16]| lanes.iter().rev().fold(0u128, |all, &lane| all << 16 | lane as u128);
+        (half(&group[..8]), half(&group[8..]))
     }
 
     /// The largest of the `size` (at most 16) nodes from index `at`.
