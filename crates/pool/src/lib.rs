@@ -340,8 +340,9 @@ pub struct Pool<const NODES: usize> {
     /// compare with a request of up to that many pages in two 128-bit
     /// subtractions.
     small: [u16; NODES],
-    /// The page bitmaps, one word per chunk each: `words[chunks + c]` has bit
-    /// `i` set if page `i` of chunk `c` is free. `words[c]` has bit `i` set if
+    /// The page bitmaps, two words per chunk side by side (one cache line
+    /// holds both): `words[2 * c]` has bit `i` set if page `i` of chunk `c`
+    /// is free. `words[2 * c + 1]` has bit `i` set if
     /// an allocation starts at page `i` of chunk `c`; a wholly free chunk has
     /// no such bit, and its word holds instead, if the chunk is the first or
     /// the last wholly free chunk of its free run, the run's bounds (first
@@ -375,7 +376,9 @@ impl<const NODES: usize> Pool<NODES> {
             words: [0; NODES],
         };
         let word = pool.chunk_mask();
-        pool.words[chunks..2 * chunks].fill(word);
+        for chunk in 0..chunks {
+            pool.words[2 * chunk] = word;
+        }
         pool.tag(0, 1 << order);
         // One run, starting in chunk 0: the first node of each level.
         let (mut at, mut count) = (0, chunks);
@@ -521,7 +524,7 @@ impl<const NODES: usize> Pool<NODES> {
         // start words of the chunks it takes must.
         self.untag(start, end);
         self.mark::<false>(offset, stop);
-        self.words[(offset / 64) as usize] |= 1 << (offset % 64);
+        self.words[(offset / 64 * 2 + 1) as usize] |= 1 << (offset % 64);
         self.tag(start, offset);
         self.tag(stop, end);
         self.free_pages -= pages;
@@ -560,7 +563,7 @@ impl<const NODES: usize> Pool<NODES> {
         let end = if stop < self.pages() && self.free_bit(stop) { self.run_around(stop).1 } else { stop };
         self.untag(start, offset);
         self.untag(stop, end);
-        self.words[(offset / 64) as usize] &= !(1 << (offset % 64));
+        self.words[(offset / 64 * 2 + 1) as usize] &= !(1 << (offset % 64));
         self.mark::<true>(offset, stop);
         self.tag(start, end);
         self.free_pages += pages;
@@ -704,8 +707,8 @@ impl<const NODES: usize> Pool<NODES> {
     /// that run began in the chunk before: the runs that start in it.
     #[inline]
     fn own_word(&self, chunk: usize) -> u64 {
-        let word = self.words[self.chunks + chunk];
-        if chunk > 0 && self.words[self.chunks + chunk - 1] >> 63 != 0 {
+        let word = self.free_at(chunk);
+        if chunk > 0 && self.free_at(chunk - 1) >> 63 != 0 {
             word & word.wrapping_add(1)
         } else {
             word
@@ -715,7 +718,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// Whether the last page of chunk `chunk` (free) has a free page after it.
     #[inline]
     fn continues(&self, chunk: usize) -> bool {
-        chunk + 1 < self.chunks && self.words[self.chunks + chunk + 1] & 1 != 0
+        chunk + 1 < self.chunks && self.free_at(chunk + 1) & 1 != 0
     }
 
     /// The maximal free run `[start, end)` holding free page `page`. In the
@@ -727,7 +730,7 @@ impl<const NODES: usize> Pool<NODES> {
     #[inline]
     fn run_around(&self, page: u64) -> (u64, u64) {
         let (chunk, bit) = ((page / 64) as usize, page % 64);
-        let word = self.words[self.chunks + chunk];
+        let word = self.free_at(chunk);
         if word == u64::MAX {
             return self.tag_of(self.tagged_chunk(chunk));
         }
@@ -742,7 +745,7 @@ impl<const NODES: usize> Pool<NODES> {
         } else if chunk == 0 {
             0
         } else {
-            match self.words[self.chunks + chunk - 1] {
+            match self.free_at(chunk - 1) {
                 u64::MAX => self.tag_of(chunk - 1).0,
                 before => first - before.leading_ones() as u64,
             }
@@ -752,7 +755,7 @@ impl<const NODES: usize> Pool<NODES> {
         } else if chunk + 1 == self.chunks {
             self.pages()
         } else {
-            match self.words[self.chunks + chunk + 1] {
+            match self.free_at(chunk + 1) {
                 u64::MAX => self.tag_of(chunk + 1).1,
                 after => first + 64 + after.trailing_ones() as u64,
             }
@@ -765,7 +768,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// found from the chunk where the run starts, the nearest one before
     /// with a run starting in it.
     fn tagged_chunk(&self, chunk: usize) -> usize {
-        let full = |c: usize| self.words[self.chunks + c] == u64::MAX;
+        let full = |c: usize| self.free_at(c) == u64::MAX;
         if chunk == 0 || chunk + 1 == self.chunks || !full(chunk - 1) || !full(chunk + 1) {
             return chunk;
         }
@@ -798,7 +801,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// The bounds a boundary tag holds.
     #[inline]
     fn tag_of(&self, chunk: usize) -> (u64, u64) {
-        let tag = self.words[chunk];
+        let tag = self.words[2 * chunk + 1];
         (tag & 0xffff_ffff, tag >> 32)
     }
 
@@ -808,8 +811,8 @@ impl<const NODES: usize> Pool<NODES> {
         let (first, stop) = (start.div_ceil(64) as usize, (end / 64) as usize);
         if first < stop {
             let tag = start | end << 32;
-            self.words[first] = tag;
-            self.words[stop - 1] = tag;
+            self.words[2 * first + 1] = tag;
+            self.words[2 * stop - 1] = tag;
         }
     }
 
@@ -818,8 +821,8 @@ impl<const NODES: usize> Pool<NODES> {
     fn untag(&mut self, start: u64, end: u64) {
         let (first, stop) = (start.div_ceil(64) as usize, (end / 64) as usize);
         if first < stop {
-            self.words[first] = 0;
-            self.words[stop - 1] = 0;
+            self.words[2 * first + 1] = 0;
+            self.words[2 * stop - 1] = 0;
         }
     }
 
@@ -1007,9 +1010,15 @@ impl<const NODES: usize> Pool<NODES> {
         u64::MAX >> (64 - self.chunk_width())
     }
 
+    /// The free bits of chunk `chunk`.
+    #[inline(always)]
+    fn free_at(&self, chunk: usize) -> u64 {
+        self.words[2 * chunk]
+    }
+
     #[inline]
     fn free_word(&self, page: u64) -> u64 {
-        self.words[self.chunks + (page / 64) as usize]
+        self.words[(page / 64 * 2) as usize]
     }
 
     #[inline]
@@ -1021,7 +1030,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// allocated page only (a wholly free chunk's word may hold a tag).
     #[inline]
     fn start_bit(&self, page: u64) -> bool {
-        self.words[(page / 64) as usize] & (1 << (page % 64)) != 0
+        self.words[(page / 64 * 2 + 1) as usize] & (1 << (page % 64)) != 0
     }
 
     /// Mask of the bits of pages `[from, to)` in the chunk of page `from`, and
@@ -1063,7 +1072,7 @@ impl<const NODES: usize> Pool<NODES> {
         let first = from;
         while from < to {
             let (mask, next) = Self::word_range(from, to);
-            let starts = self.words[(from / 64) as usize];
+            let starts = self.words[(from / 64 * 2 + 1) as usize];
             let starts = if from == first { starts & !(1 << (first % 64)) } else { starts };
             if (self.free_word(from) | starts) & mask != 0 {
                 return false;
@@ -1077,7 +1086,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// now): the words at the run's two ends, and those between filled.
     #[inline]
     fn mark<const FREE: bool>(&mut self, from: u64, to: u64) {
-        let (low, high) = (self.chunks + (from / 64) as usize, self.chunks + ((to - 1) / 64) as usize);
+        let (low, high) = ((from / 64 * 2) as usize, ((to - 1) / 64 * 2) as usize);
         let head = u64::MAX << (from % 64);
         let tail = u64::MAX >> (63 - (to - 1) % 64);
         let flip = |word: &mut u64, mask: u64| *word = if FREE { *word | mask } else { *word & !mask };
@@ -1086,7 +1095,12 @@ impl<const NODES: usize> Pool<NODES> {
         } else {
             flip(&mut self.words[low], head);
             flip(&mut self.words[high], tail);
-            self.words[low + 1..high].fill(if FREE { u64::MAX } else { 0 });
+            // Start words between are 0 either way (free chunks inside a
+            // run hold no tag; the pages of one allocation start nowhere but
+            // at its first).
+            for pair in self.words[low + 2..high].chunks_exact_mut(2) {
+                pair[0] = if FREE { u64::MAX } else { 0 };
+            }
         }
     }
 }
@@ -1104,8 +1118,8 @@ impl<const NODES: usize> Pool<NODES> {
         let size = self.pages();
         let chunks = self.chunks;
         for chunk in 0..chunks {
-            if words[chunks + chunk] == u64::MAX {
-                words[chunk] = 0;
+            if words[2 * chunk] == u64::MAX {
+                words[2 * chunk + 1] = 0;
             }
         }
         let mut page = 0;
@@ -1122,8 +1136,8 @@ impl<const NODES: usize> Pool<NODES> {
             *leaf = (*leaf).max((page - start) as u32);
             let (first, stop) = (start.div_ceil(64) as usize, (page / 64) as usize);
             if first < stop {
-                words[first] = start | page << 32;
-                words[stop - 1] = start | page << 32;
+                words[2 * first + 1] = start | page << 32;
+                words[2 * stop - 1] = start | page << 32;
             }
         }
         let (mut at, mut count) = (0, chunks);
