@@ -474,6 +474,7 @@ impl<const NODES: usize> Pool<NODES> {
 
     /// Allocate `pages` contiguous pages whose first page is aligned to
     /// `2^align_order` pages (see the crate documentation for where).
+    #[inline]
     pub fn alloc(
         &mut self,
         pages: u64,
@@ -481,11 +482,25 @@ impl<const NODES: usize> Pool<NODES> {
         events: &mut impl FnMut(Event),
     ) -> Result<Allocation, AllocError> {
         self.check(pages, align_order)?;
-        let (offset, start) = self.find(pages, align_order).ok_or(AllocError::OutOfMemory)?;
+        // The work out of line, its answer back in a register: a caller
+        // that does not inline it reads the result where it was written.
+        match self.find_and_carve(pages, align_order, events) {
+            u64::MAX => Err(AllocError::OutOfMemory),
+            offset => Ok(Allocation { offset, pages }),
+        }
+    }
+
+    /// [`Self::alloc`] once checked: the first page taken, or `u64::MAX`
+    /// for none.
+    fn find_and_carve(&mut self, pages: u64, align_order: u32, events: &mut impl FnMut(Event)) -> u64 {
+        let Some((offset, start)) = self.find(pages, align_order) else {
+            return u64::MAX;
+        };
         // `start` begins a free run: its end is in its chunk, the next one's
         // prefix or the next one's boundary tag.
         let end = self.run_around(start).1;
-        Ok(self.carve(Allocation { offset, pages }, start, end, events))
+        self.carve(Allocation { offset, pages }, start, end, events);
+        offset
     }
 
     /// Allocate the run of `pages` pages at `offset`, which must be aligned
