@@ -382,8 +382,7 @@ impl<const NODES: usize> Pool<NODES> {
         let chunks = nodes_for(order) / 2;
         // The levels above the leaves hold (chunks - top) / 15 nodes, then the root.
         let root = if chunks == 1 { 0 } else { chunks + (chunks - top_fanout(chunks)) / 15 };
-        let mut pool =
-            Pool {
+        let mut pool = Pool {
             order,
             free_pages: 1 << order,
             chunks,
@@ -1142,7 +1141,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// The tree and the start words as recomputed from the free bits and the
     /// start bits of allocated pages alone, page by page (tests: the
     /// incremental updates must leave exactly this).
-    fn from_scratch(&self) -> ([u32; NODES], [u64; NODES]) {
+    fn recomputed(&self) -> ([u32; NODES], [u64; NODES]) {
         for (node, &value) in self.tree.iter().enumerate() {
             assert_eq!(self.small[node], small(value), "node {node}: the capped value differs");
         }

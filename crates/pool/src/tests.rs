@@ -480,7 +480,7 @@ proptest! {
             let used: u64 = live.values().map(|a| a.pages).sum();
             prop_assert_eq!(pool.free_pages() + used, pages_in_pool);
             prop_assert_eq!(pool.largest_free(), reference.longest_run());
-            let (tree, words) = pool.from_scratch();
+            let (tree, words) = pool.recomputed();
             prop_assert_eq!(&pool.tree[..], &tree[..], "a node of the tree differs from the free bits");
             prop_assert_eq!(&pool.words[..], &words[..], "a boundary tag differs from the free runs");
             for p in 0..pages_in_pool {
@@ -673,7 +673,69 @@ proptest! {
                     }
                 }
             }
-            let (tree, words) = pool.from_scratch();
+            let (tree, words) = pool.recomputed();
+            prop_assert_eq!(&pool.tree[..], &tree[..], "a node of the tree differs from the free bits");
+            prop_assert_eq!(&pool.words[..], &words[..], "a boundary tag differs from the free runs");
+            prop_assert_eq!(pool.largest_free(), reference.longest_run());
+            mirror.check_tiling(ORDER);
+        }
+        for a in live {
+            pool.free(a, &mut |e| mirror.apply(e)).unwrap();
+        }
+        prop_assert_eq!(pool.largest_free(), 1 << ORDER);
+        prop_assert_eq!(&mirror.existing, &BTreeSet::from([1]));
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config(32))]
+
+    /// A pool of 512 chunks, whose tree has two full levels of sixteen
+    /// children and a top of two: random searched and placed allocations of
+    /// up to 4096 pages and frees keep the tree, its capped copy and the
+    /// tags what the free bits give, agree with the reference's placement,
+    /// and keep the kernel mirror a tiling.
+    #[test]
+    fn a_tree_of_several_levels_stays_exact(
+        steps in prop::collection::vec((0u8..3, prop_oneof![1u64..70, 1u64..4096], 0u64..1 << 15, prop_oneof![Just(0u32), 0u32..10]), 1..100)
+    ) {
+        const ORDER: u32 = 15;
+        let mut pool = Box::new(Pool::<{ nodes_for(ORDER) }>::new(ORDER).unwrap());
+        let mut reference = Reference { free: vec![true; 1 << ORDER] };
+        let mut mirror = Mirror::new();
+        let mut live: Vec<Allocation> = Vec::new();
+        for (kind, pages, at, align) in steps {
+            let result = if kind == 0 {
+                let fits = |s: u64| s + pages <= 1 << ORDER && (s..s + pages).all(|p| reference.free[p as usize]);
+                (align_up(at, align)..1 << ORDER)
+                    .step_by(1 << align)
+                    .find(|&s| fits(s))
+                    .map(|s| pool.alloc_at(s, pages, align, &mut |e| mirror.apply(e)).map(|a| (a, s)))
+            } else if kind == 1 {
+                let expected = reference.place(pages, align);
+                match pool.alloc(pages, align, &mut |e| mirror.apply(e)) {
+                    Ok(a) => Some(Ok((a, expected.unwrap_or(u64::MAX)))),
+                    Err(e) => { prop_assert_eq!((e, expected), (AllocError::OutOfMemory, None)); None }
+                }
+            } else {
+                if !live.is_empty() {
+                    let a = live.swap_remove(at as usize % live.len());
+                    pool.free(a, &mut |e| mirror.apply(e)).unwrap();
+                    for p in a.offset..a.offset + a.pages {
+                        reference.free[p as usize] = true;
+                    }
+                }
+                None
+            };
+            if let Some(result) = result {
+                let (a, expected) = result.unwrap();
+                prop_assert_eq!(a.offset, expected);
+                for p in a.offset..a.offset + pages {
+                    reference.free[p as usize] = false;
+                }
+                live.push(a);
+            }
+            let (tree, words) = pool.recomputed();
             prop_assert_eq!(&pool.tree[..], &tree[..], "a node of the tree differs from the free bits");
             prop_assert_eq!(&pool.words[..], &words[..], "a boundary tag differs from the free runs");
             prop_assert_eq!(pool.largest_free(), reference.longest_run());
