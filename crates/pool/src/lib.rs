@@ -582,6 +582,34 @@ impl<const NODES: usize> Pool<NODES> {
             return Err(FreeError::NotAllocated);
         }
         let stop = offset + pages;
+        let (chunk, bit) = ((offset / 64) as usize, offset % 64);
+        if (offset ^ stop) < 64 {
+            // The common case, an allocation inside one chunk and not up to
+            // its end, and the free run it joins inside that chunk too: no
+            // neighbour, no tag, one leaf.
+            let (free, starts) = (self.words[2 * chunk], self.words[2 * chunk + 1]);
+            let mask = (u64::MAX >> (64 - pages)) << bit;
+            let after = 1u64 << (stop % 64);
+            let whole = starts & mask == 1 << bit
+                && free & mask == 0
+                && (stop == self.pages() || (free | starts) & after != 0);
+            if !whole {
+                return Err(FreeError::NotAllocated);
+            }
+            let free = free | mask;
+            let below = !free & ((1 << bit) - 1);
+            let above = !free & !(after - 1);
+            if below != 0 && above != 0 {
+                let first = chunk as u64 * 64;
+                let (start, end) = (first + 64 - below.leading_zeros() as u64, first + above.trailing_zeros() as u64);
+                self.words[2 * chunk] = free;
+                self.words[2 * chunk + 1] = starts & !(1 << bit);
+                self.free_pages += pages;
+                self.set_leaf(chunk, self.tree[chunk].max((end - start) as u32));
+                self.merge_after(allocation, start, end, events);
+                return Ok(());
+            }
+        }
         let whole = self.start_bit(offset)
             && self.allocated_alone(offset, stop)
             && (stop == self.pages() || self.free_bit(stop) || self.start_bit(stop));
