@@ -512,6 +512,22 @@ impl<const NODES: usize> Pool<NODES> {
         let Some((offset, start)) = self.find(pages, align_order) else {
             return u64::MAX;
         };
+        let (chunk, bit) = ((start / 64) as usize, start % 64);
+        let word = self.words[2 * chunk];
+        let length = (word >> bit).trailing_ones() as u64;
+        if bit + length < 64 {
+            // The common case, a free run inside one chunk, not up to its
+            // end: one word, no tag, one leaf.
+            let end = start + length;
+            self.split_for(Allocation { offset, pages }, start, end, events);
+            self.words[2 * chunk] = word & !((u64::MAX >> (64 - pages)) << (offset % 64));
+            self.words[2 * chunk + 1] |= 1 << (offset % 64);
+            self.free_pages -= pages;
+            if self.tree[chunk] as u64 == length {
+                self.set_leaf(chunk, self.leaf(chunk));
+            }
+            return offset;
+        }
         // `start` begins a free run: its end is in its chunk, the next one's
         // prefix or the next one's boundary tag.
         let end = self.run_around(start).1;
