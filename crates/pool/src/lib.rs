@@ -740,7 +740,11 @@ impl<const NODES: usize> Pool<NODES> {
             chunk = first + self.first_at_least(below + first, children.min(16), pages as u32);
             (at, count) = (below, children);
         }
-        let word = self.own_word(chunk);
+        // The free bits as they are: a free run at the chunk's start that
+        // began in the chunk before is shorter than `pages` here (else that
+        // chunk would hold a run that long), and the chunk is not wholly
+        // free inside such a run (nothing would start in it).
+        let word = self.free_at(chunk);
         if pages <= 64 {
             let starts = run_starts(word, pages);
             if starts != 0 {
