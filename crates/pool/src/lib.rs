@@ -1014,8 +1014,10 @@ impl<const NODES: usize> Pool<NODES> {
     #[inline]
     fn group_max(&self, at: usize, size: usize) -> u32 {
         if size == 16 {
+            // As signed words (values fit in 31 bits): a signed maximum is
+            // one vector operation fewer without SSE4.1.
             let group: &[u32; 16] = self.tree[at..at + 16].try_into().unwrap();
-            group.iter().fold(0, |a, &b| a.max(b))
+            group.iter().fold(0, |a, &b| a.max(b as i32)) as u32
         } else {
             self.tree[at..at + size].iter().fold(0, |a, &b| a.max(b))
         }
