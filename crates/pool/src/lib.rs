@@ -584,7 +584,9 @@ impl<const NODES: usize> Pool<NODES> {
             self.set_leaf(first, self.leaf(first));
         }
         if stop < end && after != first {
-            self.set_leaf(after, self.tree[after].max((end - stop) as u32));
+            if (end - stop) as u32 > self.tree[after] {
+                self.set_leaf(after, (end - stop) as u32);
+            }
         }
         allocation
     }
@@ -621,7 +623,9 @@ impl<const NODES: usize> Pool<NODES> {
                 self.words[2 * chunk] = free;
                 self.words[2 * chunk + 1] = starts & !(1 << bit);
                 self.free_pages += pages;
-                self.set_leaf(chunk, self.tree[chunk].max((end - start) as u32));
+                if (end - start) as u32 > self.tree[chunk] {
+                    self.set_leaf(chunk, (end - start) as u32);
+                }
                 self.merge_after(allocation, start, end, events);
                 return Ok(());
             }
@@ -646,7 +650,9 @@ impl<const NODES: usize> Pool<NODES> {
         // runs it joins); the one where the run after the allocation started
         // loses that run, which changes its longest only if it was that.
         let (first, after) = ((start / 64) as usize, (stop / 64) as usize);
-        self.set_leaf(first, self.tree[first].max((end - start) as u32));
+        if (end - start) as u32 > self.tree[first] {
+            self.set_leaf(first, (end - start) as u32);
+        }
         if stop < end && after != first && self.tree[after] as u64 == end - stop {
             self.set_leaf(after, self.leaf(after));
         }
