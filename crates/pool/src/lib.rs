@@ -586,10 +586,8 @@ impl<const NODES: usize> Pool<NODES> {
         if self.tree[first] as u64 == end - start {
             self.set_leaf(first, self.leaf(first));
         }
-        if stop < end && after != first {
-            if (end - stop) as u32 > self.tree[after] {
-                self.set_leaf(after, (end - stop) as u32);
-            }
+        if stop < end && after != first && (end - stop) as u32 > self.tree[after] {
+            self.set_leaf(after, (end - stop) as u32);
         }
         allocation
     }
@@ -611,9 +609,8 @@ impl<const NODES: usize> Pool<NODES> {
             let (free, starts) = (self.words[2 * chunk], self.words[2 * chunk + 1]);
             let mask = (u64::MAX >> (64 - pages)) << bit;
             let after = 1u64 << (stop % 64);
-            let whole = starts & mask == 1 << bit
-                && free & mask == 0
-                && (stop == self.pages() || (free | starts) & after != 0);
+            let whole =
+                starts & mask == 1 << bit && free & mask == 0 && (stop == self.pages() || (free | starts) & after != 0);
             if !whole {
                 return Err(FreeError::NotAllocated);
             }
