@@ -207,8 +207,9 @@ fn a_pool_that_does_not_fit_its_array_is_refused() {
 
 #[test]
 fn a_4_gib_pool_takes_less_than_one_byte_per_page() {
-    // 12 bytes of summary and 8 of bitmap per node, two nodes per 64 pages.
-    assert_eq!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() as u64, (1 << 15) * 20 + 24);
+    // 4 bytes of tree, 2 of capped tree and 8 of bitmap per node, two
+    // nodes per 64 pages.
+    assert_eq!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() as u64, (1 << 15) * 14 + 24);
     assert!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() < 1 << 20);
 }
 
@@ -479,7 +480,9 @@ proptest! {
             let used: u64 = live.values().map(|a| a.pages).sum();
             prop_assert_eq!(pool.free_pages() + used, pages_in_pool);
             prop_assert_eq!(pool.largest_free(), reference.longest_run());
-            prop_assert_eq!(&pool.sums[..], &pool.summaries_from_scratch()[..], "a summary differs from the free bits");
+            let (tree, words) = pool.recomputed();
+            prop_assert_eq!(&pool.tree[..], &tree[..], "a node of the tree differs from the free bits");
+            prop_assert_eq!(&pool.words[..], &words[..], "a boundary tag differs from the free runs");
             for p in 0..pages_in_pool {
                 prop_assert_eq!(pool.is_free_page(p), reference.free[p as usize]);
             }
@@ -564,11 +567,11 @@ proptest! {
     #![proptest_config(proptest_config(1024))]
 
     /// The closed form of the highest free aligned block around a page of a
-    /// chunk agrees with trying every order; and a chunk's summary with
+    /// chunk agrees with trying every order; and a chunk's longest run with
     /// counting bits one by one.
     #[test]
-    fn chunk_bit_tricks_agree_with_counting(word in any::<u64>(), sparse in any::<u64>(), bit in 0u64..64) {
-        for word in [word, word | sparse, word & sparse, !(1u64 << bit) & word] {
+    fn chunk_bit_tricks_agree_with_counting(word in any::<u64>(), sparse in any::<u64>(), bit in 0u64..64, chunk in 0u64..1 << 20) {
+        for word in [word, word | sparse, word & sparse, !(1u64 << bit) & word, u64::MAX] {
             let mut expected = 0;
             while expected < 6 {
                 let size = 2u64 << expected;
@@ -580,12 +583,168 @@ proptest! {
                 }
                 expected += 1;
             }
-            prop_assert_eq!(free_order_in_word(word, bit), expected, "word {:#x} bit {}", word, bit);
+            // The free run around the page, inside the chunk.
+            let free = |i: u64| (word | 1 << bit) & (1 << i) != 0;
+            let (mut lo, mut hi) = (bit, bit + 1);
+            while lo > 0 && free(lo - 1) { lo -= 1; }
+            while hi < 64 && free(hi) { hi += 1; }
+            let base = chunk * 64;
+            prop_assert_eq!(free_order(base + bit, base + lo, base + hi), expected, "word {:#x} bit {}", word, bit);
             let bits: Vec<bool> = (0..64).map(|i| word & (1 << i) != 0).collect();
-            let prefix = bits.iter().take_while(|&&f| f).count() as u32;
-            let suffix = bits.iter().rev().take_while(|&&f| f).count() as u32;
             let longest = bits.split(|&f| !f).map(|r| r.len() as u32).max().unwrap();
-            prop_assert_eq!(Sum::of_chunk(word, 64), Sum { prefix, suffix, longest });
+            prop_assert_eq!(longest_in_word(word), longest);
         }
+    }
+
+    /// The same closed form for any run: the highest order whose aligned
+    /// block holding the page lies inside it, tried order by order.
+    #[test]
+    fn free_order_agrees_with_trying_every_order(a in 0u64..1 << 16, b in 0u64..1 << 16, c in 0u64..1 << 16) {
+        let mut v = [a, b, c];
+        v.sort();
+        let (start, page, end) = (v[0], v[1], v[2] + 1);
+        let mut expected = 0;
+        while expected < 17 {
+            let size = 2u64 << expected;
+            let block = page & !(size - 1);
+            if block < start || block + size > end {
+                break;
+            }
+            expected += 1;
+        }
+        prop_assert_eq!(free_order(page, start, end).min(17), expected);
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config(128))]
+
+    /// Allocations at any free offset ([`Pool::alloc_at`]), also in the
+    /// middle of long free runs (where the run's bounds come from the tree
+    /// and the boundary tags), mixed with searched ones and frees in a pool
+    /// of 64 chunks: the tree and the tags stay what the free bits give, the
+    /// kernel mirror a tiling, the longest run the reference's.
+    #[test]
+    fn allocations_anywhere_keep_the_tree_and_the_tags(
+        steps in prop::collection::vec((0u8..3, 1u64..700, 0u64..1 << 12, 0u32..4), 1..150)
+    ) {
+        const ORDER: u32 = 12;
+        let mut pool = Box::new(Pool::<{ nodes_for(ORDER) }>::new(ORDER).unwrap());
+        let mut reference = Reference { free: vec![true; 1 << ORDER] };
+        let mut mirror = Mirror::new();
+        let mut live: Vec<Allocation> = Vec::new();
+        for (kind, pages, at, align) in steps {
+            match kind {
+                0 => {
+                    let fits = |s: u64| s + pages <= 1 << ORDER && (s..s + pages).all(|p| reference.free[p as usize]);
+                    let found = (align_up(at, align)..1 << ORDER).step_by(1 << align).find(|&s| fits(s));
+                    let result = pool.alloc_at(found.unwrap_or(at), pages, align, &mut |e| mirror.apply(e));
+                    match found {
+                        Some(s) => {
+                            let a = result.unwrap();
+                            prop_assert_eq!(a, Allocation { offset: s, pages });
+                            for p in s..s + pages {
+                                reference.free[p as usize] = false;
+                            }
+                            live.push(a);
+                        }
+                        None => prop_assert!(result.is_err() || fits(at)),
+                    }
+                }
+                1 => {
+                    let expected = reference.place(pages, align);
+                    match pool.alloc(pages, align, &mut |e| mirror.apply(e)) {
+                        Ok(a) => {
+                            prop_assert_eq!(Some(a.offset), expected);
+                            for p in a.offset..a.offset + pages {
+                                reference.free[p as usize] = false;
+                            }
+                            live.push(a);
+                        }
+                        Err(e) => prop_assert_eq!((e, expected), (AllocError::OutOfMemory, None)),
+                    }
+                }
+                _ => {
+                    if live.is_empty() { continue; }
+                    let a = live.swap_remove(at as usize % live.len());
+                    pool.free(a, &mut |e| mirror.apply(e)).unwrap();
+                    for p in a.offset..a.offset + a.pages {
+                        reference.free[p as usize] = true;
+                    }
+                }
+            }
+            let (tree, words) = pool.recomputed();
+            prop_assert_eq!(&pool.tree[..], &tree[..], "a node of the tree differs from the free bits");
+            prop_assert_eq!(&pool.words[..], &words[..], "a boundary tag differs from the free runs");
+            prop_assert_eq!(pool.largest_free(), reference.longest_run());
+            mirror.check_tiling(ORDER);
+        }
+        for a in live {
+            pool.free(a, &mut |e| mirror.apply(e)).unwrap();
+        }
+        prop_assert_eq!(pool.largest_free(), 1 << ORDER);
+        prop_assert_eq!(&mirror.existing, &BTreeSet::from([1]));
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config(32))]
+
+    /// A pool of 512 chunks, whose tree has two full levels of sixteen
+    /// children and a top of two: random searched and placed allocations of
+    /// up to 4096 pages and frees keep the tree, its capped copy and the
+    /// tags what the free bits give, agree with the reference's placement,
+    /// and keep the kernel mirror a tiling.
+    #[test]
+    fn a_tree_of_several_levels_stays_exact(
+        steps in prop::collection::vec((0u8..3, prop_oneof![1u64..70, 1u64..4096], 0u64..1 << 15, prop_oneof![Just(0u32), 0u32..10]), 1..100)
+    ) {
+        const ORDER: u32 = 15;
+        let mut pool = Box::new(Pool::<{ nodes_for(ORDER) }>::new(ORDER).unwrap());
+        let mut reference = Reference { free: vec![true; 1 << ORDER] };
+        let mut mirror = Mirror::new();
+        let mut live: Vec<Allocation> = Vec::new();
+        for (kind, pages, at, align) in steps {
+            let result = if kind == 0 {
+                let fits = |s: u64| s + pages <= 1 << ORDER && (s..s + pages).all(|p| reference.free[p as usize]);
+                (align_up(at, align)..1 << ORDER)
+                    .step_by(1 << align)
+                    .find(|&s| fits(s))
+                    .map(|s| pool.alloc_at(s, pages, align, &mut |e| mirror.apply(e)).map(|a| (a, s)))
+            } else if kind == 1 {
+                let expected = reference.place(pages, align);
+                match pool.alloc(pages, align, &mut |e| mirror.apply(e)) {
+                    Ok(a) => Some(Ok((a, expected.unwrap_or(u64::MAX)))),
+                    Err(e) => { prop_assert_eq!((e, expected), (AllocError::OutOfMemory, None)); None }
+                }
+            } else {
+                if !live.is_empty() {
+                    let a = live.swap_remove(at as usize % live.len());
+                    pool.free(a, &mut |e| mirror.apply(e)).unwrap();
+                    for p in a.offset..a.offset + a.pages {
+                        reference.free[p as usize] = true;
+                    }
+                }
+                None
+            };
+            if let Some(result) = result {
+                let (a, expected) = result.unwrap();
+                prop_assert_eq!(a.offset, expected);
+                for p in a.offset..a.offset + pages {
+                    reference.free[p as usize] = false;
+                }
+                live.push(a);
+            }
+            let (tree, words) = pool.recomputed();
+            prop_assert_eq!(&pool.tree[..], &tree[..], "a node of the tree differs from the free bits");
+            prop_assert_eq!(&pool.words[..], &words[..], "a boundary tag differs from the free runs");
+            prop_assert_eq!(pool.largest_free(), reference.longest_run());
+            mirror.check_tiling(ORDER);
+        }
+        for a in live {
+            pool.free(a, &mut |e| mirror.apply(e)).unwrap();
+        }
+        prop_assert_eq!(pool.largest_free(), 1 << ORDER);
+        prop_assert_eq!(&mirror.existing, &BTreeSet::from([1]));
     }
 }
