@@ -557,6 +557,7 @@ fn copy_frames<K: Kernel>(
 /// the same offset in [`capbuf_protocol::IO_WINDOW`] as the frame has in
 /// the client's window. Revoking the attachment's block deletes the copies,
 /// which unmaps them and flushes the IOTLB.
+#[inline(never)]
 fn map_io<K: Kernel>(
     kernel: &mut K,
     (master, master_radix): (Slot, u32),

@@ -137,6 +137,7 @@ impl<const NODES: usize> State<NODES> {
     /// The address INFO gives client index `client` for its device, if any:
     /// the physical address for a `dma` client; for an `io_space` client
     /// the I/O address of its attachment of the buffer (none unattached).
+    #[inline(never)]
     fn device_address(&self, client: usize, buffer: &Buffer) -> Result<Option<u64>, Error> {
         let config = self.client(client)?;
         if config.io_space {
