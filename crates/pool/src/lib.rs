@@ -340,8 +340,9 @@ const fn align_down(value: u64, order: u32) -> u64 {
 }
 
 /// One pool of `2^order` pages. `NODES` bounds the pool: it must be at least
-/// [`nodes_for`]`(order)`.
-#[derive(Clone, PartialEq, Eq, Debug)]
+/// [`nodes_for`]`(order)`. Two pools are equal when their pages are (the
+/// version [`Placement`]s are checked against is not compared).
+#[derive(Clone, Debug)]
 pub struct Pool<const NODES: usize> {
     order: u32,
     free_pages: u64,
@@ -368,7 +369,46 @@ pub struct Pool<const NODES: usize> {
     /// the last wholly free chunk of its free run, the run's bounds (first
     /// page, then end, 32 bits each: a boundary tag), else 0.
     words: [u64; NODES],
+    /// Changes with every allocation and free: a [`Placement`] is good for
+    /// the version it was made at.
+    version: u64,
 }
+
+/// Where [`Pool::place`] would put a request, for [`Pool::alloc_placed`]
+/// to carve without searching or finding the free run's bounds again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    offset: u64,
+    /// The maximal free run holding it starts here.
+    start: u64,
+    pages: u64,
+    align_order: u32,
+    version: u64,
+}
+
+impl Placement {
+    /// First page of the run.
+    pub const fn offset(self) -> u64 {
+        self.offset
+    }
+
+    /// Its pages.
+    pub const fn pages(self) -> u64 {
+        self.pages
+    }
+}
+
+impl<const NODES: usize> PartialEq for Pool<NODES> {
+    fn eq(&self, other: &Self) -> bool {
+        let Pool { order, free_pages, chunks, root, tree, small, words, version: _ } = self;
+        (order, free_pages, chunks, root) == (&other.order, &other.free_pages, &other.chunks, &other.root)
+            && tree == &other.tree
+            && small == &other.small
+            && words == &other.words
+    }
+}
+
+impl<const NODES: usize> Eq for Pool<NODES> {}
 
 impl<const NODES: usize> Pool<NODES> {
     /// Nodes needed for a pool of `2^order` pages: [`nodes_for`].
@@ -393,6 +433,7 @@ impl<const NODES: usize> Pool<NODES> {
             tree: [0; NODES],
             small: [0; NODES],
             words: [0; NODES],
+            version: 0,
         };
         let word = pool.chunk_mask();
         for chunk in 0..chunks {
@@ -477,8 +518,26 @@ impl<const NODES: usize> Pool<NODES> {
 
     /// First page of the run [`Self::alloc`] would take now, without changing anything.
     pub fn placement(&self, pages: u64, align_order: u32) -> Option<u64> {
+        self.place(pages, align_order).map(Placement::offset)
+    }
+
+    /// Where [`Self::alloc`] would put the request now, without changing
+    /// anything: for [`Self::alloc_placed`].
+    pub fn place(&self, pages: u64, align_order: u32) -> Option<Placement> {
         self.check(pages, align_order).ok()?;
-        self.find(pages, align_order).map(|(offset, _)| offset)
+        let (offset, start) = self.find(pages, align_order)?;
+        Some(Placement { offset, start, pages, align_order, version: self.version })
+    }
+
+    /// Allocate what [`Self::place`] returned, as [`Self::alloc`] would
+    /// have: with no change to the pool since, without a search; after a
+    /// change, as [`Self::alloc_at`] at its offset (refused if no longer free).
+    pub fn alloc_placed(&mut self, placement: Placement, events: &mut impl FnMut(Event)) -> Result<Allocation, AllocError> {
+        let Placement { offset, start, pages, align_order, version } = placement;
+        if version != self.version {
+            return self.alloc_at(offset, pages, align_order, events);
+        }
+        Ok(Allocation { offset: self.carve_from(offset, start, pages, events), pages })
     }
 
     fn check(&self, pages: u64, align_order: u32) -> Result<(), AllocError> {
@@ -515,6 +574,13 @@ impl<const NODES: usize> Pool<NODES> {
         let Some((offset, start)) = self.find(pages, align_order) else {
             return u64::MAX;
         };
+        self.carve_from(offset, start, pages, events)
+    }
+
+    /// Carve `pages` pages at `offset` out of the maximal free run starting
+    /// at `start`, which holds them. Returns `offset`.
+    fn carve_from(&mut self, offset: u64, start: u64, pages: u64, events: &mut impl FnMut(Event)) -> u64 {
+        self.version = self.version.wrapping_add(1);
         let (chunk, bit) = ((start / 64) as usize, start % 64);
         let word = self.words[2 * chunk];
         let length = (word >> bit).trailing_ones() as u64;
@@ -567,6 +633,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// start, tag the free runs left on either side and recompute the two
     /// chunks where they start.
     fn carve(&mut self, allocation: Allocation, start: u64, end: u64, events: &mut impl FnMut(Event)) -> Allocation {
+        self.version = self.version.wrapping_add(1);
         let Allocation { offset, pages } = allocation;
         let stop = offset + pages;
         self.split_for(allocation, start, end, events);
@@ -601,6 +668,7 @@ impl<const NODES: usize> Pool<NODES> {
             return Err(FreeError::NotAllocated);
         }
         let stop = offset + pages;
+        self.version = self.version.wrapping_add(1);
         let (chunk, bit) = ((offset / 64) as usize, offset % 64);
         if (offset ^ stop) < 64 {
             // The common case, an allocation inside one chunk and not up to

@@ -181,6 +181,49 @@ fn alloc_at_the_placement_is_alloc_and_refuses_any_other_run() {
 }
 
 #[test]
+fn alloc_placed_is_alloc_and_a_stale_placement_is_checked_again() {
+    // As above, with place and alloc_placed: same allocations, events, state.
+    type Big = Pool<{ nodes_for(11) }>;
+    let (mut searched, mut placed) = (Big::new(11).unwrap(), Big::new(11).unwrap());
+    let (mut a, mut b) = (Mirror::new(), Mirror::new());
+    let mut live = Vec::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for step in 0..4000u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if seed % 3 == 0 && !live.is_empty() {
+            let allocation = live.swap_remove((seed as usize / 3) % live.len());
+            searched.free(allocation, &mut |e| a.apply(e)).unwrap();
+            placed.free(allocation, &mut |e| b.apply(e)).unwrap();
+        } else {
+            // Small runs inside a chunk, runs across chunks, best-fit ones.
+            let pages = [1 + (seed >> 8) % 8, 1 + (seed >> 8) % 100, 200 + (seed >> 8) % 300][(seed >> 40) as usize % 3];
+            let align = ((seed >> 20) % 4) as u32;
+            let Some(placement) = placed.place(pages, align) else { continue };
+            assert_eq!(placement.offset(), placed.placement(pages, align).unwrap());
+            let expected = searched.alloc(pages, align, &mut |e| a.apply(e)).unwrap();
+            assert_eq!(placed.alloc_placed(placement, &mut |e| b.apply(e)), Ok(expected), "step {step}");
+            live.push(expected);
+        }
+        assert_eq!(searched, placed);
+        assert_eq!((&a.existing, &a.split), (&b.existing, &b.split));
+    }
+    // A placement made before the pool changed: taken where it said if
+    // still free, refused with the pool unchanged if not.
+    let mut pool = TestPool::new(6).unwrap();
+    let early = pool.place(4, 0).unwrap();
+    pool.alloc(2, 0, &mut |_| {}).unwrap();
+    let snapshot = pool.clone();
+    assert_eq!(pool.alloc_placed(early, &mut |_| {}), Err(AllocError::OutOfMemory), "page 0 is taken");
+    assert_eq!(pool, snapshot);
+    let later = pool.place(4, 0).unwrap();
+    pool.free(Allocation { offset: 0, pages: 2 }, &mut |_| {}).unwrap();
+    assert_eq!(pool.alloc_placed(later, &mut |_| {}), Ok(Allocation { offset: 2, pages: 4 }), "still free there");
+    assert_eq!(pool.free_pages(), 60);
+}
+
+#[test]
 fn two_adjacent_allocations_are_freed_one_at_a_time_only() {
     let mut pool = TestPool::new(4).unwrap();
     let mut mirror = Mirror::new();
@@ -209,7 +252,8 @@ fn a_pool_that_does_not_fit_its_array_is_refused() {
 fn a_4_gib_pool_takes_less_than_one_byte_per_page() {
     // 4 bytes of tree, 2 of capped tree and 8 of bitmap per node, two
     // nodes per 64 pages.
-    assert_eq!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() as u64, (1 << 15) * 14 + 24);
+    // 32 bytes more: order, root, free pages, chunks, version.
+    assert_eq!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() as u64, (1 << 15) * 14 + 32);
     assert!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() < 1 << 20);
 }
 

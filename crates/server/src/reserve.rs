@@ -192,11 +192,30 @@ pub struct ReserveBlock {
 /// [`MAX_RESERVE_BLOCKS`] of them.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    pool: u8,
-    in_use: bool,
-    lost: bool,
     offset: u32,
+    /// Table slot of the block's untyped capability (a reserve block is
+    /// never freed, so its untyped stays where start-up put it).
+    slot: u16,
+    pool: u8,
+    /// [`IN_USE`] and [`LOST`].
+    flags: u8,
 }
+
+const IN_USE: u8 = 1;
+const LOST: u8 = 2;
+
+impl Entry {
+    fn in_use(self) -> bool {
+        self.flags & IN_USE != 0
+    }
+
+    fn lost(self) -> bool {
+        self.flags & LOST != 0
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<Entry>() == 8, "thousands of entries");
+const _: () = assert!(*capbuf_protocol::TABLE_BITS.end() <= 16, "a table slot fits the entry's u16");
 
 /// Every client's reserve blocks, client by client.
 #[derive(Clone)]
@@ -225,12 +244,14 @@ impl Reserves {
         }
     }
 
-    /// Add a block to client `client`'s reserve. Clients are added in order.
-    pub(crate) fn push(&mut self, client: usize, pool: usize, block: Allocation) -> Result<(), ConfigError> {
+    /// Add a block to client `client`'s reserve, its untyped capability in
+    /// table slot `slot`. Clients are added in order.
+    pub(crate) fn push(&mut self, client: usize, pool: usize, block: Allocation, slot: u32) -> Result<(), ConfigError> {
         debug_assert!(block.pages == self.block_pages && block.offset % self.block_pages == 0);
         debug_assert!(self.first[client + 1] as usize == self.entries.len(), "clients in order");
         let offset = u32::try_from(block.offset).map_err(|_| ConfigError::PoolSize)?;
-        let entry = Entry { pool: pool as u8, in_use: false, lost: false, offset };
+        let slot = u16::try_from(slot).map_err(|_| ConfigError::TableBits)?;
+        let entry = Entry { offset, slot, pool: pool as u8, flags: 0 };
         self.entries.push(entry).map_err(|_| ConfigError::ReservesExceedTable)?;
         for first in &mut self.first[client + 1..] {
             *first = self.entries.len() as u16;
@@ -262,7 +283,12 @@ impl Reserves {
         let client = self.first[..MAX_CLIENTS].partition_point(|&first| first as usize <= index).checked_sub(1)?;
         debug_assert!(self.of(client).contains(&index));
         let block = Allocation { offset: entry.offset as u64, pages: self.block_pages };
-        Some(ReserveBlock { client, pool: entry.pool as usize, block, in_use: entry.in_use, lost: entry.lost })
+        Some(ReserveBlock { client, pool: entry.pool as usize, block, in_use: entry.in_use(), lost: entry.lost() })
+    }
+
+    /// Table slot of block `index`'s untyped capability.
+    pub(crate) fn slot(&self, index: usize) -> Option<u32> {
+        self.entries.get(index).map(|entry| entry.slot as u32)
     }
 
     /// Every block, with its index.
@@ -279,7 +305,7 @@ impl Reserves {
     pub(crate) fn free_block(&self, client: usize) -> Option<usize> {
         let range = self.of(client);
         let from = (self.lowest_free.get(client).copied()? as usize).max(range.start);
-        (from..range.end).find(|&index| !self.entries[index].in_use)
+        (from..range.end).find(|&index| !self.entries[index].in_use())
     }
 
     /// The client whose reserve holds block `index`.
@@ -290,9 +316,9 @@ impl Reserves {
     /// Mark block `index` as holding metadata, or as free again.
     pub(crate) fn set_in_use(&mut self, index: usize, in_use: bool) {
         if let Some(entry) = self.entries.get_mut(index) {
-            debug_assert_ne!(entry.in_use, in_use);
-            debug_assert!(!entry.lost);
-            entry.in_use = in_use;
+            debug_assert_ne!(entry.in_use(), in_use);
+            debug_assert!(!entry.lost());
+            entry.flags = if in_use { entry.flags | IN_USE } else { entry.flags & !IN_USE };
         }
         let Some(client) = self.owner_of(index) else { return };
         let end = self.of(client).end;
@@ -300,7 +326,7 @@ impl Reserves {
         if !in_use {
             *lowest = (*lowest).min(index as u16);
         } else if index == *lowest as usize {
-            while (*lowest as usize) < end && self.entries[*lowest as usize].in_use {
+            while (*lowest as usize) < end && self.entries[*lowest as usize].in_use() {
                 *lowest += 1;
             }
         }
@@ -309,14 +335,14 @@ impl Reserves {
     /// Take block `index`, in use, out of service for good.
     pub(crate) fn set_lost(&mut self, index: usize) {
         if let Some(entry) = self.entries.get_mut(index) {
-            debug_assert!(entry.in_use);
-            entry.lost = true;
+            debug_assert!(entry.in_use());
+            entry.flags |= LOST;
         }
     }
 
     /// Pages of pool `pool` in reserve blocks lost for good.
     pub fn lost_pages_in(&self, pool: usize) -> u64 {
-        self.entries.iter().filter(|entry| entry.pool as usize == pool && entry.lost).count() as u64 * self.block_pages
+        self.entries.iter().filter(|entry| entry.pool as usize == pool && entry.lost()).count() as u64 * self.block_pages
     }
 }
 
@@ -408,10 +434,10 @@ mod tests {
         // are in use a free one exists, and the blocks never overlap.
         let mut reserves = Reserves::new(16);
         for i in 0..5u64 {
-            reserves.push(0, 0, Allocation { offset: i * 16, pages: 16 }).unwrap();
+            reserves.push(0, 0, Allocation { offset: i * 16, pages: 16 }, 100 + i as u32).unwrap();
         }
         for i in 5..8u64 {
-            reserves.push(2, 1, Allocation { offset: i * 16, pages: 16 }).unwrap();
+            reserves.push(2, 1, Allocation { offset: i * 16, pages: 16 }, 200 + i as u32).unwrap();
         }
         assert_eq!((reserves.of(0), reserves.of(1), reserves.of(2)), (0..5, 5..5, 5..8));
         assert_eq!(reserves.pages_in(0), 80);

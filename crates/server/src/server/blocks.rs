@@ -14,7 +14,7 @@
 //! there; anything else collapses it first. So a split needs no undo: what
 //! the kernel did before refusing stays, dormant, and is revoked on next use.
 
-use capbuf_pool::{Allocation, Block, Event};
+use capbuf_pool::{Allocation, Block, Event, Placement};
 use capbuf_protocol::{Error, Invocation, PAGE_BITS};
 use heapless::FnvIndexMap;
 
@@ -158,14 +158,17 @@ impl<const NODES: usize> State<NODES> {
         pool: usize,
         pages: u64,
         align_order: u32,
-        at: Option<u64>,
+        at: Option<Placement>,
     ) -> Result<Allocation, Failure> {
         let state = self.pools[pool].as_mut().ok_or(Error::InvalidPool)?;
         let mut mirror = Mirror { kernel, blocks: &mut self.blocks, slots: &mut self.slots, pool, failed: None };
         // At the placement the request was decided with (no search), or
         // wherever the pool places it.
         let allocation = match at {
-            Some(offset) => state.pool.alloc_at(offset, pages, align_order, &mut |event| mirror.apply(event)),
+            Some(placement) => {
+                debug_assert_eq!(placement.pages(), pages);
+                state.pool.alloc_placed(placement, &mut |event| mirror.apply(event))
+            }
             None => state.pool.alloc(pages, align_order, &mut |event| mirror.apply(event)),
         };
         let failed = mirror.failed;

@@ -10,7 +10,7 @@ use capbuf_protocol::{
     MAX_BUFFER_BITS, PADDR_HIDDEN, PAGE_BITS, PROTOCOL_VERSION,
 };
 
-use capbuf_pool::Allocation;
+use capbuf_pool::{Allocation, Placement};
 
 use super::state::State;
 use crate::kernel::Slot;
@@ -32,8 +32,8 @@ pub(super) struct AllocPlan {
     pub(super) meta: usize,
     /// Table slots the request may need (splits, the CNode and a scratch slot).
     pub(super) slots: usize,
-    /// First page of the run in the pool, as decided (the pool's placement).
-    pub(super) offset: u64,
+    /// Where in the pool, as decided (the pool's placement).
+    pub(super) placement: Placement,
     /// 4 KiB frames only: the owner is an `io_space` client.
     pub(super) small_frames: bool,
 }
@@ -215,7 +215,8 @@ impl<const NODES: usize> State<NODES> {
         let meta = self.reserves.free_block(client).ok_or(Error::OutOfMemory)?;
         let slots = reserve::request_slots(order);
         self.check_slots(slots)?;
-        let first = state.pool.placement(pages, align_order).ok_or(Error::OutOfMemory)?;
+        let placement = state.pool.place(pages, align_order).ok_or(Error::OutOfMemory)?;
+        let first = placement.offset();
         // Off a 2 MiB boundary a buffer can need more capability slots than
         // the reserve's blocks were sized for (a head and a tail of small
         // frames): such a placement is refused.
@@ -225,7 +226,7 @@ impl<const NODES: usize> State<NODES> {
         if metadata > self.reserves.block_pages() {
             return Err(Error::OutOfMemory);
         }
-        Ok(AllocPlan { pool, pages, align_order, flags, bytes, meta, slots, offset: first, small_frames })
+        Ok(AllocPlan { pool, pages, align_order, flags, bytes, meta, slots, placement, small_frames })
     }
 
     pub(super) fn plan_attach(&self, client: usize, id: BufferId, rights: Rights) -> Result<AttachPlan, Error> {

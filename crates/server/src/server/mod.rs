@@ -206,7 +206,9 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                     .find(|&p| state.pools[p].as_ref().is_some_and(|s| s.pool.can_alloc(block_pages, block_order)))
                     .ok_or(Error::OutOfMemory)?;
                 let block = state.pool_alloc(&mut self.kernel, pool, block_pages, block_order, None)?;
-                state.reserves.push(client, pool, block).map_err(|_| Error::OutOfSlots)?;
+                let leaf = block.blocks(state.pool_order(pool)).next().ok_or(Error::Internal)?;
+                let slot = state.leaf_slot(pool, leaf)?;
+                state.reserves.push(client, pool, block, slot).map_err(|_| Error::OutOfSlots)?;
             }
         }
         Ok(())

@@ -110,9 +110,13 @@ impl<const NODES: usize> State<NODES> {
 
     /// The untyped capability of reserve block `index`.
     pub(super) fn reserve_slot(&self, index: usize) -> Result<Slot, Error> {
-        let reserved = self.reserves.get(index).ok_or(Error::Internal)?;
-        let block = reserved.block.blocks(self.pool_order(reserved.pool)).next().ok_or(Error::Internal)?;
-        self.leaf_slot(reserved.pool, block)
+        let slot = self.reserves.slot(index).ok_or(Error::Internal)?;
+        debug_assert_eq!(Ok(slot), {
+            let reserved = self.reserves.get(index).ok_or(Error::Internal)?;
+            let block = reserved.block.blocks(self.pool_order(reserved.pool)).next().ok_or(Error::Internal)?;
+            self.leaf_slot(reserved.pool, block)
+        });
+        Ok(slot)
     }
 
     /// Bytes of pool `pool` lost for good.
