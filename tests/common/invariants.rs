@@ -306,7 +306,8 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
                 }
             }
             expected.sort();
-            ensure_eq!(model.io_mappings(device.unwrap()), expected, "client {}'s device reaches its attachments only", c);
+            let reached = model.io_mappings(device.unwrap());
+            ensure_eq!(reached, expected, "client {}'s device reaches its attachments only", c);
             for (id, b) in server.registry().iter() {
                 ensure_eq!(b.exposed & (1 << c), 0, "buffer {} exposed to io_space client {}", id, c);
             }

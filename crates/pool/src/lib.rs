@@ -532,7 +532,11 @@ impl<const NODES: usize> Pool<NODES> {
     /// Allocate what [`Self::place`] returned, as [`Self::alloc`] would
     /// have: with no change to the pool since, without a search; after a
     /// change, as [`Self::alloc_at`] at its offset (refused if no longer free).
-    pub fn alloc_placed(&mut self, placement: Placement, events: &mut impl FnMut(Event)) -> Result<Allocation, AllocError> {
+    pub fn alloc_placed(
+        &mut self,
+        placement: Placement,
+        events: &mut impl FnMut(Event),
+    ) -> Result<Allocation, AllocError> {
         let Placement { offset, start, pages, align_order, version } = placement;
         if version != self.version {
             return self.alloc_at(offset, pages, align_order, events);

@@ -198,7 +198,8 @@ fn alloc_placed_is_alloc_and_a_stale_placement_is_checked_again() {
             placed.free(allocation, &mut |e| b.apply(e)).unwrap();
         } else {
             // Small runs inside a chunk, runs across chunks, best-fit ones.
-            let pages = [1 + (seed >> 8) % 8, 1 + (seed >> 8) % 100, 200 + (seed >> 8) % 300][(seed >> 40) as usize % 3];
+            let pages =
+                [1 + (seed >> 8) % 8, 1 + (seed >> 8) % 100, 200 + (seed >> 8) % 300][(seed >> 40) as usize % 3];
             let align = ((seed >> 20) % 4) as u32;
             let Some(placement) = placed.place(pages, align) else { continue };
             assert_eq!(placement.offset(), placed.placement(pages, align).unwrap());

@@ -342,7 +342,8 @@ impl Reserves {
 
     /// Pages of pool `pool` in reserve blocks lost for good.
     pub fn lost_pages_in(&self, pool: usize) -> u64 {
-        self.entries.iter().filter(|entry| entry.pool as usize == pool && entry.lost()).count() as u64 * self.block_pages
+        self.entries.iter().filter(|entry| entry.pool as usize == pool && entry.lost()).count() as u64
+            * self.block_pages
     }
 }
 
