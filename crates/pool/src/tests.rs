@@ -141,15 +141,20 @@ fn errors_leave_the_pool_unchanged() {
     assert_eq!(pool.free_pages(), 16);
 }
 
-#[test]
-fn alloc_at_the_placement_is_alloc_and_refuses_any_other_run() {
-    // Two pools driven alike: one by alloc, one by alloc_at its own
-    // placement; same allocations, same events, same state, random churn.
-    let (mut searched, mut placed) = (TestPool::new(8).unwrap(), TestPool::new(8).unwrap());
+/// Two pools driven alike through `steps` steps of random churn: `searched`
+/// by [`Pool::alloc`], `placed` by `alloc`, which is given the request
+/// (pages, alignment) and answers with the allocation, or `None` where
+/// there is no room; the same allocations, the same events and the same
+/// state after every step. `pages` picks a request's size from a random word.
+fn churn_alike<const N: usize>(
+    (searched, placed): (&mut Pool<N>, &mut Pool<N>),
+    (mut seed, steps): (u64, u64),
+    pages: impl Fn(u64) -> u64,
+    alloc: impl Fn(&mut Pool<N>, u64, u32, &mut Mirror) -> Option<Result<Allocation, AllocError>>,
+) {
     let (mut a, mut b) = (Mirror::new(), Mirror::new());
     let mut live = Vec::new();
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for step in 0..2000u64 {
+    for step in 0..steps {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -158,15 +163,30 @@ fn alloc_at_the_placement_is_alloc_and_refuses_any_other_run() {
             searched.free(allocation, &mut |e| a.apply(e)).unwrap();
             placed.free(allocation, &mut |e| b.apply(e)).unwrap();
         } else {
-            let (pages, align) = (1 + (seed >> 8) % 40, ((seed >> 20) % 4) as u32);
-            let Some(offset) = placed.placement(pages, align) else { continue };
+            let (pages, align) = (pages(seed), ((seed >> 20) % 4) as u32);
+            let Some(result) = alloc(placed, pages, align, &mut b) else { continue };
             let expected = searched.alloc(pages, align, &mut |e| a.apply(e)).unwrap();
-            assert_eq!(placed.alloc_at(offset, pages, align, &mut |e| b.apply(e)), Ok(expected), "step {step}");
+            assert_eq!(result, Ok(expected), "step {step}");
             live.push(expected);
         }
         assert_eq!(searched, placed);
         assert_eq!((&a.existing, &a.split), (&b.existing, &b.split));
     }
+}
+
+#[test]
+fn alloc_at_the_placement_is_alloc_and_refuses_any_other_run() {
+    // One pool by alloc, one by alloc_at its own placement.
+    let (mut searched, mut placed) = (TestPool::new(8).unwrap(), TestPool::new(8).unwrap());
+    churn_alike(
+        (&mut searched, &mut placed),
+        (0x2545_f491_4f6c_dd1d, 2000),
+        |seed| 1 + (seed >> 8) % 40,
+        |pool, pages, align, mirror| {
+            let offset = pool.placement(pages, align)?;
+            Some(pool.alloc_at(offset, pages, align, &mut |e| mirror.apply(e)))
+        },
+    );
     // Refused, the pool unchanged: a run with an allocated page, a
     // misaligned one, one past the end, an empty one.
     let mut pool = TestPool::new(4).unwrap();
@@ -182,34 +202,20 @@ fn alloc_at_the_placement_is_alloc_and_refuses_any_other_run() {
 
 #[test]
 fn alloc_placed_is_alloc_and_a_stale_placement_is_checked_again() {
-    // As above, with place and alloc_placed: same allocations, events, state.
+    // As above, with place and alloc_placed: small runs inside a chunk,
+    // runs across chunks, best-fit ones.
     type Big = Pool<{ nodes_for(11) }>;
     let (mut searched, mut placed) = (Big::new(11).unwrap(), Big::new(11).unwrap());
-    let (mut a, mut b) = (Mirror::new(), Mirror::new());
-    let mut live = Vec::new();
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    for step in 0..4000u64 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        if seed % 3 == 0 && !live.is_empty() {
-            let allocation = live.swap_remove((seed as usize / 3) % live.len());
-            searched.free(allocation, &mut |e| a.apply(e)).unwrap();
-            placed.free(allocation, &mut |e| b.apply(e)).unwrap();
-        } else {
-            // Small runs inside a chunk, runs across chunks, best-fit ones.
-            let pages =
-                [1 + (seed >> 8) % 8, 1 + (seed >> 8) % 100, 200 + (seed >> 8) % 300][(seed >> 40) as usize % 3];
-            let align = ((seed >> 20) % 4) as u32;
-            let Some(placement) = placed.place(pages, align) else { continue };
-            assert_eq!(placement.offset(), placed.placement(pages, align).unwrap());
-            let expected = searched.alloc(pages, align, &mut |e| a.apply(e)).unwrap();
-            assert_eq!(placed.alloc_placed(placement, &mut |e| b.apply(e)), Ok(expected), "step {step}");
-            live.push(expected);
-        }
-        assert_eq!(searched, placed);
-        assert_eq!((&a.existing, &a.split), (&b.existing, &b.split));
-    }
+    churn_alike(
+        (&mut searched, &mut placed),
+        (0x9e37_79b9_7f4a_7c15, 4000),
+        |seed| [1 + (seed >> 8) % 8, 1 + (seed >> 8) % 100, 200 + (seed >> 8) % 300][(seed >> 40) as usize % 3],
+        |pool, pages, align, mirror| {
+            let placement = pool.place(pages, align)?;
+            assert_eq!(placement.offset(), pool.placement(pages, align).unwrap());
+            Some(pool.alloc_placed(placement, &mut |e| mirror.apply(e)))
+        },
+    );
     // A placement made before the pool changed: taken where it said if
     // still free, refused with the pool unchanged if not.
     let mut pool = TestPool::new(6).unwrap();
