@@ -724,18 +724,41 @@ proptest! {
                     }
                 }
             }
-            let (tree, words) = pool.recomputed();
-            prop_assert_eq!(&pool.tree[..], &tree[..], "a node of the tree differs from the free bits");
-            prop_assert_eq!(&pool.words[..], &words[..], "a boundary tag differs from the free runs");
-            prop_assert_eq!(pool.largest_free(), reference.longest_run());
-            mirror.check_tiling(ORDER);
+            exact(&pool, &reference, &mirror, ORDER)?;
         }
-        for a in live {
-            pool.free(a, &mut |e| mirror.apply(e)).unwrap();
-        }
-        prop_assert_eq!(pool.largest_free(), 1 << ORDER);
-        prop_assert_eq!(&mirror.existing, &BTreeSet::from([1]));
+        freed_whole(&mut pool, live, &mut mirror, ORDER)?;
     }
+}
+
+/// The pool's tree, its capped copy and its tags are what its free bits
+/// give, its longest free run is the reference's, and the mirror tiles it.
+fn exact<const N: usize>(
+    pool: &Pool<N>,
+    reference: &Reference,
+    mirror: &Mirror,
+    order: u32,
+) -> Result<(), TestCaseError> {
+    let (tree, words) = pool.recomputed();
+    prop_assert_eq!(&pool.tree[..], &tree[..], "a node of the tree differs from the free bits");
+    prop_assert_eq!(&pool.words[..], &words[..], "a boundary tag differs from the free runs");
+    prop_assert_eq!(pool.largest_free(), reference.longest_run());
+    mirror.check_tiling(order);
+    Ok(())
+}
+
+/// Free every live allocation: the pool is whole again, the mirror its root alone.
+fn freed_whole<const N: usize>(
+    pool: &mut Pool<N>,
+    live: Vec<Allocation>,
+    mirror: &mut Mirror,
+    order: u32,
+) -> Result<(), TestCaseError> {
+    for a in live {
+        pool.free(a, &mut |e| mirror.apply(e)).unwrap();
+    }
+    prop_assert_eq!(pool.largest_free(), 1 << order);
+    prop_assert_eq!(&mirror.existing, &BTreeSet::from([1]));
+    Ok(())
 }
 
 proptest! {
@@ -786,16 +809,8 @@ proptest! {
                 }
                 live.push(a);
             }
-            let (tree, words) = pool.recomputed();
-            prop_assert_eq!(&pool.tree[..], &tree[..], "a node of the tree differs from the free bits");
-            prop_assert_eq!(&pool.words[..], &words[..], "a boundary tag differs from the free runs");
-            prop_assert_eq!(pool.largest_free(), reference.longest_run());
-            mirror.check_tiling(ORDER);
+            exact(&pool, &reference, &mirror, ORDER)?;
         }
-        for a in live {
-            pool.free(a, &mut |e| mirror.apply(e)).unwrap();
-        }
-        prop_assert_eq!(pool.largest_free(), 1 << ORDER);
-        prop_assert_eq!(&mirror.existing, &BTreeSet::from([1]));
+        freed_whole(&mut pool, live, &mut mirror, ORDER)?;
     }
 }
