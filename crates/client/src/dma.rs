@@ -60,7 +60,8 @@ pub const fn check_range(size: u64, offset: u64, len: u64) -> Result<(), ClientE
 }
 
 /// Physical ranges, one per frame, of `len` bytes at `offset` of the buffer
-/// INFO described: each is `(base + offset of the piece, length)`.
+/// INFO described: each is `(base + offset of the piece, length)`. For an
+/// `io_space` client they are I/O addresses, contiguous across the pieces.
 pub fn physical_ranges(info: &InfoReply, offset: u64, len: u64) -> Result<PhysicalRanges, ClientError> {
     if info.physical_address == PADDR_HIDDEN {
         return Err(ClientError::PhysicalAddressHidden);

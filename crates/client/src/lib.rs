@@ -76,7 +76,9 @@ pub enum ClientError {
     TooManyAttachments,
     /// A range reaches past the end of the buffer (or wraps around).
     OutOfRange,
-    /// INFO hid the physical address: this client is not `dma="true"`.
+    /// INFO hid the physical address: this client is not `dma="true"` (or,
+    /// with `io_space`, has not attached the buffer: its address is then the
+    /// device's I/O address, given only while attached).
     PhysicalAddressHidden,
 }
 
@@ -249,7 +251,9 @@ impl<S: Sys> Client<S> {
         Ok(())
     }
 
-    /// Size, physical address (if this client may see it), rights, reference count.
+    /// Size, physical address (if this client may see it; for an `io_space`
+    /// client the I/O address its device uses, while attached), rights,
+    /// reference count.
     pub fn info(&mut self, id: BufferId) -> Result<InfoReply, ClientError> {
         call(&mut self.sys, Request::Info { id })
     }
