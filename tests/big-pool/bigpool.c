@@ -5,33 +5,12 @@
 #include <stdint.h>
 #include <microkit.h>
 #include "capbuf_client.h"
+#include "../print.h"
 
 #define MEMSRV 0
 #define BIG 0
 #define PAGE 4096ULL
 #define MIB (1ULL << 20)
-
-static void put_hex(uint64_t value)
-{
-    char digits[19] = "0x";
-    for (int i = 0; i < 16; i++) {
-        digits[2 + i] = "0123456789abcdef"[(value >> (60 - 4 * i)) & 0xf];
-    }
-    digits[18] = 0;
-    microkit_dbg_puts(digits);
-}
-
-static void put_dec(uint64_t value)
-{
-    char digits[21];
-    int i = 20;
-    digits[i] = 0;
-    do {
-        digits[--i] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value != 0);
-    microkit_dbg_puts(&digits[i]);
-}
 
 static int fail(const char *what, uint64_t err)
 {

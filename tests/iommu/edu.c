@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <microkit.h>
 #include "capbuf_client.h"
+#include "../print.h"
 
 #define MEMSRV 0
 #define PCI_CONFIG 0 /* <ioport id="0"> */
@@ -24,16 +25,6 @@ uintptr_t edu_regs; /* BAR 0, set by Microkit (setvar_vaddr) */
         fail(what, err); \
         return;          \
     } while (0)
-
-static void put_hex(uint64_t value)
-{
-    char digits[19] = "0x";
-    for (int i = 0; i < 16; i++) {
-        digits[2 + i] = "0123456789abcdef"[(value >> (60 - 4 * i)) & 0xf];
-    }
-    digits[18] = 0;
-    microkit_dbg_puts(digits);
-}
 
 static void fail(const char *what, uint64_t err)
 {
