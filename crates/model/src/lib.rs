@@ -470,6 +470,22 @@ impl Model {
             .collect()
     }
 
+    /// Slots of every live CNode, smallest first (the benchmark prices a
+    /// CNode's destruction by its slots).
+    pub fn live_cnode_slots(&self) -> Vec<usize> {
+        let mut slots: Vec<usize> = self
+            .objects
+            .iter()
+            .flatten()
+            .filter_map(|o| match &o.kind {
+                Kind::CNode { slots } => Some(slots.len()),
+                _ => None,
+            })
+            .collect();
+        slots.sort_unstable();
+        slots
+    }
+
     /// Capabilities that exist, anywhere (the benchmark counts what a revoke deleted).
     pub fn live_caps(&self) -> usize {
         self.caps.iter().flatten().count()

@@ -25,6 +25,7 @@ const LARGE_ROUNDS: u64 = 4;
 const PAGE_TABLE_VADDR: usize = 0x1800_0000;
 const SPARE_TABLE_VADDR: usize = 0x1820_0000;
 const LARGE_VADDR: usize = 0x1840_0000;
+const ATTACHMENT_TABLE_VADDR: usize = 0x1860_0000;
 
 /// Root CNode slots: objects from 1, scratch copies high.
 const FIRST: u64 = 1;
@@ -218,6 +219,54 @@ pub fn run(out: &mut Output, echo: Channel) {
             || (),
         );
         out.named_number("floor_revoke_cnode_mapped_", copies, revoke);
+    }
+    // memsrv's attachment of 4 KiB frames: the block's CNode (just large
+    // enough) holds `copies` frame copies and, after them, the page table
+    // they are mapped through, itself mapped; the kernel destroys the slots
+    // from the last, so the table goes first.
+    let table_tmp = FIRST + 8;
+    for copies in [1u64, 16, 48] {
+        let radix = ((copies + 1).next_power_of_two().trailing_zeros()) as usize;
+        let revoke = instructions(
+            ROUNDS,
+            || {
+                block_untyped
+                    .untyped_retype(&cnode(radix), &root().absolute_cptr_for_self(), scratch as usize, 1)
+                    .expect("retype a CNode");
+                let guard = CNodeCapData::new(0, ROOT_SLOT_SHIFT as usize - radix).into_word();
+                slot(node_slot).mutate(&slot(scratch), guard).expect("guard the CNode");
+                block_untyped
+                    .untyped_retype(&PAGE_TABLE, &root().absolute_cptr_for_self(), table_tmp as usize, 1)
+                    .expect("retype a page table");
+                let table = root().absolute_cptr_from_bits_with_depth(inner(copies), 64);
+                table.move_(&slot(table_tmp)).expect("move the page table into the CNode");
+                arch::map_page_table(inner(copies), ATTACHMENT_TABLE_VADDR).expect("map the page table");
+                for i in 0..copies {
+                    let path = root().absolute_cptr_from_bits_with_depth(inner(i), 64);
+                    path.copy(&slot(small), CapRights::read_write()).expect("copy into the CNode");
+                    arch::map_frame(inner(i), ATTACHMENT_TABLE_VADDR + (i as usize) * 4096).expect("map a copy");
+                }
+            },
+            || slot(block).revoke().expect("revoke the block"),
+            || (),
+        );
+        out.named_number("floor_revoke_cnode_table_", copies, revoke);
+    }
+    // A block whose child is an empty CNode of 2^radix slots (as FREE's last
+    // revoke: the master CNode, its frames deleted by then). The kernel
+    // visits every slot of a CNode it destroys, empty or not.
+    for radix in [1usize, 4, 10] {
+        let revoke = instructions(
+            ROUNDS,
+            || {
+                block_untyped
+                    .untyped_retype(&cnode(radix), &root().absolute_cptr_for_self(), scratch as usize, 1)
+                    .expect("retype a CNode");
+            },
+            || slot(block).revoke().expect("revoke the block"),
+            || (),
+        );
+        out.named_number("floor_revoke_cnode_empty_", radix as u64, revoke);
     }
     let spare = FIRST + 4;
     let value = instructions(

@@ -40,9 +40,17 @@ fn memsrv_counters() -> usize {
     *var!(#[used(linker)] memsrv_counters: usize = 0)
 }
 
-/// memsrv's counters now: its PPC handler, `Server::handle` within it, and
-/// its kernel invocations within that, in ticks.
-fn memsrv_ticks() -> [u64; 3] {
+/// memsrv's per-invocation counters (pds/memsrv's `invoke`): slot
+/// `FIRST_CALL_COUNTER + k` sums the ticks of the `k`-th kernel invocation of
+/// each request, the last of the `CALL_COUNTERS` slots those of the rest.
+const FIRST_CALL_COUNTER: usize = 8;
+const CALL_COUNTERS: usize = 24;
+const COUNTERS: usize = FIRST_CALL_COUNTER + CALL_COUNTERS;
+
+/// memsrv's counters now: its PPC handler, `Server::handle` within it, its
+/// kernel invocations within that, and each invocation by its place in the
+/// request, in ticks.
+fn memsrv_ticks() -> [u64; COUNTERS] {
     let base = memsrv_counters() as *const u64;
     // SAFETY: bench/system.xml maps memsrv's counter page here, read-only;
     // memsrv writes it only while this PD waits in a PPC to it.
@@ -103,6 +111,8 @@ struct Cost {
     handler: u64,
     handle: u64,
     invocations: u64,
+    /// Instructions of memsrv's `k`-th kernel invocation (the last: the rest).
+    each: [u64; CALL_COUNTERS],
 }
 
 /// Measure a request over `ROUNDS` runs.
@@ -112,7 +122,7 @@ fn request<S, T>(
     mut work: impl FnMut(&mut Capbuf, S) -> T,
     mut teardown: impl FnMut(&mut Capbuf, T),
 ) -> Cost {
-    let (mut total, mut calls, mut memsrv) = (0, 0, [0u64; 3]);
+    let (mut total, mut calls, mut memsrv) = (0, 0, [0u64; COUNTERS]);
     for _ in 0..ROUNDS {
         let state = setup(capbuf);
         let before = capbuf.sys().calls();
@@ -122,7 +132,7 @@ fn request<S, T>(
         total += arch::ticks() - start;
         let memsrv_after = memsrv_ticks();
         calls += capbuf.sys().calls() - before;
-        for i in 0..3 {
+        for i in 0..COUNTERS {
             memsrv[i] += memsrv_after[i] - memsrv_before[i];
         }
         teardown(capbuf, result);
@@ -134,6 +144,7 @@ fn request<S, T>(
         handler: instructions(memsrv[0]),
         handle: instructions(memsrv[1]),
         invocations: instructions(memsrv[2]),
+        each: core::array::from_fn(|k| instructions(memsrv[FIRST_CALL_COUNTER + k])),
     }
 }
 
@@ -158,6 +169,9 @@ fn print(out: &mut Output, name: &str, size: &str, cost: Cost) {
         let _ = writeln!(out, "BENCH handler_{name}{size} {} instructions", cost.handler);
         let _ = writeln!(out, "BENCH handle_{name}{size} {} instructions", cost.handle);
         let _ = writeln!(out, "BENCH invocations_{name}{size} {} instructions", cost.invocations);
+        for (k, each) in cost.each.iter().enumerate().filter(|(_, each)| **each > 0) {
+            let _ = writeln!(out, "BENCH call_{name}{size}_{k} {each} instructions");
+        }
     }
 }
 

@@ -20,6 +20,8 @@
 #![no_main]
 #![feature(used_with_arg)]
 
+use core::sync::atomic::{AtomicUsize, Ordering};
+
 use capbuf_protocol::{
     inner_bits, inner_cptr, microkit, table_cptr, Config, Rights, CONFIG_WORDS, LARGE_PAGE_BITS, MAX_MESSAGE_WORDS,
     MEMSRV_SCRATCH, MEMSRV_TABLE_CPTR, PAGE_BITS, ROOT_SLOT_SHIFT,
@@ -218,8 +220,18 @@ fn bench_counters() -> usize {
     *var!(#[used(linker)] bench_counters: usize = 0)
 }
 
+/// The benchmark's per-invocation counters: slot `FIRST_CALL_COUNTER + k`
+/// sums the ticks of the `k`-th kernel invocation of each request, the last
+/// of the `CALL_COUNTERS` slots those of the rest (pds/bench reads them).
+const FIRST_CALL_COUNTER: usize = 8;
+const CALL_COUNTERS: usize = 24;
+
+/// Kernel invocations so far in the request being handled (counted only when
+/// there are counters).
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
 /// Run one kernel invocation, adding its ticks to the benchmark's counter 2
-/// when there are counters.
+/// and to the counter of its place in the request, when there are counters.
 fn invoke<T>(call: impl FnOnce() -> T) -> T {
     let counters = bench_counters();
     if counters == 0 {
@@ -227,7 +239,10 @@ fn invoke<T>(call: impl FnOnce() -> T) -> T {
     }
     let start = arch::ticks();
     let result = call();
-    add_ticks(counters, 2, arch::ticks() - start);
+    let ticks = arch::ticks() - start;
+    add_ticks(counters, 2, ticks);
+    let k = CALLS.fetch_add(1, Ordering::Relaxed).min(CALL_COUNTERS - 1);
+    add_ticks(counters, FIRST_CALL_COUNTER + k, ticks);
     result
 }
 
@@ -302,6 +317,9 @@ impl Handler for Memsrv {
             let error = capbuf_protocol::Error::UnknownCaller.code();
             return Ok(MessageInfo::from_inner(sel4::MessageInfo::new(error, 0, 0, 0)));
         };
+        if counters != 0 {
+            CALLS.store(0, Ordering::Relaxed);
+        }
         let handling = if counters != 0 { arch::ticks() } else { 0 };
         let outcome = server.handle(channel.index() as u64, info.label(), &words[..count], info.extra_caps());
         if counters != 0 {

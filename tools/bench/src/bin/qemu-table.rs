@@ -29,6 +29,9 @@ use capbuf_server::{CapRef, Kernel, KernelError, MapAttributes, Object, Server, 
 
 /// As in the bench PD.
 const ROUNDS: usize = 32;
+/// As in memsrv and the bench PD: the per-invocation counters (the last sums
+/// the rest).
+const CALL_COUNTERS: usize = 24;
 const NODES: usize = 2 << 14;
 const SIZES: [(u64, &str, &str); 5] = [
     (4096, "4k", "4 KiB"),
@@ -50,7 +53,8 @@ enum Call {
     Mutate,
     MapPageTable,
     MapFrame { large: bool },
-    Revoke { deleted: usize, unmapped: usize, cnodes: usize },
+    /// `cnodes`: the slots of each CNode it destroyed.
+    Revoke { deleted: usize, unmapped: usize, cnodes: Vec<usize>, tables: usize },
     Delete { unmapped: usize },
 }
 
@@ -108,11 +112,16 @@ impl Kernel for Recorder {
     }
 
     fn revoke(&mut self, slot: Slot) -> Result<(), KernelError> {
-        let (caps, maps, cnodes) = (self.model.live_caps(), self.model.live_mappings(), self.model.live_objects().3);
+        let (caps, maps, tables) = (self.model.live_caps(), self.model.live_mappings(), self.model.live_objects().2);
+        let mut cnodes = self.model.live_cnode_slots();
         self.model.revoke(slot)?;
         let deleted = caps - self.model.live_caps();
-        let cnodes = cnodes - self.model.live_objects().3;
-        self.push(Call::Revoke { deleted, unmapped: maps - self.model.live_mappings(), cnodes });
+        for survivor in self.model.live_cnode_slots() {
+            let at = cnodes.iter().position(|&slots| slots == survivor).expect("a CNode that was live");
+            cnodes.remove(at);
+        }
+        let tables = tables - self.model.live_objects().2;
+        self.push(Call::Revoke { deleted, unmapped: maps - self.model.live_mappings(), cnodes, tables });
         Ok(())
     }
 
@@ -183,9 +192,42 @@ impl Figures {
     /// extended past the last two.
     fn line(&self, points: &[(f64, &str)], at: f64) -> f64 {
         let points: Vec<(f64, f64)> = points.iter().map(|&(x, name)| (x, self.get(name))).collect();
+        Self::through(&points, at)
+    }
+
+    /// `at` on the line through `points`, piecewise, extended past the last two.
+    fn through(points: &[(f64, f64)], at: f64) -> f64 {
         let i = points.windows(2).position(|w| at <= w[1].0).unwrap_or(points.len() - 2);
         let ((x0, y0), (x1, y1)) = (points[i], points[i + 1]);
         y0 + (y1 - y0) * (at - x0) / (x1 - x0)
+    }
+
+    /// A revoke of a block whose child is a CNode of `slots` slots, all
+    /// empty: the kernel visits every slot of a CNode it destroys.
+    fn cnode_slots(&self, slots: usize) -> f64 {
+        let points = [
+            (2.0, "floor_revoke_cnode_empty_1"),
+            (16.0, "floor_revoke_cnode_empty_4"),
+            (1024.0, "floor_revoke_cnode_empty_10"),
+        ];
+        self.line(&points, slots as f64)
+    }
+
+    /// What `copies` mapped frame copies in a CNode being destroyed add to
+    /// it, through a page table in the same CNode (`table`: deleted first,
+    /// so the copies' unmaps find no table) or not: measured as such blocks
+    /// with 1, 16 and 48 copies, less the same CNode empty.
+    fn cnode_copies(&self, copies: usize, table: bool) -> f64 {
+        if copies == 0 {
+            return 0.0;
+        }
+        let shape = |n: u64| {
+            let name = if table { "floor_revoke_cnode_table_" } else { "floor_revoke_cnode_mapped_" };
+            // The measured CNodes are just large enough (the table after the copies).
+            let slots = (n + u64::from(table)).max(2).next_power_of_two();
+            (n as f64, self.get(&format!("{name}{n}")) - self.cnode_slots(slots as usize))
+        };
+        Self::through(&[shape(1), shape(16), shape(48)], copies as f64)
     }
 
     /// What deleting `mapped` mapped frame capabilities adds to a revoke:
@@ -227,31 +269,66 @@ impl Figures {
             Call::MapPageTable => self.get("floor_page_table_map"),
             Call::MapFrame { large: false } => self.get("floor_map_4k"),
             Call::MapFrame { large: true } => self.get("floor_map_2m"),
-            Call::Revoke { deleted, unmapped, cnodes } => {
+            Call::Revoke { deleted, unmapped, ref cnodes, tables } => {
                 let points = [
                     (0.0, "floor_revoke_0"),
                     (1.0, "floor_revoke_1"),
                     (16.0, "floor_revoke_16"),
                     (48.0, "floor_revoke_48"),
                 ];
-                if cnodes > 0 && unmapped > 0 {
-                    // An attachment's block: priced as a block whose CNode,
-                    // just large enough, holds that many mapped copies, plus
-                    // its other children (the CNode itself counted once).
-                    let shaped = [
-                        (0.0, "floor_revoke_1"),
-                        (1.0, "floor_revoke_cnode_mapped_1"),
-                        (16.0, "floor_revoke_cnode_mapped_16"),
-                        (48.0, "floor_revoke_cnode_mapped_48"),
-                    ];
-                    self.line(&shaped, unmapped as f64) + self.line(&points, (deleted - unmapped) as f64)
-                        - self.get("floor_revoke_1")
+                let plain = deleted - unmapped - cnodes.len();
+                if !cnodes.is_empty() && unmapped > 0 {
+                    // An attachment's block: its CNode destroyed (every slot
+                    // visited), each copy in it deleted and unmapped, through
+                    // a page table of the block's own (4 KiB frames) or not;
+                    // then its other children.
+                    let (largest, others) = cnodes.split_last().expect("a CNode");
+                    let copies = unmapped - tables.min(1);
+                    self.cnode_slots(*largest)
+                        + self.cnode_copies(copies, tables > 0)
+                        + self.unmapping(tables.saturating_sub(1))
+                        + others.iter().map(|&slots| self.cnode_slots(slots) - self.get("floor_revoke_0")).sum::<f64>()
+                        + self.line(&points, plain as f64)
+                        - self.get("floor_revoke_0")
                 } else {
-                    self.line(&points, (deleted - unmapped) as f64) + self.unmapping(unmapped)
+                    self.line(&points, plain as f64)
+                        + self.unmapping(unmapped)
+                        + cnodes.iter().map(|&slots| self.cnode_slots(slots) - self.get("floor_revoke_0")).sum::<f64>()
                 }
             }
             Call::Delete { unmapped } => self.get("floor_delete") + self.unmapping(unmapped),
         }
+    }
+}
+
+/// What an invocation was, for the per-invocation table.
+fn describe(call: &Call) -> String {
+    let size = |bytes: u64| match bytes {
+        0 => String::new(),
+        b if b >= 1 << 20 => format!(", zeroes {} MiB", b >> 20),
+        b => format!(", zeroes {} KiB", b >> 10),
+    };
+    match *call {
+        Call::Retype { object, count, zeroed } => {
+            let what = match object {
+                Object::SmallFrame => "4 KiB frame".to_string(),
+                Object::LargeFrame => "2 MiB frame".to_string(),
+                Object::PageTable => "page table".to_string(),
+                Object::CNode { radix } => format!("CNode of {} slots", 1u64 << radix),
+                Object::Untyped { .. } => "untyped".to_string(),
+            };
+            format!("Untyped_Retype {count} x {what}{}", size(zeroed))
+        }
+        Call::Copy => "CNode_Copy".into(),
+        Call::Mutate => "CNode_Mutate".into(),
+        Call::MapPageTable => "PageTable_Map".into(),
+        Call::MapFrame { large } => format!("Page_Map {}", if large { "2 MiB" } else { "4 KiB" }),
+        Call::Revoke { deleted, unmapped, ref cnodes, tables } => {
+            let nodes: Vec<String> = cnodes.iter().map(|slots| format!("a CNode of {slots} slots")).collect();
+            let nodes = if nodes.is_empty() { String::new() } else { format!(", {}", nodes.join(", ")) };
+            format!("CNode_Revoke: {deleted} capabilities deleted ({unmapped} mapped, of them {tables} page tables{nodes})")
+        }
+        Call::Delete { unmapped } => format!("CNode_Delete ({unmapped} mapped frames)"),
     }
 }
 
@@ -284,6 +361,40 @@ struct Bench<'a> {
     server: Box<Memsrv>,
     calls: Rc<RefCell<Vec<Call>>>,
     figures: &'a Figures,
+    /// The last request's invocations: what each was, and its floor.
+    last: Vec<(String, f64)>,
+}
+
+/// A request's kernel floor, mean over the rounds, and the same per
+/// invocation by its place in the request (as memsrv's counters: the last
+/// place sums the rest).
+struct Floor {
+    key: String,
+    name: String,
+    total: f64,
+    each: Vec<(String, f64)>,
+}
+
+/// Sums of a request's floor over the rounds.
+#[derive(Default)]
+struct Sums {
+    total: f64,
+    each: Vec<(String, f64)>,
+}
+
+impl Sums {
+    fn add(&mut self, floor: f64, last: &[(String, f64)]) {
+        self.total += floor;
+        for (k, (what, value)) in last.iter().enumerate() {
+            let k = k.min(CALL_COUNTERS - 1);
+            if self.each.len() <= k {
+                self.each.push((what.clone(), 0.0));
+            } else if k == CALL_COUNTERS - 1 && self.each[k].0 != "the rest" {
+                self.each[k].0 = "the rest".into();
+            }
+            self.each[k].1 += value;
+        }
+    }
 }
 
 impl Bench<'_> {
@@ -294,7 +405,8 @@ impl Bench<'_> {
         self.calls.borrow_mut().clear();
         let outcome = self.server.handle(0, label, &words[..length], 0);
         let reply = outcome.result.unwrap_or_else(|e| panic!("{request:?} refused: {e}"));
-        let floor = self.calls.borrow().iter().map(|call| self.figures.call(call)).sum();
+        self.last = self.calls.borrow().iter().map(|call| (describe(call), self.figures.call(call))).collect();
+        let floor = self.last.iter().map(|(_, floor)| floor).sum();
         (reply, floor)
     }
 
@@ -318,52 +430,62 @@ impl Bench<'_> {
     }
 
     /// Kernel floor of each request, mean over the rounds, in the bench PD's order.
-    fn floors(&mut self) -> Vec<(String, String, f64)> {
+    fn floors(&mut self) -> Vec<Floor> {
         let mut rows = Vec::new();
-        let rounds = ROUNDS as f64;
         let (warm, _) = self.alloc(4096);
         self.attach(warm);
         self.free(warm);
         let (keep, _) = self.alloc(4096);
-        let mean = |rows: &mut Vec<_>, key: &str, name: String, total: f64| {
-            rows.push((key.to_string(), name, total / rounds));
+        let mean = |rows: &mut Vec<Floor>, key: &str, name: String, sums: Sums| {
+            let rounds = ROUNDS as f64;
+            let each = sums.each.into_iter().map(|(what, total)| (what, total / rounds)).collect();
+            rows.push(Floor { key: key.to_string(), name, total: sums.total / rounds, each });
         };
-        let total: f64 = (0..ROUNDS).map(|_| self.run(Request::Hello {}).1).sum();
-        mean(&mut rows, "hello", "HELLO".into(), total);
-        let total: f64 = (0..ROUNDS).map(|_| self.run(Request::PoolInfo { pool: PoolId(0) }).1).sum();
-        mean(&mut rows, "pool_info", "POOL_INFO".into(), total);
-        let total: f64 = (0..ROUNDS).map(|_| self.run(Request::Info { id: keep }).1).sum();
-        mean(&mut rows, "info", "INFO".into(), total);
+        for (key, name, request) in [
+            ("hello", "HELLO", Request::Hello {}),
+            ("pool_info", "POOL_INFO", Request::PoolInfo { pool: PoolId(0) }),
+            ("info", "INFO", Request::Info { id: keep }),
+        ] {
+            let mut sums = Sums::default();
+            for _ in 0..ROUNDS {
+                let floor = self.run(request).1;
+                sums.add(floor, &self.last);
+            }
+            mean(&mut rows, key, name.into(), sums);
+        }
         for (size, key, name) in SIZES {
-            let mut total = 0.0;
+            let mut sums = Sums::default();
             for _ in 0..ROUNDS {
                 let (id, floor) = self.alloc(size);
-                total += floor;
+                sums.add(floor, &self.last);
                 self.free(id);
             }
-            mean(&mut rows, &format!("alloc_{key}"), format!("ALLOC {name}"), total);
-            let mut total = 0.0;
+            mean(&mut rows, &format!("alloc_{key}"), format!("ALLOC {name}"), sums);
+            let mut sums = Sums::default();
             for _ in 0..ROUNDS {
                 let (id, _) = self.alloc(size);
-                total += self.attach(id);
+                let floor = self.attach(id);
+                sums.add(floor, &self.last);
                 self.free(id);
             }
-            mean(&mut rows, &format!("attach_{key}"), format!("ATTACH {name} (mapped by memsrv)"), total);
-            let mut total = 0.0;
-            for _ in 0..ROUNDS {
-                let (id, _) = self.alloc(size);
-                self.attach(id);
-                total += self.detach(id);
-                self.free(id);
-            }
-            mean(&mut rows, &format!("detach_{key}"), format!("DETACH {name}"), total);
-            let mut total = 0.0;
+            mean(&mut rows, &format!("attach_{key}"), format!("ATTACH {name} (mapped by memsrv)"), sums);
+            let mut sums = Sums::default();
             for _ in 0..ROUNDS {
                 let (id, _) = self.alloc(size);
                 self.attach(id);
-                total += self.free(id);
+                let floor = self.detach(id);
+                sums.add(floor, &self.last);
+                self.free(id);
             }
-            mean(&mut rows, &format!("free_{key}"), format!("FREE {name} (attached)"), total);
+            mean(&mut rows, &format!("detach_{key}"), format!("DETACH {name}"), sums);
+            let mut sums = Sums::default();
+            for _ in 0..ROUNDS {
+                let (id, _) = self.alloc(size);
+                self.attach(id);
+                let floor = self.free(id);
+                sums.add(floor, &self.last);
+            }
+            mean(&mut rows, &format!("free_{key}"), format!("FREE {name} (attached)"), sums);
         }
         self.free(keep);
         rows
@@ -383,7 +505,7 @@ fn thousands(value: f64) -> String {
     out
 }
 
-const FLOOR_ROWS: [(&str, &str); 36] = [
+const FLOOR_ROWS: [(&str, &str); 42] = [
     ("floor_null_ppc", "null PPC round trip (echo PD)"),
     ("floor_ppc_cap", "PPC whose reply carries one capability"),
     ("floor_ppc_reply_words_4", "PPC, 1-word request, 4-word reply (the fastpath's most)"),
@@ -415,6 +537,12 @@ const FLOOR_ROWS: [(&str, &str); 36] = [
     ("floor_revoke_cnode_mapped_1", "CNode_Revoke of an untyped whose CNode (2 slots) holds 1 mapped copy"),
     ("floor_revoke_cnode_mapped_16", "CNode_Revoke of an untyped whose CNode (16 slots) holds 16 mapped copies"),
     ("floor_revoke_cnode_mapped_48", "CNode_Revoke of an untyped whose CNode (64 slots) holds 48 mapped copies"),
+    ("floor_revoke_cnode_table_1", "CNode_Revoke of an untyped whose CNode (2 slots) holds 1 copy mapped through a page table, and the table"),
+    ("floor_revoke_cnode_table_16", "CNode_Revoke of an untyped whose CNode (32 slots) holds 16 copies mapped through a page table, and the table"),
+    ("floor_revoke_cnode_table_48", "CNode_Revoke of an untyped whose CNode (64 slots) holds 48 copies mapped through a page table, and the table"),
+    ("floor_revoke_cnode_empty_1", "CNode_Revoke of an untyped whose child is an empty CNode of 2 slots"),
+    ("floor_revoke_cnode_empty_4", "CNode_Revoke of an untyped whose child is an empty CNode of 16 slots"),
+    ("floor_revoke_cnode_empty_10", "CNode_Revoke of an untyped whose child is an empty CNode of 1024 slots"),
     ("floor_map_4k", "Page_Map 4 KiB"),
     ("floor_unmap_4k", "Page_Unmap 4 KiB"),
     ("floor_map_2m", "Page_Map 2 MiB"),
@@ -459,14 +587,15 @@ fn table() {
     let _ = writeln!(out);
 
     let calls = Rc::new(RefCell::new(Vec::new()));
-    let mut bench = Bench { server: memsrv(calls.clone()), calls, figures: &figures };
+    let mut bench = Bench { server: memsrv(calls.clone()), calls, figures: &figures, last: Vec::new() };
     let rows = bench.floors();
     let _ = writeln!(out, "capbuf requests, {kernel} kernel: guest instructions; floor = PPCs x null PPC + the measured kernel operations memsrv makes for the request (host model); target: <= {FLOOR_FACTOR} x floor + 1 null PPC, queries also <= {QUERY_FACTOR} x null PPC (the targets are for the release kernel)");
     let _ = writeln!(out);
     let _ = writeln!(out, "| request | instructions | PPCs | floor | x floor | target | met |");
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|");
     let (mut met, mut missed) = (0, 0);
-    for (key, name, kernel_floor) in &rows {
+    let mut each = String::new();
+    for Floor { key, name, total: kernel_floor, each: calls } in &rows {
         let value = figures.get(&format!("request_{key}"));
         let ppcs = figures.get(&format!("ppcs_{key}"));
         let floor = ppcs * null + kernel_floor;
@@ -480,6 +609,19 @@ fn table() {
         } else {
             missed += 1
         }
+        for (k, (what, floor)) in calls.iter().enumerate() {
+            let _ = writeln!(bench_lines, "BENCH {kernel}_callfloor_{key}_{k} {floor:.0} instructions");
+            let Some(measured) = figures.0.get(&format!("call_{key}_{k}")) else { continue };
+            if !ok {
+                let _ = writeln!(
+                    each,
+                    "| {name} | {k} | {what} | {} | {} | {:.2} |",
+                    thousands(*measured),
+                    thousands(*floor),
+                    measured / floor
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "| {name} | {} | {ppcs} | {} | {:.2} | {} | {} |",
@@ -492,7 +634,7 @@ fn table() {
         let _ = writeln!(bench_lines, "BENCH {kernel}_floorsum_{key} {floor:.0} instructions");
     }
     let mut split = String::new();
-    for (key, name, kernel_floor) in &rows {
+    for Floor { key, name, total: kernel_floor, .. } in &rows {
         let value = figures.get(&format!("request_{key}"));
         let counter = |prefix: &str| figures.0.get(&format!("{prefix}_{key}")).copied();
         let (Some(handler), Some(handle), Some(invocations)) =
@@ -541,6 +683,17 @@ fn table() {
         let _ = writeln!(out, "| request | total | PPC path and client library | memsrv handler outside Server::handle | Server::handle's own code | memsrv's kernel invocations | their floor | invocations / floor |");
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
         out.push_str(&split);
+        let _ = writeln!(out);
+    }
+    if !each.is_empty() {
+        let _ = writeln!(
+            out,
+            "Each kernel invocation of the requests that miss their target, {kernel} kernel: measured by memsrv, against its floor price (the invocation as the host model recorded it):"
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(out, "| request | # | invocation | measured | floor | measured / floor |");
+        let _ = writeln!(out, "|---|---:|---|---:|---:|---:|");
+        out.push_str(&each);
         let _ = writeln!(out);
     }
     let _ = writeln!(out, "Cache maintenance in the client library (no PPC), {kernel} kernel:");
