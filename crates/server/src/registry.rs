@@ -500,7 +500,7 @@ impl Registry {
     /// Remove a buffer; its id and every copy of it become stale for the
     /// clients that had a right to it. A slot whose generation would wrap is
     /// retired instead of reused.
-    pub fn remove(&mut self, id: BufferId) -> Result<Buffer, Error> {
+    pub fn remove(&mut self, id: BufferId) -> Result<(), Error> {
         let buffer = self.get(id)?;
         let mut known: heapless::Vec<usize, { MAX_HOLDERS + 1 }> = heapless::Vec::new();
         let _ = known.push(buffer.owner);
@@ -514,13 +514,15 @@ impl Registry {
             self.record_known(index, client, id.generation());
         }
         self.generations[index] = self.generations[index].saturating_add(1);
-        let buffer = self.entries[index].take().ok_or(Error::UnknownBuffer)?;
+        // Dropped in place: the caller read what it needs (a buffer is a few
+        // hundred bytes, not worth moving out).
+        self.entries[index] = None;
         self.live -= 1;
         if self.generations[index] != u32::MAX {
             // Cannot fail: the slot was taken from the list.
             let _ = self.free.push(index as u16);
         }
-        Ok(buffer)
+        Ok(())
     }
 
     /// Live buffers with their ids.

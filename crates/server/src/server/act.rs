@@ -455,25 +455,29 @@ impl<const NODES: usize> State<NODES> {
             self.teardown(kernel, id, holder, client)?;
         }
         let buffer = self.registry.get(id)?;
-        let (pool, data, meta) = (buffer.pool, buffer.data, buffer.meta);
+        let (pool, data, meta, master) = (buffer.pool, buffer.data, buffer.meta, buffer.master);
+        let (exposed, charged_pages, mut freeing) = (buffer.exposed, buffer.charged_pages(), buffer.freeing);
         for leaf in data.blocks(self.pool_order(pool)) {
             kernel.revoke(self.leaf_slot(pool, leaf)?).named(Invocation::CNodeRevoke)?;
-            self.registry.get_mut(id)?.freeing = true;
+            if !freeing {
+                self.registry.get_mut(id)?.freeing = true;
+                freeing = true;
+            }
         }
         kernel.revoke(self.reserve_slot(meta)?).named(Invocation::CNodeRevoke)?;
-        let buffer = self.registry.remove(id)?;
-        self.slots.release(buffer.master)?;
-        if buffer.exposed == 0 {
+        self.registry.remove(id)?;
+        self.slots.release(master)?;
+        if exposed == 0 {
             self.pool_free(pool, data)?;
         } else {
             // A device may still write the pages: they stay allocated until
             // every exposed client quiesces. check_free made room.
-            let entry = Quarantined { id, pool, data, pending: buffer.exposed };
+            let entry = Quarantined { id, pool, data, pending: exposed };
             self.quarantine.hold(entry).map_err(|_| Error::Internal)?;
         }
         self.reserves.set_in_use(meta, false);
         self.usage[client].buffers -= 1;
-        self.usage[client].bytes -= buffer.charged_pages() << PAGE_BITS;
+        self.usage[client].bytes -= charged_pages << PAGE_BITS;
         Ok(())
     }
 
