@@ -304,16 +304,22 @@ impl Config {
         if self.pools.iter().flatten().all(|pool| pool.device) {
             return Err(ConfigError::DevicePoolsOnly);
         }
-        for (i, pool) in self.pools.iter().flatten().enumerate() {
+        // Every pool's size first: the overlap check shifts by the sizes of
+        // pools after the one it is at.
+        for pool in self.pools.iter().flatten() {
             if !POOL_SIZE_BITS.contains(&pool.size_bits) {
                 return Err(ConfigError::PoolSize);
             }
             if pool.physical_address & ((1 << pool.size_bits) - 1) != 0 {
                 return Err(ConfigError::PoolAlignment);
             }
+        }
+        // Ends in 128 bits: a pool may end at 2^64.
+        let end = |pool: &PoolConfig| u128::from(pool.physical_address) + (1u128 << pool.size_bits);
+        for (i, pool) in self.pools.iter().flatten().enumerate() {
             for other in self.pools.iter().flatten().skip(i + 1) {
-                let (a, b) = (pool.physical_address, other.physical_address);
-                if a < b + (1 << other.size_bits) && b < a + (1 << pool.size_bits) {
+                let (a, b) = (u128::from(pool.physical_address), u128::from(other.physical_address));
+                if a < end(other) && b < end(pool) {
                     return Err(ConfigError::PoolsOverlap);
                 }
             }
@@ -477,6 +483,16 @@ mod tests {
         let mut c = example();
         c.pools[1] = Some(PoolConfig { physical_address: 0x5000_1000, size_bits: 20, device: false });
         assert_eq!(c.validate(), Err(ConfigError::PoolAlignment));
+        // A later pool's size is checked before any overlap is computed with
+        // it (the fuzzer's find: a shift by 70 bits panicked in debug builds).
+        let mut c = example();
+        c.pools[1] = Some(PoolConfig { physical_address: 0, size_bits: 70, device: false });
+        assert_eq!(c.validate(), Err(ConfigError::PoolSize));
+        // A pool that ends at 2^64 overlaps one just below it.
+        let mut c = example();
+        c.pools[0] = Some(PoolConfig { physical_address: u64::MAX - (1 << 24) + 1, size_bits: 24, device: false });
+        c.pools[1] = Some(PoolConfig { physical_address: u64::MAX - (1 << 30) + 1, size_bits: 30, device: false });
+        assert_eq!(c.validate(), Err(ConfigError::PoolsOverlap));
         let mut c = example();
         c.clients[1].as_mut().unwrap().channel = 0;
         assert_eq!(c.validate(), Err(ConfigError::Duplicate));
