@@ -168,7 +168,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         for (i, pool) in pools.iter().flatten().enumerate() {
             let order = (pool.size_bits as u32).checked_sub(PAGE_BITS).ok_or(refused(ConfigError::PoolSize))?;
             let tree = Pool::new(order).ok_or(refused(ConfigError::PoolSize))?;
-            let root = BlockCap { slot: i as Slot, dormant: false };
+            let root = BlockCap { slot: i as Slot, dormant: false, halves: false };
             let state = &mut server.state;
             state.blocks.insert(block_key(i, tree.root()), root).map_err(|_| refused(ConfigError::TableBits))?;
             state.pools[i] = Some(PoolState { base: pool.physical_address, pool: tree });
