@@ -244,6 +244,15 @@ fn run_starts(free: u64, n: u64) -> u64 {
 /// fixed sequence of steps (a loop over the runs mispredicts its exit).
 #[inline]
 fn longest_run(free: u64, known: u32) -> u32 {
+    // Runs shorter than 8 pages, the common case, in three steps: bit i of
+    // `atN` set if the N pages from page i are all free.
+    let at2 = free & free >> 1;
+    let at4 = at2 & at2 >> 2;
+    if at4 & at4 >> 4 == 0 {
+        let at3 = at2 & free >> 2;
+        let longer = [free, at2, at3, at4, at4 & free >> 4, at4 & at2 >> 4, at4 & at3 >> 4];
+        return longer.iter().map(|&at| (at != 0) as u32).sum::<u32>().max(known);
+    }
     // blocks[j]: bit i set if the 2^j pages from page i are all free.
     let mut blocks = [free; 6];
     for j in 1..6 {
