@@ -669,12 +669,17 @@ impl<const NODES: usize> Pool<NODES> {
         // run started (now the shorter run before the allocation, if any)
         // and the one where the run after it starts. The first keeps its
         // longest unless that was this run; the second gains a run.
+        // The gain first: its climb stops below the nodes that still hold
+        // the carved run's length, and the loss then lowers each of those
+        // once, to a value that counts the run after (the other order
+        // lowers them, then raises them again).
         let (first, after) = ((start / 64) as usize, (stop / 64) as usize);
-        if self.tree[first] as u64 == end - start {
-            self.set_leaf(first, self.leaf(first));
-        }
+        let first_lost = self.tree[first] as u64 == end - start;
         if stop < end && after != first && (end - stop) as u32 > self.tree[after] {
             self.set_leaf(after, (end - stop) as u32);
+        }
+        if first_lost {
+            self.set_leaf(first, self.leaf(first));
         }
         allocation
     }
