@@ -905,7 +905,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// first nor its last wholly free chunk: only [`Self::alloc_at`] asks
     /// about such a page) also one walk up and down the tree to the chunk
     /// where the run starts.
-    #[inline]
+    #[inline(always)]
     fn run_around(&self, page: u64) -> (u64, u64) {
         let (chunk, bit) = ((page / 64) as usize, page % 64);
         let word = self.free_at(chunk);
