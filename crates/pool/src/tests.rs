@@ -644,6 +644,10 @@ proptest! {
             let bits: Vec<bool> = (0..64).map(|i| word & (1 << i) != 0).collect();
             let longest = bits.split(|&f| !f).map(|r| r.len() as u32).max().unwrap();
             prop_assert_eq!(longest_in_word(word), longest);
+            for n in 1..=64u64 {
+                let starts = (0..=64 - n).filter(|&i| (i..i + n).all(|j| bits[j as usize])).fold(0u64, |s, i| s | 1 << i);
+                prop_assert_eq!(run_starts(word, n), starts, "word {:#x}, {} pages", word, n);
+            }
         }
     }
 
