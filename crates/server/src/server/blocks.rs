@@ -14,9 +14,11 @@
 //! there; anything else collapses it first. So a split needs no undo: what
 //! the kernel did before refusing stays, dormant, and is revoked on next use.
 
+use core::hash::{BuildHasherDefault, Hasher};
+
 use capbuf_pool::{Allocation, Block, Event, Placement};
 use capbuf_protocol::{Error, Invocation, PAGE_BITS};
-use heapless::FnvIndexMap;
+use heapless::IndexMap;
 
 use super::state::{Slots, State};
 use super::TABLE_CAPACITY;
@@ -29,36 +31,70 @@ pub(super) struct BlockCap {
     /// The pool sees the block free, but the kernel may hold capabilities
     /// below it (see the module documentation).
     pub(super) dormant: bool,
-    /// This map holds one of its halves, or both: kept with the map, so a
-    /// merge (every FREE makes some) costs one lookup, not three.
-    pub(super) halves: bool,
+    /// Which of its halves this map holds ([`LEFT`], [`RIGHT`]): kept with
+    /// the map, so a merge (every FREE makes some) or a wake (an ALLOC's
+    /// split of a dormant block) costs one lookup, not three.
+    pub(super) halves: u8,
+}
+
+/// [`BlockCap::halves`]: the left half's untyped exists.
+pub(super) const LEFT: u8 = 1;
+/// [`BlockCap::halves`]: the right half's untyped exists.
+pub(super) const RIGHT: u8 = 2;
+
+/// What [`BlockCap::halves`] must be: which halves of `block` the map holds.
+#[cfg(debug_assertions)]
+fn halves_in(blocks: &Blocks, pool: usize, block: Block) -> u8 {
+    if block.order() == 0 {
+        return 0;
+    }
+    let (left, right) = block.children();
+    let has = |half| blocks.contains_key(&block_key(pool, half));
+    (if has(left) { LEFT } else { 0 }) | (if has(right) { RIGHT } else { 0 })
 }
 
 /// Every untyped block that exists, by [`block_key`].
-pub(super) type Blocks = FnvIndexMap<u64, BlockCap, TABLE_CAPACITY>;
+pub(super) type Blocks = IndexMap<u64, BlockCap, BuildHasherDefault<KeyHasher>, TABLE_CAPACITY>;
+
+/// The blocks' hash: Fibonacci hashing of the 64-bit key, a multiply (FNV,
+/// heapless's default, takes a multiply per byte: a lookup cost about 60
+/// instructions, and every FREE and ALLOC makes several). heapless keeps the
+/// low 16 bits of `finish` and masks them, so `finish` gives the product's
+/// top bits, the well-mixed ones.
+#[derive(Default)]
+pub(super) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by u64 keys; any byte string still hashes.
+        for &byte in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 >> 48
+    }
+}
 
 /// Key of `block` of pool `pool`.
 pub(super) fn block_key(pool: usize, block: Block) -> u64 {
     ((pool as u64) << 32) | block.node() as u64
 }
 
-fn both_halves(blocks: &Blocks, pool: usize, block: Block) -> bool {
-    let (left, right) = block.children();
-    block.order() > 0 && blocks.contains_key(&block_key(pool, left)) && blocks.contains_key(&block_key(pool, right))
-}
-
 /// The pool merged `block`: it turns dormant if the kernel holds either of
 /// its halves (a block whose split the kernel refused at once has none).
 fn merge(blocks: &mut Blocks, pool: usize, block: Block) {
     #[cfg(debug_assertions)]
-    let expected = {
-        let (left, right) = block.children();
-        blocks.contains_key(&block_key(pool, left)) || blocks.contains_key(&block_key(pool, right))
-    };
+    let expected = halves_in(blocks, pool, block);
     if let Some(entry) = blocks.get_mut(&block_key(pool, block)) {
         #[cfg(debug_assertions)]
         debug_assert_eq!(entry.halves, expected, "a block's halves flag follows the map");
-        entry.dormant = entry.halves;
+        entry.dormant = entry.halves != 0;
     }
 }
 
@@ -77,7 +113,7 @@ fn collapse<K: Kernel>(
     forget_below(blocks, slots, pool, block)?;
     if let Some(entry) = blocks.get_mut(&block_key(pool, block)) {
         entry.dormant = false;
-        entry.halves = false;
+        entry.halves = 0;
     }
     Ok(())
 }
@@ -125,29 +161,32 @@ impl<K: Kernel> Mirror<'_, K> {
 
     fn split(&mut self, block: Block) -> Result<(), Failure> {
         let key = block_key(self.pool, block);
-        let entry = *self.blocks.get(&key).ok_or(Error::Internal)?;
+        #[cfg(debug_assertions)]
+        let expected = halves_in(self.blocks, self.pool, block);
+        let entry = self.blocks.get_mut(&key).ok_or(Error::Internal)?;
+        #[cfg(debug_assertions)]
+        debug_assert_eq!(entry.halves, expected, "a block's halves flag follows the map");
+        if entry.dormant && entry.halves == LEFT | RIGHT {
+            entry.dormant = false;
+            return Ok(());
+        }
+        let entry = *entry;
         if entry.dormant {
-            if both_halves(self.blocks, self.pool, block) {
-                self.blocks.get_mut(&key).ok_or(Error::Internal)?.dormant = false;
-                return Ok(());
-            }
             collapse(self.kernel, self.blocks, self.slots, self.pool, block)?;
         }
         let size_bits = block.order() - 1 + PAGE_BITS;
         let (left, right) = block.children();
-        // The block's `halves` flag is set once its left half is made.
-        for (made_before, half) in [(false, left), (true, right)] {
+        // The block's `halves` flag follows each half as it is made.
+        for (bit, half) in [(LEFT, left), (RIGHT, right)] {
             let slot = self.slots.take()?;
             let made = self.kernel.retype(entry.slot, Object::Untyped { size_bits }, CapRef::Table(slot), 1);
             if let Err(failure) = made.named(Invocation::UntypedRetype) {
                 self.slots.release(slot)?;
                 return Err(failure.into());
             }
-            let cap = BlockCap { slot, dormant: false, halves: false };
+            let cap = BlockCap { slot, dormant: false, halves: 0 };
             self.blocks.insert(block_key(self.pool, half), cap).map_err(|_| Error::Internal)?;
-            if !made_before {
-                self.blocks.get_mut(&key).ok_or(Error::Internal)?.halves = true;
-            }
+            self.blocks.get_mut(&key).ok_or(Error::Internal)?.halves |= bit;
         }
         Ok(())
     }

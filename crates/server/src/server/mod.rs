@@ -15,7 +15,6 @@ use capbuf_protocol::{
     KernelFailure, QuiesceReply, Reply, Request, UnexportReply, UngrantReply, MAX_CLIENTS, MAX_MESSAGE_WORDS,
     MAX_POOLS, PAGE_BITS,
 };
-use heapless::FnvIndexMap;
 
 use self::blocks::{block_key, BlockCap};
 use self::state::{Incident, PoolState, Slots, State};
@@ -156,7 +155,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 registry: Registry::default(),
                 quarantine: Quarantine::default(),
                 usage: [Usage::default(); MAX_CLIENTS],
-                blocks: FnvIndexMap::new(),
+                blocks: Default::default(),
                 slots,
                 reserves: Reserves::new(block_pages),
                 windows: Windows::default(),
@@ -168,7 +167,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         for (i, pool) in pools.iter().flatten().enumerate() {
             let order = (pool.size_bits as u32).checked_sub(PAGE_BITS).ok_or(refused(ConfigError::PoolSize))?;
             let tree = Pool::new(order).ok_or(refused(ConfigError::PoolSize))?;
-            let root = BlockCap { slot: i as Slot, dormant: false, halves: false };
+            let root = BlockCap { slot: i as Slot, dormant: false, halves: 0 };
             let state = &mut server.state;
             state.blocks.insert(block_key(i, tree.root()), root).map_err(|_| refused(ConfigError::TableBits))?;
             state.pools[i] = Some(PoolState { base: pool.physical_address, pool: tree });
