@@ -300,10 +300,9 @@ impl<S: Sys> Client<S> {
     }
 
     fn forget(&mut self, id: BufferId) {
-        for entry in &mut self.views {
-            if entry.is_some_and(|v| v.id == id) {
-                *entry = None;
-            }
+        // At most one view per buffer: attach refuses a second.
+        if let Some(entry) = self.views.iter_mut().find(|entry| entry.is_some_and(|v| v.id == id)) {
+            *entry = None;
         }
     }
 

@@ -197,12 +197,15 @@ struct Entry {
     /// never freed, so its untyped stays where start-up put it).
     slot: u16,
     pool: u8,
-    /// [`IN_USE`] and [`LOST`].
+    /// [`IN_USE`] and [`LOST`], and above them ([`OWNER_SHIFT`]) the index
+    /// of the client whose reserve it is (found without a search).
     flags: u8,
 }
 
 const IN_USE: u8 = 1;
 const LOST: u8 = 2;
+const OWNER_SHIFT: u32 = 2;
+const _: () = assert!(MAX_CLIENTS <= 1 << (8 - OWNER_SHIFT), "a client index fits above the flags");
 
 impl Entry {
     fn in_use(self) -> bool {
@@ -211,6 +214,10 @@ impl Entry {
 
     fn lost(self) -> bool {
         self.flags & LOST != 0
+    }
+
+    fn owner(self) -> usize {
+        (self.flags >> OWNER_SHIFT) as usize
     }
 }
 
@@ -251,7 +258,7 @@ impl Reserves {
         debug_assert!(self.first[client + 1] as usize == self.entries.len(), "clients in order");
         let offset = u32::try_from(block.offset).map_err(|_| ConfigError::PoolSize)?;
         let slot = u16::try_from(slot).map_err(|_| ConfigError::TableBits)?;
-        let entry = Entry { offset, slot, pool: pool as u8, flags: 0 };
+        let entry = Entry { offset, slot, pool: pool as u8, flags: (client as u8) << OWNER_SHIFT };
         self.entries.push(entry).map_err(|_| ConfigError::ReservesExceedTable)?;
         for first in &mut self.first[client + 1..] {
             *first = self.entries.len() as u16;
@@ -278,9 +285,7 @@ impl Reserves {
     /// Block number `index`.
     pub fn get(&self, index: usize) -> Option<ReserveBlock> {
         let entry = self.entries.get(index)?;
-        // The client whose range holds the index: the last whose first block
-        // is at or before it.
-        let client = self.first[..MAX_CLIENTS].partition_point(|&first| first as usize <= index).checked_sub(1)?;
+        let client = entry.owner();
         debug_assert!(self.of(client).contains(&index));
         let block = Allocation { offset: entry.offset as u64, pages: self.block_pages };
         Some(ReserveBlock { client, pool: entry.pool as usize, block, in_use: entry.in_use(), lost: entry.lost() })
@@ -310,7 +315,9 @@ impl Reserves {
 
     /// The client whose reserve holds block `index`.
     fn owner_of(&self, index: usize) -> Option<usize> {
-        self.first[..MAX_CLIENTS].partition_point(|&first| first as usize <= index).checked_sub(1)
+        let owner = self.entries.get(index)?.owner();
+        debug_assert!(self.of(owner).contains(&index));
+        Some(owner)
     }
 
     /// Mark block `index` as holding metadata, or as free again.
