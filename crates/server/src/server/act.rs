@@ -24,7 +24,7 @@ use super::state::State;
 use crate::kernel::{CapRef, Failure, Kernel, MapAttributes, Named, Object, Slot, RETYPE_FAN_OUT_LIMIT};
 use crate::layout::FrameLayout;
 use crate::quarantine::Quarantined;
-use crate::registry::{Attachment, Buffer, Exported, Holders, MAX_HOLDERS};
+use crate::registry::{Attachment, Buffer, Exported, Holders};
 
 /// What a request has taken and made so far.
 #[derive(Default)]
@@ -446,12 +446,19 @@ impl<const NODES: usize> State<NODES> {
     /// the first leaf leaves the buffer [`Buffer::freeing`]: gone for
     /// everyone but its owner's next FREE.
     pub(super) fn free<K: Kernel>(&mut self, kernel: &mut K, client: usize, id: BufferId) -> Result<(), Failure> {
-        // The holders, in client order as before; at most MAX_HOLDERS of them.
-        let mut holders: heapless::Vec<usize, MAX_HOLDERS> =
-            self.registry.get(id)?.holders.iter().map(|holder| holder.client as usize).collect();
-        holders.sort_unstable();
-        for holder in holders {
-            self.teardown_export(kernel, id, holder)?;
+        // The holders, in client order as before (a client index is below
+        // 64: a set of them is a word), and those with an export.
+        let (mut holders, exporters) =
+            self.registry.get(id)?.holders.iter().fold((0u64, 0u64), |(set, exporters), holder| {
+                let bit = 1 << holder.client;
+                (set | bit, if holder.export().is_some() { exporters | bit } else { exporters })
+            });
+        while holders != 0 {
+            let holder = holders.trailing_zeros() as usize;
+            holders &= holders - 1;
+            if exporters & 1 << holder != 0 {
+                self.teardown_export(kernel, id, holder)?;
+            }
             self.teardown(kernel, id, holder, client)?;
         }
         let buffer = self.registry.get(id)?;
