@@ -48,14 +48,27 @@ const QUERY_FACTOR: f64 = 2.0;
 /// One kernel invocation memsrv made, with what its cost depends on.
 #[derive(Debug)]
 enum Call {
-    Retype { object: Object, count: u32, zeroed: u64 },
+    Retype {
+        object: Object,
+        count: u32,
+        zeroed: u64,
+    },
     Copy,
     Mutate,
     MapPageTable,
-    MapFrame { large: bool },
+    MapFrame {
+        large: bool,
+    },
     /// `cnodes`: the slots of each CNode it destroyed.
-    Revoke { deleted: usize, unmapped: usize, cnodes: Vec<usize>, tables: usize },
-    Delete { unmapped: usize },
+    Revoke {
+        deleted: usize,
+        unmapped: usize,
+        cnodes: Vec<usize>,
+        tables: usize,
+    },
+    Delete {
+        unmapped: usize,
+    },
 }
 
 /// The host model, recording each invocation.
@@ -324,9 +337,13 @@ fn describe(call: &Call) -> String {
         Call::MapPageTable => "PageTable_Map".into(),
         Call::MapFrame { large } => format!("Page_Map {}", if large { "2 MiB" } else { "4 KiB" }),
         Call::Revoke { deleted, unmapped, ref cnodes, tables } => {
-            let nodes: Vec<String> = cnodes.iter().map(|slots| format!("a CNode of {slots} slots")).collect();
-            let nodes = if nodes.is_empty() { String::new() } else { format!(", {}", nodes.join(", ")) };
-            format!("CNode_Revoke: {deleted} capabilities deleted ({unmapped} mapped, of them {tables} page tables{nodes})")
+            let count = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+            let mut what = vec![format!("{unmapped} mapped")];
+            if tables > 0 {
+                what.push(format!("{} among them", count(tables, "page table", "page tables")));
+            }
+            what.extend(cnodes.iter().map(|slots| format!("a CNode of {slots} slots")));
+            format!("CNode_Revoke: {} deleted ({})", count(deleted, "capability", "capabilities"), what.join(", "))
         }
         Call::Delete { unmapped } => format!("CNode_Delete ({unmapped} mapped frames)"),
     }
@@ -537,9 +554,18 @@ const FLOOR_ROWS: [(&str, &str); 42] = [
     ("floor_revoke_cnode_mapped_1", "CNode_Revoke of an untyped whose CNode (2 slots) holds 1 mapped copy"),
     ("floor_revoke_cnode_mapped_16", "CNode_Revoke of an untyped whose CNode (16 slots) holds 16 mapped copies"),
     ("floor_revoke_cnode_mapped_48", "CNode_Revoke of an untyped whose CNode (64 slots) holds 48 mapped copies"),
-    ("floor_revoke_cnode_table_1", "CNode_Revoke of an untyped whose CNode (2 slots) holds 1 copy mapped through a page table, and the table"),
-    ("floor_revoke_cnode_table_16", "CNode_Revoke of an untyped whose CNode (32 slots) holds 16 copies mapped through a page table, and the table"),
-    ("floor_revoke_cnode_table_48", "CNode_Revoke of an untyped whose CNode (64 slots) holds 48 copies mapped through a page table, and the table"),
+    (
+        "floor_revoke_cnode_table_1",
+        "CNode_Revoke of an untyped whose CNode (2 slots) holds 1 copy mapped through a page table, and the table",
+    ),
+    (
+        "floor_revoke_cnode_table_16",
+        "CNode_Revoke of an untyped whose CNode (32 slots) holds 16 copies mapped through a page table, and the table",
+    ),
+    (
+        "floor_revoke_cnode_table_48",
+        "CNode_Revoke of an untyped whose CNode (64 slots) holds 48 copies mapped through a page table, and the table",
+    ),
     ("floor_revoke_cnode_empty_1", "CNode_Revoke of an untyped whose child is an empty CNode of 2 slots"),
     ("floor_revoke_cnode_empty_4", "CNode_Revoke of an untyped whose child is an empty CNode of 16 slots"),
     ("floor_revoke_cnode_empty_10", "CNode_Revoke of an untyped whose child is an empty CNode of 1024 slots"),
@@ -612,7 +638,7 @@ fn table() {
         for (k, (what, floor)) in calls.iter().enumerate() {
             let _ = writeln!(bench_lines, "BENCH {kernel}_callfloor_{key}_{k} {floor:.0} instructions");
             let Some(measured) = figures.0.get(&format!("call_{key}_{k}")) else { continue };
-            if !ok {
+            if !ok || key.starts_with("detach") || key.starts_with("free") {
                 let _ = writeln!(
                     each,
                     "| {name} | {k} | {what} | {} | {} | {:.2} |",
@@ -688,7 +714,7 @@ fn table() {
     if !each.is_empty() {
         let _ = writeln!(
             out,
-            "Each kernel invocation of the requests that miss their target, {kernel} kernel: measured by memsrv, against its floor price (the invocation as the host model recorded it):"
+            "Each kernel invocation of the requests that miss their target and of every DETACH and FREE (revokes, priced from several measured shapes), {kernel} kernel: measured by memsrv, against its floor price (the invocation as the host model recorded it):"
         );
         let _ = writeln!(out);
         let _ = writeln!(out, "| request | # | invocation | measured | floor | measured / floor |");
