@@ -110,11 +110,13 @@ fn collapse<K: Kernel>(
 ) -> Result<(), Failure> {
     let entry = blocks.get(&block_key(pool, block)).ok_or(Error::Internal)?;
     kernel.revoke(entry.slot).named(Invocation::CNodeRevoke)?;
-    forget_below(blocks, slots, pool, block)?;
+    // The kernel holds nothing below the block now: say so before the map
+    // forgets its halves, so the flags stay exact even if that fails.
     if let Some(entry) = blocks.get_mut(&block_key(pool, block)) {
         entry.dormant = false;
         entry.halves = 0;
     }
+    forget_below(blocks, slots, pool, block)?;
     Ok(())
 }
 

@@ -296,7 +296,9 @@ impl Figures {
                     // a page table of the block's own (4 KiB frames) or not;
                     // then its other children.
                     let (largest, others) = cnodes.split_last().expect("a CNode");
-                    let copies = unmapped - tables.min(1);
+                    // The shape measured has one page table; any other
+                    // is priced as one more mapping removed.
+                    let copies = unmapped - tables;
                     self.cnode_slots(*largest)
                         + self.cnode_copies(copies, tables > 0)
                         + self.unmapping(tables.saturating_sub(1))
