@@ -490,9 +490,16 @@ impl Registry {
 
     /// Store a new buffer and issue its id.
     pub fn insert(&mut self, buffer: Buffer) -> Result<BufferId, Error> {
+        self.insert_with(|| buffer)
+    }
+
+    /// Store the buffer `make` makes, made in its slot (a buffer is a few
+    /// hundred bytes: not worth moving), and issue its id.
+    #[inline(always)]
+    pub fn insert_with(&mut self, make: impl FnOnce() -> Buffer) -> Result<BufferId, Error> {
         let index = self.free.pop().ok_or(Error::TooManyBuffers)? as usize;
         debug_assert!(self.entries[index].is_none());
-        self.entries[index] = Some(buffer);
+        self.entries[index] = Some(make());
         self.live += 1;
         Ok(BufferId::new(index as u32, self.generations[index]))
     }

@@ -16,7 +16,7 @@
 //! an attachment is kept as made (DETACH removes it), a buffer's reserve
 //! block and slots are lost, its pages marked for a revoke before reuse.
 
-use capbuf_pool::Allocation;
+use capbuf_pool::{Allocation, Block};
 use capbuf_protocol::{BufferId, Error, Invocation, KernelFailure, MEMSRV_TABLE_VSPACES, PAGE_BITS};
 
 use super::decide::{AllocPlan, AttachPlan, DetachPlan, ExportPlan, GrantPlan, ATTACH_SLOTS};
@@ -158,7 +158,7 @@ impl<const NODES: usize> State<NODES> {
             }
         };
         self.keep_cnode(&undo)?;
-        let id = self.registry.insert(Buffer {
+        let id = self.registry.insert_with(|| Buffer {
             owner: client,
             pool: plan.pool,
             data,
@@ -191,15 +191,19 @@ impl<const NODES: usize> State<NODES> {
         // Leaves the pool kept dormant are collapsed first; each collapse is
         // complete in itself, so the undo has nothing to do for them.
         let order = self.pool_order(plan.pool);
+        // A run has at most two leaves per level of the tree (sizes rise,
+        // then fall), and the tree at most MAX_ORDER + 1 levels.
+        let mut leaves: heapless::Vec<(Block, Slot), { 2 * capbuf_pool::MAX_ORDER as usize + 2 }> =
+            heapless::Vec::new();
         for leaf in data.blocks(order) {
-            self.ready_block(kernel, plan.pool, leaf)?;
+            let slot = self.ready_block(kernel, plan.pool, leaf)?;
+            leaves.push((leaf, slot)).map_err(|_| Error::Internal)?;
         }
         self.take_metadata(plan.meta, undo)?;
         let radix = layout.master_radix();
         let master = self.guarded_cnode(kernel, radix, undo)?;
         let (mut large, mut small) = (0u32, layout.large as u32);
-        for leaf in data.blocks(order) {
-            let leaf_slot = self.leaf_slot(plan.pool, leaf)?;
+        for &(leaf, leaf_slot) in leaves.iter() {
             let large_leaf = leaf.order() + PAGE_BITS >= capbuf_protocol::LARGE_PAGE_BITS && !plan.small_frames;
             let (object, mut count, index) = if large_leaf {
                 (Object::LargeFrame, 1u32 << (leaf.order() + PAGE_BITS - capbuf_protocol::LARGE_PAGE_BITS), &mut large)
