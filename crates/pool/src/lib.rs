@@ -679,7 +679,14 @@ impl<const NODES: usize> Pool<NODES> {
             self.set_leaf(after, (end - stop) as u32);
         }
         if first_lost {
-            self.set_leaf(first, self.leaf(first));
+            // Carved from the front of a run reaching past its chunk (the
+            // first fit's usual case): the run after it, if it still starts
+            // there and is at least a chunk long, is the chunk's longest
+            // (a run that starts before it ends before it, inside the
+            // chunk), with no look at the word.
+            let value = if after == first && end - stop >= 64 { (end - stop) as u32 } else { self.leaf(first) };
+            debug_assert_eq!(value, self.leaf(first));
+            self.set_leaf(first, value);
         }
         allocation
     }
