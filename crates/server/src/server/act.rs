@@ -186,7 +186,9 @@ impl<const NODES: usize> State<NODES> {
         data: Allocation,
         undo: &mut Undo,
     ) -> Result<Slot, Failure> {
-        let layout = self.layout_of(plan.pool, data, plan.small_frames);
+        // Decided with the placement `data` was carved at.
+        let layout = plan.layout;
+        debug_assert_eq!(layout, self.layout_of(plan.pool, data, plan.small_frames));
         debug_assert!(layout.master_pages() <= self.reserves.block_pages());
         // Leaves the pool kept dormant are collapsed first; each collapse is
         // complete in itself, so the undo has nothing to do for them.

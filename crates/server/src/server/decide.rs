@@ -36,6 +36,8 @@ pub(super) struct AllocPlan {
     pub(super) placement: Placement,
     /// 4 KiB frames only: the owner is an `io_space` client.
     pub(super) small_frames: bool,
+    /// The frames the buffer is made of, at that placement.
+    pub(super) layout: FrameLayout,
 }
 
 /// An attachment to make.
@@ -226,7 +228,7 @@ impl<const NODES: usize> State<NODES> {
         if metadata > self.reserves.block_pages() {
             return Err(Error::OutOfMemory);
         }
-        Ok(AllocPlan { pool, pages, align_order, flags, bytes, meta, slots, placement, small_frames })
+        Ok(AllocPlan { pool, pages, align_order, flags, bytes, meta, slots, placement, small_frames, layout })
     }
 
     pub(super) fn plan_attach(&self, client: usize, id: BufferId, rights: Rights) -> Result<AttachPlan, Error> {
