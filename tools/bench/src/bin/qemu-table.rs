@@ -321,7 +321,8 @@ fn describe(call: &Call) -> String {
     let size = |bytes: u64| match bytes {
         0 => String::new(),
         b if b >= 1 << 20 => format!(", zeroes {} MiB", b >> 20),
-        b => format!(", zeroes {} KiB", b >> 10),
+        b if b >= 1 << 10 => format!(", zeroes {} KiB", b >> 10),
+        b => format!(", zeroes {b} bytes"),
     };
     match *call {
         Call::Retype { object, count, zeroed } => {
@@ -408,8 +409,12 @@ impl Sums {
             let k = k.min(CALL_COUNTERS - 1);
             if self.each.len() <= k {
                 self.each.push((what.clone(), 0.0));
-            } else if k == CALL_COUNTERS - 1 && self.each[k].0 != "the rest" {
+            } else if k == CALL_COUNTERS - 1 {
                 self.each[k].0 = "the rest".into();
+            } else if !self.each[k].0.starts_with(what.as_str()) {
+                // Priced round by round all the same; the text says so.
+                let first = self.each[k].0.split(" (in round 1").next().unwrap_or_default().to_string();
+                self.each[k].0 = format!("{first} (in round 1; later rounds: {what})");
             }
             self.each[k].1 += value;
         }
