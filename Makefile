@@ -85,9 +85,9 @@ all: host-test
 # undo each other. A plain `cargo test` runs it at full size.
 EXHAUSTIVE_TESTS := every_short_sequence_keeps_the_invariants skipping_refusals_loses_no_state
 EXHAUSTIVE_BUILD := env CAPBUF_MAX_BUFFERS=16 CAPBUF_MAX_POOL_BITS=18 CAPBUF_MAX_TABLE_BITS=7 \
-                    $(CARGO) test --release --test exhaustive --target-dir target/exhaustive
+                    $(CARGO) test --profile checked --test exhaustive --target-dir target/exhaustive
 host-test:
-	$(CARGO) test --workspace --release -- $(addprefix --skip ,$(EXHAUSTIVE_TESTS))
+	$(CARGO) test --workspace --profile checked -- $(addprefix --skip ,$(EXHAUSTIVE_TESTS))
 	$(EXHAUSTIVE_BUILD)
 
 # Long runs (docs/assurance.md): a million random inputs per fuzz target, and
@@ -96,7 +96,7 @@ FUZZ_EXECUTIONS ?= 1000000
 EXHAUSTIVE_DEPTH ?= 7
 EXHAUSTIVE_FAILURES ?= 1
 fuzz-long:
-	CAPBUF_FUZZ_EXECUTIONS=$(FUZZ_EXECUTIONS) $(CARGO) test --release --test fuzz -- --ignored --nocapture --test-threads=1
+	CAPBUF_FUZZ_EXECUTIONS=$(FUZZ_EXECUTIONS) $(CARGO) test --profile checked --test fuzz -- --ignored --nocapture --test-threads=1
 
 exhaustive-deep:
 	CAPBUF_EXHAUSTIVE_DEPTH=$(EXHAUSTIVE_DEPTH) CAPBUF_EXHAUSTIVE_FAILURES=$(EXHAUSTIVE_FAILURES) \
