@@ -198,22 +198,30 @@ pub fn run(out: &mut Output, echo: Channel) {
     retype(ObjectBlueprint::Untyped { size_bits: 16 }, block, 1);
     let block_untyped = sel4::cap::Untyped::from_bits(cptr(block));
     let inner = |i: u64| (node_slot << ROOT_SLOT_SHIFT) | i;
+    // A CNode of 2^radix slots from the block, guarded so that its slots
+    // are invoked as `inner(i)`.
+    let guarded_cnode = |radix: usize| {
+        block_untyped
+            .untyped_retype(&cnode(radix), &root().absolute_cptr_for_self(), scratch as usize, 1)
+            .expect("retype a CNode");
+        let guard = CNodeCapData::new(0, ROOT_SLOT_SHIFT as usize - radix).into_word();
+        slot(node_slot).mutate(&slot(scratch), guard).expect("guard the CNode");
+    };
+    // `copies` copies of the small frame in its first slots, mapped from `vaddr` on.
+    let mapped_copies = |copies: u64, vaddr: usize| {
+        for i in 0..copies {
+            let path = root().absolute_cptr_from_bits_with_depth(inner(i), 64);
+            path.copy(&slot(small), CapRights::read_write()).expect("copy into the CNode");
+            arch::map_frame(inner(i), vaddr + (i as usize) * 4096).expect("map a copy");
+        }
+    };
     for copies in [1u64, 16, 48] {
         let radix = (copies.max(2).next_power_of_two().trailing_zeros()) as usize;
         let revoke = instructions(
             ROUNDS,
             || {
-                let blueprint = ObjectBlueprint::CNode { size_bits: radix };
-                block_untyped
-                    .untyped_retype(&blueprint, &root().absolute_cptr_for_self(), scratch as usize, 1)
-                    .expect("retype a CNode");
-                let guard = CNodeCapData::new(0, ROOT_SLOT_SHIFT as usize - radix).into_word();
-                slot(node_slot).mutate(&slot(scratch), guard).expect("guard the CNode");
-                for i in 0..copies {
-                    let path = root().absolute_cptr_from_bits_with_depth(inner(i), 64);
-                    path.copy(&slot(small), CapRights::read_write()).expect("copy into the CNode");
-                    arch::map_frame(inner(i), PAGE_TABLE_VADDR + (i as usize) * 4096).expect("map a copy");
-                }
+                guarded_cnode(radix);
+                mapped_copies(copies, PAGE_TABLE_VADDR);
             },
             || slot(block).revoke().expect("revoke the block"),
             || (),
@@ -230,22 +238,14 @@ pub fn run(out: &mut Output, echo: Channel) {
         let revoke = instructions(
             ROUNDS,
             || {
-                block_untyped
-                    .untyped_retype(&cnode(radix), &root().absolute_cptr_for_self(), scratch as usize, 1)
-                    .expect("retype a CNode");
-                let guard = CNodeCapData::new(0, ROOT_SLOT_SHIFT as usize - radix).into_word();
-                slot(node_slot).mutate(&slot(scratch), guard).expect("guard the CNode");
+                guarded_cnode(radix);
                 block_untyped
                     .untyped_retype(&PAGE_TABLE, &root().absolute_cptr_for_self(), table_tmp as usize, 1)
                     .expect("retype a page table");
                 let table = root().absolute_cptr_from_bits_with_depth(inner(copies), 64);
                 table.move_(&slot(table_tmp)).expect("move the page table into the CNode");
                 arch::map_page_table(inner(copies), ATTACHMENT_TABLE_VADDR).expect("map the page table");
-                for i in 0..copies {
-                    let path = root().absolute_cptr_from_bits_with_depth(inner(i), 64);
-                    path.copy(&slot(small), CapRights::read_write()).expect("copy into the CNode");
-                    arch::map_frame(inner(i), ATTACHMENT_TABLE_VADDR + (i as usize) * 4096).expect("map a copy");
-                }
+                mapped_copies(copies, ATTACHMENT_TABLE_VADDR);
             },
             || slot(block).revoke().expect("revoke the block"),
             || (),
