@@ -516,6 +516,19 @@ impl Bench<'_> {
     }
 }
 
+/// A titled table of `rows` (markdown lines) under `header` (its head and
+/// alignment lines), if there are rows.
+fn section(out: &mut String, title: &str, header: &str, rows: &str) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{title}");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{header}");
+    out.push_str(rows);
+    let _ = writeln!(out);
+}
+
 fn thousands(value: f64) -> String {
     // Round first: "-0" for a tiny negative is no figure.
     let digits = format!("{:.0}", value.round() + 0.0);
@@ -707,28 +720,18 @@ fn table() {
     let _ = writeln!(out);
     let _ = writeln!(out, "targets on the {kernel} kernel: {met} met, {missed} missed");
     let _ = writeln!(out);
-    if !split.is_empty() {
-        let _ = writeln!(
-            out,
-            "Where the instructions go, {kernel} kernel (memsrv counts its handler's ticks in the bench system):"
-        );
-        let _ = writeln!(out);
-        let _ = writeln!(out, "| request | total | PPC path and client library | memsrv handler outside Server::handle | Server::handle's own code | memsrv's kernel invocations | their floor | invocations / floor |");
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
-        out.push_str(&split);
-        let _ = writeln!(out);
-    }
-    if !each.is_empty() {
-        let _ = writeln!(
-            out,
-            "Each kernel invocation of the requests that miss their target and of every DETACH and FREE (revokes, priced from several measured shapes), {kernel} kernel: measured by memsrv, against its floor price (the invocation as the host model recorded it):"
-        );
-        let _ = writeln!(out);
-        let _ = writeln!(out, "| request | # | invocation | measured | floor | measured / floor |");
-        let _ = writeln!(out, "|---|---:|---|---:|---:|---:|");
-        out.push_str(&each);
-        let _ = writeln!(out);
-    }
+    section(
+        &mut out,
+        &format!("Where the instructions go, {kernel} kernel (memsrv counts its handler's ticks in the bench system):"),
+        "| request | total | PPC path and client library | memsrv handler outside Server::handle | Server::handle's own code | memsrv's kernel invocations | their floor | invocations / floor |\n|---|---:|---:|---:|---:|---:|---:|---:|",
+        &split,
+    );
+    section(
+        &mut out,
+        &format!("Each kernel invocation of the requests that miss their target and of every DETACH and FREE (revokes, priced from several measured shapes), {kernel} kernel: measured by memsrv, against its floor price (the invocation as the host model recorded it):"),
+        "| request | # | invocation | measured | floor | measured / floor |\n|---|---:|---|---:|---:|---:|",
+        &each,
+    );
     let _ = writeln!(out, "Cache maintenance in the client library (no PPC), {kernel} kernel:");
     let _ = writeln!(out);
     let _ = writeln!(out, "| call | size | instructions |");
