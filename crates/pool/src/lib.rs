@@ -1112,8 +1112,11 @@ impl<const NODES: usize> Pool<NODES> {
     #[inline(always)]
     fn lanes(&self, at: usize) -> (u128, u128) {
         let group: &[u16; 16] = self.small[at..at + 16].try_into().unwrap();
-        let half = |lanes: &[u16]| lanes.iter().rev().fold(0u128, |all, &lane| all << 16 | lane as u128);
-        (half(&group[..8]), half(&group[8..]))
+        // Four lanes a word.
+        let word = |i: usize| {
+            group[i] as u64 | (group[i + 1] as u64) << 16 | (group[i + 2] as u64) << 32 | (group[i + 3] as u64) << 48
+        };
+        (word(0) as u128 | (word(4) as u128) << 64, word(8) as u128 | (word(12) as u128) << 64)
     }
 
     /// The largest of the `size` (at most 16) nodes from index `at`.
