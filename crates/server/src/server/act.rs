@@ -133,12 +133,12 @@ impl<const NODES: usize> State<NODES> {
         &mut self,
         kernel: &mut K,
         client: usize,
-        plan: AllocPlan,
+        plan: &AllocPlan,
     ) -> Result<BufferId, Failure> {
         self.make_room(kernel, plan.slots)?;
-        let data = self.pool_alloc(kernel, plan.pool, plan.pages, plan.align_order, Some(plan.placement))?;
+        let data = self.pool_alloc(kernel, plan.pool, plan.pages, plan.align_order, Some(&plan.placement))?;
         let mut undo = Undo::default();
-        let made = self.make_frames(kernel, &plan, data, &mut undo);
+        let made = self.make_frames(kernel, plan, data, &mut undo);
         let master = match made {
             Ok(master) => master,
             Err(failure) => {

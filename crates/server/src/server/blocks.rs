@@ -213,7 +213,7 @@ impl<const NODES: usize> State<NODES> {
         pool: usize,
         pages: u64,
         align_order: u32,
-        at: Option<Placement>,
+        at: Option<&Placement>,
     ) -> Result<Allocation, Failure> {
         let state = self.pools[pool].as_mut().ok_or(Error::InvalidPool)?;
         let mut mirror = Mirror { kernel, blocks: &mut self.blocks, slots: &mut self.slots, pool, failed: None };
@@ -222,7 +222,7 @@ impl<const NODES: usize> State<NODES> {
         let allocation = match at {
             Some(placement) => {
                 debug_assert_eq!(placement.pages(), pages);
-                state.pool.alloc_placed(placement, &mut |event| mirror.apply(event))
+                state.pool.alloc_placed(*placement, &mut |event| mirror.apply(event))
             }
             None => state.pool.alloc(pages, align_order, &mut |event| mirror.apply(event)),
         };
