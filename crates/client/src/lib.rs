@@ -172,7 +172,11 @@ impl Export {
 pub struct Client<S> {
     sys: S,
     hello: HelloReply,
+    /// The views of attached buffers: the first `view_count` entries, in no
+    /// order (a detach moves the last into the gap), so that a lookup scans
+    /// only the live ones.
     views: [Option<View>; MAX_VIEWS],
+    view_count: usize,
     exports: [Option<BufferId>; MAX_EXPORTS],
 }
 
@@ -183,7 +187,7 @@ impl<S: Sys> Client<S> {
         if capbuf_protocol::version_major(hello.version) != capbuf_protocol::version_major(PROTOCOL_VERSION) {
             return Err(ClientError::Version(hello.version));
         }
-        Ok(Client { sys, hello, views: [None; MAX_VIEWS], exports: [None; MAX_EXPORTS] })
+        Ok(Client { sys, hello, views: [None; MAX_VIEWS], view_count: 0, exports: [None; MAX_EXPORTS] })
     }
 
     /// What memsrv said at start: version, this client's id and quotas.
@@ -265,7 +269,7 @@ impl<S: Sys> Client<S> {
 
     /// The view of an attached buffer, if this client holds one.
     pub fn view(&self, id: BufferId) -> Option<View> {
-        self.views.iter().flatten().find(|v| v.id == id).copied()
+        self.views[..self.view_count].iter().flatten().find(|v| v.id == id).copied()
     }
 
     /// Attach to buffer `id` with `rights`: one PPC whatever the size, after
@@ -277,10 +281,13 @@ impl<S: Sys> Client<S> {
         if self.view(id).is_some() {
             return Err(ClientError::Server(Error::AlreadyAttached));
         }
-        let entry = self.views.iter().position(Option::is_none).ok_or(ClientError::TooManyAttachments)?;
+        if self.view_count == MAX_VIEWS {
+            return Err(ClientError::TooManyAttachments);
+        }
         let reply: AttachReply = call(&mut self.sys, Request::Attach { id, rights })?;
         let view = View { id, vaddr: reply.vaddr, size: reply.size, rights: reply.rights, flags: reply.flags };
-        self.views[entry] = Some(view);
+        self.views[self.view_count] = Some(view);
+        self.view_count += 1;
         Ok(view)
     }
 
@@ -301,8 +308,16 @@ impl<S: Sys> Client<S> {
 
     fn forget(&mut self, id: BufferId) {
         // At most one view per buffer: attach refuses a second.
-        if let Some(entry) = self.views.iter_mut().find(|entry| entry.is_some_and(|v| v.id == id)) {
-            *entry = None;
+        let live = &self.views[..self.view_count];
+        if let Some(entry) = live.iter().position(|entry| entry.is_some_and(|v| v.id == id)) {
+            // The last view fills the gap (moved only if it is not the one
+            // forgotten: a move of a view is a call to memcpy on some targets).
+            let last = self.view_count - 1;
+            if entry != last {
+                self.views[entry] = self.views[last];
+            }
+            self.views[last] = None;
+            self.view_count = last;
         }
     }
 
@@ -484,5 +499,36 @@ mod tests {
         assert!(client.view(id).is_none());
         client.sys().0 = raw(0, &attach, 0);
         assert_eq!(client.attach(id, Rights::ReadWrite).map(|view| view.vaddr), Ok(0x2000_0000));
+    }
+
+    #[test]
+    fn views_are_kept_for_every_attachment_and_forgotten_one_by_one() {
+        let attach = |n: u64| raw(0, &[4096, 0x2000_0000 + n * 4096, 12 | (Rights::ReadWrite as u64) << 8], 0);
+        let mut client = Client::new(Script(attach(0), Vec::new())).unwrap();
+        let id = |n: u64| BufferId::new(n as u32, 1);
+        for n in 0..MAX_VIEWS as u64 {
+            client.sys().0 = attach(n);
+            assert_eq!(client.attach(id(n), Rights::ReadWrite).map(|view| view.vaddr), Ok(0x2000_0000 + n * 4096));
+        }
+        let asked = client.sys().1.clone();
+        let more = client.attach(id(MAX_VIEWS as u64), Rights::ReadWrite);
+        assert_eq!(more, Err(ClientError::TooManyAttachments));
+        assert_eq!(client.sys().1, asked, "refused by the library, memsrv not asked");
+        assert_eq!(client.attach(id(3), Rights::ReadWrite), Err(ClientError::Server(Error::AlreadyAttached)));
+        // Detach the first, a middle one and the last: the others stay.
+        client.sys().0 = raw(0, &[], 0);
+        for n in [0, 17, MAX_VIEWS as u64 - 1] {
+            client.detach(id(n)).unwrap();
+            assert!(client.view(id(n)).is_none(), "view {n} forgotten");
+        }
+        for n in (0..MAX_VIEWS as u64).filter(|n| ![0, 17, MAX_VIEWS as u64 - 1].contains(n)) {
+            assert_eq!(client.view(id(n)).map(|view| view.vaddr), Some(0x2000_0000 + n * 4096), "view {n} kept");
+        }
+        // Their places are free again.
+        for n in [40, 41, 42] {
+            client.sys().0 = attach(n);
+            assert!(client.attach(id(n), Rights::ReadWrite).is_ok(), "view {n}");
+        }
+        assert_eq!(client.attach(id(43), Rights::ReadWrite), Err(ClientError::TooManyAttachments));
     }
 }
