@@ -78,6 +78,28 @@ pub struct Buffer {
     pub exposed: u64,
 }
 
+/// What a new buffer is made of: [`Registry::insert_new`] adds no holder,
+/// not freeing, nothing exposed.
+#[derive(Clone, Copy, Debug)]
+pub struct NewBuffer {
+    /// Index of the owning client.
+    pub owner: usize,
+    /// Pool index.
+    pub pool: usize,
+    /// The buffer's pages.
+    pub data: Allocation,
+    /// Alignment asked for, as a power of two in pages.
+    pub align_order: u32,
+    /// Block of the owner's reserve holding the master CNode.
+    pub meta: usize,
+    /// Table slot of the master CNode.
+    pub master: Slot,
+    /// Allocation flags.
+    pub flags: AllocFlags,
+    /// Made of 4 KiB frames only.
+    pub small_frames: bool,
+}
+
 /// What one client holds of a buffer, packed (24 bytes: a buffer keeps
 /// [`MAX_HOLDERS`] of these in every one of thousands of registry slots):
 /// each rights field is 0 for "none", else a [`Rights`] code.
@@ -178,6 +200,14 @@ pub struct Holders {
 }
 
 impl Holders {
+    /// No holder.
+    pub const NONE: Holders = Holders { entries: heapless::Vec::new() };
+
+    /// Drop every holder (only the length is written).
+    fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     fn entry(&self, client: usize) -> Option<&Holder> {
         self.entries.iter().find(|holder| holder.client as usize == client)
     }
@@ -282,6 +312,21 @@ pub const fn charged_pages(pages: u64, align_order: u32) -> u64 {
 }
 
 impl Buffer {
+    /// A registry slot's storage with no buffer in it.
+    const VACANT: Buffer = Buffer {
+        owner: 0,
+        pool: 0,
+        data: Allocation { offset: 0, pages: 0 },
+        align_order: 0,
+        meta: 0,
+        master: 0,
+        flags: AllocFlags::NONE,
+        small_frames: false,
+        holders: Holders::NONE,
+        freeing: false,
+        exposed: 0,
+    };
+
     /// Pages charged to the owner's byte quota: see [`charged_pages`].
     pub fn charged_pages(&self) -> u64 {
         charged_pages(self.data.pages, self.align_order)
@@ -319,7 +364,12 @@ impl Buffer {
 /// [`Error::StaleBuffer`] for it, as it knew the buffer existed anyway.
 #[derive(Clone)]
 pub struct Registry {
-    entries: [Option<Buffer>; MAX_BUFFERS],
+    /// The buffers, live where `used` says so. A slot keeps its storage
+    /// when its buffer is freed (holders emptied), so that a new buffer
+    /// writes its fields and not the 200 bytes of holder entries again
+    /// (`Some(Buffer { .. })` zeroed them on every ALLOC).
+    entries: [Buffer; MAX_BUFFERS],
+    used: [bool; MAX_BUFFERS],
     /// Generation the slot's live (or next) buffer has. Starts at 1.
     generations: [u32; MAX_BUFFERS],
     /// Per slot: the clients that had a right to some of the slot's buffers
@@ -376,7 +426,8 @@ impl Default for Registry {
             let _ = free.push(index as u16);
         }
         Registry {
-            entries: [const { None }; MAX_BUFFERS],
+            entries: [const { Buffer::VACANT }; MAX_BUFFERS],
+            used: [false; MAX_BUFFERS],
             generations: [1; MAX_BUFFERS],
             freed_while_known: [const { heapless::Vec::new() }; MAX_BUFFERS],
             free,
@@ -390,8 +441,8 @@ impl Registry {
     /// [`crate::Server::fingerprint`]: the live buffers, each slot's next
     /// generation, and which freed generations each client knew.
     pub(crate) fn digest(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
-        for (index, entry) in self.entries.iter().enumerate() {
-            if let Some(b) = entry {
+        for (index, b) in self.entries.iter().enumerate() {
+            if self.used[index] {
                 // Field by field, and of the holders what each holds (in
                 // their order, which later requests can observe), not the
                 // stale fields of parts it no longer holds.
@@ -471,7 +522,7 @@ impl Registry {
         let index = id.index() as usize;
         let generation = *self.generations.get(index).ok_or(Error::UnknownBuffer)?;
         match &self.entries[index] {
-            Some(buffer) if id.generation() == generation => Ok(buffer),
+            buffer if self.used[index] && id.generation() == generation => Ok(buffer),
             _ if id.generation() >= 1 && id.generation() < generation => Err(Error::StaleBuffer),
             _ => Err(Error::UnknownBuffer),
         }
@@ -480,7 +531,7 @@ impl Registry {
     /// Mutable access to a live buffer; same checks as [`Self::get`].
     pub fn get_mut(&mut self, id: BufferId) -> Result<&mut Buffer, Error> {
         self.get(id)?;
-        self.entries[id.index() as usize].as_mut().ok_or(Error::UnknownBuffer)
+        Ok(&mut self.entries[id.index() as usize])
     }
 
     /// Whether a new buffer fits.
@@ -490,18 +541,44 @@ impl Registry {
 
     /// Store a new buffer and issue its id.
     pub fn insert(&mut self, buffer: Buffer) -> Result<BufferId, Error> {
-        self.insert_with(|| buffer)
+        let index = self.take_slot()?;
+        self.entries[index] = buffer;
+        Ok(BufferId::new(index as u32, self.generations[index]))
     }
 
-    /// Store the buffer `make` makes, made in its slot (a buffer is a few
-    /// hundred bytes: not worth moving), and issue its id.
-    #[inline(always)]
-    pub fn insert_with(&mut self, make: impl FnOnce() -> Buffer) -> Result<BufferId, Error> {
-        let index = self.free.pop().ok_or(Error::TooManyBuffers)? as usize;
-        debug_assert!(self.entries[index].is_none());
-        self.entries[index] = Some(make());
-        self.live += 1;
+    /// Store a new buffer made of `new`, no holder yet, and issue its id:
+    /// its fields are written into its slot, whose holders are empty.
+    pub fn insert_new(&mut self, new: NewBuffer) -> Result<BufferId, Error> {
+        let index = self.take_slot()?;
+        let NewBuffer { owner, pool, data, align_order, meta, master, flags, small_frames } = new;
+        // Every field, named: one added to Buffer must be set here too.
+        let Buffer {
+            owner: owner_at,
+            pool: pool_at,
+            data: data_at,
+            align_order: align_order_at,
+            meta: meta_at,
+            master: master_at,
+            flags: flags_at,
+            small_frames: small_frames_at,
+            holders,
+            freeing,
+            exposed,
+        } = &mut self.entries[index];
+        (*owner_at, *pool_at, *data_at, *align_order_at) = (owner, pool, data, align_order);
+        (*meta_at, *master_at, *flags_at, *small_frames_at) = (meta, master, flags, small_frames);
+        debug_assert!(holders.iter().next().is_none(), "a free slot's holders are empty");
+        holders.clear();
+        (*freeing, *exposed) = (false, 0);
         Ok(BufferId::new(index as u32, self.generations[index]))
+    }
+
+    fn take_slot(&mut self) -> Result<usize, Error> {
+        let index = self.free.pop().ok_or(Error::TooManyBuffers)? as usize;
+        debug_assert!(!self.used[index]);
+        self.used[index] = true;
+        self.live += 1;
+        Ok(index)
     }
 
     /// Remove a buffer; its id and every copy of it become stale for the
@@ -517,13 +594,15 @@ impl Registry {
             }
         }
         let index = id.index() as usize;
-        for client in known {
+        // By reference: iterating the vector by value moved its 80 bytes (a
+        // call to memcpy on the AArch64 PDs).
+        for &client in known.iter() {
             self.record_known(index, client, id.generation());
         }
         self.generations[index] = self.generations[index].saturating_add(1);
-        // Dropped in place: the caller read what it needs (a buffer is a few
-        // hundred bytes, not worth moving out).
-        self.entries[index] = None;
+        // Left in place, holders emptied: the caller read what it needs.
+        self.used[index] = false;
+        self.entries[index].holders.clear();
         self.live -= 1;
         if self.generations[index] != u32::MAX {
             // Cannot fail: the slot was taken from the list.
@@ -537,7 +616,8 @@ impl Registry {
         self.entries
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| e.as_ref().map(|b| (BufferId::new(i as u32, self.generations[i]), b)))
+            .filter(|(i, _)| self.used[*i])
+            .map(|(i, b)| (BufferId::new(i as u32, self.generations[i]), b))
     }
 
     /// Number of live buffers.

@@ -24,7 +24,7 @@ use super::state::State;
 use crate::kernel::{CapRef, Failure, Kernel, MapAttributes, Named, Object, Slot, RETYPE_FAN_OUT_LIMIT};
 use crate::layout::FrameLayout;
 use crate::quarantine::Quarantined;
-use crate::registry::{Attachment, Buffer, Exported, Holders};
+use crate::registry::{Attachment, Exported, NewBuffer};
 
 /// What a request has taken and made so far.
 #[derive(Default)]
@@ -158,7 +158,7 @@ impl<const NODES: usize> State<NODES> {
             }
         };
         self.keep_cnode(&undo)?;
-        let id = self.registry.insert_with(|| Buffer {
+        let id = self.registry.insert_new(NewBuffer {
             owner: client,
             pool: plan.pool,
             data,
@@ -167,9 +167,6 @@ impl<const NODES: usize> State<NODES> {
             master,
             flags: plan.flags,
             small_frames: plan.small_frames,
-            holders: Holders::default(),
-            freeing: false,
-            exposed: 0,
         })?;
         self.usage[client].buffers += 1;
         self.usage[client].bytes += plan.bytes;
