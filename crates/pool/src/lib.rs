@@ -64,10 +64,10 @@
 //! blocks holding the run's edge pages that lie inside that free run. None of
 //! that work is done when the caller's closure ignores them. On the
 //! benchmark's workload (`cargo run --release -p capbuf-bench`, README) an
-//! alloc+free pair takes about 918 instructions in callgrind, counting the
+//! alloc+free pair takes about 915 instructions in callgrind, counting the
 //! workload's own ~136 (1,528 with the segment tree of prefix, suffix and
 //! longest run per node this replaced, buddy_system_allocator 656), and
-//! runs at about 0.83 times buddy_system_allocator's rate.
+//! runs at about 0.85 times buddy_system_allocator's rate.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
