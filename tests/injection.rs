@@ -310,9 +310,9 @@ fn books(world: &World) -> Books {
         (
             id,
             BufferBooks {
-                owner: b.owner,
-                pool: b.pool,
-                data: b.data,
+                owner: b.made.owner,
+                pool: b.made.pool,
+                data: b.made.data,
                 grants: std::array::from_fn(|c| b.holders.grant(c)),
                 attachments,
                 exports: std::array::from_fn(|c| b.holders.export(c).map(|e| e.rights)),

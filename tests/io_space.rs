@@ -65,7 +65,7 @@ fn assert_device_sees_exactly_the_attachments(world: &World, device: usize) {
     for (_, buffer) in server.registry().iter() {
         let Some(attachment) = buffer.holders.attachment(DRIVER) else { continue };
         let physical = server.physical_address(buffer);
-        for page in 0..buffer.data.pages {
+        for page in 0..buffer.made.data.pages {
             let ioaddr = io_address(attachment.window.vaddr()) + page * PAGE;
             expected.push((ioaddr, physical + page * PAGE, attachment.rights));
         }

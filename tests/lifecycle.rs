@@ -113,7 +113,7 @@ fn reclaim_takes_everything_and_the_child_starts_clean() {
         assert!(server.kernel().client_mappings(1).is_empty(), "no mapping left in the child's VSpace");
         assert!(server.kernel().client_reachable_frames(1).is_empty(), "no frame capability left (the export)");
         for (_, buffer) in server.registry().iter() {
-            assert!(buffer.owner != 1 && !buffer.known_to(1) && buffer.holders.export(1).is_none());
+            assert!(buffer.made.owner != 1 && !buffer.known_to(1) && buffer.holders.export(1).is_none());
         }
         assert_eq!(server.free_bytes(1).unwrap(), dma_free_before + (512 << 10), "b, never exposed, is back");
         assert_eq!(server.quarantined_bytes(0), Some(3 * PAGE), "a stays until the dma client quiesces");
@@ -339,7 +339,7 @@ fn waiting_answers_only_memory_and_quota_shortage() {
     assert!(world.borrow().waits().is_empty());
     // WAIT is not a property of the buffer.
     let id = id_of(request(&world, 1, Op::Alloc, &[PAGE, 0, 0, (AllocFlags::WAIT | AllocFlags::UNCACHED).bits()]).0);
-    assert_eq!(world.borrow().registry().get(id).unwrap().flags, AllocFlags::UNCACHED);
+    assert_eq!(world.borrow().registry().get(id).unwrap().made.flags, AllocFlags::UNCACHED);
     client(&world, 1).free(id).unwrap();
     assert_pristine(&world);
 }

@@ -130,7 +130,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 /// Whether `client` may learn that buffer `id` exists: it owns it or holds a grant.
 fn knows(world: &World, client: usize, id: BufferId) -> bool {
-    world.borrow().registry().get(id).is_ok_and(|b| b.owner == client || b.holders.grant(client).is_some())
+    world.borrow().registry().get(id).is_ok_and(|b| b.made.owner == client || b.holders.grant(client).is_some())
 }
 
 /// Every view `clients` hold is where memsrv keeps the buffer for that
@@ -151,7 +151,7 @@ fn check_views(
         let at_home = |id: BufferId, run: capbuf_server::window::Run, vaddr: u64| match server.registry().get(id) {
             Ok(b) => {
                 let physical = server.physical_address(b) >> PAGE_BITS;
-                vaddr == run.vaddr() + capbuf_server::FrameLayout::for_run(physical, b.data.pages).window_offset()
+                vaddr == run.vaddr() + capbuf_server::FrameLayout::for_run(physical, b.made.data.pages).window_offset()
             }
             Err(_) => (run.vaddr()..run.vaddr() + (1 << capbuf_protocol::LARGE_PAGE_BITS)).contains(&vaddr),
         };
@@ -286,7 +286,7 @@ proptest! {
                 },
                 Step::Free { client, buffer } => if let Some((id, owner)) = pick(buffer) {
                     let known = [0, 1, 2].map(|c| knows(&world, c, id));
-                    let (pages, pool) = world.borrow().registry().get(id).map(|b| (b.data.pages, b.pool)).unwrap();
+                    let (pages, pool) = world.borrow().registry().get(id).map(|b| (b.made.data.pages, b.made.pool)).unwrap();
                     let before = world.borrow().quarantined_bytes(pool).unwrap();
                     let result = clients[client].free(id);
                     if client == owner {

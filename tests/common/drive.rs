@@ -395,7 +395,7 @@ impl<const N: usize> Harness<N> {
                 let server = &self.server;
                 let buffer = server.registry().get(reply.id).map_err(|e| format!("new buffer missing: {e:?}"))?;
                 let start = server.physical_address(buffer);
-                let dirty = server.kernel().dirty_pages(start, start + (buffer.data.pages << PAGE_BITS));
+                let dirty = server.kernel().dirty_pages(start, start + (buffer.made.data.pages << PAGE_BITS));
                 if dirty != 0 {
                     return Err(format!("new buffer {} has {dirty} dirty pages", reply.id));
                 }
@@ -457,8 +457,8 @@ impl<const N: usize> Harness<N> {
         let owned = server
             .registry()
             .iter()
-            .filter(|(_, b)| b.owner == client)
-            .map(|(id, b)| (id, b.pool, b.data.offset, b.data.pages))
+            .filter(|(_, b)| b.made.owner == client)
+            .map(|(id, b)| (id, b.made.pool, b.made.data.offset, b.made.data.pages))
             .collect();
         let pools = server.config().pool_count();
         let quarantine = server.quarantine().iter().map(|q| (q.id, q.pool, q.data.pages)).collect();
@@ -473,7 +473,7 @@ impl<const N: usize> Harness<N> {
         let server = &self.server;
         let model = server.kernel();
         let holds = server.registry().iter().any(|(_, b)| {
-            b.owner == target
+            b.made.owner == target
                 || b.holders.grant(target).is_some()
                 || b.holders.attachment(target).is_some()
                 || b.holders.export(target).is_some()
@@ -541,7 +541,7 @@ impl<const N: usize> Harness<N> {
             outcome.result.map_err(|error| format!("teardown: RECLAIM of {target}: {error:?}"))?;
             self.check_reclaimed(target, &before)?;
         }
-        let live: Vec<(BufferId, usize)> = self.server.registry().iter().map(|(id, b)| (id, b.owner)).collect();
+        let live: Vec<(BufferId, usize)> = self.server.registry().iter().map(|(id, b)| (id, b.made.owner)).collect();
         for (id, owner) in live {
             let outcome = self.server.handle(owner as u64, Op::Free as u64, &[id.raw()], 0);
             outcome.result.map_err(|error| format!("teardown: owner's FREE of {id}: {error:?}"))?;

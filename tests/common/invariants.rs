@@ -91,7 +91,8 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
     ensure!(model.overlapping_frames().is_empty(), "frames overlap");
     let reserves = server.reserves();
     for (p, &(_, bits)) in pools.iter().enumerate() {
-        let data: u64 = server.registry().iter().filter(|(_, b)| b.pool == p).map(|(_, b)| b.data.pages).sum();
+        let data: u64 =
+            server.registry().iter().filter(|(_, b)| b.made.pool == p).map(|(_, b)| b.made.data.pages).sum();
         let reserved: u64 = reserves.iter().filter(|(_, r)| r.pool == p).map(|(_, r)| r.block.pages).sum();
         ensure_eq!(reserved << PAGE_BITS, server.reserved_bytes(p).unwrap());
         let quarantined: u64 = server.quarantine().iter().filter(|q| q.pool == p).map(|q| q.data.pages).sum();
@@ -118,7 +119,7 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
         // an attachment or export within what its client may attach with.
         for c in clients(server) {
             let within = |rights: Rights| buffer.allowed(c).is_some_and(|allowed| rights.within(allowed));
-            let granted = buffer.holders.grant(c).is_none_or(|g| g.within(buffer.flags.max_rights()));
+            let granted = buffer.holders.grant(c).is_none_or(|g| g.within(buffer.made.flags.max_rights()));
             ensure!(granted, "buffer {} granted to {} beyond its flags", id, c);
             ensure!(
                 buffer.holders.attachment(c).is_none_or(|a| within(a.rights)),
@@ -156,9 +157,9 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
     // use holds exactly one (a lost block holds what memsrv could not revoke).
     let mut holders = vec![0usize; reserves.iter().count()];
     for (_, b) in server.registry().iter() {
-        let block = reserves.get(b.meta).unwrap();
-        ensure!(block.client == b.owner && block.in_use, "master CNode outside its owner's reserve");
-        holders[b.meta] += 1;
+        let block = reserves.get(b.made.meta).unwrap();
+        ensure!(block.client == b.made.owner && block.in_use, "master CNode outside its owner's reserve");
+        holders[b.made.meta] += 1;
         for (c, a) in b.holders.attachments() {
             {
                 let block = reserves.get(a.meta as usize).unwrap();
@@ -190,16 +191,16 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
     for c in clients(server) {
         let quota = server.config().clients[c].unwrap();
         let usage = server.usage(c);
-        let owned: Vec<_> = server.registry().iter().filter(|(_, b)| b.owner == c).collect();
+        let owned: Vec<_> = server.registry().iter().filter(|(_, b)| b.made.owner == c).collect();
         ensure_eq!(usage.buffers, owned.len() as u64);
         // Each buffer is charged its pages, or its whole aligned block when the
         // alignment exceeds the buffer's own power-of-two size.
         let charged = |b: &capbuf_server::Buffer| {
-            let aligned = 1u64 << b.align_order;
-            if aligned > b.data.pages.next_power_of_two() {
+            let aligned = 1u64 << b.made.align_order;
+            if aligned > b.made.data.pages.next_power_of_two() {
                 aligned
             } else {
-                b.data.pages
+                b.made.data.pages
             }
         };
         ensure_eq!(usage.bytes, owned.iter().map(|(_, b)| charged(b) << PAGE_BITS).sum::<u64>());
@@ -243,7 +244,7 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
         let allowed = |address: u64, size_bits: u32, rights: Rights| {
             server.registry().iter().any(|(_, b)| {
                 let start = server.physical_address(b);
-                let end = start + (b.data.pages << PAGE_BITS);
+                let end = start + (b.made.data.pages << PAGE_BITS);
                 b.holders.attachment(c).is_some_and(|a| rights.within(a.rights))
                     && address >= start
                     && address + (1 << size_bits) <= end
@@ -257,8 +258,8 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
         let live = |address: u64, size_bits: u32, rights: Rights| {
             server.registry().iter().any(|(_, b)| {
                 let start = server.physical_address(b);
-                let end = start + (b.data.pages << PAGE_BITS);
-                rights.within(b.flags.max_rights()) && address >= start && address + (1 << size_bits) <= end
+                let end = start + (b.made.data.pages << PAGE_BITS);
+                rights.within(b.made.flags.max_rights()) && address >= start && address + (1 << size_bits) <= end
             })
         };
         for (address, size_bits, rights) in model.client_reachable_frames(c) {
@@ -282,10 +283,10 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
             };
             // A buffer with a head of 4 KiB frames starts inside its run's first slot.
             let physical = server.physical_address(b);
-            let layout = if b.small_frames {
-                capbuf_server::FrameLayout::small_only(b.data.pages)
+            let layout = if b.made.small_frames {
+                capbuf_server::FrameLayout::small_only(b.made.data.pages)
             } else {
-                capbuf_server::FrameLayout::for_run(physical >> PAGE_BITS, b.data.pages)
+                capbuf_server::FrameLayout::for_run(physical >> PAGE_BITS, b.made.data.pages)
             };
             let first = layout.window_offset();
             let expected = physical + (m.vaddr - a.window.vaddr() - first);
@@ -299,8 +300,9 @@ pub fn check<const N: usize>(server: &Server<Model, N>) -> Result<(), Violation>
             ensure!(device.is_some(), "client {}'s IOSpace is not in table slot {}", c, slot);
             let mut expected = Vec::new();
             for (_, b, a) in &attached {
-                ensure!(b.small_frames || b.data.pages < 2 * 512, "client {}: an I/O attachment with 2 MiB frames", c);
-                for page in 0..b.data.pages {
+                let small = b.made.small_frames || b.made.data.pages < 2 * 512;
+                ensure!(small, "client {}: an I/O attachment with 2 MiB frames", c);
+                for page in 0..b.made.data.pages {
                     let io = capbuf_protocol::io_address(a.window.vaddr()) + (page << PAGE_BITS);
                     expected.push((io, server.physical_address(b) + (page << PAGE_BITS), a.rights));
                 }

@@ -54,7 +54,7 @@ pub use kernel::{CapRef, Failure, Kernel, KernelError, MapAttributes, Object, Sl
 pub use layout::FrameLayout;
 pub use placement::{place_pools, Unplaceable};
 pub use quarantine::{Quarantine, Quarantined};
-pub use registry::{charged_pages, Attachment, Buffer, Holder, Holders, NewBuffer, Registry, MAX_BUFFERS, MAX_HOLDERS};
+pub use registry::{charged_pages, Attachment, Buffer, Holder, Holders, Made, Registry, MAX_BUFFERS, MAX_HOLDERS};
 pub use reserve::{reserve_bytes, ReserveBlock, Reserves};
 pub use server::{Lost, Outcome, Server, StartError, Usage};
 pub use wait::{Wait, Waits};

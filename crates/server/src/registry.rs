@@ -45,9 +45,26 @@ pub struct Exported {
     pub cnode: u16,
 }
 
-/// A live buffer.
+/// A live buffer: what ALLOC made it of, and who holds it now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Buffer {
+    /// What ALLOC made the buffer of; it never changes while the buffer lives.
+    pub made: Made,
+    /// The clients holding a grant, an attachment or an export of the buffer.
+    pub holders: Holders,
+    /// A FREE revoked part of the buffer's memory before the kernel refused
+    /// a later invocation: only the owner's FREE, which completes it, still
+    /// finds the buffer; everyone else is answered as if it were freed.
+    pub freeing: bool,
+    /// Bit `c` set: client index `c` is `dma` and a successful INFO gave it
+    /// the physical address, and it has not quiesced since. FREE then
+    /// quarantines the pages ([`crate::quarantine`]).
+    pub exposed: u64,
+}
+
+/// What ALLOC made a buffer of ([`Registry::insert_new`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Made {
     /// Index of the owning client.
     pub owner: usize,
     /// Pool index.
@@ -65,38 +82,6 @@ pub struct Buffer {
     pub flags: AllocFlags,
     /// Made of 4 KiB frames only ([`crate::layout::FrameLayout::small_only`]):
     /// allocated by an `io_space` client.
-    pub small_frames: bool,
-    /// The clients holding a grant, an attachment or an export of the buffer.
-    pub holders: Holders,
-    /// A FREE revoked part of the buffer's memory before the kernel refused
-    /// a later invocation: only the owner's FREE, which completes it, still
-    /// finds the buffer; everyone else is answered as if it were freed.
-    pub freeing: bool,
-    /// Bit `c` set: client index `c` is `dma` and a successful INFO gave it
-    /// the physical address, and it has not quiesced since. FREE then
-    /// quarantines the pages ([`crate::quarantine`]).
-    pub exposed: u64,
-}
-
-/// What a new buffer is made of: [`Registry::insert_new`] adds no holder,
-/// not freeing, nothing exposed.
-#[derive(Clone, Copy, Debug)]
-pub struct NewBuffer {
-    /// Index of the owning client.
-    pub owner: usize,
-    /// Pool index.
-    pub pool: usize,
-    /// The buffer's pages.
-    pub data: Allocation,
-    /// Alignment asked for, as a power of two in pages.
-    pub align_order: u32,
-    /// Block of the owner's reserve holding the master CNode.
-    pub meta: usize,
-    /// Table slot of the master CNode.
-    pub master: Slot,
-    /// Allocation flags.
-    pub flags: AllocFlags,
-    /// Made of 4 KiB frames only.
     pub small_frames: bool,
 }
 
@@ -314,14 +299,16 @@ pub const fn charged_pages(pages: u64, align_order: u32) -> u64 {
 impl Buffer {
     /// A registry slot's storage with no buffer in it.
     const VACANT: Buffer = Buffer {
-        owner: 0,
-        pool: 0,
-        data: Allocation { offset: 0, pages: 0 },
-        align_order: 0,
-        meta: 0,
-        master: 0,
-        flags: AllocFlags::NONE,
-        small_frames: false,
+        made: Made {
+            owner: 0,
+            pool: 0,
+            data: Allocation { offset: 0, pages: 0 },
+            align_order: 0,
+            meta: 0,
+            master: 0,
+            flags: AllocFlags::NONE,
+            small_frames: false,
+        },
         holders: Holders::NONE,
         freeing: false,
         exposed: 0,
@@ -329,13 +316,13 @@ impl Buffer {
 
     /// Pages charged to the owner's byte quota: see [`charged_pages`].
     pub fn charged_pages(&self) -> u64 {
-        charged_pages(self.data.pages, self.align_order)
+        charged_pages(self.made.data.pages, self.made.align_order)
     }
 
     /// Rights client `client` may attach with, if any.
     pub fn allowed(&self, client: usize) -> Option<Rights> {
-        if client == self.owner {
-            Some(self.flags.max_rights())
+        if client == self.made.owner {
+            Some(self.made.flags.max_rights())
         } else {
             self.holders.grant(client)
         }
@@ -449,7 +436,15 @@ impl Registry {
                 write!(
                     out,
                     "buffer {index}: {} {} {:?} {} {} {} {:?} {} {};",
-                    b.owner, b.pool, b.data, b.align_order, b.meta, b.master, b.flags, b.freeing, b.exposed
+                    b.made.owner,
+                    b.made.pool,
+                    b.made.data,
+                    b.made.align_order,
+                    b.made.meta,
+                    b.made.master,
+                    b.made.flags,
+                    b.freeing,
+                    b.exposed
                 )?;
                 for holder in b.holders.iter() {
                     let (grant, attachment, export) = (holder.grant(), holder.attachment(), holder.export());
@@ -487,7 +482,7 @@ impl Registry {
     /// still found by its owner, so that FREE can be retried.
     pub fn get_to_free(&self, client: usize, id: BufferId) -> Result<&Buffer, Error> {
         match self.get(id) {
-            Ok(buffer) if buffer.freeing && buffer.owner == client => Ok(buffer),
+            Ok(buffer) if buffer.freeing && buffer.made.owner == client => Ok(buffer),
             _ => self.get_for(client, id),
         }
     }
@@ -546,30 +541,17 @@ impl Registry {
         Ok(BufferId::new(index as u32, self.generations[index]))
     }
 
-    /// Store a new buffer made of `new`, no holder yet, and issue its id:
-    /// its fields are written into its slot, whose holders are empty.
-    pub fn insert_new(&mut self, new: NewBuffer) -> Result<BufferId, Error> {
+    /// Store a new buffer made of `made`, no holder yet, and issue its id.
+    /// Written into its slot, whose holders are empty: not a whole new
+    /// [`Buffer`], whose 200 bytes of holder entries would be written again.
+    #[inline(always)]
+    pub fn insert_new(&mut self, made: Made) -> Result<BufferId, Error> {
         let index = self.take_slot()?;
-        let NewBuffer { owner, pool, data, align_order, meta, master, flags, small_frames } = new;
-        // Every field, named: one added to Buffer must be set here too.
-        let Buffer {
-            owner: owner_at,
-            pool: pool_at,
-            data: data_at,
-            align_order: align_order_at,
-            meta: meta_at,
-            master: master_at,
-            flags: flags_at,
-            small_frames: small_frames_at,
-            holders,
-            freeing,
-            exposed,
-        } = &mut self.entries[index];
-        (*owner_at, *pool_at, *data_at, *align_order_at) = (owner, pool, data, align_order);
-        (*meta_at, *master_at, *flags_at, *small_frames_at) = (meta, master, flags, small_frames);
-        debug_assert!(holders.iter().next().is_none(), "a free slot's holders are empty");
-        holders.clear();
-        (*freeing, *exposed) = (false, 0);
+        let buffer = &mut self.entries[index];
+        debug_assert!(buffer.holders.iter().next().is_none(), "a free slot's holders are empty");
+        buffer.made = made;
+        buffer.holders.clear();
+        (buffer.freeing, buffer.exposed) = (false, 0);
         Ok(BufferId::new(index as u32, self.generations[index]))
     }
 
@@ -587,9 +569,9 @@ impl Registry {
     pub fn remove(&mut self, id: BufferId) -> Result<(), Error> {
         let buffer = self.get(id)?;
         let mut known: heapless::Vec<usize, { MAX_HOLDERS + 1 }> = heapless::Vec::new();
-        let _ = known.push(buffer.owner);
+        let _ = known.push(buffer.made.owner);
         for holder in buffer.holders.iter() {
-            if holder.client as usize != buffer.owner && buffer.known_to(holder.client as usize) {
+            if holder.client as usize != buffer.made.owner && buffer.known_to(holder.client as usize) {
                 let _ = known.push(holder.client as usize);
             }
         }
@@ -636,20 +618,8 @@ mod tests {
     use super::*;
 
     fn buffer() -> Buffer {
-        let a = Allocation { offset: 0, pages: 1 };
-        Buffer {
-            owner: 0,
-            pool: 0,
-            data: a,
-            align_order: 0,
-            meta: 0,
-            master: 9,
-            flags: AllocFlags::default(),
-            small_frames: false,
-            holders: Holders::default(),
-            freeing: false,
-            exposed: 0,
-        }
+        let made = Made { data: Allocation { offset: 0, pages: 1 }, master: 9, ..Buffer::VACANT.made };
+        Buffer { made, ..Buffer::VACANT }
     }
 
     #[test]
@@ -745,7 +715,7 @@ mod tests {
         // Buffers in slot 0, each owned by a different client, freed in turn.
         let ids: Vec<BufferId> = (0..KNOWN_PER_SLOT + 1)
             .map(|owner| {
-                let id = registry.insert(Buffer { owner, ..buffer() }).unwrap();
+                let id = registry.insert(Buffer { made: Made { owner, ..buffer().made }, ..buffer() }).unwrap();
                 assert_eq!(id.index(), 0);
                 registry.remove(id).unwrap();
                 id

@@ -24,7 +24,7 @@ use super::state::State;
 use crate::kernel::{CapRef, Failure, Kernel, MapAttributes, Named, Object, Slot, RETYPE_FAN_OUT_LIMIT};
 use crate::layout::FrameLayout;
 use crate::quarantine::Quarantined;
-use crate::registry::{Attachment, Exported, NewBuffer};
+use crate::registry::{Attachment, Exported, Made};
 
 /// What a request has taken and made so far.
 #[derive(Default)]
@@ -158,7 +158,7 @@ impl<const NODES: usize> State<NODES> {
             }
         };
         self.keep_cnode(&undo)?;
-        let id = self.registry.insert_new(NewBuffer {
+        let id = self.registry.insert_new(Made {
             owner: client,
             pool: plan.pool,
             data,
@@ -465,7 +465,7 @@ impl<const NODES: usize> State<NODES> {
             self.teardown(kernel, id, holder, client)?;
         }
         let buffer = self.registry.get(id)?;
-        let (pool, data, meta, master) = (buffer.pool, buffer.data, buffer.meta, buffer.master);
+        let (pool, data, meta, master) = (buffer.made.pool, buffer.made.data, buffer.made.meta, buffer.made.master);
         let (exposed, charged_pages, mut freeing) = (buffer.exposed, buffer.charged_pages(), buffer.freeing);
         for leaf in data.blocks(self.pool_order(pool)) {
             kernel.revoke(self.leaf_slot(pool, leaf)?).named(Invocation::CNodeRevoke)?;

@@ -133,7 +133,7 @@ impl<const NODES: usize> State<NODES> {
 
     /// The buffer's layout.
     pub(super) fn layout_of_buffer(&self, buffer: &Buffer) -> FrameLayout {
-        self.layout_of(buffer.pool, buffer.data, buffer.small_frames)
+        self.layout_of(buffer.made.pool, buffer.made.data, buffer.made.small_frames)
     }
 
     /// The address INFO gives client index `client` for its device, if any:
@@ -147,8 +147,8 @@ impl<const NODES: usize> State<NODES> {
             let offset = self.layout_of_buffer(buffer).window_offset();
             return Ok(Some(capbuf_protocol::io_address(attachment.window.vaddr() + offset)));
         }
-        let base = self.pools[buffer.pool].as_ref().map_or(0, |p| p.base);
-        Ok(config.dma.then_some(base + (buffer.data.offset << PAGE_BITS)))
+        let base = self.pools[buffer.made.pool].as_ref().map_or(0, |p| p.base);
+        Ok(config.dma.then_some(base + (buffer.made.data.offset << PAGE_BITS)))
     }
 
     pub(super) fn info(&self, client: usize, id: BufferId) -> Result<InfoReply, Error> {
@@ -156,14 +156,14 @@ impl<const NODES: usize> State<NODES> {
         let rights = buffer.allowed(client).ok_or(Error::UnknownBuffer)?;
         let layout = self.layout_of_buffer(buffer);
         Ok(InfoReply {
-            size: buffer.data.pages << PAGE_BITS,
+            size: buffer.made.data.pages << PAGE_BITS,
             physical_address: self.device_address(client, buffer)?.unwrap_or(PADDR_HIDDEN),
             page_bits: layout.page_bits() as u64,
             rights,
             attachments: buffer.attachment_count(),
-            flags: buffer.flags,
-            pool: PoolId(buffer.pool as u64),
-            owner: ClientId(self.client(buffer.owner)?.client_id),
+            flags: buffer.made.flags,
+            pool: PoolId(buffer.made.pool as u64),
+            owner: ClientId(self.client(buffer.made.owner)?.client_id),
         })
     }
 
@@ -262,8 +262,18 @@ impl<const NODES: usize> State<NODES> {
             return Err(Error::Internal);
         }
         let meta = self.reserves.free_block(client).ok_or(Error::OutOfMemory)?;
-        let size = buffer.data.pages << PAGE_BITS;
-        Ok(AttachPlan { id, size, rights, layout, flags: buffer.flags, master: buffer.master, meta, run, io_space })
+        let size = buffer.made.data.pages << PAGE_BITS;
+        Ok(AttachPlan {
+            id,
+            size,
+            rights,
+            layout,
+            flags: buffer.made.flags,
+            master: buffer.made.master,
+            meta,
+            run,
+            io_space,
+        })
     }
 
     /// EXPORT: the checks of ATTACH (but no window run), after the one
@@ -290,7 +300,7 @@ impl<const NODES: usize> State<NODES> {
         self.check_slots(ATTACH_SLOTS)?;
         let meta = self.reserves.free_block(client).ok_or(Error::OutOfMemory)?;
         let layout = self.layout_of_buffer(buffer);
-        Ok(ExportPlan { id, rights, layout, master: buffer.master, meta })
+        Ok(ExportPlan { id, rights, layout, master: buffer.made.master, meta })
     }
 
     /// UNEXPORT: the client's export of the id must exist.
@@ -328,7 +338,7 @@ impl<const NODES: usize> State<NODES> {
 
     pub(super) fn check_free(&self, client: usize, id: BufferId) -> Result<(), Error> {
         let buffer = self.registry.get_to_free(client, id)?;
-        if buffer.owner != client {
+        if buffer.made.owner != client {
             return Err(Error::NotOwner);
         }
         if buffer.exposed != 0 && !self.quarantine.has_room() {
@@ -341,7 +351,7 @@ impl<const NODES: usize> State<NODES> {
 
     fn grantee(&self, client: usize, id: BufferId, grantee: ClientId) -> Result<usize, Error> {
         let buffer = self.registry.get_for(client, id)?;
-        if buffer.owner != client {
+        if buffer.made.owner != client {
             return Err(Error::NotOwner);
         }
         match self.config.client_by_id(grantee.0) {
@@ -362,7 +372,7 @@ impl<const NODES: usize> State<NODES> {
     ) -> Result<GrantPlan, Error> {
         let grantee = self.grantee(client, id, grantee)?;
         let buffer = self.registry.get(id)?;
-        if !rights.within(buffer.flags.max_rights()) {
+        if !rights.within(buffer.made.flags.max_rights()) {
             return Err(Error::RightsEscalation);
         }
         // One entry stays for the owner's own attachment and export.

@@ -288,8 +288,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
 
     /// Physical address of the first byte of buffer `buffer`.
     pub fn physical_address(&self, buffer: &Buffer) -> u64 {
-        let base = self.state.pools[buffer.pool].as_ref().map_or(0, |p| p.base);
-        base + (buffer.data.offset << PAGE_BITS)
+        let base = self.state.pools[buffer.made.pool].as_ref().map_or(0, |p| p.base);
+        base + (buffer.made.data.offset << PAGE_BITS)
     }
 
     /// Table slots not in use.

@@ -33,7 +33,7 @@ impl<const NODES: usize> State<NODES> {
         let bit = 1u64 << target;
         let mut holes = [0usize; MAX_CLIENTS];
         let mut quarantined = 0;
-        for (_, buffer) in self.registry.iter().filter(|(_, buffer)| buffer.owner == target) {
+        for (_, buffer) in self.registry.iter().filter(|(_, buffer)| buffer.made.owner == target) {
             for (holder, _) in buffer.holders.attachments() {
                 if holder != target {
                     holes[holder] += 1;
@@ -76,7 +76,7 @@ impl<const NODES: usize> State<NODES> {
         }
         // Other clients' buffers: what the target holds of them goes.
         for &id in &ids {
-            if self.registry.get(id)?.owner == target {
+            if self.registry.get(id)?.made.owner == target {
                 continue;
             }
             self.teardown_export(kernel, id, target)?;
@@ -85,7 +85,7 @@ impl<const NODES: usize> State<NODES> {
         }
         // Its own buffers, as its own FREE of each.
         for &id in &ids {
-            if self.registry.get(id)?.owner == target {
+            if self.registry.get(id)?.made.owner == target {
                 self.free(kernel, target, id)?;
             }
         }
@@ -95,7 +95,7 @@ impl<const NODES: usize> State<NODES> {
             self.usage[target].attachments -= 1;
         }
         let holds_anything = self.registry.iter().any(|(_, buffer)| {
-            buffer.owner == target || buffer.known_to(target) || buffer.holders.export(target).is_some()
+            buffer.made.owner == target || buffer.known_to(target) || buffer.holders.export(target).is_some()
         });
         if holds_anything || self.usage[target] != Usage::default() || self.windows.used_slots(target) != 0 {
             return Err(Error::Internal.into());
