@@ -536,9 +536,9 @@ impl Registry {
 
     /// Store a new buffer and issue its id.
     pub fn insert(&mut self, buffer: Buffer) -> Result<BufferId, Error> {
-        let index = self.take_slot()?;
-        self.entries[index] = buffer;
-        Ok(BufferId::new(index as u32, self.generations[index]))
+        let id = self.take_slot()?;
+        self.entries[id.index() as usize] = buffer;
+        Ok(id)
     }
 
     /// Store a new buffer made of `made`, no holder yet, and issue its id.
@@ -546,21 +546,22 @@ impl Registry {
     /// [`Buffer`], whose 200 bytes of holder entries would be written again.
     #[inline(always)]
     pub fn insert_new(&mut self, made: Made) -> Result<BufferId, Error> {
-        let index = self.take_slot()?;
-        let buffer = &mut self.entries[index];
+        let id = self.take_slot()?;
+        let buffer = &mut self.entries[id.index() as usize];
         debug_assert!(buffer.holders.iter().next().is_none(), "a free slot's holders are empty");
         buffer.made = made;
         buffer.holders.clear();
         (buffer.freeing, buffer.exposed) = (false, 0);
-        Ok(BufferId::new(index as u32, self.generations[index]))
+        Ok(id)
     }
 
-    fn take_slot(&mut self) -> Result<usize, Error> {
+    /// Take a free slot for a new buffer: its id.
+    fn take_slot(&mut self) -> Result<BufferId, Error> {
         let index = self.free.pop().ok_or(Error::TooManyBuffers)? as usize;
         debug_assert!(!self.used[index]);
         self.used[index] = true;
         self.live += 1;
-        Ok(index)
+        Ok(BufferId::new(index as u32, self.generations[index]))
     }
 
     /// Remove a buffer; its id and every copy of it become stale for the
