@@ -311,6 +311,83 @@ fn freeing_keeps_blocks_split_so_reuse_zeroes_only_what_was_used() {
     assert_pristine(&world);
 }
 
+/// A small buffer freed between two others is parked by its pool
+/// (README, "The pool allocator"): the next ALLOC of its size is given the
+/// same pages with no untyped split again, and they are zero; a buffer of
+/// another size does not get them while it fits elsewhere.
+#[test]
+fn a_small_buffer_freed_between_two_comes_back_whole_and_zeroed() {
+    let world = world();
+    let mut c = client(&world, 2);
+    let data = |id| world.borrow().registry().iter().find(|&(i, _)| i == id).map(|(_, b)| b.made.data).unwrap();
+    let below = c.alloc(PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
+    let id = c.alloc(3 * PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
+    let above = c.alloc(PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
+    let pages = data(id);
+    let view = c.attach(id, Rights::ReadWrite).unwrap();
+    world.borrow_mut().kernel_mut().client_write(2, view.vaddr + PAGE, 9).unwrap();
+    c.free(id).unwrap();
+    let other = c.alloc(2 * PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
+    assert_ne!(data(other).offset, pages.offset, "another size searches");
+    let before = world.borrow().kernel().counts;
+    let again = c.alloc(3 * PAGE, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap();
+    let after = world.borrow().kernel().counts;
+    assert_eq!(data(again), pages, "the parked run, whole");
+    // Only the frames and the metadata CNode: no untyped split in halves.
+    let order = (pools_of(world.borrow().config())[0].1 - 12) as u32;
+    let leaves = pages.blocks(order).count() as u64;
+    assert_eq!(after.retype - before.retype, leaves + 1);
+    let view = c.attach(again, Rights::ReadWrite).unwrap();
+    for page in 0..3 {
+        assert_eq!(world.borrow().kernel().client_read(2, view.vaddr + page * PAGE), Ok(0));
+    }
+    for id in [again, other, below, above] {
+        c.free(id).unwrap();
+    }
+    assert_pristine(&world);
+}
+
+/// Parked runs keep their blocks' table slots; once the table runs short
+/// memsrv merges them, so that dormant blocks give the slots back.
+#[test]
+fn parked_runs_give_their_slots_back_when_the_table_runs_short() {
+    let mut small = config(1 << 30, 6, 1);
+    small.table_bits = 8;
+    let world = world_with(small);
+    let mut c = client(&world, 0);
+    let (mut most, mut last, mut short) = (0, 0, false);
+    for round in 0..4u64 {
+        // Three buffers of each size from 1 to 16 pages, each before a
+        // page that stays while it is freed: parked.
+        for pages in 1..=16u64 {
+            let mut three = Vec::new();
+            let mut spacers = Vec::new();
+            for _ in 0..3 {
+                let alloc = |c: &mut capbuf_client::Client<_>, size| {
+                    c.alloc(size, Align::PAGE, PoolId(0), AllocFlags::NONE).unwrap_or_else(|e| {
+                        let w = world.borrow();
+                        panic!("round {round}, {pages} pages: {e:?} ({} slots free)", w.free_slot_count())
+                    })
+                };
+                three.push(alloc(&mut c, pages * PAGE));
+                spacers.push(alloc(&mut c, PAGE));
+            }
+            for id in three.into_iter().chain(spacers) {
+                c.free(id).unwrap();
+            }
+            // Six allocations take at most six parked runs: more went
+            // because the free slots fell below what a request may need.
+            let parked = world.borrow().parked_runs(0);
+            short |= parked + 6 < last;
+            (most, last) = (most.max(parked), parked);
+        }
+    }
+    assert!(most >= 16, "{most} runs parked at most");
+    assert!(short, "the table ran short and the parked runs were merged");
+    assert!(world.borrow().free_slot_count() > 0);
+    assert_pristine(&world);
+}
+
 #[test]
 fn dormant_blocks_give_their_slots_back_when_the_table_runs_short() {
     let mut small = config(1 << 30, 1, 1);

@@ -26,10 +26,26 @@
 //! bottom, large ones fill holes their size and else take the top of the
 //! free space, so the free pages between them stay in one long run longer:
 //! on the benchmark's fragmentation study (`make bench`, README) the largest
-//! allocatable run at 75% occupancy is 1.13 times plain first fit's. Measured
+//! allocatable run at 75% occupancy is 1.1 times plain first fit's. Measured
 //! alternatives: plain first fit (this pool's placement before), best fit
 //! for every size, best fit by aligned block size (the buddy policy before
 //! that), small runs kept inside 2 MiB regions; all did worse.
+//!
+//! **Parked runs.** A freed run of up to [`PARK_MAX_PAGES`] pages with no
+//! free page beside it is *parked*, up to [`PARK_DEPTH`] a size: it is free
+//! from then on (counted in [`Pool::free_pages`], free to
+//! [`Pool::is_free_page`], joined with the free pages and parked runs around
+//! it by [`Pool::largest_free`]), but its bitmaps and its blocks stay as the
+//! allocation left them, with no event, and the next request of its size (at
+//! an alignment it has) takes the last one parked whole, with no search and
+//! no event either. That is most small frees and allocations on the
+//! benchmark's workload, where a buffer's neighbours are usually live. A
+//! request that no free run of the bitmaps holds but a run through parked
+//! runs does merges the parked runs first ([`Pool::settle`], reported as
+//! merges) and takes the lowest aligned start in such a run: an allocation
+//! still succeeds whenever its pages are free. A run beside free pages is
+//! merged at once, so that parking never cuts a free run in two for other
+//! requests. [`Pool::release`] frees without parking.
 //!
 //! **Storage**, fixed, no heap: one bit per page says it is free and one that
 //! an allocation starts there (a 64-bit word per 64-page chunk each, side by
@@ -44,7 +60,8 @@
 //! siblings with the request in two 128-bit subtractions. That is
 //! [`nodes_for`]`(order)` slots of 14 bytes (8 of bitmap, 4 of tree, 2 of
 //! capped tree; the tree takes only about 1.07 of the two slots per chunk),
-//! 0.4375 bytes per page: 448 KiB for a 4 GiB pool of 2^20 pages.
+//! 0.4375 bytes per page: 448 KiB for a 4 GiB pool of 2^20 pages; and 528
+//! bytes for the parked runs (4 a run, a count per size), whatever its size.
 //!
 //! **Cost.** The first-fit search walks down the tree once, to the lowest
 //! chunk where a long enough run starts (three steps for a 1 GiB pool of 2^18
@@ -64,10 +81,11 @@
 //! blocks holding the run's edge pages that lie inside that free run. None of
 //! that work is done when the caller's closure ignores them. On the
 //! benchmark's workload (`cargo run --release -p capbuf-bench`, README) an
-//! alloc+free pair takes about 915 instructions in callgrind, counting the
-//! workload's own ~136 (1,528 with the segment tree of prefix, suffix and
-//! longest run per node this replaced, buddy_system_allocator 656), and
-//! runs at about 0.85 times buddy_system_allocator's rate.
+//! alloc+free pair takes about 700 instructions in callgrind, counting the
+//! workload's own ~136 (915 before runs were parked, 1,528 with the segment
+//! tree of prefix, suffix and longest run per node this replaced,
+//! buddy_system_allocator 656), and runs at about 1.1 times
+//! buddy_system_allocator's rate (0.85 times before runs were parked).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -87,6 +105,21 @@ pub const BEST_FIT_ABOVE: u64 = 256;
 /// address order) that hold the request: an allocation visits O(log P) nodes
 /// per run, so this bounds it however many holes a pool has.
 pub const BEST_FIT_CANDIDATES: u32 = 64;
+
+/// Runs of up to this many pages are *parked* when freed: kept as they are,
+/// to be handed out again whole to the next request of their size.
+pub const PARK_MAX_PAGES: u64 = 16;
+
+/// Parked runs kept per size; a free of a size whose list is full merges.
+pub const PARK_DEPTH: usize = 8;
+
+/// Parked runs at most.
+const PARKED: usize = PARK_DEPTH * PARK_MAX_PAGES as usize;
+
+// A parked run ends in the chunk after the one before it (a free reads the
+// bitmaps' words from there); a list's entries are compared as the bits of
+// a `u32`.
+const _: () = assert!(PARK_MAX_PAGES < 63 && PARK_DEPTH < 32);
 
 /// Largest pool order (2^30 pages): node numbers and run lengths fit in 32 bits.
 pub const MAX_ORDER: u32 = 30;
@@ -385,9 +418,29 @@ pub struct Pool<const NODES: usize> {
     /// the last wholly free chunk of its free run, the run's bounds (first
     /// page, then end, 32 bits each: a boundary tag), else 0.
     words: [u64; NODES],
+    /// Parked runs: `parked[n - 1][..parked_len[n - 1]]` are the first
+    /// pages of the parked runs of `n` pages, the last parked last. A parked
+    /// run is free (counted in `free_pages`, free to every query) but kept
+    /// in the bitmaps as the allocation it was, its start bit set, and its
+    /// blocks unmerged.
+    parked: [[u32; PARK_DEPTH]; PARK_MAX_PAGES as usize],
+    parked_len: [u8; PARK_MAX_PAGES as usize],
+    /// Pages in parked runs.
+    parked_pages: u64,
     /// Changes with every allocation and free: a [`Placement`] is good for
     /// the version it was made at.
     version: u64,
+}
+
+/// Where a [`Placement`] comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// A free run of the bitmaps.
+    Free,
+    /// The last parked run of its size, taken whole.
+    Parked,
+    /// A free run that exists once the parked runs are merged.
+    Settled,
 }
 
 /// Where [`Pool::place`] would put a request, for [`Pool::alloc_placed`]
@@ -400,6 +453,7 @@ pub struct Placement {
     pages: u64,
     align_order: u32,
     version: u64,
+    source: Source,
 }
 
 impl Placement {
@@ -416,11 +470,17 @@ impl Placement {
 
 impl<const NODES: usize> PartialEq for Pool<NODES> {
     fn eq(&self, other: &Self) -> bool {
-        let Pool { order, free_pages, chunks, root, tree, small, words, version: _ } = self;
-        (order, free_pages, chunks, root) == (&other.order, &other.free_pages, &other.chunks, &other.root)
+        let Pool { order, free_pages, chunks, root, tree, small, words, parked, parked_len, parked_pages, version: _ } =
+            self;
+        (order, free_pages, chunks, root, parked_len, parked_pages)
+            == (&other.order, &other.free_pages, &other.chunks, &other.root, &other.parked_len, &other.parked_pages)
             && tree == &other.tree
             && small == &other.small
             && words == &other.words
+            && (0..parked.len()).all(|c| {
+                let len = parked_len[c] as usize;
+                parked[c][..len] == other.parked[c][..len]
+            })
     }
 }
 
@@ -449,6 +509,9 @@ impl<const NODES: usize> Pool<NODES> {
             tree: [0; NODES],
             small: [0; NODES],
             words: [0; NODES],
+            parked: [[0; PARK_DEPTH]; PARK_MAX_PAGES as usize],
+            parked_len: [0; PARK_MAX_PAGES as usize],
+            parked_pages: 0,
             version: 0,
         };
         let word = pool.chunk_mask();
@@ -484,20 +547,36 @@ impl<const NODES: usize> Pool<NODES> {
         1 << self.order
     }
 
-    /// Pages not allocated.
+    /// Pages not allocated (parked runs are free).
     pub const fn free_pages(&self) -> u64 {
         self.free_pages
     }
 
     /// Pages in the longest run of free pages: the largest allocation at page
-    /// alignment that succeeds.
+    /// alignment that succeeds. Parked runs count as free: with some parked,
+    /// the runs through them are joined up on the way (a look at each
+    /// parked run and its neighbours).
     pub fn largest_free(&self) -> u64 {
-        self.tree[self.root as usize] as u64
+        let mut longest = self.tree_longest();
+        if self.parked_pages != 0 {
+            self.runs_through_parked(|start, end| longest = longest.max(end - start));
+        }
+        longest
     }
 
-    /// Whether page `page` is free.
+    /// Whether page `page` is free (a page of a parked run is).
     pub fn is_free_page(&self, page: u64) -> bool {
-        page < self.pages() && self.free_bit(page)
+        page < self.pages() && (self.free_bit(page) || self.parked_holding(page).is_some())
+    }
+
+    /// The parked runs: freed, free, but kept whole (not merged) to be
+    /// handed out again whole; [`Self::settle`] merges them.
+    pub fn parked_runs(&self) -> impl Iterator<Item = Allocation> + '_ {
+        (0..PARK_MAX_PAGES as usize).flat_map(move |class| {
+            self.parked[class][..self.parked_len[class] as usize]
+                .iter()
+                .map(move |&offset| Allocation { offset: offset as u64, pages: class as u64 + 1 })
+        })
     }
 
     /// Whether `block` is currently an allocated leaf: one of the
@@ -524,7 +603,7 @@ impl<const NODES: usize> Pool<NODES> {
             stop += 1;
         }
         let allocation = Allocation { offset: start, pages: stop - start };
-        allocation.blocks(self.order).any(|leaf| leaf == block)
+        !self.is_parked(allocation) && allocation.blocks(self.order).any(|leaf| leaf == block)
     }
 
     /// Whether [`Self::alloc`] would succeed, without changing anything.
@@ -541,8 +620,16 @@ impl<const NODES: usize> Pool<NODES> {
     /// anything: for [`Self::alloc_placed`].
     pub fn place(&self, pages: u64, align_order: u32) -> Option<Placement> {
         self.check(pages, align_order).ok()?;
-        let (offset, start) = self.find(pages, align_order)?;
-        Some(Placement { offset, start, pages, align_order, version: self.version })
+        let placement =
+            |offset, start, source| Placement { offset, start, pages, align_order, version: self.version, source };
+        if let Some(offset) = self.parked_top(pages, align_order) {
+            return Some(placement(offset, offset, Source::Parked));
+        }
+        if let Some((offset, start)) = self.find(pages, align_order) {
+            return Some(placement(offset, start, Source::Free));
+        }
+        let offset = self.settled_place(pages, align_order)?;
+        Some(placement(offset, offset, Source::Settled))
     }
 
     /// Allocate what [`Self::place`] returned, as [`Self::alloc`] would
@@ -553,11 +640,16 @@ impl<const NODES: usize> Pool<NODES> {
         placement: Placement,
         events: &mut impl FnMut(Event),
     ) -> Result<Allocation, AllocError> {
-        let Placement { offset, start, pages, align_order, version } = placement;
+        let Placement { offset, start, pages, align_order, version, source } = placement;
         if version != self.version {
             return self.alloc_at(offset, pages, align_order, events);
         }
-        Ok(Allocation { offset: self.carve_from(offset, start, pages, events), pages })
+        let offset = match source {
+            Source::Free => self.carve_from(offset, start, pages, events),
+            Source::Parked => self.take_parked(pages, align_order).ok_or(AllocError::OutOfMemory)?,
+            Source::Settled => self.carve_settled(offset, pages, events),
+        };
+        Ok(Allocation { offset, pages })
     }
 
     fn check(&self, pages: u64, align_order: u32) -> Result<(), AllocError> {
@@ -580,6 +672,9 @@ impl<const NODES: usize> Pool<NODES> {
         events: &mut impl FnMut(Event),
     ) -> Result<Allocation, AllocError> {
         self.check(pages, align_order)?;
+        if let Some(offset) = self.take_parked(pages, align_order) {
+            return Ok(Allocation { offset, pages });
+        }
         // The work out of line, its answer back in a register: a caller
         // that does not inline it reads the result where it was written.
         match self.find_and_carve(pages, align_order, events) {
@@ -591,9 +686,20 @@ impl<const NODES: usize> Pool<NODES> {
     /// [`Self::alloc`] once checked: the first page taken, or `u64::MAX`
     /// for none.
     fn find_and_carve(&mut self, pages: u64, align_order: u32, events: &mut impl FnMut(Event)) -> u64 {
-        let Some((offset, start)) = self.find(pages, align_order) else {
-            return u64::MAX;
-        };
+        if let Some((offset, start)) = self.find(pages, align_order) {
+            return self.carve_from(offset, start, pages, events);
+        }
+        match self.settled_place(pages, align_order) {
+            Some(offset) => self.carve_settled(offset, pages, events),
+            None => u64::MAX,
+        }
+    }
+
+    /// Merge the parked runs, then carve `pages` pages at `offset`, which
+    /// [`Self::settled_place`] chose. Returns `offset`.
+    fn carve_settled(&mut self, offset: u64, pages: u64, events: &mut impl FnMut(Event)) -> u64 {
+        self.settle(events);
+        let start = self.run_around(offset).0;
         self.carve_from(offset, start, pages, events)
     }
 
@@ -641,8 +747,19 @@ impl<const NODES: usize> Pool<NODES> {
     ) -> Result<Allocation, AllocError> {
         self.check(pages, align_order)?;
         let end = offset.checked_add(pages).filter(|&end| end <= self.pages()).ok_or(AllocError::OutOfMemory)?;
-        if offset & ((1 << align_order) - 1) != 0 || !self.all_free(offset, end) {
+        if offset & ((1 << align_order) - 1) != 0 {
             return Err(AllocError::OutOfMemory);
+        }
+        if !self.all_free(offset, end) {
+            // A parked run itself is taken whole; a run through parked
+            // pages once they are merged.
+            if self.take_parked_at(Allocation { offset, pages }) {
+                return Ok(Allocation { offset, pages });
+            }
+            if self.parked_pages == 0 || !self.free_counting_parked(offset, end) {
+                return Err(AllocError::OutOfMemory);
+            }
+            self.settle(events);
         }
         let (start, end) = self.run_around(offset);
         Ok(self.carve(Allocation { offset, pages }, start, end, events))
@@ -692,13 +809,73 @@ impl<const NODES: usize> Pool<NODES> {
     }
 
     /// Give back one allocation, exactly as [`Self::alloc`] returned it.
-    /// Refused, with the pool unchanged, for any other run. Free halves are
-    /// merged back up the tree.
+    /// Refused, with the pool unchanged, for any other run (a parked one
+    /// too). A run of up to [`PARK_MAX_PAGES`] pages is parked while its
+    /// size has room ([`PARK_DEPTH`]): free from now on, but kept whole, with
+    /// no event, for the next request of its size. Else, and for longer
+    /// runs, free halves are merged back up the tree.
+    #[inline]
     pub fn free(&mut self, allocation: Allocation, events: &mut impl FnMut(Event)) -> Result<(), FreeError> {
         let Allocation { offset, pages } = allocation;
         if pages == 0 || pages > self.pages() || offset > self.pages() - pages {
             return Err(FreeError::NotAllocated);
         }
+        if pages <= PARK_MAX_PAGES {
+            let class = (pages - 1) as usize;
+            if self.parked_in(class, offset) {
+                return Err(FreeError::NotAllocated);
+            }
+            if (self.parked_len[class] as usize) < PARK_DEPTH {
+                match self.parkable(offset, offset + pages) {
+                    Some(true) => {
+                        let len = self.parked_len[class] as usize;
+                        self.parked[class][len] = offset as u32;
+                        self.parked_len[class] += 1;
+                        self.parked_pages += pages;
+                        self.free_pages += pages;
+                        self.version = self.version.wrapping_add(1);
+                        return Ok(());
+                    }
+                    Some(false) => {}
+                    None => return Err(FreeError::NotAllocated),
+                }
+            }
+        }
+        self.free_merging(allocation, events)
+    }
+
+    /// Give back one allocation as [`Self::free`] does, but never park it:
+    /// its free halves are merged at once (memsrv's undo of an allocation
+    /// whose blocks the kernel did not all split). Refused, with the pool
+    /// unchanged, for a run that is not one live allocation.
+    pub fn release(&mut self, allocation: Allocation, events: &mut impl FnMut(Event)) -> Result<(), FreeError> {
+        let Allocation { offset, pages } = allocation;
+        if pages == 0 || pages > self.pages() || offset > self.pages() - pages || self.is_parked(allocation) {
+            return Err(FreeError::NotAllocated);
+        }
+        self.free_merging(allocation, events)
+    }
+
+    /// Merge every parked run into the free runs around it, reporting the
+    /// merges: afterwards the bitmaps and the blocks are what they would be
+    /// had nothing been parked. What is free does not change.
+    pub fn settle(&mut self, events: &mut impl FnMut(Event)) {
+        for class in 0..PARK_MAX_PAGES as usize {
+            let pages = class as u64 + 1;
+            while self.parked_len[class] > 0 {
+                self.parked_len[class] -= 1;
+                let offset = self.parked[class][self.parked_len[class] as usize] as u64;
+                self.parked_pages -= pages;
+                self.free_pages -= pages;
+                let merged = self.free_merging(Allocation { offset, pages }, events);
+                debug_assert_eq!(merged, Ok(()), "a parked run is one allocation");
+            }
+        }
+    }
+
+    /// Free a live allocation (checked, bounds checked) and merge.
+    fn free_merging(&mut self, allocation: Allocation, events: &mut impl FnMut(Event)) -> Result<(), FreeError> {
+        let Allocation { offset, pages } = allocation;
         let stop = offset + pages;
         self.version = self.version.wrapping_add(1);
         let (chunk, bit) = ((offset / 64) as usize, offset % 64);
@@ -730,10 +907,7 @@ impl<const NODES: usize> Pool<NODES> {
                 return Ok(());
             }
         }
-        let whole = self.start_bit(offset)
-            && self.allocated_alone(offset, stop)
-            && (stop == self.pages() || self.free_bit(stop) || self.start_bit(stop));
-        if !whole {
+        if !self.is_one_allocation(offset, stop) {
             return Err(FreeError::NotAllocated);
         }
         // The free runs on either side (their edge chunks are never a run's
@@ -766,7 +940,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// of the maximal free run holding it: the lowest run for up to
     /// [`BEST_FIT_ABOVE`] pages, else [`Self::best_fit`].
     fn find(&self, pages: u64, align_order: u32) -> Option<(u64, u64)> {
-        if self.largest_free() < pages {
+        if self.tree_longest() < pages {
             None
         } else if pages > BEST_FIT_ABOVE {
             self.best_fit(pages, align_order)
@@ -886,7 +1060,193 @@ impl<const NODES: usize> Pool<NODES> {
         None
     }
 
+    // --- parked runs ---
+
+    /// First page of the last parked run of `pages` pages, if it is aligned
+    /// to `2^align` pages.
+    #[inline]
+    fn parked_top(&self, pages: u64, align: u32) -> Option<u64> {
+        if pages > PARK_MAX_PAGES {
+            return None;
+        }
+        let class = (pages - 1) as usize;
+        let len = self.parked_len[class] as usize;
+        let offset = *self.parked[class][..len].last()? as u64;
+        (offset & ((1 << align) - 1) == 0).then_some(offset)
+    }
+
+    /// Take the last parked run of `pages` pages, if it is aligned to
+    /// `2^align` pages: its first page.
+    #[inline]
+    fn take_parked(&mut self, pages: u64, align: u32) -> Option<u64> {
+        let offset = self.parked_top(pages, align)?;
+        self.parked_len[(pages - 1) as usize] -= 1;
+        self.parked_pages -= pages;
+        self.free_pages -= pages;
+        self.version = self.version.wrapping_add(1);
+        Some(offset)
+    }
+
+    /// Take parked run `run`, wherever it is in its list, if it is one.
+    fn take_parked_at(&mut self, run: Allocation) -> bool {
+        if !self.is_parked(run) {
+            return false;
+        }
+        let class = (run.pages - 1) as usize;
+        let len = self.parked_len[class] as usize;
+        let list = &mut self.parked[class][..len];
+        let at = list.iter().position(|&o| o as u64 == run.offset).unwrap_or(len - 1);
+        list.copy_within(at + 1.., at);
+        self.parked_len[class] -= 1;
+        self.parked_pages -= run.pages;
+        self.free_pages -= run.pages;
+        self.version = self.version.wrapping_add(1);
+        true
+    }
+
+    /// Whether `run` is a parked run.
+    fn is_parked(&self, run: Allocation) -> bool {
+        run.pages != 0 && run.pages <= PARK_MAX_PAGES && self.parked_in((run.pages - 1) as usize, run.offset)
+    }
+
+    /// Whether a parked run of `class + 1` pages starts at `offset`: the
+    /// whole list compared (a few vector operations), the entries past its
+    /// length masked off.
+    #[inline]
+    fn parked_in(&self, class: usize, offset: u64) -> bool {
+        // (a pool's pages are counted in 32 bits)
+        let (offset, mut found) = (offset as u32, 0u32);
+        for (i, &at) in self.parked[class].iter().enumerate() {
+            found |= ((at == offset) as u32) << i;
+        }
+        found & ((1 << self.parked_len[class]) - 1) != 0
+    }
+
+    /// For a free of `[offset, stop)` (at most [`PARK_MAX_PAGES`] pages):
+    /// `None` if it is not one allocation (as [`Self::is_one_allocation`]),
+    /// else whether to park it: not if a page beside it is free, which it
+    /// should join (a run parked in a free run would cut it in two for every
+    /// other request). Read from a 64-page window of the bitmaps from the
+    /// page before it (bit 0) to the page after it (bit `pages + 1`).
+    #[inline]
+    fn parkable(&self, offset: u64, stop: u64) -> Option<bool> {
+        let pages = stop - offset;
+        let (free, starts) = if offset == 0 {
+            // No page before: as if an allocated page, not a start.
+            (self.words[0] << 1, self.words[1] << 1)
+        } else {
+            let (chunk, shift) = (((offset - 1) / 64) as usize, (offset - 1) % 64);
+            let word = |i: usize, k: usize| if chunk + i < self.chunks { self.words[2 * (chunk + i) + k] } else { 0 };
+            // Bits `shift..` of the chunk's word, then the next chunk's.
+            let window = |low: u64, high: u64| low >> shift | (high << 1) << (63 - shift);
+            (window(word(0, 0), word(1, 0)), window(word(0, 1), word(1, 1)))
+        };
+        let run = ((1u64 << pages) - 1) << 1;
+        let end = stop == self.pages();
+        let after = if end { 0 } else { 1u64 << (pages + 1) };
+        let one = starts & run == 2 && free & run == 0 && (end || (free | starts) & after != 0);
+        one.then_some(free & (1 | after) == 0)
+    }
+
+    /// The parked run holding page `page`.
+    fn parked_holding(&self, page: u64) -> Option<Allocation> {
+        self.parked_runs().find(|run| run.offset <= page && page < run.offset + run.pages)
+    }
+
+    /// Every maximal free run that holds a parked run, counting parked runs
+    /// free, as `visit(start, end)`: the parked runs in address order, each
+    /// joined with the free runs and parked runs after it.
+    fn runs_through_parked(&self, mut visit: impl FnMut(u64, u64)) {
+        let mut sorted = [Allocation { offset: 0, pages: 0 }; PARKED];
+        let mut count = 0;
+        for run in self.parked_runs() {
+            sorted[count] = run;
+            count += 1;
+        }
+        let sorted = &mut sorted[..count];
+        sorted.sort_unstable_by_key(|run| run.offset);
+        let mut i = 0;
+        while i < sorted.len() {
+            let first = sorted[i];
+            // A run before it is free, not parked: a parked run before that
+            // joined it on its way here.
+            let start = if first.offset > 0 && self.free_bit(first.offset - 1) {
+                self.run_around(first.offset - 1).0
+            } else {
+                first.offset
+            };
+            let mut end = first.offset + first.pages;
+            i += 1;
+            loop {
+                if end < self.pages() && self.free_bit(end) {
+                    end = self.run_around(end).1;
+                }
+                if i < sorted.len() && sorted[i].offset == end {
+                    end += sorted[i].pages;
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            visit(start, end);
+        }
+    }
+
+    /// Where a request no free run of the bitmaps holds goes once the
+    /// parked runs are merged: the lowest aligned start in a free run
+    /// through a parked run that holds it.
+    fn settled_place(&self, pages: u64, align: u32) -> Option<u64> {
+        let mut best: Option<u64> = None;
+        self.runs_through_parked(|start, end| {
+            let at = align_up(start, align);
+            if at + pages <= end && best.is_none_or(|b| at < b) {
+                best = Some(at);
+            }
+        });
+        best
+    }
+
+    /// Whether every page of `[from, to)` is free, parked runs counted.
+    fn free_counting_parked(&self, mut from: u64, to: u64) -> bool {
+        while from < to {
+            if self.free_bit(from) {
+                from = self.run_around(from).1;
+            } else if let Some(run) = self.parked_holding(from) {
+                from = run.offset + run.pages;
+            } else {
+                return false;
+            }
+        }
+        true
+    }
+
     // --- runs, tags and the tree ---
+
+    /// The longest run of free pages in the bitmaps: the root of the tree.
+    #[inline]
+    fn tree_longest(&self) -> u64 {
+        self.tree[self.root as usize] as u64
+    }
+
+    /// Whether `[offset, stop)` is exactly one allocation (parked or live):
+    /// its pages allocated, an allocation starting at its first page and at
+    /// none after, and at `stop` a free page, another allocation or the end.
+    #[inline]
+    fn is_one_allocation(&self, offset: u64, stop: u64) -> bool {
+        if (offset ^ stop) < 64 {
+            // Inside one chunk, not up to its end: its two words.
+            let chunk = (offset / 64) as usize;
+            let (free, starts) = (self.words[2 * chunk], self.words[2 * chunk + 1]);
+            let mask = (u64::MAX >> (64 - (stop - offset))) << (offset % 64);
+            let after = 1u64 << (stop % 64);
+            return starts & mask == 1 << (offset % 64)
+                && free & mask == 0
+                && (stop == self.pages() || (free | starts) & after != 0);
+        }
+        self.start_bit(offset)
+            && self.allocated_alone(offset, stop)
+            && (stop == self.pages() || self.free_bit(stop) || self.start_bit(stop))
+    }
 
     /// The free bits of chunk `chunk` without the free run at its start if
     /// that run began in the chunk before: the runs that start in it.

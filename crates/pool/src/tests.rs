@@ -78,6 +78,11 @@ fn an_odd_run_is_trimmed_to_the_exact_page_count() {
     pool.free(b, &mut |e| mirror.apply(e)).unwrap();
     pool.free(c, &mut |e| mirror.apply(e)).unwrap();
     assert_eq!(pool.free_pages(), 16);
+    assert_eq!(pool.largest_free(), 16);
+    // a and b, with an allocation on either side when freed, are parked.
+    let parked: Vec<_> = pool.parked_runs().collect();
+    assert_eq!(parked, [b, a], "by size");
+    pool.settle(&mut |e| mirror.apply(e));
     assert_eq!(mirror.existing, [1].into(), "everything merged back into the root");
 }
 
@@ -244,6 +249,126 @@ fn two_adjacent_allocations_are_freed_one_at_a_time_only() {
     assert_eq!(mirror.existing, [1].into());
 }
 
+/// A small run freed between two allocations is parked: free at once
+/// (counted, answered free, joined into the longest run), but with no
+/// event, and handed out whole, again with no event, to the next request of
+/// its size. Freeing it again is refused, parked or not.
+#[test]
+fn a_small_run_freed_between_allocations_is_parked_and_handed_out_again_whole() {
+    let mut pool = TestPool::new(8).unwrap();
+    let mut mirror = Mirror::new();
+    let mut events = 0;
+    let x = pool.alloc(1, 0, &mut |e| mirror.apply(e)).unwrap();
+    let a = pool.alloc(3, 0, &mut |e| mirror.apply(e)).unwrap();
+    let y = pool.alloc(1, 0, &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!((x.offset, a.offset, y.offset), (0, 1, 4));
+    pool.free(a, &mut |_| events += 1).unwrap();
+    assert_eq!(events, 0, "parked: no merge");
+    assert_eq!(pool.parked_runs().collect::<Vec<_>>(), [a]);
+    assert_eq!(pool.free_pages(), 254);
+    assert!((1..4).all(|p| pool.is_free_page(p)) && !pool.is_free_page(0) && !pool.is_free_page(4));
+    assert!(!pool.is_allocated(Block::containing(1, 0, 8)), "a parked run is not allocated");
+    for again in [pool.free(a, &mut |_| events += 1), pool.release(a, &mut |_| events += 1)] {
+        assert_eq!(again, Err(FreeError::NotAllocated));
+    }
+    assert_eq!(pool.placement(3, 0), Some(1));
+    assert_eq!(pool.alloc(3, 0, &mut |_| events += 1), Ok(a), "the parked run, whole");
+    assert_eq!((events, pool.free_pages()), (0, 251));
+    assert!(pool.parked_runs().next().is_none());
+    mirror.check_tiling(8);
+    // Another size, or an alignment the parked run lacks, searches.
+    pool.free(a, &mut |_| events += 1).unwrap();
+    assert_eq!(pool.alloc(2, 0, &mut |e| mirror.apply(e)).unwrap().offset, 5);
+    assert_eq!(pool.alloc(3, 1, &mut |e| mirror.apply(e)).unwrap().offset, 8);
+    assert_eq!(pool.parked_runs().collect::<Vec<_>>(), [a]);
+}
+
+/// Only a run with no free page beside it is parked (one parked in a free
+/// run would cut that run in two), only up to [`PARK_MAX_PAGES`] pages and
+/// [`PARK_DEPTH`] runs a size: the rest is merged at once.
+#[test]
+fn runs_beside_free_pages_long_runs_and_a_full_size_are_merged() {
+    let mut pool = Box::new(Pool::<{ nodes_for(12) }>::new(12).unwrap());
+    let mut mirror = Mirror::new();
+    // 2-page runs with a page between each pair, and a long run.
+    let runs: Vec<_> = (0..=PARK_DEPTH)
+        .map(|_| {
+            let run = pool.alloc(2, 0, &mut |e| mirror.apply(e)).unwrap();
+            pool.alloc(1, 0, &mut |e| mirror.apply(e)).unwrap();
+            run
+        })
+        .collect();
+    let long = pool.alloc(PARK_MAX_PAGES + 1, 0, &mut |e| mirror.apply(e)).unwrap();
+    let last = pool.alloc(1, 0, &mut |e| mirror.apply(e)).unwrap();
+    pool.free(long, &mut |e| mirror.apply(e)).unwrap();
+    assert!(pool.parked_runs().next().is_none(), "too long to park");
+    for &run in &runs[..PARK_DEPTH] {
+        pool.free(run, &mut |e| mirror.apply(e)).unwrap();
+    }
+    assert_eq!(pool.parked_runs().count(), PARK_DEPTH);
+    let free_before = pool.free_pages();
+    pool.free(runs[PARK_DEPTH], &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!(pool.parked_runs().count(), PARK_DEPTH, "the size's list is full");
+    assert!(pool.is_free_page(runs[PARK_DEPTH].offset));
+    assert_eq!(pool.free_pages(), free_before + 2);
+    // The page after `last` is free: freed, it joins that run.
+    pool.free(last, &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!(pool.parked_runs().count(), PARK_DEPTH);
+    mirror.check_tiling(12);
+}
+
+/// Parked runs are free to every query, and a request that needs their
+/// pages gets them: here a parked run whose neighbour was freed after it
+/// lies inside a free run the bitmaps see in two parts. The request longer
+/// than either merges the parked runs first (the events say so), and a
+/// placement decided before is carried out the same way.
+#[test]
+fn a_request_that_needs_parked_pages_merges_them_first() {
+    let mut pool = TestPool::new(6).unwrap();
+    let mut mirror = Mirror::new();
+    let a = pool.alloc(19, 0, &mut |e| mirror.apply(e)).unwrap();
+    let p = pool.alloc(2, 0, &mut |e| mirror.apply(e)).unwrap();
+    let b = pool.alloc(43, 0, &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!((a.offset, p.offset, b.offset, pool.free_pages()), (0, 19, 21, 0));
+    pool.free(p, &mut |e| mirror.apply(e)).unwrap();
+    pool.free(a, &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!(pool.parked_runs().collect::<Vec<_>>(), [p], "a, freed after it, is too long to park");
+    assert_eq!(pool.largest_free(), 21, "the free pages and the parked run, joined");
+    assert!(pool.can_alloc(21, 0) && pool.can_alloc(16, 4) && !pool.can_alloc(22, 0));
+    let decided = pool.place(21, 0).unwrap();
+    assert_eq!(decided.offset(), 0);
+    let (mut merges, mut splits) = (0, 0);
+    let taken = pool.alloc_placed(decided, &mut |e| {
+        match e {
+            Event::Merge(_) => merges += 1,
+            Event::Split(_) => splits += 1,
+        }
+        mirror.apply(e)
+    });
+    assert_eq!(taken, Ok(Allocation { offset: 0, pages: 21 }));
+    assert_eq!((merges, splits), (2, 0), "pages 18..20, then 16..20, merged: the run's leaves are blocks already");
+    assert!(pool.parked_runs().next().is_none());
+    assert_eq!(pool.free_pages(), 0);
+    mirror.check_tiling(6);
+    // alloc_at on a parked run takes it whole; through one, merges first.
+    pool.free(Allocation { offset: 0, pages: 21 }, &mut |e| mirror.apply(e)).unwrap();
+    pool.free(b, &mut |e| mirror.apply(e)).unwrap();
+    let q = pool.alloc_at(20, 4, 0, &mut |e| mirror.apply(e)).unwrap();
+    let r = pool.alloc_at(24, 4, 0, &mut |e| mirror.apply(e)).unwrap();
+    let _s = pool.alloc_at(28, 1, 0, &mut |e| mirror.apply(e)).unwrap();
+    pool.free(r, &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!(pool.parked_runs().collect::<Vec<_>>(), [r]);
+    let mut events = 0;
+    assert_eq!(pool.alloc_at(24, 4, 2, &mut |_| events += 1), Ok(r));
+    assert_eq!(events, 0);
+    pool.free(r, &mut |e| mirror.apply(e)).unwrap();
+    pool.free(q, &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!(pool.parked_runs().count(), 1, "q had free pages before it");
+    assert_eq!(pool.alloc_at(22, 5, 0, &mut |e| mirror.apply(e)), Ok(Allocation { offset: 22, pages: 5 }));
+    assert!(pool.parked_runs().next().is_none());
+    mirror.check_tiling(6);
+}
+
 #[test]
 fn a_pool_that_does_not_fit_its_array_is_refused() {
     assert_eq!(nodes_for(4), 2, "one chunk: the root is the chunk");
@@ -259,8 +384,10 @@ fn a_pool_that_does_not_fit_its_array_is_refused() {
 fn a_4_gib_pool_takes_less_than_one_byte_per_page() {
     // 4 bytes of tree, 2 of capped tree and 8 of bitmap per node, two
     // nodes per 64 pages.
-    // 32 bytes more: order, root, free pages, chunks, version.
-    assert_eq!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() as u64, (1 << 15) * 14 + 32);
+    // 40 bytes more: order, root, free pages, parked pages, chunks, version;
+    // and the parked runs: 4 bytes each, a byte per size for the count.
+    let parked = PARK_DEPTH as u64 * PARK_MAX_PAGES * 4 + PARK_MAX_PAGES;
+    assert_eq!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() as u64, (1 << 15) * 14 + 40 + parked);
     assert!(core::mem::size_of::<Pool<{ nodes_for(20) }>>() < 1 << 20);
 }
 
@@ -396,6 +523,8 @@ fn tiny_pools_work() {
             pool.free(a, &mut |e| mirror.apply(e)).unwrap();
         }
         assert_eq!(pool.largest_free(), pages);
+        pool.settle(&mut |e| mirror.apply(e));
+        assert_eq!(pool.largest_free(), pages);
         assert_eq!(mirror.existing, [1].into(), "order {order}");
     }
 }
@@ -415,41 +544,103 @@ fn step() -> impl Strategy<Value = Step> {
 
 use capbuf_testing::proptest_config;
 
-/// The reference: one flag per page, and the obvious answers.
+/// The reference: one flag per page (free, parked runs included), the
+/// parked runs by size, and the obvious answers.
 struct Reference {
     free: Vec<bool>,
+    /// `parked[n - 1]`: first pages of the parked runs of `n` pages, the last parked last.
+    parked: Vec<Vec<u64>>,
+}
+
+/// Where the reference takes a request from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum From {
+    Parked,
+    Loose,
+    Settled,
 }
 
 impl Reference {
+    fn new(pages: u64) -> Self {
+        Reference { free: vec![true; pages as usize], parked: vec![Vec::new(); PARK_MAX_PAGES as usize] }
+    }
+
+    fn parked_runs(&self) -> Vec<(u64, u64)> {
+        let mut runs = Vec::new();
+        for (class, list) in self.parked.iter().enumerate() {
+            runs.extend(list.iter().map(|&o| (o, class as u64 + 1)));
+        }
+        runs
+    }
+
+    /// Free and not in a parked run: free in the pool's bitmaps.
+    fn loose(&self, p: u64) -> bool {
+        self.free[p as usize] && !self.parked_runs().iter().any(|&(o, n)| o <= p && p < o + n)
+    }
+
     fn fits(&self, pages: u64, align: u32) -> bool {
         let n = self.free.len() as u64;
         (0..n).step_by(1 << align).any(|s| s + pages <= n && (s..s + pages).all(|p| self.free[p as usize]))
     }
 
-    /// Where the policy puts `pages` pages: first fit up to
-    /// [`BEST_FIT_ABOVE`] pages, else the shortest maximal free run that
-    /// holds them (the highest of equally short ones), at its highest aligned
-    /// start, down to a 2 MiB boundary from 2 MiB up if it stays in the run.
-    /// (The pools of the property tests hold fewer free runs than the
-    /// search's [`BEST_FIT_CANDIDATES`].)
     fn place(&self, pages: u64, align: u32) -> Option<u64> {
-        let n = self.free.len() as u64;
-        let at = |s: u64| s + pages <= n && (s..s + pages).all(|p| self.free[p as usize]);
-        if pages <= BEST_FIT_ABOVE {
-            return (0..n).step_by(1 << align).find(|&s| at(s));
+        self.choose(pages, align).map(|(at, _)| at)
+    }
+
+    /// Where the policy puts `pages` pages: the last parked run of that
+    /// size if aligned; else among the pages free in the bitmaps, first
+    /// fit up to [`BEST_FIT_ABOVE`] pages, else the shortest maximal free
+    /// run that holds them (the highest of equally short ones), at its
+    /// highest aligned start, down to a 2 MiB boundary from 2 MiB up if it
+    /// stays in the run; else the lowest aligned start in a free run
+    /// through a parked run, once they are all merged. (The pools of the
+    /// property tests hold fewer free runs than the search's
+    /// [`BEST_FIT_CANDIDATES`].)
+    fn choose(&self, pages: u64, align: u32) -> Option<(u64, From)> {
+        if pages <= PARK_MAX_PAGES {
+            if let Some(&top) = self.parked[pages as usize - 1].last() {
+                if top % (1 << align) == 0 {
+                    return Some((top, From::Parked));
+                }
+            }
         }
+        let loose: Vec<bool> = (0..self.free.len() as u64).map(|p| self.loose(p)).collect();
+        if let Some(at) = Self::policy(&loose, pages, align) {
+            return Some((at, From::Loose));
+        }
+        let n = self.free.len() as u64;
+        let runs = Self::runs(&self.free);
+        let parked = self.parked_runs();
+        runs.into_iter()
+            .filter(|&(s, l)| parked.iter().any(|&(o, _)| s <= o && o < s + l))
+            .filter_map(|(s, l)| Some(align_up(s, align)).filter(|&at| at + pages <= s + l && at + pages <= n))
+            .min()
+            .map(|at| (at, From::Settled))
+    }
+
+    fn runs(free: &[bool]) -> Vec<(u64, u64)> {
+        let n = free.len() as u64;
         let mut runs = Vec::new();
         let mut p = 0;
         while p < n {
-            if !self.free[p as usize] {
+            if !free[p as usize] {
                 p += 1;
                 continue;
             }
             let start = p;
-            while p < n && self.free[p as usize] {
+            while p < n && free[p as usize] {
                 p += 1;
             }
             runs.push((start, p - start));
+        }
+        runs
+    }
+
+    fn policy(free: &[bool], pages: u64, align: u32) -> Option<u64> {
+        let n = free.len() as u64;
+        let at = |s: u64| s + pages <= n && (s..s + pages).all(|p| free[p as usize]);
+        if pages <= BEST_FIT_ABOVE {
+            return (0..n).step_by(1 << align).find(|&s| at(s));
         }
         let top = |(s, l): (u64, u64)| {
             if l < pages {
@@ -458,10 +649,59 @@ impl Reference {
                 Some(align_down(s + l - pages, align)).filter(|&t| t >= s)
             }
         };
-        let (s, l) = runs.into_iter().filter(|&r| top(r).is_some()).min_by_key(|&(s, l)| (l, std::cmp::Reverse(s)))?;
+        let (s, l) = Self::runs(free)
+            .into_iter()
+            .filter(|&r| top(r).is_some())
+            .min_by_key(|&(s, l)| (l, std::cmp::Reverse(s)))?;
         let highest = top((s, l)).unwrap();
         let large = align_down(highest, LARGE_ORDER.max(align));
         Some(if pages >= 1 << LARGE_ORDER && large >= s { large } else { highest })
+    }
+
+    /// What the pool does for a search: the run taken, if any.
+    fn alloc(&mut self, pages: u64, align: u32) -> Option<u64> {
+        let (at, from) = self.choose(pages, align)?;
+        match from {
+            From::Parked => {
+                self.parked[pages as usize - 1].pop();
+            }
+            From::Loose => {}
+            From::Settled => self.parked.iter_mut().for_each(Vec::clear),
+        }
+        self.take(at, pages);
+        Some(at)
+    }
+
+    /// What the pool does for [`Pool::alloc_at`] (the run is free).
+    fn alloc_at(&mut self, at: u64, pages: u64) {
+        let parked = pages <= PARK_MAX_PAGES && self.parked[pages as usize - 1].contains(&at);
+        if parked {
+            self.parked[pages as usize - 1].retain(|&o| o != at);
+        } else if !(at..at + pages).all(|p| self.loose(p)) {
+            self.parked.iter_mut().for_each(Vec::clear);
+        }
+        self.take(at, pages);
+    }
+
+    fn take(&mut self, at: u64, pages: u64) {
+        for p in at..at + pages {
+            assert!(self.free[p as usize], "page {p} handed out twice");
+            self.free[p as usize] = false;
+        }
+    }
+
+    /// What the pool does for a free: park the run (small, its size's list
+    /// not full, no page beside it free in the bitmaps) or merge it.
+    fn free(&mut self, a: Allocation) {
+        let n = self.free.len() as u64;
+        let stop = a.offset + a.pages;
+        let beside = (a.offset > 0 && self.loose(a.offset - 1)) || (stop < n && self.loose(stop));
+        if a.pages <= PARK_MAX_PAGES && self.parked[a.pages as usize - 1].len() < PARK_DEPTH && !beside {
+            self.parked[a.pages as usize - 1].push(a.offset);
+        }
+        for p in a.offset..stop {
+            self.free[p as usize] = true;
+        }
     }
 
     fn longest_run(&self) -> u64 {
@@ -489,7 +729,7 @@ proptest! {
     fn random_sequences_agree_with_a_reference(steps in prop::collection::vec(step(), 1..200)) {
         let pages_in_pool = 1u64 << ORDER;
         let mut pool = Pool::<{ nodes_for(ORDER) }>::new(ORDER).unwrap();
-        let mut reference = Reference { free: vec![true; pages_in_pool as usize] };
+        let mut reference = Reference::new(pages_in_pool);
         let mut mirror = Mirror::new();
         let mut live: BTreeMap<u64, Allocation> = BTreeMap::new();
         for step in steps {
@@ -498,16 +738,14 @@ proptest! {
                     let expected = reference.fits(pages, align);
                     prop_assert_eq!(pool.can_alloc(pages, align), expected);
                     prop_assert_eq!(pool.placement(pages, align), reference.place(pages, align), "{} pages at 2^{}", pages, align);
+                    let taken = reference.alloc(pages, align);
                     match pool.alloc(pages, align, &mut |e| mirror.apply(e)) {
                         Ok(a) => {
                             prop_assert!(expected);
+                            prop_assert_eq!(Some(a.offset), taken);
                             prop_assert_eq!(a.pages, pages);
                             prop_assert_eq!(a.offset % (1 << align), 0);
                             prop_assert!(a.offset + a.pages <= pages_in_pool);
-                            for p in a.offset..a.offset + a.pages {
-                                prop_assert!(reference.free[p as usize], "page {} handed out twice", p);
-                                reference.free[p as usize] = false;
-                            }
                             for b in a.blocks(ORDER) {
                                 prop_assert!(pool.is_allocated(b));
                             }
@@ -523,14 +761,15 @@ proptest! {
                     let a = live.remove(&key).unwrap();
                     prop_assert_eq!(pool.free(a, &mut |e| mirror.apply(e)), Ok(()));
                     prop_assert_eq!(pool.free(a, &mut |e| mirror.apply(e)), Err(FreeError::NotAllocated));
-                    for p in a.offset..a.offset + a.pages {
-                        reference.free[p as usize] = true;
-                    }
+                    prop_assert_eq!(pool.release(a, &mut |e| mirror.apply(e)), Err(FreeError::NotAllocated));
+                    reference.free(a);
                 }
             }
             let used: u64 = live.values().map(|a| a.pages).sum();
             prop_assert_eq!(pool.free_pages() + used, pages_in_pool);
             prop_assert_eq!(pool.largest_free(), reference.longest_run());
+            let parked: BTreeSet<(u64, u64)> = pool.parked_runs().map(|a| (a.offset, a.pages)).collect();
+            prop_assert_eq!(parked, reference.parked_runs().into_iter().collect::<BTreeSet<_>>());
             let (tree, words) = pool.recomputed();
             prop_assert_eq!(&pool.tree[..], &tree[..], "a node of the tree differs from the free bits");
             prop_assert_eq!(&pool.words[..], &words[..], "a boundary tag differs from the free runs");
@@ -542,15 +781,18 @@ proptest! {
                 if mirror.split.contains(node) { continue; }
                 let block = Block { node: *node, order: ORDER - (31 - node.leading_zeros()) };
                 let in_live = live.values().any(|a| a.blocks(ORDER).any(|b| b == block));
+                let in_parked = pool.parked_runs().any(|a| a.blocks(ORDER).any(|b| b == block));
                 prop_assert_eq!(pool.is_allocated(block), in_live);
                 if !in_live {
-                    // A free leaf is all free and maximal: its parent is not all free.
-                    let range = block.offset() as usize..(block.offset() + block.pages()) as usize;
-                    prop_assert!(reference.free[range].iter().all(|&f| f), "leaf {:?} is not free", block);
-                    if block.order() < ORDER {
-                        let parent = 1usize << (block.order() + 1);
-                        let start = block.offset() as usize & !(parent - 1);
-                        prop_assert!(!reference.free[start..start + parent].iter().all(|&f| f), "{:?} not merged", block);
+                    // A free leaf is all free; maximal (its parent not all
+                    // free in the bitmaps) unless it is a parked run's.
+                    let range = block.offset()..block.offset() + block.pages();
+                    prop_assert!(range.clone().all(|p| reference.free[p as usize]), "leaf {:?} is not free", block);
+                    prop_assert_eq!(in_parked, !range.clone().all(|p| reference.loose(p)), "leaf {:?}", block);
+                    if block.order() < ORDER && !in_parked {
+                        let parent = 1u64 << (block.order() + 1);
+                        let start = block.offset() & !(parent - 1);
+                        prop_assert!(!(start..start + parent).all(|p| reference.loose(p)), "{:?} not merged", block);
                     }
                 }
             }
@@ -559,6 +801,9 @@ proptest! {
             pool.free(a, &mut |e| mirror.apply(e)).unwrap();
         }
         prop_assert_eq!(pool.free_pages(), pages_in_pool);
+        prop_assert_eq!(pool.largest_free(), pages_in_pool);
+        pool.settle(&mut |e| mirror.apply(e));
+        prop_assert_eq!(pool.parked_runs().count(), 0);
         prop_assert_eq!(pool.largest_free(), pages_in_pool);
         prop_assert_eq!(&mirror.existing, &BTreeSet::from([1]));
     }
@@ -580,7 +825,7 @@ proptest! {
     ) {
         const LARGER: u32 = 11;
         let mut pool = Box::new(Pool::<{ nodes_for(LARGER) }>::new(LARGER).unwrap());
-        let mut reference = Reference { free: vec![true; 1 << LARGER] };
+        let mut reference = Reference::new(1 << LARGER);
         let mut mirror = Mirror::new();
         let mut live = Vec::new();
         for step in steps {
@@ -588,12 +833,10 @@ proptest! {
                 Step::Alloc { pages, align } => {
                     let expected = reference.place(pages, align);
                     prop_assert_eq!(expected.is_some(), reference.fits(pages, align));
+                    reference.alloc(pages, align);
                     match pool.alloc(pages, align, &mut |e| mirror.apply(e)) {
                         Ok(a) => {
                             prop_assert_eq!(Some(a.offset), expected, "{} pages at 2^{}", pages, align);
-                            for p in a.offset..a.offset + pages {
-                                reference.free[p as usize] = false;
-                            }
                             live.push(a);
                         }
                         Err(e) => prop_assert_eq!((e, expected), (AllocError::OutOfMemory, None)),
@@ -603,9 +846,7 @@ proptest! {
                     if live.is_empty() { continue; }
                     let a = live.swap_remove(i % live.len());
                     pool.free(a, &mut |e| mirror.apply(e)).unwrap();
-                    for p in a.offset..a.offset + a.pages {
-                        reference.free[p as usize] = true;
-                    }
+                    reference.free(a);
                 }
             }
             prop_assert_eq!(pool.largest_free(), reference.longest_run());
@@ -685,7 +926,7 @@ proptest! {
     ) {
         const ORDER: u32 = 12;
         let mut pool = Box::new(Pool::<{ nodes_for(ORDER) }>::new(ORDER).unwrap());
-        let mut reference = Reference { free: vec![true; 1 << ORDER] };
+        let mut reference = Reference::new(1 << ORDER);
         let mut mirror = Mirror::new();
         let mut live: Vec<Allocation> = Vec::new();
         for (kind, pages, at, align) in steps {
@@ -698,22 +939,17 @@ proptest! {
                         Some(s) => {
                             let a = result.unwrap();
                             prop_assert_eq!(a, Allocation { offset: s, pages });
-                            for p in s..s + pages {
-                                reference.free[p as usize] = false;
-                            }
+                            reference.alloc_at(s, pages);
                             live.push(a);
                         }
                         None => prop_assert!(result.is_err() || fits(at)),
                     }
                 }
                 1 => {
-                    let expected = reference.place(pages, align);
+                    let expected = reference.alloc(pages, align);
                     match pool.alloc(pages, align, &mut |e| mirror.apply(e)) {
                         Ok(a) => {
                             prop_assert_eq!(Some(a.offset), expected);
-                            for p in a.offset..a.offset + pages {
-                                reference.free[p as usize] = false;
-                            }
                             live.push(a);
                         }
                         Err(e) => prop_assert_eq!((e, expected), (AllocError::OutOfMemory, None)),
@@ -723,9 +959,7 @@ proptest! {
                     if live.is_empty() { continue; }
                     let a = live.swap_remove(at as usize % live.len());
                     pool.free(a, &mut |e| mirror.apply(e)).unwrap();
-                    for p in a.offset..a.offset + a.pages {
-                        reference.free[p as usize] = true;
-                    }
+                    reference.free(a);
                 }
             }
             exact(&pool, &reference, &mirror, ORDER)?;
@@ -746,11 +980,14 @@ fn exact<const N: usize>(
     prop_assert_eq!(&pool.tree[..], &tree[..], "a node of the tree differs from the free bits");
     prop_assert_eq!(&pool.words[..], &words[..], "a boundary tag differs from the free runs");
     prop_assert_eq!(pool.largest_free(), reference.longest_run());
+    let parked: BTreeSet<(u64, u64)> = pool.parked_runs().map(|a| (a.offset, a.pages)).collect();
+    prop_assert_eq!(parked, reference.parked_runs().into_iter().collect::<BTreeSet<_>>());
     mirror.check_tiling(order);
     Ok(())
 }
 
-/// Free every live allocation: the pool is whole again, the mirror its root alone.
+/// Free every live allocation: the pool is whole again, and once the parked
+/// runs are merged, the mirror its root alone.
 fn freed_whole<const N: usize>(
     pool: &mut Pool<N>,
     live: Vec<Allocation>,
@@ -760,6 +997,8 @@ fn freed_whole<const N: usize>(
     for a in live {
         pool.free(a, &mut |e| mirror.apply(e)).unwrap();
     }
+    prop_assert_eq!(pool.largest_free(), 1 << order);
+    pool.settle(&mut |e| mirror.apply(e));
     prop_assert_eq!(pool.largest_free(), 1 << order);
     prop_assert_eq!(&mirror.existing, &BTreeSet::from([1]));
     Ok(())
@@ -779,39 +1018,31 @@ proptest! {
     ) {
         const ORDER: u32 = 15;
         let mut pool = Box::new(Pool::<{ nodes_for(ORDER) }>::new(ORDER).unwrap());
-        let mut reference = Reference { free: vec![true; 1 << ORDER] };
+        let mut reference = Reference::new(1 << ORDER);
         let mut mirror = Mirror::new();
         let mut live: Vec<Allocation> = Vec::new();
         for (kind, pages, at, align) in steps {
-            let result = if kind == 0 {
+            if kind == 0 {
                 let fits = |s: u64| s + pages <= 1 << ORDER && (s..s + pages).all(|p| reference.free[p as usize]);
-                (align_up(at, align)..1 << ORDER)
-                    .step_by(1 << align)
-                    .find(|&s| fits(s))
-                    .map(|s| pool.alloc_at(s, pages, align, &mut |e| mirror.apply(e)).map(|a| (a, s)))
+                if let Some(s) = (align_up(at, align)..1 << ORDER).step_by(1 << align).find(|&s| fits(s)) {
+                    let a = pool.alloc_at(s, pages, align, &mut |e| mirror.apply(e)).unwrap();
+                    prop_assert_eq!(a.offset, s);
+                    reference.alloc_at(s, pages);
+                    live.push(a);
+                }
             } else if kind == 1 {
-                let expected = reference.place(pages, align);
+                let expected = reference.alloc(pages, align);
                 match pool.alloc(pages, align, &mut |e| mirror.apply(e)) {
-                    Ok(a) => Some(Ok((a, expected.unwrap_or(u64::MAX)))),
-                    Err(e) => { prop_assert_eq!((e, expected), (AllocError::OutOfMemory, None)); None }
-                }
-            } else {
-                if !live.is_empty() {
-                    let a = live.swap_remove(at as usize % live.len());
-                    pool.free(a, &mut |e| mirror.apply(e)).unwrap();
-                    for p in a.offset..a.offset + a.pages {
-                        reference.free[p as usize] = true;
+                    Ok(a) => {
+                        prop_assert_eq!(Some(a.offset), expected);
+                        live.push(a);
                     }
+                    Err(e) => prop_assert_eq!((e, expected), (AllocError::OutOfMemory, None)),
                 }
-                None
-            };
-            if let Some(result) = result {
-                let (a, expected) = result.unwrap();
-                prop_assert_eq!(a.offset, expected);
-                for p in a.offset..a.offset + pages {
-                    reference.free[p as usize] = false;
-                }
-                live.push(a);
+            } else if !live.is_empty() {
+                let a = live.swap_remove(at as usize % live.len());
+                pool.free(a, &mut |e| mirror.apply(e)).unwrap();
+                reference.free(a);
             }
             exact(&pool, &reference, &mirror, ORDER)?;
         }

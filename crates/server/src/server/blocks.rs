@@ -20,9 +20,11 @@ use capbuf_pool::{Allocation, Block, Event, Placement};
 use capbuf_protocol::{Error, Invocation, PAGE_BITS};
 use heapless::IndexMap;
 
+use super::decide::ATTACH_SLOTS;
 use super::state::{Slots, State};
 use super::TABLE_CAPACITY;
 use crate::kernel::{CapRef, Failure, Kernel, Named, Object, Slot};
+use crate::reserve;
 
 /// The untyped capability of one block of a pool's tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,7 +231,22 @@ impl<const NODES: usize> State<NODES> {
         let failed = mirror.failed;
         let allocation = allocation.map_err(alloc_error)?;
         if let Some(failure) = failed {
-            self.pool_free(pool, allocation)?;
+            // Merged at once, never parked (capbuf_pool's `release`): a
+            // parked run is handed out again with no split, and these blocks
+            // are not all split. (Such a run has free pages beside it, which
+            // the pool does not park anyway: a run that needed a split was
+            // carved from a longer free run.)
+            let state = self.pools[pool].as_mut().ok_or(Error::Internal)?;
+            let blocks = &mut self.blocks;
+            let mut split = false;
+            let mut apply = |event| match event {
+                Event::Merge(block) => merge(blocks, pool, block),
+                Event::Split(_) => split = true,
+            };
+            state.pool.release(allocation, &mut apply).map_err(|_| Error::Internal)?;
+            if split {
+                return Err(Error::Internal.into());
+            }
             return Err(failure);
         }
         Ok(allocation)
@@ -273,6 +290,7 @@ impl<const NODES: usize> State<NODES> {
     /// is complete in itself, so if the kernel refuses one, those before it
     /// stay done and the rest can be retried.
     pub(super) fn reclaim<K: Kernel>(&mut self, kernel: &mut K) -> Result<(), Failure> {
+        self.settle_pools();
         loop {
             let next = self.blocks.iter().filter(|(_, cap)| cap.dormant).map(|(key, _)| *key).min_by_key(|key| {
                 let node = *key as u32;
@@ -283,6 +301,35 @@ impl<const NODES: usize> State<NODES> {
             let node = key as u32;
             let order = self.pool_order(pool) - (31 - node.leading_zeros());
             collapse(kernel, &mut self.blocks, &mut self.slots, pool, Block::new(node, order))?;
+        }
+    }
+
+    /// Merge every pool's parked runs (capbuf_pool's `settle`): a merge only
+    /// marks blocks dormant, no kernel invocation.
+    fn settle_pools(&mut self) {
+        for (pool, state) in self.pools.iter_mut().enumerate() {
+            if let Some(state) = state {
+                let blocks = &mut self.blocks;
+                state.pool.settle(&mut |event| {
+                    if let Event::Merge(block) = event {
+                        merge(blocks, pool, block);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Merge the parked runs once the table's free slots are fewer than one
+    /// request may need. A parked run keeps its blocks, and their slots, as
+    /// they were, where a merge would have marked them dormant for
+    /// [`Self::reclaim`] to take back; [`Self::reclaimable_slots`] counts
+    /// only dormant ones. Done before a request is decided, so that one is
+    /// refused for slots only if reclaiming everything would not give them.
+    pub(super) fn settle_if_short(&mut self) {
+        let pools = self.pools.iter().flatten();
+        let needed = pools.map(|state| reserve::request_slots(state.pool.order())).max().unwrap_or(0);
+        if self.slots.count() < needed.max(ATTACH_SLOTS) {
+            self.settle_pools();
         }
     }
 

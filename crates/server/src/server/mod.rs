@@ -292,6 +292,12 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         base + (buffer.made.data.offset << PAGE_BITS)
     }
 
+    /// Runs pool `pool` keeps parked (capbuf_pool's `parked_runs`): freed,
+    /// free, their blocks not merged yet.
+    pub fn parked_runs(&self, pool: usize) -> usize {
+        self.state.pools.get(pool).and_then(Option::as_ref).map_or(0, |p| p.pool.parked_runs().count())
+    }
+
     /// Table slots not in use.
     pub fn free_slot_count(&self) -> usize {
         self.state.slots.count()
@@ -325,6 +331,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     /// Handle one request from the client on memsrv's channel `channel`.
     pub fn handle(&mut self, channel: u64, label: u64, words: &[u64], extra_caps: usize) -> Outcome {
         self.state.incident = Incident::default();
+        self.state.settle_if_short();
         let result = match self.state.config.client_by_channel(channel) {
             None => Err(Error::UnknownCaller.into()),
             Some((client, _)) => match Request::decode(label, words, extra_caps) {
