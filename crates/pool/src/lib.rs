@@ -697,6 +697,8 @@ impl<const NODES: usize> Pool<NODES> {
 
     /// Merge the parked runs, then carve `pages` pages at `offset`, which
     /// [`Self::settled_place`] chose. Returns `offset`.
+    #[cold]
+    #[inline(never)]
     fn carve_settled(&mut self, offset: u64, pages: u64, events: &mut impl FnMut(Event)) -> u64 {
         self.settle(events);
         let start = self.run_around(offset).0;
@@ -859,6 +861,8 @@ impl<const NODES: usize> Pool<NODES> {
     /// Merge every parked run into the free runs around it, reporting the
     /// merges: afterwards the bitmaps and the blocks are what they would be
     /// had nothing been parked. What is free does not change.
+    #[cold]
+    #[inline(never)]
     pub fn settle(&mut self, events: &mut impl FnMut(Event)) {
         for class in 0..PARK_MAX_PAGES as usize {
             let pages = class as u64 + 1;
@@ -1088,6 +1092,8 @@ impl<const NODES: usize> Pool<NODES> {
     }
 
     /// Take parked run `run`, wherever it is in its list, if it is one.
+    #[cold]
+    #[inline(never)]
     fn take_parked_at(&mut self, run: Allocation) -> bool {
         if !self.is_parked(run) {
             return false;
@@ -1156,6 +1162,8 @@ impl<const NODES: usize> Pool<NODES> {
     /// Every maximal free run that holds a parked run, counting parked runs
     /// free, as `visit(start, end)`: the parked runs in address order, each
     /// joined with the free runs and parked runs after it.
+    #[cold]
+    #[inline(never)]
     fn runs_through_parked(&self, mut visit: impl FnMut(u64, u64)) {
         let mut sorted = [Allocation { offset: 0, pages: 0 }; PARKED];
         let mut count = 0;
@@ -1195,6 +1203,8 @@ impl<const NODES: usize> Pool<NODES> {
     /// Where a request no free run of the bitmaps holds goes once the
     /// parked runs are merged: the lowest aligned start in a free run
     /// through a parked run that holds it.
+    #[cold]
+    #[inline(never)]
     fn settled_place(&self, pages: u64, align: u32) -> Option<u64> {
         let mut best: Option<u64> = None;
         self.runs_through_parked(|start, end| {
@@ -1207,6 +1217,8 @@ impl<const NODES: usize> Pool<NODES> {
     }
 
     /// Whether every page of `[from, to)` is free, parked runs counted.
+    #[cold]
+    #[inline(never)]
     fn free_counting_parked(&self, mut from: u64, to: u64) -> bool {
         while from < to {
             if self.free_bit(from) {

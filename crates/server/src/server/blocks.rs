@@ -20,11 +20,9 @@ use capbuf_pool::{Allocation, Block, Event, Placement};
 use capbuf_protocol::{Error, Invocation, PAGE_BITS};
 use heapless::IndexMap;
 
-use super::decide::ATTACH_SLOTS;
 use super::state::{Slots, State};
 use super::TABLE_CAPACITY;
 use crate::kernel::{CapRef, Failure, Kernel, Named, Object, Slot};
-use crate::reserve;
 
 /// The untyped capability of one block of a pool's tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,6 +304,8 @@ impl<const NODES: usize> State<NODES> {
 
     /// Merge every pool's parked runs (capbuf_pool's `settle`): a merge only
     /// marks blocks dormant, no kernel invocation.
+    #[cold]
+    #[inline(never)]
     fn settle_pools(&mut self) {
         for (pool, state) in self.pools.iter_mut().enumerate() {
             if let Some(state) = state {
@@ -323,12 +323,12 @@ impl<const NODES: usize> State<NODES> {
     /// request may need. A parked run keeps its blocks, and their slots, as
     /// they were, where a merge would have marked them dormant for
     /// [`Self::reclaim`] to take back; [`Self::reclaimable_slots`] counts
-    /// only dormant ones. Done before a request is decided, so that one is
-    /// refused for slots only if reclaiming everything would not give them.
+    /// only dormant ones. Done before a request that takes slots (ALLOC,
+    /// ATTACH, EXPORT) is decided, so that one is refused for slots only if
+    /// reclaiming everything would not give them.
+    #[inline]
     pub(super) fn settle_if_short(&mut self) {
-        let pools = self.pools.iter().flatten();
-        let needed = pools.map(|state| reserve::request_slots(state.pool.order())).max().unwrap_or(0);
-        if self.slots.count() < needed.max(ATTACH_SLOTS) {
+        if self.slots.count() < self.settle_below {
             self.settle_pools();
         }
     }

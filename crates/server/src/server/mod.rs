@@ -144,6 +144,8 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
         let slots = Slots::new(config.first_free_slot() as Slot..1 << config.table_bits)
             .ok_or(refused(ConfigError::TableBits))?;
         let pools = config.pools;
+        let orders = pools.iter().flatten().map(|pool| (pool.size_bits as u32).saturating_sub(PAGE_BITS));
+        let settle_below = orders.map(reserve::request_slots).max().unwrap_or(0).max(decide::ATTACH_SLOTS);
         // The state is large (its tables are sized for the largest
         // configuration): it is built once, here, and the pools are put in
         // it in place, so that start-up needs no more stack than it must.
@@ -161,6 +163,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 windows: Windows::default(),
                 waits: Waits::default(),
                 lost_slots: 0,
+                settle_below,
                 incident: Incident::default(),
             },
         };
@@ -331,7 +334,6 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
     /// Handle one request from the client on memsrv's channel `channel`.
     pub fn handle(&mut self, channel: u64, label: u64, words: &[u64], extra_caps: usize) -> Outcome {
         self.state.incident = Incident::default();
-        self.state.settle_if_short();
         let result = match self.state.config.client_by_channel(channel) {
             None => Err(Error::UnknownCaller.into()),
             Some((client, _)) => match Request::decode(label, words, extra_caps) {
@@ -365,6 +367,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 let wait = Wait { client, size, align, pool, flags: flags.properties() };
                 // The plan is used where it was returned, by reference:
                 // moving it out copied its 120 bytes (a call to memcpy).
+                state.settle_if_short();
                 let planned = state.plan_alloc(client, size, align, pool, wait.flags);
                 let plan = match &planned {
                     Ok(plan) => plan,
@@ -381,6 +384,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 Reply::Alloc(AllocReply { id })
             }
             Request::Attach { id, rights } => {
+                state.settle_if_short();
                 let plan = state.plan_attach(client, id, rights)?;
                 state.attach(kernel, client, plan)?;
                 Reply::Attach(AttachReply {
@@ -416,6 +420,7 @@ impl<K: Kernel, const NODES: usize> Server<K, NODES> {
                 Reply::Ungrant(UngrantReply {})
             }
             Request::Export { id, rights } => {
+                state.settle_if_short();
                 let plan = state.plan_export(client, id, rights)?;
                 send = Some(state.export(kernel, client, plan)?);
                 let layout = plan.layout;

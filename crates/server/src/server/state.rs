@@ -81,6 +81,9 @@ pub(super) struct State<const NODES: usize> {
     pub(super) waits: Waits,
     /// Table slots lost for good: they hold capabilities memsrv could not delete.
     pub(super) lost_slots: u64,
+    /// The most table slots one request may need: below that many free,
+    /// the pools' parked runs are merged before a request is decided.
+    pub(super) settle_below: usize,
     pub(super) incident: Incident,
 }
 
