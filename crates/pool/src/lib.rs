@@ -838,12 +838,12 @@ impl<const NODES: usize> Pool<NODES> {
                         self.version = self.version.wrapping_add(1);
                         return Ok(());
                     }
-                    Some(false) => {}
+                    Some(false) => return self.free_merging(allocation, events, true),
                     None => return Err(FreeError::NotAllocated),
                 }
             }
         }
-        self.free_merging(allocation, events)
+        self.free_merging(allocation, events, false)
     }
 
     /// Give back one allocation as [`Self::free`] does, but never park it:
@@ -855,7 +855,7 @@ impl<const NODES: usize> Pool<NODES> {
         if pages == 0 || pages > self.pages() || offset > self.pages() - pages || self.is_parked(allocation) {
             return Err(FreeError::NotAllocated);
         }
-        self.free_merging(allocation, events)
+        self.free_merging(allocation, events, false)
     }
 
     /// Merge every parked run into the free runs around it, reporting the
@@ -871,14 +871,20 @@ impl<const NODES: usize> Pool<NODES> {
                 let offset = self.parked[class][self.parked_len[class] as usize] as u64;
                 self.parked_pages -= pages;
                 self.free_pages -= pages;
-                let merged = self.free_merging(Allocation { offset, pages }, events);
+                let merged = self.free_merging(Allocation { offset, pages }, events, true);
                 debug_assert_eq!(merged, Ok(()), "a parked run is one allocation");
             }
         }
     }
 
-    /// Free a live allocation (checked, bounds checked) and merge.
-    fn free_merging(&mut self, allocation: Allocation, events: &mut impl FnMut(Event)) -> Result<(), FreeError> {
+    /// Free a live allocation (bounds checked) and merge: refused if it is
+    /// not one allocation, unless `checked` says the caller saw it is.
+    fn free_merging(
+        &mut self,
+        allocation: Allocation,
+        events: &mut impl FnMut(Event),
+        checked: bool,
+    ) -> Result<(), FreeError> {
         let Allocation { offset, pages } = allocation;
         let stop = offset + pages;
         self.version = self.version.wrapping_add(1);
@@ -892,7 +898,7 @@ impl<const NODES: usize> Pool<NODES> {
             let after = 1u64 << (stop % 64);
             let whole =
                 starts & mask == 1 << bit && free & mask == 0 && (stop == self.pages() || (free | starts) & after != 0);
-            if !whole {
+            if !(checked || whole) {
                 return Err(FreeError::NotAllocated);
             }
             let free = free | mask;
@@ -911,7 +917,7 @@ impl<const NODES: usize> Pool<NODES> {
                 return Ok(());
             }
         }
-        if !self.is_one_allocation(offset, stop) {
+        if !(checked || self.is_one_allocation(offset, stop)) {
             return Err(FreeError::NotAllocated);
         }
         // The free runs on either side (their edge chunks are never a run's
