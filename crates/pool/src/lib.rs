@@ -559,7 +559,7 @@ impl<const NODES: usize> Pool<NODES> {
     pub fn largest_free(&self) -> u64 {
         let mut longest = self.tree_longest();
         if self.parked_pages != 0 {
-            self.runs_through_parked(|start, end| longest = longest.max(end - start));
+            self.runs_through_parked(&mut |start, end| longest = longest.max(end - start));
         }
         longest
     }
@@ -1170,7 +1170,7 @@ impl<const NODES: usize> Pool<NODES> {
     /// joined with the free runs and parked runs after it.
     #[cold]
     #[inline(never)]
-    fn runs_through_parked(&self, mut visit: impl FnMut(u64, u64)) {
+    fn runs_through_parked(&self, visit: &mut dyn FnMut(u64, u64)) {
         let mut sorted = [Allocation { offset: 0, pages: 0 }; PARKED];
         let mut count = 0;
         for run in self.parked_runs() {
@@ -1178,7 +1178,15 @@ impl<const NODES: usize> Pool<NODES> {
             count += 1;
         }
         let sorted = &mut sorted[..count];
-        sorted.sort_unstable_by_key(|run| run.offset);
+        // An insertion sort: a few dozen runs, on a rare path (the
+        // standard library's sort is kilobytes of code).
+        for i in 1..sorted.len() {
+            let mut j = i;
+            while j > 0 && sorted[j - 1].offset > sorted[j].offset {
+                sorted.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         let mut i = 0;
         while i < sorted.len() {
             let first = sorted[i];
@@ -1213,7 +1221,7 @@ impl<const NODES: usize> Pool<NODES> {
     #[inline(never)]
     fn settled_place(&self, pages: u64, align: u32) -> Option<u64> {
         let mut best: Option<u64> = None;
-        self.runs_through_parked(|start, end| {
+        self.runs_through_parked(&mut |start, end| {
             let at = align_up(start, align);
             if at + pages <= end && best.is_none_or(|b| at < b) {
                 best = Some(at);
