@@ -861,9 +861,16 @@ impl<const NODES: usize> Pool<NODES> {
     /// Merge every parked run into the free runs around it, reporting the
     /// merges: afterwards the bitmaps and the blocks are what they would be
     /// had nothing been parked. What is free does not change.
+    pub fn settle(&mut self, events: &mut impl FnMut(Event)) {
+        if self.parked_pages != 0 {
+            self.settle_all(events);
+        }
+    }
+
+    /// [`Self::settle`]'s work, one copy for every caller's events.
     #[cold]
     #[inline(never)]
-    pub fn settle(&mut self, events: &mut impl FnMut(Event)) {
+    fn settle_all(&mut self, mut events: &mut dyn FnMut(Event)) {
         for class in 0..PARK_MAX_PAGES as usize {
             let pages = class as u64 + 1;
             while self.parked_len[class] > 0 {
@@ -871,7 +878,7 @@ impl<const NODES: usize> Pool<NODES> {
                 let offset = self.parked[class][self.parked_len[class] as usize] as u64;
                 self.parked_pages -= pages;
                 self.free_pages -= pages;
-                let merged = self.free_merging(Allocation { offset, pages }, events, true);
+                let merged = self.free_merging(Allocation { offset, pages }, &mut events, true);
                 debug_assert_eq!(merged, Ok(()), "a parked run is one allocation");
             }
         }

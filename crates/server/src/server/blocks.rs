@@ -86,6 +86,17 @@ pub(super) fn block_key(pool: usize, block: Block) -> u64 {
     ((pool as u64) << 32) | block.node() as u64
 }
 
+/// What a free or a settle of pool `pool` reports, applied to the block
+/// map: a merge marks its block dormant (no kernel invocation); a split,
+/// which neither makes, sets `split`. One closure type for all of them, so
+/// that the pool's code for them is there once.
+fn merges<'a>(blocks: &'a mut Blocks, pool: usize, split: &'a mut bool) -> impl FnMut(Event) + 'a {
+    move |event| match event {
+        Event::Merge(block) => merge(blocks, pool, block),
+        Event::Split(_) => *split = true,
+    }
+}
+
 /// The pool merged `block`: it turns dormant if the kernel holds either of
 /// its halves (a block whose split the kernel refused at once has none).
 fn merge(blocks: &mut Blocks, pool: usize, block: Block) {
@@ -235,14 +246,9 @@ impl<const NODES: usize> State<NODES> {
             // the pool does not park anyway: a run that needed a split was
             // carved from a longer free run.)
             let state = self.pools[pool].as_mut().ok_or(Error::Internal)?;
-            let blocks = &mut self.blocks;
             let mut split = false;
-            let mut apply = |event| match event {
-                Event::Merge(block) => merge(blocks, pool, block),
-                Event::Split(_) => split = true,
-            };
-            state.pool.release(allocation, &mut apply).map_err(|_| Error::Internal)?;
-            if split {
+            let released = state.pool.release(allocation, &mut merges(&mut self.blocks, pool, &mut split));
+            if released.is_err() || split {
                 return Err(Error::Internal.into());
             }
             return Err(failure);
@@ -254,14 +260,9 @@ impl<const NODES: usize> State<NODES> {
     /// kernel invocation, so this cannot fail but for a memsrv bug.
     pub(super) fn pool_free(&mut self, pool: usize, allocation: Allocation) -> Result<(), Error> {
         let state = self.pools[pool].as_mut().ok_or(Error::Internal)?;
-        let blocks = &mut self.blocks;
         let mut split = false;
-        let mut apply = |event| match event {
-            Event::Merge(block) => merge(blocks, pool, block),
-            Event::Split(_) => split = true,
-        };
-        state.pool.free(allocation, &mut apply).map_err(|_| Error::Internal)?;
-        if split {
+        let freed = state.pool.free(allocation, &mut merges(&mut self.blocks, pool, &mut split));
+        if freed.is_err() || split {
             return Err(Error::Internal);
         }
         Ok(())
@@ -309,12 +310,9 @@ impl<const NODES: usize> State<NODES> {
     fn settle_pools(&mut self) {
         for (pool, state) in self.pools.iter_mut().enumerate() {
             if let Some(state) = state {
-                let blocks = &mut self.blocks;
-                state.pool.settle(&mut |event| {
-                    if let Event::Merge(block) = event {
-                        merge(blocks, pool, block);
-                    }
-                });
+                let mut split = false;
+                state.pool.settle(&mut merges(&mut self.blocks, pool, &mut split));
+                debug_assert!(!split, "merging parked runs splits nothing");
             }
         }
     }
