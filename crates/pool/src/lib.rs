@@ -42,8 +42,8 @@
 //! benchmark's workload, where a buffer's neighbours are usually live. A
 //! request that no free run of the bitmaps holds but a run through parked
 //! runs does merges the parked runs first ([`Pool::settle`], reported as
-//! merges) and takes the lowest aligned start in such a run: an allocation
-//! still succeeds whenever its pages are free. A run beside free pages is
+//! merges) and is placed in such a run as the search would have placed it
+//! there: an allocation still succeeds whenever its pages are free. A run beside free pages is
 //! merged at once, so that parking never cuts a free run in two for other
 //! requests. [`Pool::release`] frees without parking.
 //!
@@ -994,9 +994,21 @@ impl<const NODES: usize> Pool<NODES> {
             (!consider(start, self.run_around(start).1 - start)).then_some(())
         });
         let (length, start) = best?;
+        Some((Self::top_of(start, length, pages, align), start))
+    }
+
+    /// Where a run of `pages` pages at `2^align` alignment goes in the free
+    /// run of `length` pages from `start` that holds it, placed best fit:
+    /// its highest start, moved down to a large-page boundary for a run of
+    /// at least `2^LARGE_ORDER` pages if it still fits.
+    fn top_of(start: u64, length: u64, pages: u64, align: u32) -> u64 {
         let highest = align_down(start + length - pages, align);
         let large = align_down(highest, LARGE_ORDER.max(align));
-        Some((if pages >= 1 << LARGE_ORDER && large >= start { large } else { highest }, start))
+        if pages >= 1 << LARGE_ORDER && large >= start {
+            large
+        } else {
+            highest
+        }
     }
 
     /// The first `Some` that `visit` returns for the leaves of at least
@@ -1222,19 +1234,33 @@ impl<const NODES: usize> Pool<NODES> {
     }
 
     /// Where a request no free run of the bitmaps holds goes once the
-    /// parked runs are merged: the lowest aligned start in a free run
-    /// through a parked run that holds it.
+    /// parked runs are merged, by the same policy as [`Self::find`] over the
+    /// free runs through a parked run: up to [`BEST_FIT_ABOVE`] pages the
+    /// lowest aligned start; a longer run [`Self::best_fit`]'s choice.
     #[cold]
     #[inline(never)]
     fn settled_place(&self, pages: u64, align: u32) -> Option<u64> {
-        let mut best: Option<u64> = None;
+        // (the lowest start, or the shortest run's length and start)
+        let mut best: Option<(u64, u64)> = None;
         self.runs_through_parked(&mut |start, end| {
-            let at = align_up(start, align);
-            if at + pages <= end && best.is_none_or(|b| at < b) {
-                best = Some(at);
+            let length = end - start;
+            if length < pages || align_down(end - pages, align) < start {
+                return;
+            }
+            let better = match best {
+                None => true,
+                Some((_, at)) if pages <= BEST_FIT_ABOVE => align_up(start, align) < at,
+                Some((shortest, _)) => length <= shortest,
+            };
+            if better {
+                best = Some(if pages <= BEST_FIT_ABOVE { (length, align_up(start, align)) } else { (length, start) });
             }
         });
-        best
+        let (length, start) = best?;
+        if pages <= BEST_FIT_ABOVE {
+            return Some(start);
+        }
+        Some(Self::top_of(start, length, pages, align))
     }
 
     /// Whether every page of `[from, to)` is free, parked runs counted.

@@ -369,6 +369,36 @@ fn a_request_that_needs_parked_pages_merges_them_first() {
     mirror.check_tiling(6);
 }
 
+/// A large request that only a free run through a parked run holds goes
+/// where the large ones go (best fit, at the top, down to a 2 MiB boundary),
+/// not to the run's first page: its 2 MiB frames, and memsrv's bound on the
+/// metadata a buffer needs, depend on it.
+#[test]
+fn a_large_request_through_a_parked_run_keeps_its_large_pages() {
+    type Big = Pool<{ nodes_for(11) }>;
+    let mut pool = Box::new(Big::new(11).unwrap());
+    let mut mirror = Mirror::new();
+    let mut at = |pool: &mut Big, offset, pages| pool.alloc_at(offset, pages, 0, &mut |e| mirror.apply(e)).unwrap();
+    let _low = at(&mut pool, 0, 10);
+    let b = at(&mut pool, 10, 990);
+    let p = at(&mut pool, 1000, 4);
+    let d = at(&mut pool, 1004, 696);
+    let _high = at(&mut pool, 1700, 348);
+    for run in [p, b, d] {
+        pool.free(run, &mut |e| mirror.apply(e)).unwrap();
+    }
+    assert_eq!(pool.parked_runs().collect::<Vec<_>>(), [p]);
+    assert_eq!(pool.largest_free(), 1690);
+    // Free runs of 990 and 696 pages, 1690 through the parked one: the
+    // highest start of 1024 pages is 676, the 2 MiB boundary below it 512.
+    assert_eq!(pool.placement(1024, 0), Some(512));
+    let a = pool.alloc(1024, 0, &mut |e| mirror.apply(e)).unwrap();
+    assert_eq!(a.offset, 512);
+    assert_eq!(a.blocks(11).map(|b| b.order()).collect::<Vec<_>>(), [9, 9], "two 2 MiB blocks");
+    assert!(pool.parked_runs().next().is_none(), "merged first");
+    mirror.check_tiling(11);
+}
+
 #[test]
 fn a_pool_that_does_not_fit_its_array_is_refused() {
     assert_eq!(nodes_for(4), 2, "one chunk: the root is the chunk");
@@ -592,8 +622,8 @@ impl Reference {
     /// fit up to [`BEST_FIT_ABOVE`] pages, else the shortest maximal free
     /// run that holds them (the highest of equally short ones), at its
     /// highest aligned start, down to a 2 MiB boundary from 2 MiB up if it
-    /// stays in the run; else the lowest aligned start in a free run
-    /// through a parked run, once they are all merged. (The pools of the
+    /// stays in the run; else the same over the free runs through a parked
+    /// run, once they are all merged. (The pools of the
     /// property tests hold fewer free runs than the search's
     /// [`BEST_FIT_CANDIDATES`].)
     fn choose(&self, pages: u64, align: u32) -> Option<(u64, From)> {
@@ -608,14 +638,16 @@ impl Reference {
         if let Some(at) = Self::policy(&loose, pages, align) {
             return Some((at, From::Loose));
         }
-        let n = self.free.len() as u64;
-        let runs = Self::runs(&self.free);
+        // The same policy over the free runs (parked pages counted) that
+        // hold a parked run.
         let parked = self.parked_runs();
-        runs.into_iter()
-            .filter(|&(s, l)| parked.iter().any(|&(o, _)| s <= o && o < s + l))
-            .filter_map(|(s, l)| Some(align_up(s, align)).filter(|&at| at + pages <= s + l && at + pages <= n))
-            .min()
-            .map(|at| (at, From::Settled))
+        let mut through = vec![false; self.free.len()];
+        for (s, l) in Self::runs(&self.free) {
+            if parked.iter().any(|&(o, _)| s <= o && o < s + l) {
+                through[s as usize..(s + l) as usize].fill(true);
+            }
+        }
+        Self::policy(&through, pages, align).map(|at| (at, From::Settled))
     }
 
     fn runs(free: &[bool]) -> Vec<(u64, u64)> {

@@ -322,7 +322,8 @@ impl<const NODES: usize> State<NODES> {
     /// they were, where a merge would have marked them dormant for
     /// [`Self::reclaim`] to take back; [`Self::reclaimable_slots`] counts
     /// only dormant ones. Done before a request that takes slots (ALLOC,
-    /// ATTACH, EXPORT) is decided, so that one is refused for slots only if
+    /// ATTACH, EXPORT) is decided, and before the waiting ALLOCs are
+    /// checked, so that one is refused (or left waiting) for slots only if
     /// reclaiming everything would not give them.
     #[inline]
     pub(super) fn settle_if_short(&mut self) {

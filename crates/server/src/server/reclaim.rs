@@ -119,6 +119,9 @@ impl<const NODES: usize> State<NODES> {
         if self.waits.is_empty() {
             return 0;
         }
+        // As before an ALLOC: a waiter's retry would merge the parked runs
+        // if the table ran short, so its plan must count their slots too.
+        self.settle_if_short();
         let mut notify = 0u64;
         let mut blocked_pools = 0u64;
         for wait in self.waits.iter() {
