@@ -210,6 +210,27 @@ fn init() -> NullHandler {
         print(&mut out, "detach", name, request(&mut capbuf, |c| attached(c, size), detach, free));
         print(&mut out, "free", name, request(&mut capbuf, |c| attached(c, size), free, |_, _| ()));
     }
+    // A 4 KiB buffer freed with a live page on either side (`keep` below it,
+    // a spacer above) is parked by the pool (README, "The pool allocator"):
+    // the ALLOC that takes it back whole, and the FREE that parks it.
+    let parked = |c: &mut Capbuf| {
+        let id = alloc(c, 4096);
+        let spacer = alloc(c, 4096);
+        free(c, id);
+        spacer
+    };
+    let take = |c: &mut Capbuf, spacer| (alloc(c, 4096), spacer);
+    let both = |c: &mut Capbuf, (id, spacer)| {
+        free(c, id);
+        free(c, spacer);
+    };
+    print(&mut out, "alloc_parked", "_4k", request(&mut capbuf, parked, take, both));
+    let beside = |c: &mut Capbuf| (attached(c, 4096), alloc(c, 4096));
+    let park = |c: &mut Capbuf, (id, spacer)| {
+        free(c, id);
+        spacer
+    };
+    print(&mut out, "free_parked", "_4k", request(&mut capbuf, beside, park, free));
     free(&mut capbuf, keep);
 
     // Cache maintenance: no PPC, one instruction per 64-byte line, then `dsb

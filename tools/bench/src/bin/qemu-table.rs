@@ -511,6 +511,28 @@ impl Bench<'_> {
             }
             mean(&mut rows, &format!("free_{key}"), format!("FREE {name} (attached)"), sums);
         }
+        // A 4 KiB buffer freed between `keep` and a spacer is parked.
+        let mut sums = Sums::default();
+        for _ in 0..ROUNDS {
+            let (id, _) = self.alloc(4096);
+            let (spacer, _) = self.alloc(4096);
+            self.free(id);
+            let (id, floor) = self.alloc(4096);
+            sums.add(floor, &self.last);
+            self.free(id);
+            self.free(spacer);
+        }
+        mean(&mut rows, "alloc_parked_4k", "ALLOC 4 KiB (a parked run)".into(), sums);
+        let mut sums = Sums::default();
+        for _ in 0..ROUNDS {
+            let (id, _) = self.alloc(4096);
+            self.attach(id);
+            let (spacer, _) = self.alloc(4096);
+            let floor = self.free(id);
+            sums.add(floor, &self.last);
+            self.free(spacer);
+        }
+        mean(&mut rows, "free_parked_4k", "FREE 4 KiB (attached, parked)".into(), sums);
         self.free(keep);
         rows
     }
