@@ -245,12 +245,7 @@ impl<const NODES: usize> State<NODES> {
             // are not all split. (Such a run has free pages beside it, which
             // the pool does not park anyway: a run that needed a split was
             // carved from a longer free run.)
-            let state = self.pools[pool].as_mut().ok_or(Error::Internal)?;
-            let mut split = false;
-            let released = state.pool.release(allocation, &mut merges(&mut self.blocks, pool, &mut split));
-            if released.is_err() || split {
-                return Err(Error::Internal.into());
-            }
+            self.give_back(pool, allocation, false)?;
             return Err(failure);
         }
         Ok(allocation)
@@ -259,9 +254,22 @@ impl<const NODES: usize> State<NODES> {
     /// Give pages back to pool `pool`. Merges only mark blocks dormant: no
     /// kernel invocation, so this cannot fail but for a memsrv bug.
     pub(super) fn pool_free(&mut self, pool: usize, allocation: Allocation) -> Result<(), Error> {
+        self.give_back(pool, allocation, true)
+    }
+
+    /// [`Self::pool_free`], letting the pool park a small run (`free`) or
+    /// not (`release`).
+    fn give_back(&mut self, pool: usize, allocation: Allocation, park: bool) -> Result<(), Error> {
         let state = self.pools[pool].as_mut().ok_or(Error::Internal)?;
         let mut split = false;
-        let freed = state.pool.free(allocation, &mut merges(&mut self.blocks, pool, &mut split));
+        let freed = {
+            let mut apply = merges(&mut self.blocks, pool, &mut split);
+            if park {
+                state.pool.free(allocation, &mut apply)
+            } else {
+                state.pool.release(allocation, &mut apply)
+            }
+        };
         if freed.is_err() || split {
             return Err(Error::Internal);
         }
